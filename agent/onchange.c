@@ -1,0 +1,250 @@
+/*
+ * on_change actions (see onchange.h). Commands are started with
+ * posix_spawn: no shell, stdin from /dev/null, an environment of only PATH,
+ * SECRETFS_MOUNT and SECRETFS_FILES (never the daemon's own, which may hold
+ * VAULT_TOKEN or AWS keys), and all other descriptors are close-on-exec.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "onchange.h"
+#include "secretfs/log.h"
+
+#define ONCHANGE_MAX_FILES_LEN 4096
+#define ONCHANGE_COMMAND_TIMEOUT_MS (60 * 1000)
+#define ONCHANGE_REAP_INTERVAL_MS 50
+#define ONCHANGE_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct onchange {
+	const struct config_onchange *cfg;
+	const char *mount_path;
+	bool pending;
+	uint64_t first_pending; /* when the current burst began */
+	uint64_t due;
+	char files[ONCHANGE_MAX_FILES_LEN]; /* space-separated names in the burst */
+	pid_t child;                        /* running command, or 0 */
+	uint64_t child_started;
+	unsigned long runs, failures;
+};
+
+struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path)
+{
+	struct onchange *oc = calloc(1, sizeof *oc);
+
+	if (!oc)
+		return NULL;
+	oc->cfg = cfg;
+	oc->mount_path = mount_path;
+	return oc;
+}
+
+bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg)
+{
+	const struct config_onchange *a = oc->cfg;
+	size_t i;
+
+	if (a->signal != cfg->signal)
+		return false;
+	if (a->signal)
+		return strcmp(a->pid_file, cfg->pid_file) == 0;
+	for (i = 0; a->argv[i] && cfg->argv[i]; i++)
+		if (strcmp(a->argv[i], cfg->argv[i]) != 0)
+			return false;
+	return !a->argv[i] && !cfg->argv[i];
+}
+
+void onchange_trigger(struct onchange *oc, const char *file, uint64_t now)
+{
+	size_t used = strlen(oc->files), n = strlen(file);
+	uint64_t debounce = oc->cfg->debounce_ms, latest;
+
+	if (!oc->pending) {
+		oc->pending = true;
+		oc->first_pending = now;
+		oc->files[0] = '\0';
+		used = 0;
+	}
+	/* Record each name once. */
+	for (const char *p = oc->files; (p = strstr(p, file)); p += n)
+		if ((p == oc->files || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			goto scheduled;
+	if (used + n + 2 < sizeof oc->files)
+		snprintf(oc->files + used, sizeof oc->files - used, "%s%s", used ? " " : "",
+			 file);
+scheduled:
+	/* Trailing debounce, but a steady stream of changes still runs the
+	 * action at least every ten debounce periods. */
+	latest = oc->first_pending + 10 * (debounce ? debounce : 1);
+	oc->due = now + debounce < latest ? now + debounce : latest;
+}
+
+static int read_pid_file(const char *path, pid_t *pid)
+{
+	char buf[32];
+	ssize_t n;
+	long v;
+	char *end;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	errno = 0;
+	v = strtol(buf, &end, 10);
+	while (*end == '\n' || *end == ' ' || *end == '\r' || *end == '\t')
+		end++;
+	if (errno || *end || v <= 1 || v > 0x3fffffff)
+		return -1;
+	*pid = (pid_t)v;
+	return 0;
+}
+
+static void onchange_signal(struct onchange *oc)
+{
+	pid_t pid;
+
+	if (read_pid_file(oc->cfg->pid_file, &pid) < 0) {
+		oc->failures++;
+		log_warn("on_change: cannot read a pid from %s; signal %s not sent (files: %s)",
+			 oc->cfg->pid_file, sigabbrev_np(oc->cfg->signal), oc->files);
+		return;
+	}
+	if (kill(pid, oc->cfg->signal) < 0) {
+		oc->failures++;
+		log_warn("on_change: cannot send SIG%s to pid %d (from %s): %s",
+			 sigabbrev_np(oc->cfg->signal), (int)pid, oc->cfg->pid_file,
+			 strerror(errno));
+		return;
+	}
+	log_info("on_change: sent SIG%s to pid %d (files: %s)", sigabbrev_np(oc->cfg->signal),
+		 (int)pid, oc->files);
+}
+
+static void onchange_spawn(struct onchange *oc, uint64_t now)
+{
+	char env_path[] = "PATH=" ONCHANGE_SAFE_PATH;
+	char *env_mount = NULL, *env_files = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	pid_t pid;
+	int rc;
+
+	if (asprintf(&env_mount, "SECRETFS_MOUNT=%s", oc->mount_path) < 0)
+		env_mount = NULL;
+	if (asprintf(&env_files, "SECRETFS_FILES=%s", oc->files) < 0)
+		env_files = NULL;
+	char *envp[] = {env_path, env_mount, env_files, NULL};
+	if (!env_mount || !env_files) {
+		oc->failures++;
+		goto out;
+	}
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	posix_spawnattr_init(&attr);
+	/* The scheduler thread blocks signals; the child must not inherit that. */
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	sigset_t all;
+	sigfillset(&all);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	/* Absolute argv[0] is run as is; a bare name is looked up in the safe PATH. */
+	if (oc->cfg->argv[0][0] == '/')
+		rc = posix_spawn(&pid, oc->cfg->argv[0], &fa, &attr, oc->cfg->argv, envp);
+	else
+		rc = posix_spawnp(&pid, oc->cfg->argv[0], &fa, &attr, oc->cfg->argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0) {
+		oc->failures++;
+		log_warn("on_change: cannot run %s: %s", oc->cfg->argv[0], strerror(rc));
+		goto out;
+	}
+	oc->child = pid;
+	oc->child_started = now;
+	log_info("on_change: started %s as pid %d (files: %s)", oc->cfg->argv[0], (int)pid,
+		 oc->files);
+out:
+	free(env_mount);
+	free(env_files);
+}
+
+static void onchange_reap(struct onchange *oc, uint64_t now)
+{
+	int status;
+	pid_t r;
+
+	if (!oc->child)
+		return;
+	r = waitpid(oc->child, &status, WNOHANG);
+	if (r == 0) {
+		if (now - oc->child_started > ONCHANGE_COMMAND_TIMEOUT_MS) {
+			log_warn("on_change: %s (pid %d) ran longer than %d s; killing it",
+				 oc->cfg->argv[0], (int)oc->child,
+				 ONCHANGE_COMMAND_TIMEOUT_MS / 1000);
+			kill(oc->child, SIGKILL);
+		}
+		return;
+	}
+	if (r < 0) {
+		oc->child = 0;
+		return;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		log_info("on_change: %s (pid %d) exited 0", oc->cfg->argv[0], (int)oc->child);
+	} else {
+		oc->failures++;
+		if (WIFEXITED(status))
+			log_warn("on_change: %s (pid %d) exited %d", oc->cfg->argv[0],
+				 (int)oc->child, WEXITSTATUS(status));
+		else
+			log_warn("on_change: %s (pid %d) killed by signal %d",
+				 oc->cfg->argv[0], (int)oc->child, WTERMSIG(status));
+	}
+	oc->child = 0;
+}
+
+uint64_t onchange_poll(struct onchange *oc, uint64_t now)
+{
+	onchange_reap(oc, now);
+	/* One command at a time: a burst during a run waits for it to end. */
+	if (oc->pending && now >= oc->due && !oc->child) {
+		oc->pending = false;
+		oc->runs++;
+		if (oc->cfg->signal)
+			onchange_signal(oc);
+		else
+			onchange_spawn(oc, now);
+	}
+	if (oc->child)
+		return now + ONCHANGE_REAP_INTERVAL_MS;
+	return oc->pending ? oc->due : UINT64_MAX;
+}
+
+unsigned long onchange_runs(const struct onchange *oc)
+{
+	return oc->runs;
+}
+
+unsigned long onchange_failures(const struct onchange *oc)
+{
+	return oc->failures;
+}
+
+void onchange_free(struct onchange *oc)
+{
+	free(oc);
+}

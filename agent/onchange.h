@@ -1,0 +1,40 @@
+/*
+ * on_change actions: a signal to the process named by a pid file, or a
+ * command run without a shell. Files that share the same action share one
+ * object, so a burst of changes across them runs the action once (trailing
+ * debounce, bounded so a steady stream still runs it). Runs only from the
+ * scheduler thread.
+ */
+#ifndef SECRETFS_ONCHANGE_H
+#define SECRETFS_ONCHANGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "secretfs/config.h"
+
+struct onchange;
+
+/* A new action for cfg (borrowed; must outlive the action). mount_path is
+ * passed to commands as SECRETFS_MOUNT. Returns NULL when out of memory. */
+struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path);
+
+/* True when cfg describes the same action (same signal and pid file, or the
+ * same argv), so the files share it. */
+bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg);
+
+/* Records that file changed at now (ms, monotonic). */
+void onchange_trigger(struct onchange *oc, const char *file, uint64_t now);
+
+/* Runs the action when due, reaps a finished command, kills one that ran
+ * too long. Returns the next time it wants to be called (UINT64_MAX: idle). */
+uint64_t onchange_poll(struct onchange *oc, uint64_t now);
+
+/* Number of times the action ran, and failed to run or exited non-zero. */
+unsigned long onchange_runs(const struct onchange *oc);
+unsigned long onchange_failures(const struct onchange *oc);
+
+/* Frees; a command still running is left to finish (and is not waited for). */
+void onchange_free(struct onchange *oc);
+
+#endif

@@ -1,0 +1,800 @@
+/*
+ * The scheduler (see scheduler.h). One thread runs a loop:
+ *   - sources that are due run their next step: a full read (FETCH), a
+ *     cheap version probe (PROBE) or a lease renewal (RENEW);
+ *   - revocations of replaced leases whose grace period ended run;
+ *   - on_change actions that are due run;
+ *   - then it sleeps in poll(2) until the next due time, a backend's watch
+ *     descriptor (the file backend's inotify) or a wake-up.
+ * Each source has its own clock and its own backoff, so one failing source
+ * never delays another. Rendering happens here, in guarded memory; only
+ * sealed blobs reach the filesystem, and the fetched value is wiped as soon
+ * as the files are rendered: between fetches no plaintext is held.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "onchange.h"
+#include "scheduler.h"
+#include "secretfs/error.h"
+#include "secretfs/fs.h"
+#include "secretfs/log.h"
+#include "secretfs/render.h"
+#include "secretfs/secjson.h"
+#include "secretfs/secmem.h"
+#include "secretfs/store.h"
+#include "secretfs/timing.h"
+
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_CAP_MS (5 * 60 * 1000)
+#define HASH_LEN crypto_generichash_BYTES
+
+enum source_step { STEP_FETCH, STEP_PROBE, STEP_RENEW };
+
+struct sched_file {
+	const struct config_secret *cs;
+	size_t fs_id;
+	uint64_t version; /* of the published content; 0 = never published */
+	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
+	struct onchange *action;      /* shared; NULL when none */
+};
+
+struct source {
+	char *label; /* "backend:path" for logs */
+	struct backend *be;
+	struct source_key key;
+	char *identity; /* backend + path + options, for sharing */
+	struct sched_file **files;
+	size_t nfiles;
+	uint64_t refresh_ms;
+
+	enum source_step step;
+	uint64_t due;
+	unsigned attempt; /* consecutive failures */
+	bool ready;       /* read successfully at least once */
+	char version[128];
+
+	/* The current lease, if the value is leased. */
+	char lease_id[256];
+	bool renewable;
+	uint64_t lease_ms;      /* as first granted */
+	uint64_t lease_expires; /* monotonic ms */
+};
+
+struct revocation {
+	struct backend *be;
+	char lease_id[256];
+	char *label;
+	uint64_t due;
+	struct revocation *next;
+};
+
+struct sched {
+	const struct config *cfg;
+	struct backend **backends;
+	size_t nbackends;
+	struct fs *fs;
+	struct store *store;
+	unsigned char *hash_key; /* secmem */
+
+	struct source *sources;
+	size_t nsources;
+	struct sched_file *files;
+	size_t nfiles;
+	struct onchange **actions;
+	size_t nactions;
+	struct revocation *revocations;
+
+	pthread_t thread;
+	bool started;
+	int wake_fd; /* eventfd */
+
+	pthread_mutex_t lock; /* guards the fields below */
+	pthread_cond_t ready_cond;
+	size_t nready;
+	bool stopping;
+	struct sched_stats stats;
+};
+
+uint64_t sched_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void stat_add(struct sched *s, unsigned long *counter)
+{
+	pthread_mutex_lock(&s->lock);
+	(*counter)++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static char *source_identity(const struct config_secret *cs)
+{
+	char *extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
+	char *id = NULL;
+
+	if (extra && asprintf(&id, "%s\n%s\n%s", cs->backend, cs->path, extra) < 0)
+		id = NULL;
+	secjson_free_buf(extra);
+	return id;
+}
+
+static struct backend *backend_by_name(struct sched *s, const char *name)
+{
+	for (size_t i = 0; i < s->nbackends; i++)
+		if (strcmp(s->backends[i]->name, name) == 0)
+			return s->backends[i];
+	return NULL;
+}
+
+static int sched_add_action(struct sched *s, struct sched_file *f)
+{
+	const struct config_onchange *oc = f->cs->on_change;
+	struct onchange **grown;
+
+	if (!oc)
+		return 0;
+	for (size_t i = 0; i < s->nactions; i++) {
+		if (onchange_same(s->actions[i], oc)) {
+			f->action = s->actions[i];
+			return 0;
+		}
+	}
+	grown = realloc(s->actions, (s->nactions + 1) * sizeof *grown);
+	if (!grown)
+		return SFS_ENOMEM;
+	s->actions = grown;
+	f->action = onchange_new(oc, s->cfg->mount.path);
+	if (!f->action)
+		return SFS_ENOMEM;
+	s->actions[s->nactions++] = f->action;
+	return 0;
+}
+
+/* Finds or creates the source for a secret and attaches the file to it. */
+static int sched_attach(struct sched *s, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct source *src = NULL;
+	struct sched_file **grown;
+	char *id = source_identity(cs);
+	uint64_t refresh;
+
+	if (!id)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < s->nsources; i++) {
+		if (strcmp(s->sources[i].identity, id) == 0) {
+			src = &s->sources[i];
+			free(id);
+			break;
+		}
+	}
+	if (!src) {
+		src = &s->sources[s->nsources++];
+		src->identity = id;
+		src->be = backend_by_name(s, cs->backend);
+		src->key.path = cs->path;
+		src->key.extra = cs->extra;
+		if (asprintf(&src->label, "%s:%s", cs->backend, cs->path) < 0) {
+			src->label = NULL;
+			return SFS_ENOMEM;
+		}
+		if (!src->be)
+			return SFS_EINVAL;
+		src->refresh_ms = UINT64_MAX;
+		src->step = STEP_FETCH;
+	}
+	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
+	if (refresh < src->refresh_ms)
+		src->refresh_ms = refresh;
+	grown = realloc(src->files, (src->nfiles + 1) * sizeof *grown);
+	if (!grown)
+		return SFS_ENOMEM;
+	src->files = grown;
+	src->files[src->nfiles++] = f;
+	return 0;
+}
+
+int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
+	      struct store *st, struct sched **out)
+{
+	struct sched *s = calloc(1, sizeof *s);
+	int rc = SFS_ENOMEM;
+
+	if (!s)
+		return SFS_ENOMEM;
+	s->cfg = cfg;
+	s->backends = backends;
+	s->nbackends = cfg->nbackends;
+	s->fs = fs;
+	s->store = st;
+	s->wake_fd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->ready_cond, NULL);
+	s->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
+	s->sources = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->sources);
+	s->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->files);
+	if (!s->hash_key || !s->sources || !s->files)
+		goto out;
+	randombytes_buf(s->hash_key, crypto_generichash_KEYBYTES);
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		rc = SFS_EIO;
+		goto out;
+	}
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		const struct config_secret *cs = &cfg->secrets[i];
+		struct sched_file *f = &s->files[s->nfiles++];
+
+		f->cs = cs;
+		rc = fs_add_file(fs, cs->name, cs->has_mode ? cs->mode : cfg->mount.mode,
+				 cs->has_uid ? cs->uid : cfg->mount.uid,
+				 cs->has_gid ? cs->gid : cfg->mount.gid, &f->fs_id);
+		if (rc < 0)
+			goto out;
+		rc = sched_attach(s, f);
+		if (rc < 0)
+			goto out;
+		rc = sched_add_action(s, f);
+		if (rc < 0)
+			goto out;
+	}
+	*out = s;
+	s = NULL;
+	rc = 0;
+out:
+	sched_free(s);
+	return rc;
+}
+
+size_t sched_source_count(const struct sched *s)
+{
+	return s->nsources;
+}
+
+/* Renders one file from value; on a change seals it into *upd. Returns 1
+ * when changed, 0 when the content is the same, negative on failure. */
+static int render_file(struct sched *s, struct source *src, struct sched_file *f,
+		       const json_t *value, struct fs_update *upd)
+{
+	const struct config_secret *cs = f->cs;
+	struct render_spec spec = {
+		.format = cs->format,
+		.field = cs->field,
+		.template_text = cs->template_text,
+		.decode_base64 = cs->decode_base64,
+	};
+	unsigned char hash[HASH_LEN];
+	struct secbuf out;
+	struct store_blob *blob = NULL;
+	char err[256] = "";
+	int rc;
+
+	secbuf_init(&out, RENDER_MAX_LEN);
+	rc = render(&spec, value, &out, err, sizeof err);
+	if (rc < 0) {
+		log_error("file %s: cannot render from %s: %s; keeping %s", cs->name,
+			  src->label, err[0] ? err : sfs_strerror(rc),
+			  f->version ? "the last good content" : "it absent");
+		goto out;
+	}
+	crypto_generichash(hash, sizeof hash, out.data, out.len, s->hash_key,
+			   crypto_generichash_KEYBYTES);
+	if (f->version && sodium_memcmp(hash, f->hash, sizeof hash) == 0) {
+		rc = 0;
+		goto out;
+	}
+	rc = store_seal(s->store, cs->name, f->version + 1, out.data, out.len, &blob);
+	if (rc < 0)
+		goto out;
+	memcpy(f->hash, hash, sizeof hash);
+	upd->id = f->fs_id;
+	upd->blob = blob;
+	upd->version = f->version + 1;
+	rc = 1;
+out:
+	secbuf_release(&out);
+	return rc;
+}
+
+/* Renders and publishes every file of src from value, atomically. */
+static void source_publish(struct sched *s, struct source *src, const json_t *value,
+			   uint64_t now)
+{
+	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
+	struct sched_file **changed = calloc(src->nfiles, sizeof *changed);
+	size_t n = 0;
+
+	if (!upd || !changed) {
+		log_error("source %s: out of memory while publishing", src->label);
+		goto out;
+	}
+	for (size_t i = 0; i < src->nfiles; i++) {
+		int rc = render_file(s, src, src->files[i], value, &upd[n]);
+		if (rc < 0)
+			stat_add(s, &s->stats.render_failed);
+		if (rc == 1)
+			changed[n++] = src->files[i];
+	}
+	if (n == 0)
+		goto out;
+	if (fs_publish(s->fs, upd, n) < 0) {
+		log_error("source %s: cannot publish %zu files", src->label, n);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct sched_file *f = changed[i];
+		bool first = f->version == 0;
+
+		f->version = upd[i].version;
+		upd[i].blob = NULL; /* the fs owns it now */
+		log_info("file %s: %s version %llu from %s", f->cs->name,
+			 first ? "published" : "updated to", (unsigned long long)f->version,
+			 src->label);
+		if (!first && f->action)
+			onchange_trigger(f->action, f->cs->name, now);
+	}
+	stat_add(s, &s->stats.published);
+out:
+	if (upd)
+		for (size_t i = 0; i < n; i++)
+			store_blob_free(upd[i].blob);
+	free(upd);
+	free(changed);
+}
+
+static void source_mark_ready(struct sched *s, struct source *src)
+{
+	if (src->ready)
+		return;
+	src->ready = true;
+	pthread_mutex_lock(&s->lock);
+	s->nready++;
+	pthread_cond_broadcast(&s->ready_cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void schedule_revocation(struct sched *s, struct source *src, uint64_t now)
+{
+	struct revocation *r = calloc(1, sizeof *r);
+
+	if (!r || !(r->label = strdup(src->label))) {
+		free(r);
+		log_error("source %s: out of memory; lease %s will not be revoked",
+			  src->label, src->lease_id);
+		return;
+	}
+	r->be = src->be;
+	snprintf(r->lease_id, sizeof r->lease_id, "%s", src->lease_id);
+	r->due = now + src->be->revoke_grace_ms;
+	r->next = s->revocations;
+	s->revocations = r;
+	log_info("source %s: lease %s replaced; revoking it in %llu ms", src->label,
+		 src->lease_id, (unsigned long long)src->be->revoke_grace_ms);
+}
+
+/* After a failure: back off, and make files absent once a lease has truly
+ * expired (they would only hand out dead credentials). */
+static void source_failed(struct sched *s, struct source *src, int rc,
+			  const struct backend_error *err, const char *what, uint64_t now)
+{
+	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
+					err->retry_after_ms, timing_random());
+
+	src->attempt++;
+	src->due = now + delay;
+	log_warn("source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
+		 src->label, what, src->attempt, sfs_strerror(rc), err->msg[0] ? ": " : "",
+		 err->msg, (unsigned long long)delay,
+		 src->ready ? "; serving the last good value" : "");
+
+	if (src->lease_id[0] && now >= src->lease_expires) {
+		struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
+		log_error("source %s: lease %s expired; its files are removed until a new "
+			  "value is read",
+			  src->label, src->lease_id);
+		if (upd) {
+			for (size_t i = 0; i < src->nfiles; i++)
+				upd[i].id = src->files[i]->fs_id;
+			fs_publish(s->fs, upd, src->nfiles);
+			free(upd);
+			for (size_t i = 0; i < src->nfiles; i++)
+				src->files[i]->version = 0;
+		}
+		src->lease_id[0] = '\0';
+		src->step = STEP_FETCH;
+		stat_add(s, &s->stats.expired);
+	}
+	/* A renewal that keeps failing must not outlive the lease: replace. */
+	if (src->step == STEP_RENEW && src->lease_id[0] &&
+	    src->due + BACKOFF_BASE_MS >= src->lease_expires)
+		src->step = STEP_FETCH;
+}
+
+static void source_schedule_static(struct source *src, uint64_t now)
+{
+	src->step = src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
+	src->due = now + src->refresh_ms;
+}
+
+static void source_fetch(struct sched *s, struct source *src, uint64_t now)
+{
+	struct backend_error err = {0};
+	struct fetch_result res = {0};
+	bool had_lease = src->lease_id[0] != '\0';
+	int rc;
+
+	rc = src->be->ops->fetch(src->be, &src->key, &res, &err);
+	if (rc < 0) {
+		stat_add(s, &s->stats.fetch_failed);
+		source_failed(s, src, rc, &err, "read", now);
+		return;
+	}
+	stat_add(s, &s->stats.fetch_ok);
+	source_publish(s, src, res.value, now);
+	src->attempt = 0;
+	snprintf(src->version, sizeof src->version, "%s", res.version);
+
+	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
+		stat_add(s, &s->stats.replaced);
+		if (src->be->ops->revoke)
+			schedule_revocation(s, src, now);
+	}
+	if (res.lease_id[0]) {
+		snprintf(src->lease_id, sizeof src->lease_id, "%s", res.lease_id);
+		src->renewable = res.renewable;
+		src->lease_ms = res.lease_ms;
+		src->lease_expires = now + res.lease_ms;
+		if (res.renewable && src->be->ops->renew) {
+			src->step = STEP_RENEW;
+			src->due = now + timing_renew_after(res.lease_ms, timing_random());
+		} else {
+			src->step = STEP_FETCH;
+			src->due = now + timing_replace_after(res.lease_ms, timing_random());
+		}
+		log_debug("source %s: lease %s for %llu ms, %s", src->label, src->lease_id,
+			  (unsigned long long)res.lease_ms,
+			  src->step == STEP_RENEW ? "renewable" : "to be replaced");
+	} else {
+		src->lease_id[0] = '\0';
+		if (!src->ready)
+			src->due = now + timing_first_refresh(src->refresh_ms, timing_random());
+		else
+			src->due = now + src->refresh_ms;
+		src->step = src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
+	}
+	fetch_result_release(&res);
+	source_mark_ready(s, src);
+}
+
+static void source_probe(struct sched *s, struct source *src, uint64_t now)
+{
+	struct backend_error err = {0};
+	char version[sizeof src->version];
+	int rc;
+
+	stat_add(s, &s->stats.probes);
+	rc = src->be->ops->probe(src->be, &src->key, version, sizeof version, &err);
+	if (rc < 0) {
+		source_failed(s, src, rc, &err, "version probe", now);
+		return;
+	}
+	src->attempt = 0;
+	if (strcmp(version, src->version) == 0) {
+		source_schedule_static(src, now);
+		return;
+	}
+	log_info("source %s: version %s -> %s", src->label, src->version, version);
+	source_fetch(s, src, now);
+}
+
+static void source_renew(struct sched *s, struct source *src, uint64_t now)
+{
+	struct backend_error err = {0};
+	uint64_t left = 0;
+	int rc;
+
+	rc = src->be->ops->renew(src->be, src->lease_id, src->lease_ms, &left, &err);
+	if (rc == SFS_ENOTFOUND || rc == SFS_EEXPIRED) {
+		stat_add(s, &s->stats.renew_failed);
+		log_warn("source %s: lease %s can no longer be renewed (%s); replacing it",
+			 src->label, src->lease_id, err.msg);
+		src->lease_id[0] = '\0';
+		source_fetch(s, src, now);
+		return;
+	}
+	if (rc < 0) {
+		stat_add(s, &s->stats.renew_failed);
+		source_failed(s, src, rc, &err, "lease renewal", now);
+		return;
+	}
+	stat_add(s, &s->stats.renewals);
+	src->attempt = 0;
+	src->lease_expires = now + left;
+	/* Max TTL near: the renewal no longer buys enough; replace in time. */
+	if (left <= 4 * timing_grace(src->lease_ms, 0.0)) {
+		src->step = STEP_FETCH;
+		src->due = now + timing_replace_after(left, timing_random());
+		log_info("source %s: lease %s renewed for only %llu ms; replacing it in "
+			 "%llu ms",
+			 src->label, src->lease_id, (unsigned long long)left,
+			 (unsigned long long)(src->due - now));
+	} else {
+		src->step = STEP_RENEW;
+		src->due = now + timing_renew_after(left, timing_random());
+		log_debug("source %s: lease %s renewed for %llu ms", src->label,
+			  src->lease_id, (unsigned long long)left);
+	}
+}
+
+static void source_run(struct sched *s, struct source *src, uint64_t now)
+{
+	switch (src->step) {
+	case STEP_PROBE:
+		source_probe(s, src, now);
+		break;
+	case STEP_RENEW:
+		source_renew(s, src, now);
+		break;
+	case STEP_FETCH:
+	default:
+		source_fetch(s, src, now);
+		break;
+	}
+}
+
+/* Runs every due source, bracketing each backend's round of reads. */
+static void run_due_sources(struct sched *s, uint64_t now)
+{
+	for (size_t b = 0; b < s->nbackends; b++) {
+		struct backend *be = s->backends[b];
+		bool begun = false;
+
+		for (size_t i = 0; i < s->nsources; i++) {
+			struct source *src = &s->sources[i];
+			if (src->be != be || src->due > now)
+				continue;
+			if (!begun && be->ops->batch_begin)
+				be->ops->batch_begin(be);
+			begun = true;
+			source_run(s, src, now);
+		}
+		if (begun && be->ops->batch_end)
+			be->ops->batch_end(be);
+	}
+}
+
+static void revoke_one(struct sched *s, struct revocation *r)
+{
+	struct backend_error err = {0};
+	int rc = r->be->ops->revoke(r->be, r->lease_id, &err);
+
+	if (rc < 0) {
+		stat_add(s, &s->stats.revoke_failed);
+		log_warn("source %s: cannot revoke lease %s: %s%s%s", r->label, r->lease_id,
+			 sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg);
+	} else {
+		stat_add(s, &s->stats.revoked);
+		log_info("source %s: revoked lease %s", r->label, r->lease_id);
+	}
+}
+
+/* Runs due revocations (all when force); returns the next due time. */
+static uint64_t run_revocations(struct sched *s, uint64_t now, bool force)
+{
+	struct revocation **pp = &s->revocations;
+	uint64_t next = UINT64_MAX;
+
+	while (*pp) {
+		struct revocation *r = *pp;
+		if (force || r->due <= now) {
+			revoke_one(s, r);
+			*pp = r->next;
+			free(r->label);
+			free(r);
+			continue;
+		}
+		if (r->due < next)
+			next = r->due;
+		pp = &r->next;
+	}
+	return next;
+}
+
+static bool sched_stopping(struct sched *s)
+{
+	bool v;
+
+	pthread_mutex_lock(&s->lock);
+	v = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return v;
+}
+
+static void *sched_main(void *arg)
+{
+	struct sched *s = arg;
+	struct pollfd *pfd = calloc(s->nbackends + 1, sizeof *pfd);
+	struct backend **watched = calloc(s->nbackends + 1, sizeof *watched);
+
+	if (!pfd || !watched) {
+		log_error("scheduler: out of memory");
+		goto out;
+	}
+	while (!sched_stopping(s)) {
+		uint64_t now = sched_now_ms(), next = UINT64_MAX, t;
+		size_t npfd = 1;
+		int timeout;
+
+		run_due_sources(s, now);
+		now = sched_now_ms();
+		t = run_revocations(s, now, false);
+		next = t < next ? t : next;
+		for (size_t i = 0; i < s->nactions; i++) {
+			t = onchange_poll(s->actions[i], now);
+			next = t < next ? t : next;
+		}
+		for (size_t i = 0; i < s->nsources; i++)
+			if (s->sources[i].due < next)
+				next = s->sources[i].due;
+
+		pfd[0].fd = s->wake_fd;
+		pfd[0].events = POLLIN;
+		for (size_t b = 0; b < s->nbackends; b++) {
+			struct backend *be = s->backends[b];
+			int fd = be->ops->watch_fd ? be->ops->watch_fd(be) : -1;
+			if (fd < 0)
+				continue;
+			pfd[npfd].fd = fd;
+			pfd[npfd].events = POLLIN;
+			watched[npfd++] = be;
+		}
+		now = sched_now_ms();
+		if (next == UINT64_MAX)
+			timeout = -1;
+		else if (next <= now)
+			timeout = 0;
+		else
+			timeout = next - now > 3600 * 1000 ? 3600 * 1000 : (int)(next - now);
+		if (poll(pfd, npfd, timeout) < 0 && errno != EINTR) {
+			log_error("scheduler: poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			uint64_t v;
+			ssize_t r = read(s->wake_fd, &v, sizeof v);
+			(void)r;
+		}
+		now = sched_now_ms();
+		for (size_t i = 1; i < npfd; i++) {
+			struct backend *be = watched[i];
+			if (!(pfd[i].revents & (POLLIN | POLLERR | POLLHUP)))
+				continue;
+			if (be->ops->on_watch(be) != 1)
+				continue;
+			/* A change notification: read every source of it now. */
+			for (size_t j = 0; j < s->nsources; j++) {
+				if (s->sources[j].be != be || s->sources[j].step == STEP_RENEW)
+					continue;
+				s->sources[j].step = STEP_FETCH;
+				s->sources[j].due = now;
+			}
+		}
+	}
+out:
+	free(pfd);
+	free(watched);
+	return NULL;
+}
+
+int sched_start(struct sched *s)
+{
+	sigset_t all, old;
+	int rc;
+
+	for (size_t i = 0; i < s->nsources; i++)
+		s->sources[i].due = 0;
+	/* Signals go to the main thread (the FUSE loop), never here. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&s->thread, NULL, sched_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		log_error("scheduler: cannot start thread: %s", strerror(rc));
+		return SFS_EIO;
+	}
+	s->started = true;
+	return 0;
+}
+
+size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms)
+{
+	struct timespec deadline;
+	size_t left;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += (time_t)(timeout_ms / 1000);
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (s->nready < s->nsources && !s->stopping)
+		if (pthread_cond_timedwait(&s->ready_cond, &s->lock, &deadline) == ETIMEDOUT)
+			break;
+	left = s->nsources - s->nready;
+	pthread_mutex_unlock(&s->lock);
+	return left;
+}
+
+void sched_stop(struct sched *s)
+{
+	uint64_t one = 1;
+	ssize_t r;
+
+	if (!s || !s->started)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->ready_cond);
+	pthread_mutex_unlock(&s->lock);
+	r = write(s->wake_fd, &one, sizeof one);
+	(void)r;
+	pthread_join(s->thread, NULL);
+	s->started = false;
+	/* Leases already replaced are of no use to anyone: revoke them now. */
+	run_revocations(s, sched_now_ms(), true);
+}
+
+void sched_get_stats(struct sched *s, struct sched_stats *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = s->stats;
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < s->nactions; i++) {
+		out->onchange_runs += onchange_runs(s->actions[i]);
+		out->onchange_failed += onchange_failures(s->actions[i]);
+	}
+}
+
+void sched_free(struct sched *s)
+{
+	if (!s)
+		return;
+	sched_stop(s);
+	while (s->revocations) {
+		struct revocation *r = s->revocations;
+		s->revocations = r->next;
+		free(r->label);
+		free(r);
+	}
+	for (size_t i = 0; i < s->nsources; i++) {
+		free(s->sources[i].label);
+		free(s->sources[i].identity);
+		free(s->sources[i].files);
+	}
+	for (size_t i = 0; i < s->nactions; i++)
+		onchange_free(s->actions[i]);
+	free(s->actions);
+	free(s->sources);
+	free(s->files);
+	secmem_free(s->hash_key, crypto_generichash_KEYBYTES);
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	pthread_cond_destroy(&s->ready_cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

@@ -1,0 +1,60 @@
+/*
+ * The scheduler: owns the sources (one per backend + path + options),
+ * reads each on its own clock in a thread of its own, renders the files of
+ * a source, seals them and publishes them to the filesystem, renews,
+ * replaces and revokes leases, backs off on failure, and runs on_change
+ * actions. FUSE handler threads never wait for it.
+ */
+#ifndef SECRETFS_SCHEDULER_H
+#define SECRETFS_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "secretfs/backend.h"
+#include "secretfs/config.h"
+
+struct sched;
+struct fs;
+struct store;
+
+struct sched_stats {
+	unsigned long fetch_ok, fetch_failed, probes, renewals, renew_failed;
+	unsigned long replaced, revoked, revoke_failed, render_failed;
+	unsigned long published, expired, onchange_runs, onchange_failed;
+};
+
+/*
+ * Builds the sources of cfg: secrets naming the same backend, path and
+ * backend options share one source. backends[i] is the backend built for
+ * cfg->backends[i]. Declares every file in fs (absent until fetched). All
+ * pointers are borrowed and must outlive the scheduler.
+ */
+int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
+	      struct store *st, struct sched **out);
+
+/* Starts the scheduler thread; every source is read at once. */
+int sched_start(struct sched *s);
+
+/* Waits until every source has been read successfully once, or timeout_ms.
+ * Returns the number of sources not yet ready (0: all ready). */
+size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms);
+
+/* Number of sources. */
+size_t sched_source_count(const struct sched *s);
+
+/* Stops the thread (joins it), revoking leases that were waiting for their
+ * grace period to end. Idempotent. */
+void sched_stop(struct sched *s);
+
+/* A snapshot of the counters. */
+void sched_get_stats(struct sched *s, struct sched_stats *out);
+
+/* Frees; stops first if needed. NULL-safe. */
+void sched_free(struct sched *s);
+
+/* Monotonic clock in milliseconds. */
+uint64_t sched_now_ms(void);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * Timing rules of the scheduler (see timing.h). Pure arithmetic on a
+ * caller-supplied uniform number, so tests pin every boundary.
+ */
+#include <sodium.h>
+
+#include "secretfs/timing.h"
+
+double timing_random(void)
+{
+	return (double)randombytes_uniform(1u << 30) / (double)(1u << 30);
+}
+
+uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
+			uint64_t retry_after, double u)
+{
+	uint64_t ceiling = base;
+
+	for (unsigned i = 0; i < attempt && ceiling < cap; i++)
+		ceiling *= 2;
+	if (ceiling > cap)
+		ceiling = cap;
+	uint64_t delay = (uint64_t)((double)ceiling * u);
+	return delay < retry_after ? retry_after : delay;
+}
+
+uint64_t timing_first_refresh(uint64_t interval, double u)
+{
+	return interval / 2 + (uint64_t)((double)(interval - interval / 2) * u);
+}
+
+uint64_t timing_grace(uint64_t lease, double u)
+{
+	return (uint64_t)((double)lease * (0.10 + 0.10 * u));
+}
+
+uint64_t timing_renew_after(uint64_t remaining, double u)
+{
+	return remaining * 2 / 3 + timing_grace(remaining, u) / 3;
+}
+
+uint64_t timing_replace_after(uint64_t life, double u)
+{
+	return (uint64_t)((double)life * (0.85 + 0.05 * u));
+}

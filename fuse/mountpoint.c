@@ -1,0 +1,136 @@
+/*
+ * Mount point preparation (see mountpoint.h). A stale FUSE mount answers
+ * every stat with ENOTCONN; it is detached with umount2(MNT_DETACH) when we
+ * may, else through fusermount3 -u -z (the setuid helper libfuse uses).
+ */
+#include <errno.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mountpoint.h"
+#include "secretfs/error.h"
+#include "secretfs/log.h"
+
+extern char **environ;
+
+int mountpoint_is_fd(const char *path)
+{
+	const char *p = path + strlen("/dev/fd/");
+
+	if (strncmp(path, "/dev/fd/", strlen("/dev/fd/")) != 0 || !*p)
+		return 0;
+	for (; *p; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return 1;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof buf)
+		return -1;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int run_fusermount_detach(const char *path)
+{
+	char *argv[] = {"fusermount3", "-u", "-z", "--", (char *)path, NULL};
+	char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+	int status;
+	pid_t pid;
+
+	if (posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, envp) != 0)
+		return -1;
+	if (waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* Whether path is the mount point of a live secretfs, per mountinfo. */
+static int mounted_secretfs(const char *path)
+{
+	char line[8192], real[4096];
+	FILE *f;
+	int found = 0;
+
+	if (!realpath(path, real))
+		return 0;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f)) {
+		char mnt[4096], fstype[256];
+		char *sep = strstr(line, " - ");
+		/* Fields: id parent major:minor root mountpoint ... - fstype */
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%255s", fstype) != 1)
+			continue;
+		if (strcmp(mnt, real) == 0 && strcmp(fstype, "fuse.secretfs") == 0)
+			found = 1;
+	}
+	fclose(f);
+	return found;
+}
+
+int mountpoint_prepare(const char *path)
+{
+	struct stat st;
+
+	if (mountpoint_is_fd(path))
+		return 0;
+	if (stat(path, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			log_error("mount point %s is not a directory", path);
+			return SFS_EIO;
+		}
+		if (mounted_secretfs(path)) {
+			log_error("mount point %s: a running secretfs is already mounted "
+				  "there",
+				  path);
+			return SFS_EIO;
+		}
+		return 0;
+	}
+	if (errno == ENOENT) {
+		if (mkdir_p(path) < 0) {
+			log_error("cannot create mount point %s: %s", path, strerror(errno));
+			return SFS_EIO;
+		}
+		return 0;
+	}
+	if (errno != ENOTCONN && errno != ECONNABORTED) {
+		log_error("mount point %s: %s", path, strerror(errno));
+		return SFS_EIO;
+	}
+	log_warn("mount point %s is a stale mount left by a dead instance; detaching it",
+		 path);
+	if (umount2(path, MNT_DETACH) < 0 && run_fusermount_detach(path) < 0) {
+		log_error("cannot detach the stale mount at %s", path);
+		return SFS_EIO;
+	}
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		log_error("mount point %s is still unusable after detaching", path);
+		return SFS_EIO;
+	}
+	return 0;
+}

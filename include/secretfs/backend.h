@@ -1,0 +1,112 @@
+/*
+ * Backends: where secrets come from. Each backend type is a table of
+ * functions in its own file (backend_file.c, backend_dev.c, ...), found by
+ * name in one registry (backend.c). The scheduler calls them from its own
+ * thread; a backend never sees FUSE.
+ *
+ * Values travel as jansson values (a string, or an object of fields) built
+ * with the wiping allocator (secjson.h); the caller json_decref()s them.
+ */
+#ifndef SECRETFS_BACKEND_H
+#define SECRETFS_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "secretfs/diag.h"
+
+struct backend;
+
+/* What the scheduler asks a backend for: one source. */
+struct source_key {
+	const char *path;    /* the config's "path" */
+	const json_t *extra; /* backend-specific per-secret keys (object, may be empty) */
+};
+
+/* Filled in by a backend on failure. Never holds secret values. */
+struct backend_error {
+	char msg[256];
+	uint64_t retry_after_ms; /* server-requested delay, 0 if none */
+};
+
+/* A successful read. */
+struct fetch_result {
+	json_t *value;       /* owned: string or object */
+	char version[128];   /* backend's version id, "" when it has none */
+	char lease_id[256];  /* "" when the value is not leased */
+	uint64_t lease_ms;   /* lease duration; 0 when not leased */
+	bool renewable;
+};
+
+struct backend_ops {
+	const char *type;
+	/* Per-secret keys this backend accepts besides the common ones. */
+	const char *const *secret_keys;
+	/* Refresh interval when a secret gives none. */
+	uint64_t default_refresh_ms;
+
+	/* Validates the backend's config object; adds one diag per problem.
+	 * Returns 0 when valid. Must not touch the network or the filesystem
+	 * beyond what validation needs. */
+	int (*check)(const json_t *conf, const char *keypath, struct diag *d);
+	/* Validates a secret's backend-specific keys (extra); optional. */
+	int (*check_secret)(const json_t *extra, const char *keypath, struct diag *d);
+
+	/* Builds a backend from a checked config. Returns 0 or SFS_ code. */
+	int (*create)(const char *name, const json_t *conf, const char *config_dir,
+		      struct backend **out);
+	void (*free)(struct backend *be);
+
+	/* Full read. Returns 0 and fills out, or a negative SFS_ code
+	 * (SFS_ETRANSIENT for retryable failures) with err filled. */
+	int (*fetch)(struct backend *be, const struct source_key *key,
+		     struct fetch_result *out, struct backend_error *err);
+
+	/* Cheap version probe; optional. Writes the current version id. */
+	int (*probe)(struct backend *be, const struct source_key *key, char *version,
+		     size_t versionlen, struct backend_error *err);
+
+	/* Lease renewal; optional. increment_ms is a hint. On success writes
+	 * the lease's new remaining duration. */
+	int (*renew)(struct backend *be, const char *lease_id, uint64_t increment_ms,
+		     uint64_t *lease_ms, struct backend_error *err);
+
+	/* Lease revocation; optional. */
+	int (*revoke)(struct backend *be, const char *lease_id, struct backend_error *err);
+
+	/* Change notification; optional. watch_fd returns a descriptor to poll
+	 * for reading, or -1. on_watch is called when it is readable and
+	 * returns 1 when every source of this backend should be read again. */
+	int (*watch_fd)(struct backend *be);
+	int (*on_watch)(struct backend *be);
+
+	/* Brackets a round of fetches; optional. A backend may cache a parsed
+	 * document between them and must wipe it in batch_end. */
+	void (*batch_begin)(struct backend *be);
+	void (*batch_end)(struct backend *be);
+};
+
+/* Every backend implementation embeds this as its first member. */
+struct backend {
+	const struct backend_ops *ops;
+	char *name;              /* owned */
+	uint64_t revoke_grace_ms; /* delay before a replaced lease is revoked */
+};
+
+/* Registry: the ops for a type name, or NULL. */
+const struct backend_ops *backend_find(const char *type);
+
+/* Comma-separated list of the registered type names (static). */
+const char *backend_type_names(void);
+
+/* The registered implementations. */
+extern const struct backend_ops backend_file_ops;
+extern const struct backend_ops backend_dev_ops;
+
+/* Helpers for implementations. */
+void backend_error_set(struct backend_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void fetch_result_release(struct fetch_result *r);
+
+#endif

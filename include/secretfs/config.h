@@ -1,0 +1,110 @@
+/*
+ * The configuration: a JSON document (DESIGN.md section 1) parsed and
+ * validated in full. Unknown keys and wrong types are errors; every problem
+ * found is reported with the file, the key path and the reason.
+ */
+#ifndef SECRETFS_CONFIG_H
+#define SECRETFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <jansson.h>
+
+#include "secretfs/diag.h"
+#include "secretfs/render.h"
+
+enum mount_type { MOUNT_FUSE = 0, MOUNT_DIRECTORY };
+
+struct config_mount {
+	enum mount_type type; /* "fuse" (default) or "directory" */
+	char *path;           /* required; "/dev/fd/N" allowed for fuse */
+	uid_t uid;            /* default: the process's effective uid */
+	gid_t gid;            /* default: the process's effective gid */
+	mode_t mode;          /* default 0400: files */
+	mode_t dir_mode;      /* default 0555: directories */
+	bool allow_other;     /* default false */
+};
+
+struct config_backend {
+	char *name;
+	char *type;    /* "file", "dev", "vault", "aws" ... */
+	json_t *json;  /* the backend's object, validated by the backend itself */
+};
+
+struct config_onchange {
+	int signal;      /* signal number, or 0 when argv is set */
+	char *pid_file;  /* with signal */
+	char **argv;     /* NULL-terminated; argv[0] absolute or found in PATH */
+	uint64_t debounce_ms; /* default 1000: a burst of changes runs one action */
+};
+
+struct config_secret {
+	char *name;       /* file path inside the mount, validated */
+	char *backend;    /* name of an entry in backends */
+	char *path;       /* backend-specific secret path */
+	char *field;      /* NULL = whole value */
+	enum render_format format;
+	char *template_text;
+	bool decode_base64;
+	uint64_t refresh_ms;  /* 0: the backend's default */
+	bool has_mode, has_uid, has_gid;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	struct config_onchange *on_change; /* NULL when absent */
+	json_t *extra; /* object of backend-specific keys (version, method, ...) */
+};
+
+struct config_log {
+	int level;   /* enum log_level */
+	bool json;
+};
+
+struct config {
+	char *file;  /* path the config was read from */
+	struct config_mount mount;
+	struct config_backend *backends;
+	size_t nbackends;
+	struct config_secret *secrets;
+	size_t nsecrets;
+	struct config_log log;
+	uint64_t startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
+};
+
+/*
+ * Reads and validates the file at path. On success returns 0 and a new
+ * config in *out. On failure returns SFS_EINVAL (or SFS_EIO if unreadable)
+ * and adds one message per problem to d; *out is untouched. Backend objects
+ * are validated by the backend named in their "type" (see backend.h).
+ */
+int config_load(const char *path, struct diag *d, struct config **out);
+
+/* Same, from a NUL-terminated JSON text; name is used in messages. */
+int config_parse(const char *text, const char *name, struct diag *d, struct config **out);
+
+/* Frees a config. NULL-safe. */
+void config_free(struct config *cfg);
+
+/* Looks up a backend by name; NULL when absent. */
+const struct config_backend *config_backend_find(const struct config *cfg,
+						 const char *name);
+
+/*
+ * Parses a duration: a non-negative number of seconds (JSON number) or a
+ * string of one or more <number><unit> groups, unit one of ms, s, m, h, d
+ * ("90s", "5m", "1h30m", "250ms"). Returns 0 and milliseconds in *ms, or
+ * SFS_EINVAL.
+ */
+int config_duration_parse(const json_t *v, uint64_t *ms);
+int config_duration_parse_str(const char *s, uint64_t *ms);
+
+/*
+ * Checks a file name inside the mount: relative, segments separated by one
+ * '/', no empty, "." or ".." segment, each segment at most 255 bytes, no NUL
+ * or control characters, total at most 1024 bytes. Returns NULL when valid
+ * or a static reason.
+ */
+const char *config_name_problem(const char *name);
+
+#endif

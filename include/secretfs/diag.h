@@ -1,0 +1,33 @@
+/*
+ * Diagnostics collected while validating input (the config, mostly): one
+ * message per problem, each naming where ("file: key.path: why").
+ */
+#ifndef SECRETFS_DIAG_H
+#define SECRETFS_DIAG_H
+
+#include <stddef.h>
+
+struct diag {
+	char **msgs; /* owned, count entries */
+	size_t count;
+	const char *file; /* borrowed: prefix of every message, may be NULL */
+};
+
+/* Initialises an empty list; no allocation. */
+void diag_init(struct diag *d, const char *file);
+
+/* Appends "file: keypath: <formatted reason>". keypath may be NULL or "". */
+void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Frees all messages; the struct may be reused after diag_init(). */
+void diag_release(struct diag *d);
+
+/*
+ * Builds a child key path into buf: "parent.key" for plain keys, or
+ * parent."key" when key holds characters other than [A-Za-z0-9_-].
+ * Returns buf.
+ */
+char *diag_keypath(char *buf, size_t len, const char *parent, const char *key);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * Rendering: turns a fetched secret value (a jansson string or object) into
+ * the bytes of one file, according to the file's field/format/decode.
+ * Output is in guarded memory. Error messages name keys, never values.
+ */
+#ifndef SECRETFS_RENDER_H
+#define SECRETFS_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "secretfs/secmem.h"
+
+enum render_format { RENDER_RAW = 0, RENDER_JSON, RENDER_ENV, RENDER_TEMPLATE };
+
+struct render_spec {
+	enum render_format format;
+	const char *field;         /* dotted path into the value; NULL = whole value */
+	const char *template_text; /* RENDER_TEMPLATE only */
+	bool decode_base64;        /* decode the selected string first */
+};
+
+/* Maximum size of one rendered file. */
+#define RENDER_MAX_LEN (1024 * 1024)
+
+/*
+ * Selects the value at a dotted path ("a.b.c") of an object. A key that
+ * itself contains dots is matched whole first. Returns a borrowed reference
+ * or NULL when a component is missing or not an object.
+ */
+const json_t *render_select(const json_t *value, const char *path);
+
+/*
+ * Renders value per spec into out (initialised by the caller with
+ * secbuf_init). On failure returns a negative SFS_ code and writes a reason
+ * into err (naming keys only): SFS_ENOTFOUND (field or template key missing),
+ * SFS_EINVAL (wrong shape, bad base64, env key not a valid name),
+ * SFS_ETOOBIG, SFS_ENOMEM.
+ *
+ * raw:      a string as its bytes; numbers, booleans and null as their JSON
+ *           text; objects and arrays as compact JSON.
+ * json:     the selected value as compact JSON with sorted keys.
+ * env:      an object as KEY='value' lines sorted by key, values single-quoted
+ *           with ' written as '\'' (POSIX shell and dotenv safe); non-string
+ *           values as their JSON text; keys must match [A-Za-z_][A-Za-z0-9_]*.
+ * template: {{key}} and {{ a.b }} replaced by the raw rendering of that path
+ *           (relative to the selected value); "{{{{" is a literal "{{".
+ */
+int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
+	   char *err, size_t errlen);
+
+#endif

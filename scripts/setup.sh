@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what secretfs needs to build and test on Debian bookworm (as root,
+# or through sudo), then configures and builds into build/ (or $BUILD_DIR).
+# Extra CMake arguments are passed through.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake pkg-config libsodium-dev libjansson-dev libfuse3-dev
+          fuse3 libcurl4-openssl-dev python3 python3-pytest procps)
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	SUDO=""
+	[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+	echo "setup: installing ${missing[*]}"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)"

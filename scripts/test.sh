@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: installs dependencies, builds, runs the unit tests
+# (CTest) and the integration tests (pytest, real FUSE mounts), then does
+# the same with an AddressSanitizer/UndefinedBehaviorSanitizer build.
+# Integration tests need root and /dev/fuse.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration)
+
+echo "== build"
+BUILD_DIR=build scripts/setup.sh
+echo "== unit tests"
+ctest --test-dir build --output-on-failure --timeout 120
+echo "== integration tests"
+SECRETFS_BIN="$PWD/build/secretfs" "${PYTEST[@]}"
+
+if [[ ${SECRETFS_SKIP_SANITIZE:-0} != 1 ]]; then
+	echo "== sanitizer build (ASan + UBSan)"
+	BUILD_DIR=build-asan scripts/setup.sh -DSECRETFS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	echo "== unit tests (sanitizers)"
+	ctest --test-dir build-asan --output-on-failure --timeout 300
+	echo "== integration tests (sanitizers)"
+	SECRETFS_SANITIZE=1 SECRETFS_BIN="$PWD/build-asan/secretfs" "${PYTEST[@]}"
+fi
