@@ -68,8 +68,9 @@ static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 	return ok;
 }
 
-/* Reads the whole file into a secmem buffer of *len bytes (+1 for a NUL). */
-static int file_read_all(const char *path, unsigned char **out, size_t *len)
+/* Reads the whole file into a secmem block of *cap bytes holding *len bytes
+ * of content; free it with secmem_free(*out, *cap). */
+static int file_read_all(const char *path, unsigned char **out, size_t *len, size_t *cap_out)
 {
 	struct stat st;
 	unsigned char *buf = NULL;
@@ -103,6 +104,7 @@ static int file_read_all(const char *path, unsigned char **out, size_t *len)
 	}
 	*out = buf;
 	*len = n;
+	*cap_out = cap;
 	buf = NULL;
 	rc = 0;
 out:
@@ -116,17 +118,17 @@ out:
 static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
 {
 	unsigned char *buf = NULL;
-	size_t len = 0;
+	size_t len = 0, cap = 0;
 	json_error_t jerr;
 	int rc;
 
-	rc = file_read_all(fb->path, &buf, &len);
+	rc = file_read_all(fb->path, &buf, &len, &cap);
 	if (rc < 0)
 		return rc;
 	crypto_generichash(hash, crypto_generichash_BYTES, buf, len, fb->hash_key,
 			   crypto_generichash_KEYBYTES);
 	*doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	secmem_free(buf, len + 1);
+	secmem_free(buf, cap);
 	if (!*doc || !json_is_object(*doc)) {
 		fb->malformed_count++;
 		/* jerr.text may quote the content near the error: log only where. */
@@ -155,7 +157,7 @@ static int file_watch_setup(struct file_backend *fb)
 	if (inotify_add_watch(fb->inotify_fd, fb->dir,
 			      /* Not IN_MODIFY: a file being written is read once
 			       * it is closed, never half-way. */
-			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
+			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE |
 				      IN_ATTRIB) < 0) {
 		log_warn("backend %s: cannot watch %s (%s); changes are seen at each "
 			 "refresh only",

@@ -1,0 +1,605 @@
+/*
+ * Rendering of one file from a fetched secret value: select a field, decode
+ * base64 if asked, then format as raw bytes, JSON, env lines or a template.
+ *
+ * Plaintext never touches the ordinary heap here: output is appended straight
+ * into the caller's secbuf, JSON text is produced by a small serialiser of
+ * our own that writes into secmem (jansson's dump would build its text in
+ * heap buffers), and decoded base64 lives in a secmem block. Values parsed
+ * from decoded base64 live in jansson objects, whose memory secjson wipes on
+ * free. Error messages name fields and keys (from the config or the shape of
+ * the secret), never values; jansson's parse errors are not passed on, as
+ * they quote the input.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "secretfs/error.h"
+#include "secretfs/render.h"
+#include "secretfs/secmem.h"
+
+/* Deeper values are refused rather than risk the stack. */
+#define RENDER_MAX_DEPTH 512
+/* Lookups one dotted path may try while backtracking over dotted keys. */
+#define RENDER_SELECT_BUDGET 1024
+/* Longest key or field name quoted in an error message. */
+#define RENDER_NAME_MAX 96
+
+struct render_kv {
+	const char *key;
+	size_t key_len;
+	const json_t *value;
+};
+
+static void render_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void render_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Copies a key or field name (n bytes, may hold any byte) into dst for an
+ * error message: printable ASCII is kept, other bytes and quotes become '?',
+ * and long names are cut with "...".
+ */
+static const char *render_name(char *dst, size_t dstlen, const char *s, size_t n)
+{
+	size_t i, keep = n;
+
+	if (keep > dstlen - 1)
+		keep = dstlen - 4;
+	for (i = 0; i < keep; i++) {
+		unsigned char c = (unsigned char)s[i];
+		dst[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+	}
+	if (keep < n) {
+		memcpy(dst + i, "...", 3);
+		i += 3;
+	}
+	dst[i] = '\0';
+	return dst;
+}
+
+/* Appends to the output, enforcing RENDER_MAX_LEN as well as out->max. */
+static int out_put(struct secbuf *out, const void *p, size_t n)
+{
+	if (out->len > RENDER_MAX_LEN || n > RENDER_MAX_LEN - out->len)
+		return SFS_ETOOBIG;
+	return secbuf_append(out, p, n);
+}
+
+static int out_puts(struct secbuf *out, const char *s)
+{
+	return out_put(out, s, strlen(s));
+}
+
+/* Byte order, then shorter first. */
+static int render_kv_cmp(const void *a, const void *b)
+{
+	const struct render_kv *x = a, *y = b;
+	size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+	int c = memcmp(x->key, y->key, n);
+
+	if (c != 0)
+		return c;
+	return (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* The members of obj sorted by key into a malloc'd array (keys only). */
+static int object_sorted(const json_t *obj, struct render_kv **out, size_t *count)
+{
+	size_t n = json_object_size(obj), i = 0;
+	struct render_kv *kv;
+	void *it;
+
+	*out = NULL;
+	*count = 0;
+	if (n == 0)
+		return 0;
+	kv = calloc(n, sizeof(*kv));
+	if (!kv)
+		return SFS_ENOMEM;
+	for (it = json_object_iter((json_t *)obj); it && i < n;
+	     it = json_object_iter_next((json_t *)obj, it)) {
+		kv[i].key = json_object_iter_key(it);
+		kv[i].key_len = json_object_iter_key_len(it);
+		kv[i].value = json_object_iter_value(it);
+		i++;
+	}
+	qsort(kv, i, sizeof(*kv), render_kv_cmp);
+	*out = kv;
+	*count = i;
+	return 0;
+}
+
+static int put_json_string(struct secbuf *out, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i = 0, run = 0;
+	int rc;
+
+	rc = out_put(out, "\"", 1);
+	while (rc == 0 && i < n) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+		size_t esc_len = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			i++;
+			run++;
+			continue;
+		}
+		rc = out_put(out, s + i - run, run);
+		run = 0;
+		switch (c) {
+		case '"':
+		case '\\':
+			esc[1] = (char)c;
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			esc_len = 6;
+		}
+		if (rc == 0)
+			rc = out_put(out, esc, esc_len);
+		i++;
+	}
+	if (rc == 0)
+		rc = out_put(out, s + i - run, run);
+	if (rc == 0)
+		rc = out_put(out, "\"", 1);
+	return rc;
+}
+
+/* The shortest "%g" text that reads back as d, marked as a real like jansson. */
+static int put_real(struct secbuf *out, double d)
+{
+	char buf[40];
+	int n = 0;
+
+	for (int prec = 1; prec <= 17; prec++) {
+		n = snprintf(buf, sizeof(buf) - 2, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	if (n < 0 || (size_t)n >= sizeof(buf) - 2)
+		return SFS_EINVAL;
+	if (!strpbrk(buf, ".eEn"))
+		memcpy(buf + n, ".0", 3);
+	return out_puts(out, buf);
+}
+
+/* Compact JSON text of v with sorted keys. */
+static int put_json(struct secbuf *out, const json_t *v, int depth)
+{
+	char num[32];
+	struct render_kv *kv = NULL;
+	size_t count = 0;
+	int rc = 0;
+
+	if (depth > RENDER_MAX_DEPTH)
+		return SFS_EINVAL;
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		rc = put_json_string(out, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+		         json_integer_value(v));
+		rc = out_puts(out, num);
+		break;
+	case JSON_REAL:
+		rc = put_real(out, json_real_value(v));
+		break;
+	case JSON_TRUE:
+		rc = out_puts(out, "true");
+		break;
+	case JSON_FALSE:
+		rc = out_puts(out, "false");
+		break;
+	case JSON_NULL:
+		rc = out_puts(out, "null");
+		break;
+	case JSON_ARRAY:
+		rc = out_put(out, "[", 1);
+		for (size_t i = 0; rc == 0 && i < json_array_size(v); i++) {
+			if (i > 0)
+				rc = out_put(out, ",", 1);
+			if (rc == 0)
+				rc = put_json(out, json_array_get(v, i), depth + 1);
+		}
+		if (rc == 0)
+			rc = out_put(out, "]", 1);
+		break;
+	case JSON_OBJECT:
+		rc = object_sorted(v, &kv, &count);
+		if (rc == 0)
+			rc = out_put(out, "{", 1);
+		for (size_t i = 0; rc == 0 && i < count; i++) {
+			if (i > 0)
+				rc = out_put(out, ",", 1);
+			if (rc == 0)
+				rc = put_json_string(out, kv[i].key, kv[i].key_len);
+			if (rc == 0)
+				rc = out_put(out, ":", 1);
+			if (rc == 0)
+				rc = put_json(out, kv[i].value, depth + 1);
+		}
+		if (rc == 0)
+			rc = out_put(out, "}", 1);
+		break;
+	}
+	free(kv);
+	return rc;
+}
+
+/* A string as its bytes; anything else as its JSON text. */
+static int put_raw(struct secbuf *out, const json_t *v)
+{
+	if (json_is_string(v))
+		return out_put(out, json_string_value(v), json_string_length(v));
+	return put_json(out, v, 0);
+}
+
+/*
+ * Looks up path[0..len) in v: the whole remaining path as one key first,
+ * then shorter prefixes ending before a dot, descending into each match.
+ */
+static const json_t *select_n(const json_t *v, const char *path, size_t len, int *budget)
+{
+	size_t end = len;
+
+	if (!json_is_object(v))
+		return NULL;
+	for (;;) {
+		const json_t *child;
+
+		if (--*budget < 0)
+			return NULL;
+		child = json_object_getn(v, path, end);
+		if (child) {
+			if (end == len)
+				return child;
+			child = select_n(child, path + end + 1, len - end - 1, budget);
+			if (child)
+				return child;
+		}
+		if (end == 0)
+			return NULL;
+		do
+			end--;
+		while (end > 0 && path[end] != '.');
+		if (path[end] != '.')
+			return NULL;
+	}
+}
+
+/*
+ * Selects the value at a dotted path of an object; a key containing dots is
+ * matched whole before the path is split, longest key first. A NULL path
+ * selects value itself. Returns a borrowed reference or NULL.
+ */
+const json_t *render_select(const json_t *value, const char *path)
+{
+	int budget = RENDER_SELECT_BUDGET;
+
+	if (!value || !path)
+		return value;
+	return select_n(value, path, strlen(path), &budget);
+}
+
+/*
+ * Decodes the base64 string s into a secmem block (*bin, *bin_cap bytes
+ * allocated, *bin_len used), trying the standard alphabet with and without
+ * padding, then the URL-safe one; whitespace is ignored.
+ */
+static int decode_base64(const json_t *s, unsigned char **bin, size_t *bin_len,
+                         size_t *bin_cap)
+{
+	static const int variants[] = {
+	    sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+	    sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+	const char *text = json_string_value(s);
+	size_t text_len = json_string_length(s);
+
+	/* Generous: whitespace may pad the text, but not without bound. */
+	if (text_len / 4 > RENDER_MAX_LEN)
+		return SFS_ETOOBIG;
+	*bin_cap = text_len / 4 * 3 + 3;
+	*bin = secmem_alloc(*bin_cap);
+	if (!*bin)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+		if (sodium_base642bin(*bin, *bin_cap, text, text_len, " \t\r\n", bin_len,
+		                      NULL, variants[i]) == 0)
+			return 0;
+	}
+	*bin_len = 0;
+	return SFS_EINVAL;
+}
+
+static int env_key_valid(const char *k, size_t n)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = k[i];
+		int alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+		if (!alpha && (i == 0 || c < '0' || c > '9'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Appends p[0..n) with each ' written as '\'' (the caller adds the quotes). */
+static int put_single_quoted(struct secbuf *out, const char *p, size_t n)
+{
+	const char *q;
+	int rc = 0;
+
+	while (rc == 0 && (q = memchr(p, '\'', n)) != NULL) {
+		rc = out_put(out, p, (size_t)(q - p));
+		if (rc == 0)
+			rc = out_put(out, "'\\''", 4);
+		n -= (size_t)(q - p) + 1;
+		p = q + 1;
+	}
+	if (rc == 0)
+		rc = out_put(out, p, n);
+	return rc;
+}
+
+static int render_env(const json_t *obj, struct secbuf *out, char *err, size_t errlen)
+{
+	char name[RENDER_NAME_MAX];
+	struct render_kv *kv = NULL;
+	struct secbuf text;
+	size_t count = 0;
+	int rc;
+
+	secbuf_init(&text, RENDER_MAX_LEN);
+	if (!json_is_object(obj)) {
+		render_err(err, errlen, "format env needs an object");
+		rc = SFS_EINVAL;
+		goto out;
+	}
+	rc = object_sorted(obj, &kv, &count);
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		const json_t *v = kv[i].value;
+		const char *val;
+		size_t val_len;
+
+		render_name(name, sizeof(name), kv[i].key, kv[i].key_len);
+		if (!env_key_valid(kv[i].key, kv[i].key_len)) {
+			render_err(err, errlen,
+			           "env key \"%s\" is not a valid variable name", name);
+			rc = SFS_EINVAL;
+			goto out;
+		}
+		if (json_is_string(v)) {
+			val = json_string_value(v);
+			val_len = json_string_length(v);
+		} else {
+			secbuf_release(&text);
+			rc = put_json(&text, v, 0);
+			if (rc != 0)
+				goto out;
+			val = (const char *)text.data;
+			val_len = text.len;
+		}
+		if (val_len > 0 && memchr(val, '\0', val_len)) {
+			render_err(err, errlen,
+			           "env value of key \"%s\" contains a NUL byte", name);
+			rc = SFS_EINVAL;
+			goto out;
+		}
+		rc = out_put(out, kv[i].key, kv[i].key_len);
+		if (rc == 0)
+			rc = out_put(out, "='", 2);
+		if (rc == 0)
+			rc = put_single_quoted(out, val, val_len);
+		if (rc == 0)
+			rc = out_put(out, "'\n", 2);
+	}
+out:
+	secbuf_release(&text);
+	free(kv);
+	return rc;
+}
+
+static int render_template(const char *tpl, const json_t *base, struct secbuf *out,
+                           char *err, size_t errlen)
+{
+	char name[RENDER_NAME_MAX];
+	const char *p = tpl;
+	int rc = 0;
+
+	if (!tpl) {
+		render_err(err, errlen, "format template needs a template");
+		return SFS_EINVAL;
+	}
+	while (rc == 0 && *p) {
+		const char *open = strstr(p, "{{"), *close, *k, *kend;
+		const json_t *v;
+		int budget = RENDER_SELECT_BUDGET;
+
+		if (!open) {
+			rc = out_puts(out, p);
+			break;
+		}
+		rc = out_put(out, p, (size_t)(open - p));
+		if (rc != 0)
+			break;
+		if (strncmp(open, "{{{{", 4) == 0) {
+			rc = out_put(out, "{{", 2);
+			p = open + 4;
+			continue;
+		}
+		close = strstr(open + 2, "}}");
+		if (!close) {
+			render_err(err, errlen,
+			           "unterminated \"{{\" in template at offset %zu",
+			           (size_t)(open - tpl));
+			return SFS_EINVAL;
+		}
+		k = open + 2;
+		kend = close;
+		while (k < kend && (*k == ' ' || *k == '\t'))
+			k++;
+		while (kend > k && (kend[-1] == ' ' || kend[-1] == '\t'))
+			kend--;
+		if (k == kend) {
+			render_err(err, errlen,
+			           "empty \"{{ }}\" in template at offset %zu",
+			           (size_t)(open - tpl));
+			return SFS_EINVAL;
+		}
+		v = select_n(base, k, (size_t)(kend - k), &budget);
+		if (!v) {
+			render_err(
+			    err, errlen, "template key \"%s\" not found",
+			    render_name(name, sizeof(name), k, (size_t)(kend - k)));
+			return SFS_ENOTFOUND;
+		}
+		rc = put_raw(out, v);
+		p = close + 2;
+	}
+	return rc;
+}
+
+/*
+ * Renders value per spec into out (see render.h). On failure out is released
+ * (any partial output wiped), a negative SFS_ code is returned and err holds
+ * a reason naming fields and keys only. With decode_base64, raw output is
+ * the decoded bytes; the other formats parse the decoded bytes as a JSON
+ * document (SFS_EINVAL if they are not one) and format that.
+ */
+int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
+           char *err, size_t errlen)
+{
+	char name[RENDER_NAME_MAX] = "";
+	const char *what = "value";
+	const json_t *sel = value;
+	json_t *parsed = NULL;
+	unsigned char *bin = NULL;
+	size_t bin_len = 0, bin_cap = 0, limit = RENDER_MAX_LEN;
+	int rc = SFS_EINVAL;
+
+	if (err && errlen > 0)
+		err[0] = '\0';
+	if (!spec || !value || !out) {
+		render_err(err, errlen, "nothing to render");
+		goto out;
+	}
+	if (spec->field) {
+		render_name(name, sizeof(name), spec->field, strlen(spec->field));
+		what = "field";
+		sel = render_select(value, spec->field);
+		if (!sel) {
+			render_err(err, errlen, "field \"%s\" not found", name);
+			rc = SFS_ENOTFOUND;
+			goto out;
+		}
+	}
+	if (spec->decode_base64) {
+		json_error_t jerr;
+
+		if (!json_is_string(sel)) {
+			render_err(err, errlen,
+			           "cannot decode base64: %s%s%s%s is not a string", what,
+			           spec->field ? " \"" : "", spec->field ? name : "",
+			           spec->field ? "\"" : "");
+			rc = SFS_EINVAL;
+			goto out;
+		}
+		rc = decode_base64(sel, &bin, &bin_len, &bin_cap);
+		if (rc == SFS_EINVAL) {
+			render_err(err, errlen, "%s%s%s%s is not valid base64", what,
+			           spec->field ? " \"" : "", spec->field ? name : "",
+			           spec->field ? "\"" : "");
+		}
+		if (rc != 0)
+			goto out;
+		if (spec->format == RENDER_RAW) {
+			rc = out_put(out, bin, bin_len);
+			goto out;
+		}
+		parsed = json_loadb((const char *)bin, bin_len,
+		                    JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+		/* jansson's message quotes the input. */
+		sodium_memzero(&jerr, sizeof(jerr));
+		if (!parsed) {
+			render_err(err, errlen, "decoded %s is not a JSON document",
+			           what);
+			rc = SFS_EINVAL;
+			goto out;
+		}
+		sel = parsed;
+	}
+	switch (spec->format) {
+	case RENDER_RAW:
+		rc = put_raw(out, sel);
+		break;
+	case RENDER_JSON:
+		rc = put_json(out, sel, 0);
+		break;
+	case RENDER_ENV:
+		rc = render_env(sel, out, err, errlen);
+		break;
+	case RENDER_TEMPLATE:
+		rc = render_template(spec->template_text, sel, out, err, errlen);
+		break;
+	default:
+		render_err(err, errlen, "unknown format");
+		rc = SFS_EINVAL;
+	}
+out:
+	if (rc != 0 && out) {
+		limit = out->max < RENDER_MAX_LEN ? out->max : (size_t)RENDER_MAX_LEN;
+		secbuf_release(out);
+	}
+	if (rc != 0 && err && errlen > 0 && err[0] == '\0') {
+		if (rc == SFS_ETOOBIG)
+			render_err(err, errlen,
+			           "rendered content exceeds the size limit (%zu bytes)",
+			           limit);
+		else if (rc == SFS_EINVAL)
+			render_err(err, errlen, "value nested too deeply");
+		else
+			render_err(err, errlen, "%s", sfs_strerror(rc));
+	}
+	secmem_free(bin, bin_cap);
+	json_decref(parsed);
+	return rc;
+}

@@ -1,0 +1,66 @@
+/*
+ * jansson allocator hooks that wipe every block when it is freed. Each block
+ * carries a header with its size (padded to max_align_t so the caller's
+ * pointer keeps malloc's alignment); the free hook zeroes header and payload
+ * with sodium_memzero before handing the block back to free(). With these
+ * installed, parsed backend replies, config strings and dump buffers leave
+ * no plaintext behind in the heap.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "secretfs/secjson.h"
+
+union secjson_hdr {
+	size_t size;
+	max_align_t align;
+};
+
+static void *secjson_malloc(size_t size)
+{
+	union secjson_hdr *h;
+
+	if (size > SIZE_MAX - sizeof(*h))
+		return NULL;
+	h = malloc(sizeof(*h) + size);
+	if (!h)
+		return NULL;
+	h->size = size;
+	return h + 1;
+}
+
+static void secjson_free(void *p)
+{
+	union secjson_hdr *h;
+
+	if (!p)
+		return;
+	h = (union secjson_hdr *)p - 1;
+	sodium_memzero(h, sizeof(*h) + h->size);
+	free(h);
+}
+
+/*
+ * Installs the wiping allocator in jansson. Call once at start-up, before
+ * any other jansson use (blocks must be freed by the allocator that made
+ * them); calling it again is harmless.
+ */
+void secjson_init(void)
+{
+	json_set_alloc_funcs(secjson_malloc, secjson_free);
+}
+
+void secjson_free_buf(void *p)
+{
+	json_malloc_t m;
+	json_free_t f;
+
+	if (!p)
+		return;
+	json_get_alloc_funcs(&m, &f);
+	f(p);
+}
