@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,14 +67,44 @@ static int run_fusermount_detach(const char *path)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-/* Whether path is the mount point of a live secretfs, per mountinfo. */
-static int mounted_secretfs(const char *path)
+/* Resolves path without touching the last component (which may be a dead
+ * mount): realpath of the parent plus the base name. */
+static int resolve_parent(const char *path, char *out, size_t len)
+{
+	char tmp[4096], parent[4096];
+	const char *base;
+	char *slash;
+
+	if (strlen(path) >= sizeof tmp)
+		return -1;
+	memcpy(tmp, path, strlen(path) + 1);
+	while (strlen(tmp) > 1 && tmp[strlen(tmp) - 1] == '/')
+		tmp[strlen(tmp) - 1] = '\0';
+	slash = strrchr(tmp, '/');
+	if (!slash) {
+		base = tmp;
+		if (!realpath(".", parent))
+			return -1;
+	} else {
+		base = slash + 1;
+		*slash = '\0';
+		if (!realpath(slash == tmp ? "/" : tmp, parent))
+			return -1;
+	}
+	if (snprintf(out, len, "%s/%s", strcmp(parent, "/") == 0 ? "" : parent, base) >=
+	    (int)len)
+		return -1;
+	return 0;
+}
+
+/* Whether a FUSE filesystem is mounted at path, per mountinfo. */
+static int fuse_mounted_at(const char *path)
 {
 	char line[8192], real[4096];
 	FILE *f;
 	int found = 0;
 
-	if (!realpath(path, real))
+	if (resolve_parent(path, real, sizeof real) < 0)
 		return 0;
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
@@ -85,28 +116,50 @@ static int mounted_secretfs(const char *path)
 		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
 		    sscanf(sep + 3, "%255s", fstype) != 1)
 			continue;
-		if (strcmp(mnt, real) == 0 && strcmp(fstype, "fuse.secretfs") == 0)
+		if (strcmp(mnt, real) == 0 && strncmp(fstype, "fuse", 4) == 0)
 			found = 1;
 	}
 	fclose(f);
 	return found;
 }
 
+static int detach_stale(const char *path)
+{
+	log_warn("mount point %s is a stale mount left by a dead instance; detaching it",
+		 path);
+	if (umount2(path, MNT_DETACH) < 0 && run_fusermount_detach(path) < 0) {
+		log_error("cannot detach the stale mount at %s", path);
+		return SFS_EIO;
+	}
+	return 0;
+}
+
 int mountpoint_prepare(const char *path)
 {
+	struct statfs sfs;
 	struct stat st;
 
 	if (mountpoint_is_fd(path))
 		return 0;
+	/* The kernel may answer stat on a dead mount from its attribute cache;
+	 * statfs always asks the daemon, so it tells live from dead. */
+	if (fuse_mounted_at(path)) {
+		if (statfs(path, &sfs) == 0) {
+			log_error("mount point %s: a running FUSE filesystem is already "
+				  "mounted there",
+				  path);
+			return SFS_EIO;
+		}
+		if (errno != ENOTCONN && errno != ECONNABORTED) {
+			log_error("mount point %s: %s", path, strerror(errno));
+			return SFS_EIO;
+		}
+		if (detach_stale(path) < 0)
+			return SFS_EIO;
+	}
 	if (stat(path, &st) == 0) {
 		if (!S_ISDIR(st.st_mode)) {
 			log_error("mount point %s is not a directory", path);
-			return SFS_EIO;
-		}
-		if (mounted_secretfs(path)) {
-			log_error("mount point %s: a running secretfs is already mounted "
-				  "there",
-				  path);
 			return SFS_EIO;
 		}
 		return 0;
@@ -122,12 +175,8 @@ int mountpoint_prepare(const char *path)
 		log_error("mount point %s: %s", path, strerror(errno));
 		return SFS_EIO;
 	}
-	log_warn("mount point %s is a stale mount left by a dead instance; detaching it",
-		 path);
-	if (umount2(path, MNT_DETACH) < 0 && run_fusermount_detach(path) < 0) {
-		log_error("cannot detach the stale mount at %s", path);
+	if (detach_stale(path) < 0)
 		return SFS_EIO;
-	}
 	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		log_error("mount point %s is still unusable after detaching", path);
 		return SFS_EIO;

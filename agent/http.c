@@ -1,0 +1,413 @@
+/*
+ * The HTTP client (see http.h), over libcurl. libcurl's own allocations go
+ * through a wiping allocator (installed by http_global_init), so request
+ * headers carrying tokens and the buffers that held response bodies are
+ * zeroed when libcurl frees them.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "secretfs/error.h"
+#include "secretfs/http.h"
+#include "secretfs/log.h"
+#include "secretfs/timing.h"
+
+struct http_client {
+	CURL *curl;
+	struct http_options opt;
+};
+
+/* ---- a wiping allocator for libcurl ------------------------------------ */
+
+union wipe_hdr {
+	size_t size;
+	max_align_t align;
+};
+
+static void *wipe_malloc(size_t n)
+{
+	union wipe_hdr *h;
+
+	if (n > SIZE_MAX - sizeof *h)
+		return NULL;
+	h = malloc(sizeof *h + n);
+	if (!h)
+		return NULL;
+	h->size = n;
+	return h + 1;
+}
+
+static void wipe_free(void *p)
+{
+	union wipe_hdr *h;
+
+	if (!p)
+		return;
+	h = (union wipe_hdr *)p - 1;
+	sodium_memzero(h, sizeof *h + h->size);
+	free(h);
+}
+
+static void *wipe_realloc(void *p, size_t n)
+{
+	void *q;
+	size_t old;
+
+	if (!p)
+		return wipe_malloc(n);
+	old = ((union wipe_hdr *)p - 1)->size;
+	q = wipe_malloc(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	wipe_free(p);
+	return q;
+}
+
+static void *wipe_calloc(size_t nmemb, size_t size)
+{
+	void *p;
+
+	if (size && nmemb > SIZE_MAX / size)
+		return NULL;
+	p = wipe_malloc(nmemb * size);
+	if (p)
+		memset(p, 0, nmemb * size);
+	return p;
+}
+
+static char *wipe_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = wipe_malloc(n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+int http_global_init(void)
+{
+	static int done;
+
+	if (done)
+		return 0;
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free, wipe_realloc,
+				 wipe_strdup, wipe_calloc) != CURLE_OK)
+		return SFS_EIO;
+	done = 1;
+	return 0;
+}
+
+/* ---- client ------------------------------------------------------------- */
+
+static int check_readable(const char *what, const char *path, char *err, size_t errlen)
+{
+	if (path && access(path, R_OK) != 0) {
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return SFS_EINVAL;
+	}
+	return 0;
+}
+
+int http_client_new(const struct http_options *opt, struct http_client **out, char *err,
+		    size_t errlen)
+{
+	struct http_client *c;
+
+	if (check_readable("CA file", opt->ca_file, err, errlen) < 0 ||
+	    check_readable("CA directory", opt->ca_dir, err, errlen) < 0 ||
+	    check_readable("client certificate", opt->client_cert, err, errlen) < 0 ||
+	    check_readable("client key", opt->client_key, err, errlen) < 0)
+		return SFS_EINVAL;
+	if (http_global_init() < 0) {
+		snprintf(err, errlen, "cannot initialise libcurl");
+		return SFS_EIO;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c || !(c->curl = curl_easy_init())) {
+		free(c);
+		snprintf(err, errlen, "out of memory");
+		return SFS_ENOMEM;
+	}
+	c->opt = *opt;
+	if (!c->opt.connect_timeout_ms)
+		c->opt.connect_timeout_ms = 5000;
+	if (!c->opt.timeout_ms)
+		c->opt.timeout_ms = 30000;
+	if (!c->opt.max_conn_lifetime_ms)
+		c->opt.max_conn_lifetime_ms = 5 * 60 * 1000;
+	if (!c->opt.max_response)
+		c->opt.max_response = 4 * 1024 * 1024;
+	if (!c->opt.retry_base_ms)
+		c->opt.retry_base_ms = 250;
+	if (!c->opt.retry_cap_ms)
+		c->opt.retry_cap_ms = 2000;
+	*out = c;
+	return 0;
+}
+
+void http_client_free(struct http_client *c)
+{
+	if (!c)
+		return;
+	curl_easy_cleanup(c->curl);
+	free(c);
+}
+
+struct transfer {
+	struct http_response *resp;
+	size_t max;
+	bool too_big;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct transfer *t = arg;
+	size_t n = size * nmemb;
+
+	if (t->resp->body.len + n > t->max || secbuf_append(&t->resp->body, data, n) < 0) {
+		t->too_big = true;
+		return 0;
+	}
+	return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct transfer *t = arg;
+	size_t n = size * nmemb;
+	char line[128];
+
+	if (n > 12 && n < sizeof line && strncasecmp(data, "Retry-After:", 12) == 0) {
+		char *end;
+		unsigned long secs;
+		memcpy(line, data + 12, n - 12);
+		line[n - 12] = '\0';
+		secs = strtoul(line, &end, 10);
+		if (end != line && secs < 24 * 3600) {
+			t->resp->retry_after_ms = secs * 1000;
+		} else {
+			time_t when = curl_getdate(line, NULL);
+			time_t now = time(NULL);
+			if (when > now && when - now < 24 * 3600)
+				t->resp->retry_after_ms = (uint64_t)(when - now) * 1000;
+		}
+	}
+	return n;
+}
+
+/* Frees a header list after zeroing every line: they may carry tokens. */
+static void headers_free(struct curl_slist *h)
+{
+	for (struct curl_slist *p = h; p; p = p->next)
+		sodium_memzero(p->data, strlen(p->data));
+	curl_slist_free_all(h);
+}
+
+/*
+ * Verifies the TLS certificate against server_name (and sends it as SNI)
+ * while connecting to the URL's own host: the URL is rewritten to the name
+ * and CONNECT_TO maps the name back to the real host and port.
+ */
+static int override_server_name(struct http_client *c, const char *url, CURL *h,
+				struct curl_slist **connect_to)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL, *rewritten = NULL, *map = NULL;
+	int rc = SFS_EINVAL;
+
+	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_HOST, c->opt.server_name, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &rewritten, 0) != CURLUE_OK)
+		goto out;
+	if (asprintf(&map, "%s:%s:%s:%s", c->opt.server_name, port, host, port) < 0) {
+		map = NULL;
+		rc = SFS_ENOMEM;
+		goto out;
+	}
+	*connect_to = curl_slist_append(NULL, map);
+	if (!*connect_to) {
+		rc = SFS_ENOMEM;
+		goto out;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, rewritten);
+	curl_easy_setopt(h, CURLOPT_CONNECT_TO, *connect_to);
+	rc = 0;
+out:
+	curl_free(host);
+	curl_free(port);
+	curl_free(rewritten);
+	free(map);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+static int attempt(struct http_client *c, const struct http_request *req,
+		   struct http_response *resp, char *err, size_t errlen)
+{
+	struct transfer t = {.resp = resp, .max = c->opt.max_response};
+	struct curl_slist *headers = NULL, *grown, *connect_to = NULL;
+	CURL *h = c->curl;
+	CURLcode cc;
+	int rc = 0;
+
+	http_response_release(resp);
+	secbuf_init(&resp->body, c->opt.max_response);
+	resp->status = 0;
+	resp->retry_after_ms = 0;
+
+	curl_easy_reset(h);
+	if (c->opt.server_name) {
+		rc = override_server_name(c, req->url, h, &connect_to);
+		if (rc < 0) {
+			snprintf(err, errlen, "invalid URL");
+			goto out;
+		}
+	} else {
+		curl_easy_setopt(h, CURLOPT_URL, req->url);
+	}
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->opt.ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->opt.ca_file);
+	if (c->opt.ca_dir)
+		curl_easy_setopt(h, CURLOPT_CAPATH, c->opt.ca_dir);
+	if (c->opt.client_cert)
+		curl_easy_setopt(h, CURLOPT_SSLCERT, c->opt.client_cert);
+	if (c->opt.client_key)
+		curl_easy_setopt(h, CURLOPT_SSLKEY, c->opt.client_key);
+	/* An empty proxy disables the *_proxy environment variables. */
+	curl_easy_setopt(h, CURLOPT_PROXY, c->opt.proxy ? c->opt.proxy : "");
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opt.connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opt.timeout_ms);
+	curl_easy_setopt(h, CURLOPT_MAXLIFETIME_CONN, (long)(c->opt.max_conn_lifetime_ms / 1000));
+	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "secretfs/" SECRETFS_VERSION);
+
+	for (size_t i = 0; i < req->nheaders; i++) {
+		size_t n = strlen(req->headers[i].name) + strlen(req->headers[i].value) + 3;
+		char *line = secmem_alloc(n);
+		if (!line) {
+			rc = SFS_ENOMEM;
+			goto out;
+		}
+		snprintf(line, n, "%s: %s", req->headers[i].name, req->headers[i].value);
+		grown = curl_slist_append(headers, line);
+		secmem_free(line, n);
+		if (!grown) {
+			rc = SFS_ENOMEM;
+			goto out;
+		}
+		headers = grown;
+	}
+	if ((grown = curl_slist_append(headers, "Expect:")))
+		headers = grown;
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+
+	if (strcmp(req->method, "GET") == 0 && !req->body) {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+	}
+
+	cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+	if (t.too_big || cc == CURLE_FILESIZE_EXCEEDED) {
+		snprintf(err, errlen, "response larger than %zu bytes", c->opt.max_response);
+		rc = SFS_ETOOBIG;
+	} else if (cc != CURLE_OK) {
+		snprintf(err, errlen, "%s", curl_easy_strerror(cc));
+		rc = SFS_ETRANSIENT;
+	}
+out:
+	/* Drop our references to secret-bearing options before returning. */
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+	headers_free(headers);
+	curl_slist_free_all(connect_to);
+	return rc;
+}
+
+static bool retryable_status(long status)
+{
+	return status == 429 || status == 500 || status == 502 || status == 503 ||
+	       status == 504;
+}
+
+int http_do(struct http_client *c, const struct http_request *req,
+	    struct http_response *resp, char *err, size_t errlen)
+{
+	int rc = 0;
+
+	err[0] = '\0';
+	for (unsigned i = 0;; i++) {
+		uint64_t delay;
+		struct timespec ts;
+
+		rc = attempt(c, req, resp, err, errlen);
+		if (i >= c->opt.max_retries || rc == SFS_ETOOBIG || rc == SFS_ENOMEM)
+			break;
+		if (rc == SFS_ETRANSIENT && !req->idempotent)
+			break;
+		if (rc == 0 && !retryable_status(resp->status))
+			break;
+		delay = timing_backoff(i, c->opt.retry_base_ms, c->opt.retry_cap_ms,
+				       resp->retry_after_ms, timing_random());
+		/* A server asking for a long pause gets it from the scheduler,
+		 * not from a blocked thread. */
+		if (delay > c->opt.retry_cap_ms)
+			break;
+		ts.tv_sec = (time_t)(delay / 1000);
+		ts.tv_nsec = (long)(delay % 1000) * 1000000;
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return rc;
+}
+
+void http_response_release(struct http_response *resp)
+{
+	secbuf_release(&resp->body);
+}
+
+char *http_escape_path(const char *s, bool keep_slash)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+	char *out = malloc(n * 3 + 1), *p = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' ||
+		    ch == '~' || (keep_slash && ch == '/')) {
+			*p++ = (char)ch;
+		} else {
+			*p++ = '%';
+			*p++ = hex[ch >> 4];
+			*p++ = hex[ch & 15];
+		}
+	}
+	*p = '\0';
+	return out;
+}

@@ -1,0 +1,92 @@
+/*
+ * The HTTP client shared by the Vault and AWS backends: libcurl with TLS
+ * verification always on, optional CA file/dir, client certificate (mTLS)
+ * and TLS server-name override, connect and total timeouts, connection
+ * reuse with a bounded connection lifetime, a response size cap, proxies
+ * only when configured, and a few quick retries with capped exponential
+ * backoff and full jitter that honour Retry-After.
+ *
+ * Response bodies live in guarded memory and request bodies and secret
+ * headers are wiped after use. One client per thread (a libcurl easy
+ * handle is not shared between threads).
+ */
+#ifndef SECRETFS_HTTP_H
+#define SECRETFS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "secretfs/secmem.h"
+
+struct http_client;
+
+struct http_options {
+	const char *ca_file;     /* PEM bundle; NULL: the system's */
+	const char *ca_dir;      /* hashed CA directory; NULL: none */
+	const char *client_cert; /* PEM; with client_key for mTLS */
+	const char *client_key;
+	const char *server_name; /* TLS name to verify (and SNI), when the URL's
+				    host is an address or another name */
+	const char *proxy;       /* NULL: never a proxy, whatever the environment */
+	uint64_t connect_timeout_ms; /* 0: 5 s */
+	uint64_t timeout_ms;         /* whole request; 0: 30 s */
+	uint64_t max_conn_lifetime_ms; /* 0: 5 min */
+	size_t max_response;         /* 0: 4 MiB */
+	unsigned max_retries;        /* extra attempts on transport errors, 429, 5xx */
+	uint64_t retry_base_ms;      /* 0: 250 ms */
+	uint64_t retry_cap_ms;       /* 0: 2 s; a longer Retry-After is returned instead */
+};
+
+struct http_header {
+	const char *name;
+	const char *value;
+	bool secret; /* wiped from memory after the request */
+};
+
+struct http_request {
+	const char *method; /* "GET", "POST", "PUT", "DELETE", "LIST" */
+	const char *url;
+	const struct http_header *headers;
+	size_t nheaders;
+	const void *body; /* may be NULL */
+	size_t body_len;
+	bool idempotent; /* may be retried after a transport error */
+};
+
+struct http_response {
+	long status;             /* 0 when no response arrived */
+	struct secbuf body;      /* guarded memory */
+	uint64_t retry_after_ms; /* from Retry-After on 429/503, else 0 */
+};
+
+/* Creates a client. Files named in opt are checked for readability now.
+ * Returns 0, SFS_EINVAL (err says which file) or SFS_ENOMEM. */
+int http_client_new(const struct http_options *opt, struct http_client **out, char *err,
+		    size_t errlen);
+
+/* Frees the client and its connections. NULL-safe. */
+void http_client_free(struct http_client *c);
+
+/*
+ * Performs a request, retrying per the options. resp must be zeroed (or
+ * released) before the first call. On return *resp holds the
+ * last response (release it with http_response_release even on failure).
+ * Returns 0 when a response arrived (any status), SFS_ETRANSIENT for
+ * transport failures (connect, TLS, timeout; err says which, without
+ * secrets), SFS_ETOOBIG when the body passed the cap.
+ */
+int http_do(struct http_client *c, const struct http_request *req,
+	    struct http_response *resp, char *err, size_t errlen);
+
+/* Wipes and frees the body. */
+void http_response_release(struct http_response *resp);
+
+/* Percent-encodes s for a URL path segment (keeps '/' when keep_slash).
+ * Returns a malloc'd string or NULL. */
+char *http_escape_path(const char *s, bool keep_slash);
+
+/* Global libcurl set-up; call once before threads start. */
+int http_global_init(void);
+
+#endif

@@ -1,0 +1,92 @@
+"""Fixtures for the secretfs integration tests.
+
+Run with Debian's interpreter:  /usr/bin/python3 -m pytest tests/integration
+The daemon under test is $SECRETFS_BIN (default build/secretfs). Tests that
+mount need root and /dev/fuse and are skipped without them. Set
+SECRETFS_SANITIZE=1 for the ASan build (longer bounds).
+
+Every daemon a test starts is stopped by PID, and its mount removed, even when
+the test fails; a failing test's report carries the daemon logs.
+"""
+
+import os
+
+import pytest
+
+from helpers.harness import HARD_LIMIT, SECRETFS_BIN, Sandbox
+
+
+def fuse_unavailable_reason():
+    if os.geteuid() != 0:
+        return "needs root (mounts FUSE file systems)"
+    if not os.path.exists("/dev/fuse"):
+        return "needs /dev/fuse"
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fuse: needs root and /dev/fuse (mounts secretfs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = fuse_unavailable_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "fuse" in item.keywords:
+            item.add_marker(skip)
+
+
+def require_binary():
+    if not (os.path.isfile(SECRETFS_BIN) and os.access(SECRETFS_BIN, os.X_OK)):
+        pytest.fail(f"secretfs binary not found at {SECRETFS_BIN}: build it "
+                    "(cmake -S . -B build && cmake --build build) or set SECRETFS_BIN",
+                    pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    sandbox = getattr(item, "_secretfs_sandbox", None)
+    if sandbox is None or not report.failed:
+        return
+    if sandbox.aborted:
+        report.sections.append(("secretfs watchdog",
+                                f"the test ran past {HARD_LIMIT:.0f} s; its daemons were killed"))
+    for d in sandbox.daemons:
+        report.sections.append((f"secretfs log: {d.name} (pid {d.pid}, rc {d.returncode})",
+                                d.log_text() or "(empty)"))
+
+
+def _sandbox(request):
+    require_binary()
+    sb = Sandbox(request.node.name)
+    request.node._secretfs_sandbox = sb
+    sb.start_watchdog(HARD_LIMIT)
+    return sb
+
+
+@pytest.fixture
+def sandbox(request):
+    """A Sandbox for tests that mount (root + /dev/fuse)."""
+    reason = fuse_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    sb = _sandbox(request)
+    try:
+        yield sb
+    finally:
+        errors = sb.cleanup()
+        assert not errors, f"cleanup problems: {errors}"
+
+
+@pytest.fixture
+def workdir(request):
+    """A Sandbox for tests that only run the program (no mount)."""
+    sb = _sandbox(request)
+    try:
+        yield sb
+    finally:
+        sb.cleanup()

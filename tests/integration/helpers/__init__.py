@@ -1,0 +1,1 @@
+"""Support code for the secretfs integration tests (harness and helper scripts)."""
