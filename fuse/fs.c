@@ -682,6 +682,7 @@ int fs_mount(struct fs *fs, const char *path)
 	if (mountpoint_prepare(path) < 0)
 		return SFS_EIO;
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, fs);
+	fuse_opt_free_args(&args);
 	if (!fs->se) {
 		log_error("cannot create the FUSE session");
 		return SFS_EIO;
