@@ -9,8 +9,8 @@
 #include "secretfs/backend.h"
 
 static const struct backend_ops *const registry[] = {
-	&backend_file_ops,
-	&backend_dev_ops,
+    &backend_file_ops,
+    &backend_dev_ops,
 };
 
 const struct backend_ops *backend_find(const char *type)

@@ -30,12 +30,13 @@ struct dev_backend {
 };
 
 static int dev_check_duration(const json_t *v, const char *kp, uint64_t min_ms,
-			      struct diag *d)
+                              struct diag *d)
 {
 	uint64_t ms;
 
 	if (config_duration_parse(v, &ms) < 0) {
-		diag_add(d, kp, "must be a duration such as \"30s\" or a number of seconds");
+		diag_add(d, kp,
+		         "must be a duration such as \"30s\" or a number of seconds");
 		return SFS_EINVAL;
 	}
 	if (ms < min_ms) {
@@ -52,7 +53,8 @@ static int dev_check(const json_t *conf, const char *keypath, struct diag *d)
 	char kp[512];
 	int ok = 0;
 
-	json_object_foreach((json_t *)conf, key, v) {
+	json_object_foreach((json_t *)conf, key, v)
+	{
 		diag_keypath(kp, sizeof kp, keypath, key);
 		if (strcmp(key, "type") == 0)
 			continue;
@@ -64,14 +66,15 @@ static int dev_check(const json_t *conf, const char *keypath, struct diag *d)
 				ok = SFS_EINVAL;
 		} else if (strcmp(key, "username_prefix") == 0) {
 			if (!json_is_string(v) || json_string_length(v) > 32) {
-				diag_add(d, kp, "must be a string of at most 32 characters");
+				diag_add(d, kp,
+				         "must be a string of at most 32 characters");
 				ok = SFS_EINVAL;
 			}
 		} else {
 			diag_add(d, kp,
-				 "unknown key \"%s\" (dev backends take: type, ttl, "
-				 "revoke_grace, username_prefix)",
-				 key);
+			         "unknown key \"%s\" (dev backends take: type, ttl, "
+			         "revoke_grace, username_prefix)",
+			         key);
 			ok = SFS_EINVAL;
 		}
 	}
@@ -87,7 +90,7 @@ static void dev_free(struct backend *be)
 }
 
 static int dev_create(const char *name, const json_t *conf, const char *config_dir,
-		      struct backend **out)
+                      struct backend **out)
 {
 	struct dev_backend *db = calloc(1, sizeof *db);
 	const json_t *v;
@@ -107,17 +110,17 @@ static int dev_create(const char *name, const json_t *conf, const char *config_d
 	if ((v = json_object_get(conf, "revoke_grace")))
 		config_duration_parse(v, &db->base.revoke_grace_ms);
 	snprintf(db->prefix, sizeof db->prefix, "%s",
-		 (v = json_object_get(conf, "username_prefix")) ? json_string_value(v)
-								: "dev-");
+	         (v = json_object_get(conf, "username_prefix")) ? json_string_value(v)
+	                                                        : "dev-");
 	*out = &db->base;
 	return 0;
 }
 
 static int dev_fetch(struct backend *be, const struct source_key *key,
-		     struct fetch_result *out, struct backend_error *err)
+                     struct fetch_result *out, struct backend_error *err)
 {
 	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 	struct dev_backend *db = (struct dev_backend *)be;
 	char user[160], *pw;
 	size_t n = 0;
@@ -144,7 +147,7 @@ static int dev_fetch(struct backend *be, const struct source_key *key,
 	memset(out, 0, sizeof *out);
 	out->value = obj;
 	snprintf(out->lease_id, sizeof out->lease_id, "dev/%s/%s/%lu", be->name,
-		 key->path, db->counter);
+	         key->path, db->counter);
 	snprintf(out->version, sizeof out->version, "%lu", db->counter);
 	out->lease_ms = db->ttl_ms;
 	out->renewable = false;
@@ -159,12 +162,12 @@ static int dev_revoke(struct backend *be, const char *lease_id, struct backend_e
 static const char *const dev_secret_keys[] = {NULL};
 
 const struct backend_ops backend_dev_ops = {
-	.type = "dev",
-	.secret_keys = dev_secret_keys,
-	.default_refresh_ms = 60 * 1000,
-	.check = dev_check,
-	.create = dev_create,
-	.free = dev_free,
-	.fetch = dev_fetch,
-	.revoke = dev_revoke,
+    .type = "dev",
+    .secret_keys = dev_secret_keys,
+    .default_refresh_ms = 60 * 1000,
+    .check = dev_check,
+    .create = dev_create,
+    .free = dev_free,
+    .fetch = dev_fetch,
+    .revoke = dev_revoke,
 };

@@ -47,7 +47,8 @@ static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 	char kp[512];
 	int ok = 0;
 
-	json_object_foreach((json_t *)conf, key, v) {
+	json_object_foreach((json_t *)conf, key, v)
+	{
 		diag_keypath(kp, sizeof kp, keypath, key);
 		if (strcmp(key, "type") == 0)
 			continue;
@@ -58,7 +59,8 @@ static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 			}
 			continue;
 		}
-		diag_add(d, kp, "unknown key \"%s\" (file backends take: type, path)", key);
+		diag_add(d, kp, "unknown key \"%s\" (file backends take: type, path)",
+		         key);
 		ok = SFS_EINVAL;
 	}
 	if (!json_object_get(conf, "path")) {
@@ -70,7 +72,8 @@ static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 
 /* Reads the whole file into a secmem block of *cap bytes holding *len bytes
  * of content; free it with secmem_free(*out, *cap). */
-static int file_read_all(const char *path, unsigned char **out, size_t *len, size_t *cap_out)
+static int file_read_all(const char *path, unsigned char **out, size_t *len,
+                         size_t *cap_out)
 {
 	struct stat st;
 	unsigned char *buf = NULL;
@@ -126,22 +129,23 @@ static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
 	if (rc < 0)
 		return rc;
 	crypto_generichash(hash, crypto_generichash_BYTES, buf, len, fb->hash_key,
-			   crypto_generichash_KEYBYTES);
+	                   crypto_generichash_KEYBYTES);
 	*doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	secmem_free(buf, cap);
 	if (!*doc || !json_is_object(*doc)) {
 		fb->malformed_count++;
 		/* jerr.text may quote the content near the error: log only where. */
 		if (*doc)
-			log_warn("backend %s: malformed secrets file %s: top level is not "
-				 "an object; keeping last good values (%lu malformed so far)",
-				 fb->base.name, fb->path, fb->malformed_count);
+			log_warn(
+			    "backend %s: malformed secrets file %s: top level is not "
+			    "an object; keeping last good values (%lu malformed so far)",
+			    fb->base.name, fb->path, fb->malformed_count);
 		else
 			log_warn("backend %s: malformed secrets file %s: invalid JSON at "
-				 "line %d, column %d; keeping last good values (%lu "
-				 "malformed so far)",
-				 fb->base.name, fb->path, jerr.line, jerr.column,
-				 fb->malformed_count);
+			         "line %d, column %d; keeping last good values (%lu "
+			         "malformed so far)",
+			         fb->base.name, fb->path, jerr.line, jerr.column,
+			         fb->malformed_count);
 		json_decref(*doc);
 		*doc = NULL;
 		return SFS_EPARSE;
@@ -155,13 +159,12 @@ static int file_watch_setup(struct file_backend *fb)
 	if (fb->inotify_fd < 0)
 		return SFS_EIO;
 	if (inotify_add_watch(fb->inotify_fd, fb->dir,
-			      /* Not IN_MODIFY: a file being written is read once
-			       * it is closed, never half-way. */
-			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE |
-				      IN_ATTRIB) < 0) {
+	                      /* Not IN_MODIFY: a file being written is read once
+	                       * it is closed, never half-way. */
+	                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_ATTRIB) < 0) {
 		log_warn("backend %s: cannot watch %s (%s); changes are seen at each "
-			 "refresh only",
-			 fb->base.name, fb->dir, strerror(errno));
+		         "refresh only",
+		         fb->base.name, fb->dir, strerror(errno));
 		close(fb->inotify_fd);
 		fb->inotify_fd = -1;
 	}
@@ -186,7 +189,7 @@ static void file_free(struct backend *be)
 }
 
 static int file_create(const char *name, const json_t *conf, const char *config_dir,
-		       struct backend **out)
+                       struct backend **out)
 {
 	const char *p = json_string_value(json_object_get(conf, "path"));
 	struct file_backend *fb;
@@ -248,7 +251,7 @@ static void file_batch_end(struct backend *be)
 }
 
 static int file_fetch(struct backend *be, const struct source_key *key,
-		      struct fetch_result *out, struct backend_error *err)
+                      struct fetch_result *out, struct backend_error *err)
 {
 	struct file_backend *fb = (struct file_backend *)be;
 	unsigned char hash[crypto_generichash_BYTES];
@@ -265,7 +268,7 @@ static int file_fetch(struct backend *be, const struct source_key *key,
 	if (!fb->doc) {
 		rc = fb->doc_err < 0 ? fb->doc_err : SFS_EIO;
 		backend_error_set(err, "secrets file %s: %s", fb->path,
-				  rc == SFS_EPARSE ? "malformed" : sfs_strerror(rc));
+		                  rc == SFS_EPARSE ? "malformed" : sfs_strerror(rc));
 		/* Outside a batch, do not pin the error for the next call. */
 		return rc;
 	}
@@ -321,15 +324,15 @@ static int file_on_watch(struct backend *be)
 static const char *const file_secret_keys[] = {NULL};
 
 const struct backend_ops backend_file_ops = {
-	.type = "file",
-	.secret_keys = file_secret_keys,
-	.default_refresh_ms = 60 * 1000,
-	.check = file_check,
-	.create = file_create,
-	.free = file_free,
-	.fetch = file_fetch,
-	.watch_fd = file_watch_fd,
-	.on_watch = file_on_watch,
-	.batch_begin = file_batch_begin,
-	.batch_end = file_batch_end,
+    .type = "file",
+    .secret_keys = file_secret_keys,
+    .default_refresh_ms = 60 * 1000,
+    .check = file_check,
+    .create = file_create,
+    .free = file_free,
+    .fetch = file_fetch,
+    .watch_fd = file_watch_fd,
+    .on_watch = file_on_watch,
+    .batch_begin = file_batch_begin,
+    .batch_end = file_batch_end,
 };

@@ -98,8 +98,8 @@ int http_global_init(void)
 
 	if (done)
 		return 0;
-	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free, wipe_realloc,
-				 wipe_strdup, wipe_calloc) != CURLE_OK)
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free,
+	                         wipe_realloc, wipe_strdup, wipe_calloc) != CURLE_OK)
 		return SFS_EIO;
 	done = 1;
 	return 0;
@@ -117,7 +117,7 @@ static int check_readable(const char *what, const char *path, char *err, size_t 
 }
 
 int http_client_new(const struct http_options *opt, struct http_client **out, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	struct http_client *c;
 
@@ -172,7 +172,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	struct transfer *t = arg;
 	size_t n = size * nmemb;
 
-	if (t->resp->body.len + n > t->max || secbuf_append(&t->resp->body, data, n) < 0) {
+	if (t->resp->body.len + n > t->max ||
+	    secbuf_append(&t->resp->body, data, n) < 0) {
 		t->too_big = true;
 		return 0;
 	}
@@ -217,7 +218,7 @@ static void headers_free(struct curl_slist *h)
  * and CONNECT_TO maps the name back to the real host and port.
  */
 static int override_server_name(struct http_client *c, const char *url, CURL *h,
-				struct curl_slist **connect_to)
+                                struct curl_slist **connect_to)
 {
 	CURLU *u = curl_url();
 	char *host = NULL, *port = NULL, *rewritten = NULL, *map = NULL;
@@ -252,7 +253,7 @@ out:
 }
 
 static int attempt(struct http_client *c, const struct http_request *req,
-		   struct http_response *resp, char *err, size_t errlen)
+                   struct http_response *resp, char *err, size_t errlen)
 {
 	struct transfer t = {.resp = resp, .max = c->opt.max_response};
 	struct curl_slist *headers = NULL, *grown, *connect_to = NULL;
@@ -292,7 +293,8 @@ static int attempt(struct http_client *c, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_PROXY, c->opt.proxy ? c->opt.proxy : "");
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opt.connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opt.timeout_ms);
-	curl_easy_setopt(h, CURLOPT_MAXLIFETIME_CONN, (long)(c->opt.max_conn_lifetime_ms / 1000));
+	curl_easy_setopt(h, CURLOPT_MAXLIFETIME_CONN,
+	                 (long)(c->opt.max_conn_lifetime_ms / 1000));
 	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
@@ -301,7 +303,8 @@ static int attempt(struct http_client *c, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "secretfs/" SECRETFS_VERSION);
 
 	for (size_t i = 0; i < req->nheaders; i++) {
-		size_t n = strlen(req->headers[i].name) + strlen(req->headers[i].value) + 3;
+		size_t n =
+		    strlen(req->headers[i].name) + strlen(req->headers[i].value) + 3;
 		char *line = secmem_alloc(n);
 		if (!line) {
 			rc = SFS_ENOMEM;
@@ -324,14 +327,16 @@ static int attempt(struct http_client *c, const struct http_request *req,
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+		                 (curl_off_t)req->body_len);
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
 	}
 
 	cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 	if (t.too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-		snprintf(err, errlen, "response larger than %zu bytes", c->opt.max_response);
+		snprintf(err, errlen, "response larger than %zu bytes",
+		         c->opt.max_response);
 		rc = SFS_ETOOBIG;
 	} else if (cc != CURLE_OK) {
 		snprintf(err, errlen, "%s", curl_easy_strerror(cc));
@@ -353,7 +358,7 @@ static bool retryable_status(long status)
 }
 
 int http_do(struct http_client *c, const struct http_request *req,
-	    struct http_response *resp, char *err, size_t errlen)
+            struct http_response *resp, char *err, size_t errlen)
 {
 	int rc = 0;
 
@@ -370,7 +375,7 @@ int http_do(struct http_client *c, const struct http_request *req,
 		if (rc == 0 && !retryable_status(resp->status))
 			break;
 		delay = timing_backoff(i, c->opt.retry_base_ms, c->opt.retry_cap_ms,
-				       resp->retry_after_ms, timing_random());
+		                       resp->retry_after_ms, timing_random());
 		/* A server asking for a long pause gets it from the scheduler,
 		 * not from a blocked thread. */
 		if (delay > c->opt.retry_cap_ms)

@@ -78,19 +78,19 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 now.tv_nsec / 1000000);
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	         now.tv_nsec / 1000000);
 
 	if (log_json) {
 		pos = (size_t)snprintf(line, sizeof line,
-				       "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
-				       level_names[level]);
+		                       "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+		                       level_names[level]);
 		json_escape_into(line, sizeof line - 4, &pos, msg);
 		memcpy(line + pos, "\"}\n", 3);
 		pos += 3;
 	} else {
-		int n = snprintf(line, sizeof line, "%s %-5s %s\n", ts, level_names[level],
-				 msg);
+		int n = snprintf(line, sizeof line, "%s %-5s %s\n", ts,
+		                 level_names[level], msg);
 		pos = n < 0 ? 0 : (size_t)n >= sizeof line ? sizeof line - 1 : (size_t)n;
 	}
 	/* Best effort: nothing useful can be done if stderr is gone. */

@@ -31,19 +31,20 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: secretfs --config FILE [--check]\n"
-		"       secretfs --version | --help\n"
-		"\n"
-		"Serves secrets from Vault, AWS Secrets Manager or development backends\n"
-		"as read-only files through a FUSE mount, encrypted in memory.\n"
-		"\n"
-		"  -c, --config FILE   the JSON configuration (see README.md)\n"
-		"  -n, --check         validate the configuration and exit: 0 when valid\n"
-		"  -V, --version       print the version and exit\n"
-		"  -h, --help          print this help and exit\n"
-		"\n"
-		"Runs in the foreground. SIGTERM or SIGINT unmounts and exits 0.\n");
+	fprintf(
+	    out,
+	    "Usage: secretfs --config FILE [--check]\n"
+	    "       secretfs --version | --help\n"
+	    "\n"
+	    "Serves secrets from Vault, AWS Secrets Manager or development backends\n"
+	    "as read-only files through a FUSE mount, encrypted in memory.\n"
+	    "\n"
+	    "  -c, --config FILE   the JSON configuration (see README.md)\n"
+	    "  -n, --check         validate the configuration and exit: 0 when valid\n"
+	    "  -V, --version       print the version and exit\n"
+	    "  -h, --help          print this help and exit\n"
+	    "\n"
+	    "Runs in the foreground. SIGTERM or SIGINT unmounts and exits 0.\n");
 }
 
 /* No core dumps, not ptrace-able by other users of our uid. */
@@ -61,12 +62,12 @@ static void log_stats(struct sched *s)
 
 	sched_get_stats(s, &st);
 	log_info("stats: reads=%lu read_failures=%lu probes=%lu renewals=%lu "
-		 "renew_failures=%lu replaced=%lu revoked=%lu revoke_failures=%lu "
-		 "render_failures=%lu publishes=%lu expired=%lu on_change=%lu "
-		 "on_change_failures=%lu",
-		 st.fetch_ok, st.fetch_failed, st.probes, st.renewals, st.renew_failed,
-		 st.replaced, st.revoked, st.revoke_failed, st.render_failed, st.published,
-		 st.expired, st.onchange_runs, st.onchange_failed);
+	         "renew_failures=%lu replaced=%lu revoked=%lu revoke_failures=%lu "
+	         "render_failures=%lu publishes=%lu expired=%lu on_change=%lu "
+	         "on_change_failures=%lu",
+	         st.fetch_ok, st.fetch_failed, st.probes, st.renewals, st.renew_failed,
+	         st.replaced, st.revoked, st.revoke_failed, st.render_failed,
+	         st.published, st.expired, st.onchange_runs, st.onchange_failed);
 }
 
 static int create_backends(const struct config *cfg, struct backend **out)
@@ -80,7 +81,8 @@ static int create_backends(const struct config *cfg, struct backend **out)
 		const struct backend_ops *ops = backend_find(cb->type);
 		int rc = ops ? ops->create(cb->name, cb->json, dir, &out[i]) : SFS_EINVAL;
 		if (rc < 0) {
-			log_error("backend %s: cannot start: %s", cb->name, sfs_strerror(rc));
+			log_error("backend %s: cannot start: %s", cb->name,
+			          sfs_strerror(rc));
 			return rc;
 		}
 	}
@@ -91,10 +93,10 @@ static int run(const struct config *cfg)
 {
 	struct backend **backends = calloc(cfg->nbackends, sizeof *backends);
 	struct fs_options fopt = {
-		.dir_mode = cfg->mount.dir_mode,
-		.dir_uid = cfg->mount.uid,
-		.dir_gid = cfg->mount.gid,
-		.allow_other = cfg->mount.allow_other,
+	    .dir_mode = cfg->mount.dir_mode,
+	    .dir_uid = cfg->mount.uid,
+	    .dir_gid = cfg->mount.gid,
+	    .allow_other = cfg->mount.allow_other,
 	};
 	struct store *st = NULL;
 	struct fs *fs = NULL;
@@ -128,15 +130,15 @@ static int run(const struct config *cfg)
 	}
 	if (missing)
 		log_warn("startup: %zu of %zu sources not read yet after %llu ms; their "
-			 "files stay absent until they are",
-			 missing, sched_source_count(sched),
-			 (unsigned long long)(sched_now_ms() - started));
+		         "files stay absent until they are",
+		         missing, sched_source_count(sched),
+		         (unsigned long long)(sched_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
 	log_info("mounted %s: %zu files from %zu sources (%zu ready) in %llu ms",
-		 cfg->mount.path, cfg->nsecrets, sched_source_count(sched),
-		 sched_source_count(sched) - missing,
-		 (unsigned long long)(sched_now_ms() - started));
+	         cfg->mount.path, cfg->nsecrets, sched_source_count(sched),
+	         sched_source_count(sched) - missing,
+	         (unsigned long long)(sched_now_ms() - started));
 	fs_run(fs);
 	log_info("stopping");
 	rc = EXIT_SUCCESS;
@@ -161,11 +163,11 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check", no_argument, NULL, 'n'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'n'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
 	bool check_only = false;
@@ -194,7 +196,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc || !config_path) {
 		fprintf(stderr, "secretfs: %s\n",
-			optind < argc ? "unexpected argument" : "--config FILE is required");
+		        optind < argc ? "unexpected argument"
+		                      : "--config FILE is required");
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -220,8 +223,8 @@ int main(int argc, char **argv)
 	}
 
 	log_setup((enum log_level)cfg->log.level, cfg->log.json);
-	log_info("secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION, (int)getpid(),
-		 config_path);
+	log_info("secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION,
+	         (int)getpid(), config_path);
 	rc = run(cfg);
 	config_free(cfg);
 	return rc;

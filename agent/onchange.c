@@ -76,8 +76,8 @@ void onchange_trigger(struct onchange *oc, const char *file, uint64_t now)
 		if ((p == oc->files || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
 			goto scheduled;
 	if (used + n + 2 < sizeof oc->files)
-		snprintf(oc->files + used, sizeof oc->files - used, "%s%s", used ? " " : "",
-			 file);
+		snprintf(oc->files + used, sizeof oc->files - used, "%s%s",
+		         used ? " " : "", file);
 scheduled:
 	/* Trailing debounce, but a steady stream of changes still runs the
 	 * action at least every ten debounce periods. */
@@ -116,19 +116,20 @@ static void onchange_signal(struct onchange *oc)
 
 	if (read_pid_file(oc->cfg->pid_file, &pid) < 0) {
 		oc->failures++;
-		log_warn("on_change: cannot read a pid from %s; signal %s not sent (files: %s)",
-			 oc->cfg->pid_file, sigabbrev_np(oc->cfg->signal), oc->files);
+		log_warn("on_change: cannot read a pid from %s; signal %s not sent "
+		         "(files: %s)",
+		         oc->cfg->pid_file, sigabbrev_np(oc->cfg->signal), oc->files);
 		return;
 	}
 	if (kill(pid, oc->cfg->signal) < 0) {
 		oc->failures++;
 		log_warn("on_change: cannot send SIG%s to pid %d (from %s): %s",
-			 sigabbrev_np(oc->cfg->signal), (int)pid, oc->cfg->pid_file,
-			 strerror(errno));
+		         sigabbrev_np(oc->cfg->signal), (int)pid, oc->cfg->pid_file,
+		         strerror(errno));
 		return;
 	}
-	log_info("on_change: sent SIG%s to pid %d (files: %s)", sigabbrev_np(oc->cfg->signal),
-		 (int)pid, oc->files);
+	log_info("on_change: sent SIG%s to pid %d (files: %s)",
+	         sigabbrev_np(oc->cfg->signal), (int)pid, oc->files);
 }
 
 static void onchange_spawn(struct onchange *oc, uint64_t now)
@@ -165,7 +166,8 @@ static void onchange_spawn(struct onchange *oc, uint64_t now)
 	if (oc->cfg->argv[0][0] == '/')
 		rc = posix_spawn(&pid, oc->cfg->argv[0], &fa, &attr, oc->cfg->argv, envp);
 	else
-		rc = posix_spawnp(&pid, oc->cfg->argv[0], &fa, &attr, oc->cfg->argv, envp);
+		rc =
+		    posix_spawnp(&pid, oc->cfg->argv[0], &fa, &attr, oc->cfg->argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (rc != 0) {
@@ -175,8 +177,8 @@ static void onchange_spawn(struct onchange *oc, uint64_t now)
 	}
 	oc->child = pid;
 	oc->child_started = now;
-	log_info("on_change: started %s as pid %d (files: %s)", oc->cfg->argv[0], (int)pid,
-		 oc->files);
+	log_info("on_change: started %s as pid %d (files: %s)", oc->cfg->argv[0],
+	         (int)pid, oc->files);
 out:
 	free(env_mount);
 	free(env_files);
@@ -192,9 +194,10 @@ static void onchange_reap(struct onchange *oc, uint64_t now)
 	r = waitpid(oc->child, &status, WNOHANG);
 	if (r == 0) {
 		if (now - oc->child_started > ONCHANGE_COMMAND_TIMEOUT_MS) {
-			log_warn("on_change: %s (pid %d) ran longer than %d s; killing it",
-				 oc->cfg->argv[0], (int)oc->child,
-				 ONCHANGE_COMMAND_TIMEOUT_MS / 1000);
+			log_warn(
+			    "on_change: %s (pid %d) ran longer than %d s; killing it",
+			    oc->cfg->argv[0], (int)oc->child,
+			    ONCHANGE_COMMAND_TIMEOUT_MS / 1000);
 			kill(oc->child, SIGKILL);
 		}
 		return;
@@ -204,15 +207,16 @@ static void onchange_reap(struct onchange *oc, uint64_t now)
 		return;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		log_info("on_change: %s (pid %d) exited 0", oc->cfg->argv[0], (int)oc->child);
+		log_info("on_change: %s (pid %d) exited 0", oc->cfg->argv[0],
+		         (int)oc->child);
 	} else {
 		oc->failures++;
 		if (WIFEXITED(status))
 			log_warn("on_change: %s (pid %d) exited %d", oc->cfg->argv[0],
-				 (int)oc->child, WEXITSTATUS(status));
+			         (int)oc->child, WEXITSTATUS(status));
 		else
 			log_warn("on_change: %s (pid %d) killed by signal %d",
-				 oc->cfg->argv[0], (int)oc->child, WTERMSIG(status));
+			         oc->cfg->argv[0], (int)oc->child, WTERMSIG(status));
 	}
 	oc->child = 0;
 }

@@ -43,7 +43,7 @@ enum source_step { STEP_FETCH, STEP_PROBE, STEP_RENEW };
 struct sched_file {
 	const struct config_secret *cs;
 	size_t fs_id;
-	uint64_t version; /* of the published content; 0 = never published */
+	uint64_t version;             /* of the published content; 0 = never published */
 	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
 	struct onchange *action;      /* shared; NULL when none */
 };
@@ -208,7 +208,7 @@ static int sched_attach(struct sched *s, struct sched_file *f)
 }
 
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
-	      struct store *st, struct sched **out)
+              struct store *st, struct sched **out)
 {
 	struct sched *s = calloc(1, sizeof *s);
 	int rc = SFS_ENOMEM;
@@ -240,8 +240,8 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 
 		f->cs = cs;
 		rc = fs_add_file(fs, cs->name, cs->has_mode ? cs->mode : cfg->mount.mode,
-				 cs->has_uid ? cs->uid : cfg->mount.uid,
-				 cs->has_gid ? cs->gid : cfg->mount.gid, &f->fs_id);
+		                 cs->has_uid ? cs->uid : cfg->mount.uid,
+		                 cs->has_gid ? cs->gid : cfg->mount.gid, &f->fs_id);
 		if (rc < 0)
 			goto out;
 		rc = sched_attach(s, f);
@@ -267,14 +267,14 @@ size_t sched_source_count(const struct sched *s)
 /* Renders one file from value; on a change seals it into *upd. Returns 1
  * when changed, 0 when the content is the same, negative on failure. */
 static int render_file(struct sched *s, struct source *src, struct sched_file *f,
-		       const json_t *value, struct fs_update *upd)
+                       const json_t *value, struct fs_update *upd)
 {
 	const struct config_secret *cs = f->cs;
 	struct render_spec spec = {
-		.format = cs->format,
-		.field = cs->field,
-		.template_text = cs->template_text,
-		.decode_base64 = cs->decode_base64,
+	    .format = cs->format,
+	    .field = cs->field,
+	    .template_text = cs->template_text,
+	    .decode_base64 = cs->decode_base64,
 	};
 	unsigned char hash[HASH_LEN];
 	struct secbuf out;
@@ -286,12 +286,12 @@ static int render_file(struct sched *s, struct source *src, struct sched_file *f
 	rc = render(&spec, value, &out, err, sizeof err);
 	if (rc < 0) {
 		log_error("file %s: cannot render from %s: %s; keeping %s", cs->name,
-			  src->label, err[0] ? err : sfs_strerror(rc),
-			  f->version ? "the last good content" : "it absent");
+		          src->label, err[0] ? err : sfs_strerror(rc),
+		          f->version ? "the last good content" : "it absent");
 		goto out;
 	}
 	crypto_generichash(hash, sizeof hash, out.data, out.len, s->hash_key,
-			   crypto_generichash_KEYBYTES);
+	                   crypto_generichash_KEYBYTES);
 	if (f->version && sodium_memcmp(hash, f->hash, sizeof hash) == 0) {
 		rc = 0;
 		goto out;
@@ -311,7 +311,7 @@ out:
 
 /* Renders and publishes every file of src from value, atomically. */
 static void source_publish(struct sched *s, struct source *src, const json_t *value,
-			   uint64_t now)
+                           uint64_t now)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 	struct sched_file **changed = calloc(src->nfiles, sizeof *changed);
@@ -341,8 +341,8 @@ static void source_publish(struct sched *s, struct source *src, const json_t *va
 		f->version = upd[i].version;
 		upd[i].blob = NULL; /* the fs owns it now */
 		log_info("file %s: %s version %llu from %s", f->cs->name,
-			 first ? "published" : "updated to", (unsigned long long)f->version,
-			 src->label);
+		         first ? "published" : "updated to",
+		         (unsigned long long)f->version, src->label);
 		if (!first && f->action)
 			onchange_trigger(f->action, f->cs->name, now);
 	}
@@ -373,7 +373,7 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 	if (!r || !(r->label = strdup(src->label))) {
 		free(r);
 		log_error("source %s: out of memory; lease %s will not be revoked",
-			  src->label, src->lease_id);
+		          src->label, src->lease_id);
 		return;
 	}
 	r->be = src->be;
@@ -382,29 +382,30 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 	r->next = s->revocations;
 	s->revocations = r;
 	log_info("source %s: lease %s replaced; revoking it in %llu ms", src->label,
-		 src->lease_id, (unsigned long long)src->be->revoke_grace_ms);
+	         src->lease_id, (unsigned long long)src->be->revoke_grace_ms);
 }
 
 /* After a failure: back off, and make files absent once a lease has truly
  * expired (they would only hand out dead credentials). */
 static void source_failed(struct sched *s, struct source *src, int rc,
-			  const struct backend_error *err, const char *what, uint64_t now)
+                          const struct backend_error *err, const char *what, uint64_t now)
 {
 	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
-					err->retry_after_ms, timing_random());
+	                                err->retry_after_ms, timing_random());
 
 	src->attempt++;
 	src->due = now + delay;
 	log_warn("source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
-		 src->label, what, src->attempt, sfs_strerror(rc), err->msg[0] ? ": " : "",
-		 err->msg, (unsigned long long)delay,
-		 src->ready ? "; serving the last good value" : "");
+	         src->label, what, src->attempt, sfs_strerror(rc),
+	         err->msg[0] ? ": " : "", err->msg, (unsigned long long)delay,
+	         src->ready ? "; serving the last good value" : "");
 
 	if (src->lease_id[0] && now >= src->lease_expires) {
 		struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
-		log_error("source %s: lease %s expired; its files are removed until a new "
-			  "value is read",
-			  src->label, src->lease_id);
+		log_error(
+		    "source %s: lease %s expired; its files are removed until a new "
+		    "value is read",
+		    src->label, src->lease_id);
 		if (upd) {
 			for (size_t i = 0; i < src->nfiles; i++)
 				upd[i].id = src->files[i]->fs_id;
@@ -459,21 +460,25 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		src->lease_expires = now + res.lease_ms;
 		if (res.renewable && src->be->ops->renew) {
 			src->step = STEP_RENEW;
-			src->due = now + timing_renew_after(res.lease_ms, timing_random());
+			src->due =
+			    now + timing_renew_after(res.lease_ms, timing_random());
 		} else {
 			src->step = STEP_FETCH;
-			src->due = now + timing_replace_after(res.lease_ms, timing_random());
+			src->due =
+			    now + timing_replace_after(res.lease_ms, timing_random());
 		}
-		log_debug("source %s: lease %s for %llu ms, %s", src->label, src->lease_id,
-			  (unsigned long long)res.lease_ms,
-			  src->step == STEP_RENEW ? "renewable" : "to be replaced");
+		log_debug("source %s: lease %s for %llu ms, %s", src->label,
+		          src->lease_id, (unsigned long long)res.lease_ms,
+		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
 	} else {
 		src->lease_id[0] = '\0';
 		if (!src->ready)
-			src->due = now + timing_first_refresh(src->refresh_ms, timing_random());
+			src->due =
+			    now + timing_first_refresh(src->refresh_ms, timing_random());
 		else
 			src->due = now + src->refresh_ms;
-		src->step = src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
+		src->step =
+		    src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
 	}
 	fetch_result_release(&res);
 	source_mark_ready(s, src);
@@ -509,8 +514,9 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	rc = src->be->ops->renew(src->be, src->lease_id, src->lease_ms, &left, &err);
 	if (rc == SFS_ENOTFOUND || rc == SFS_EEXPIRED) {
 		stat_add(s, &s->stats.renew_failed);
-		log_warn("source %s: lease %s can no longer be renewed (%s); replacing it",
-			 src->label, src->lease_id, err.msg);
+		log_warn(
+		    "source %s: lease %s can no longer be renewed (%s); replacing it",
+		    src->label, src->lease_id, err.msg);
 		src->lease_id[0] = '\0';
 		source_fetch(s, src, now);
 		return;
@@ -528,14 +534,14 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 		src->step = STEP_FETCH;
 		src->due = now + timing_replace_after(left, timing_random());
 		log_info("source %s: lease %s renewed for only %llu ms; replacing it in "
-			 "%llu ms",
-			 src->label, src->lease_id, (unsigned long long)left,
-			 (unsigned long long)(src->due - now));
+		         "%llu ms",
+		         src->label, src->lease_id, (unsigned long long)left,
+		         (unsigned long long)(src->due - now));
 	} else {
 		src->step = STEP_RENEW;
 		src->due = now + timing_renew_after(left, timing_random());
 		log_debug("source %s: lease %s renewed for %llu ms", src->label,
-			  src->lease_id, (unsigned long long)left);
+		          src->lease_id, (unsigned long long)left);
 	}
 }
 
@@ -583,8 +589,8 @@ static void revoke_one(struct sched *s, struct revocation *r)
 
 	if (rc < 0) {
 		stat_add(s, &s->stats.revoke_failed);
-		log_warn("source %s: cannot revoke lease %s: %s%s%s", r->label, r->lease_id,
-			 sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg);
+		log_warn("source %s: cannot revoke lease %s: %s%s%s", r->label,
+		         r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg);
 	} else {
 		stat_add(s, &s->stats.revoked);
 		log_info("source %s: revoked lease %s", r->label, r->lease_id);
@@ -667,7 +673,8 @@ static void *sched_main(void *arg)
 		else if (next <= now)
 			timeout = 0;
 		else
-			timeout = next - now > 3600 * 1000 ? 3600 * 1000 : (int)(next - now);
+			timeout =
+			    next - now > 3600 * 1000 ? 3600 * 1000 : (int)(next - now);
 		if (poll(pfd, npfd, timeout) < 0 && errno != EINTR) {
 			log_error("scheduler: poll: %s", strerror(errno));
 			break;
@@ -686,7 +693,8 @@ static void *sched_main(void *arg)
 				continue;
 			/* A change notification: read every source of it now. */
 			for (size_t j = 0; j < s->nsources; j++) {
-				if (s->sources[j].be != be || s->sources[j].step == STEP_RENEW)
+				if (s->sources[j].be != be ||
+				    s->sources[j].step == STEP_RENEW)
 					continue;
 				s->sources[j].step = STEP_FETCH;
 				s->sources[j].due = now;
@@ -733,7 +741,8 @@ size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms)
 	}
 	pthread_mutex_lock(&s->lock);
 	while (s->nready < s->nsources && !s->stopping)
-		if (pthread_cond_timedwait(&s->ready_cond, &s->lock, &deadline) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&s->ready_cond, &s->lock, &deadline) ==
+		    ETIMEDOUT)
 			break;
 	left = s->nsources - s->nready;
 	pthread_mutex_unlock(&s->lock);

@@ -32,7 +32,7 @@ struct sched_stats {
  * pointers are borrowed and must outlive the scheduler.
  */
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
-	      struct store *st, struct sched **out);
+              struct store *st, struct sched **out);
 
 /* Starts the scheduler thread; every source is read at once. */
 int sched_start(struct sched *s);

@@ -12,7 +12,7 @@ double timing_random(void)
 }
 
 uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
-			uint64_t retry_after, double u)
+                        uint64_t retry_after, double u)
 {
 	uint64_t ceiling = base;
 

@@ -39,8 +39,8 @@
 struct fs_inode;
 
 struct fs_node {
-	char *name;     /* last path segment */
-	char *path;     /* full name inside the mount (files) */
+	char *name; /* last path segment */
+	char *path; /* full name inside the mount (files) */
 	struct fs_node *parent;
 	bool is_dir;
 	struct fs_node **children; /* directories */
@@ -163,7 +163,7 @@ static void inode_maybe_free(struct fs *fs, struct fs_inode *in)
 /* ---- tree --------------------------------------------------------------- */
 
 static struct fs_node *node_new(struct fs *fs, struct fs_node *parent, const char *name,
-				size_t len, bool is_dir)
+                                size_t len, bool is_dir)
 {
 	struct fs_node *n = calloc(1, sizeof *n);
 	struct fs_node **grown;
@@ -180,7 +180,8 @@ static struct fs_node *node_new(struct fs *fs, struct fs_node *parent, const cha
 			goto fail;
 	}
 	if (parent) {
-		grown = realloc(parent->children, (parent->nchildren + 1) * sizeof *grown);
+		grown =
+		    realloc(parent->children, (parent->nchildren + 1) * sizeof *grown);
 		if (!grown)
 			goto fail;
 		parent->children = grown;
@@ -239,7 +240,7 @@ int fs_new(const struct fs_options *opt, struct store *st, struct fs **out)
 }
 
 int fs_add_file(struct fs *fs, const char *name, mode_t mode, uid_t uid, gid_t gid,
-		size_t *id)
+                size_t *id)
 {
 	struct fs_node *dir = fs->root, *n, **grown;
 	const char *seg = name, *slash;
@@ -318,10 +319,11 @@ int fs_publish(struct fs *fs, struct fs_update *updates, size_t n)
 		for (size_t i = 0; i < n; i++) {
 			struct fs_node *node = fs->files[updates[i].id];
 			int r = fuse_lowlevel_notify_inval_entry(
-				fs->se, node->parent->current->ino, node->name,
-				strlen(node->name));
+			    fs->se, node->parent->current->ino, node->name,
+			    strlen(node->name));
 			if (r < 0 && r != -ENOENT)
-				log_debug("invalidating %s: %s", node->path, strerror(-r));
+				log_debug("invalidating %s: %s", node->path,
+				          strerror(-r));
 		}
 	}
 	free(fresh);
@@ -418,7 +420,8 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	fuse_reply_none(req);
 }
 
-static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+static void op_forget_multi(fuse_req_t req, size_t count,
+                            struct fuse_forget_data *forgets)
 {
 	struct fs *fs = fuse_req_userdata(req);
 
@@ -469,10 +472,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 	}
 	rc = store_unseal(fs->store, in->blob, in->node->path, in->version, &h->data,
-			  &h->len);
+	                  &h->len);
 	if (rc < 0) {
 		log_error("file %s: cannot open sealed content: %s", in->node->path,
-			  sfs_strerror(rc));
+		          sfs_strerror(rc));
 		err = rc == SFS_ENOMEM ? ENOMEM : EIO;
 		goto out;
 	}
@@ -503,7 +506,7 @@ out:
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+                    struct fuse_file_info *fi)
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
@@ -554,7 +557,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 /* Entries are ".", ".." then the children in order; the offset of an entry
  * is its index + 1, stable because the tree never changes shape. */
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct fs_inode *dir;
@@ -587,7 +590,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_ino = dir->ino;
 			st.st_mode = S_IFDIR;
 		} else if (i == 1) {
-			struct fs_node *p = dir->node->parent ? dir->node->parent : dir->node;
+			struct fs_node *p =
+			    dir->node->parent ? dir->node->parent : dir->node;
 			name = "..";
 			st.st_ino = p->current->ino;
 			st.st_mode = S_IFDIR;
@@ -600,7 +604,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_mode = c->is_dir ? S_IFDIR : S_IFREG;
 		}
 		need = fuse_add_direntry(req, buf + used, size - used, name, &st,
-					 (off_t)(i + 1));
+		                         (off_t)(i + 1));
 		if (need > size - used)
 			break;
 		used += need;
@@ -629,17 +633,17 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.open = op_open,
-	.read = op_read,
-	.release = op_release,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.statfs = op_statfs,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .statfs = op_statfs,
 };
 
 /* ---- session ------------------------------------------------------------ */
@@ -677,8 +681,8 @@ int fs_mount(struct fs *fs, const char *path)
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 
 	snprintf(opts, sizeof opts,
-		 "ro,default_permissions,nosuid,nodev,fsname=secretfs,subtype=secretfs%s",
-		 fs->opt.allow_other ? ",allow_other" : "");
+	         "ro,default_permissions,nosuid,nodev,fsname=secretfs,subtype=secretfs%s",
+	         fs->opt.allow_other ? ",allow_other" : "");
 	if (mountpoint_prepare(path) < 0)
 		return SFS_EIO;
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, fs);
@@ -689,8 +693,8 @@ int fs_mount(struct fs *fs, const char *path)
 	}
 	if (fuse_session_mount(fs->se, path) != 0) {
 		log_error("cannot mount on %s (is /dev/fuse available, and may this user "
-			  "mount?)",
-			  path);
+		          "mount?)",
+		          path);
 		return SFS_EIO;
 	}
 	pthread_mutex_lock(&fs->lock);

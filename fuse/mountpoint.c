@@ -126,7 +126,7 @@ static int fuse_mounted_at(const char *path)
 static int detach_stale(const char *path)
 {
 	log_warn("mount point %s is a stale mount left by a dead instance; detaching it",
-		 path);
+	         path);
 	if (umount2(path, MNT_DETACH) < 0 && run_fusermount_detach(path) < 0) {
 		log_error("cannot detach the stale mount at %s", path);
 		return SFS_EIO;
@@ -146,8 +146,8 @@ int mountpoint_prepare(const char *path)
 	if (fuse_mounted_at(path)) {
 		if (statfs(path, &sfs) == 0) {
 			log_error("mount point %s: a running FUSE filesystem is already "
-				  "mounted there",
-				  path);
+			          "mounted there",
+			          path);
 			return SFS_EIO;
 		}
 		if (errno != ENOTCONN && errno != ECONNABORTED) {
@@ -166,7 +166,8 @@ int mountpoint_prepare(const char *path)
 	}
 	if (errno == ENOENT) {
 		if (mkdir_p(path) < 0) {
-			log_error("cannot create mount point %s: %s", path, strerror(errno));
+			log_error("cannot create mount point %s: %s", path,
+			          strerror(errno));
 			return SFS_EIO;
 		}
 		return 0;

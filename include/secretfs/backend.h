@@ -32,10 +32,10 @@ struct backend_error {
 
 /* A successful read. */
 struct fetch_result {
-	json_t *value;       /* owned: string or object */
-	char version[128];   /* backend's version id, "" when it has none */
-	char lease_id[256];  /* "" when the value is not leased */
-	uint64_t lease_ms;   /* lease duration; 0 when not leased */
+	json_t *value;      /* owned: string or object */
+	char version[128];  /* backend's version id, "" when it has none */
+	char lease_id[256]; /* "" when the value is not leased */
+	uint64_t lease_ms;  /* lease duration; 0 when not leased */
 	bool renewable;
 };
 
@@ -55,25 +55,26 @@ struct backend_ops {
 
 	/* Builds a backend from a checked config. Returns 0 or SFS_ code. */
 	int (*create)(const char *name, const json_t *conf, const char *config_dir,
-		      struct backend **out);
+	              struct backend **out);
 	void (*free)(struct backend *be);
 
 	/* Full read. Returns 0 and fills out, or a negative SFS_ code
 	 * (SFS_ETRANSIENT for retryable failures) with err filled. */
 	int (*fetch)(struct backend *be, const struct source_key *key,
-		     struct fetch_result *out, struct backend_error *err);
+	             struct fetch_result *out, struct backend_error *err);
 
 	/* Cheap version probe; optional. Writes the current version id. */
 	int (*probe)(struct backend *be, const struct source_key *key, char *version,
-		     size_t versionlen, struct backend_error *err);
+	             size_t versionlen, struct backend_error *err);
 
 	/* Lease renewal; optional. increment_ms is a hint. On success writes
 	 * the lease's new remaining duration. */
 	int (*renew)(struct backend *be, const char *lease_id, uint64_t increment_ms,
-		     uint64_t *lease_ms, struct backend_error *err);
+	             uint64_t *lease_ms, struct backend_error *err);
 
 	/* Lease revocation; optional. */
-	int (*revoke)(struct backend *be, const char *lease_id, struct backend_error *err);
+	int (*revoke)(struct backend *be, const char *lease_id,
+	              struct backend_error *err);
 
 	/* Change notification; optional. watch_fd returns a descriptor to poll
 	 * for reading, or -1. on_watch is called when it is readable and
@@ -90,7 +91,7 @@ struct backend_ops {
 /* Every backend implementation embeds this as its first member. */
 struct backend {
 	const struct backend_ops *ops;
-	char *name;              /* owned */
+	char *name;               /* owned */
 	uint64_t revoke_grace_ms; /* delay before a replaced lease is revoked */
 };
 
@@ -106,7 +107,7 @@ extern const struct backend_ops backend_dev_ops;
 
 /* Helpers for implementations. */
 void backend_error_set(struct backend_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void fetch_result_release(struct fetch_result *r);
 
 #endif

@@ -28,26 +28,26 @@ struct config_mount {
 
 struct config_backend {
 	char *name;
-	char *type;    /* "file", "dev", "vault", "aws" ... */
-	json_t *json;  /* the backend's object, validated by the backend itself */
+	char *type;   /* "file", "dev", "vault", "aws" ... */
+	json_t *json; /* the backend's object, validated by the backend itself */
 };
 
 struct config_onchange {
-	int signal;      /* signal number, or 0 when argv is set */
-	char *pid_file;  /* with signal */
-	char **argv;     /* NULL-terminated; argv[0] absolute or found in PATH */
+	int signal;           /* signal number, or 0 when argv is set */
+	char *pid_file;       /* with signal */
+	char **argv;          /* NULL-terminated; argv[0] absolute or found in PATH */
 	uint64_t debounce_ms; /* default 1000: a burst of changes runs one action */
 };
 
 struct config_secret {
-	char *name;       /* file path inside the mount, validated */
-	char *backend;    /* name of an entry in backends */
-	char *path;       /* backend-specific secret path */
-	char *field;      /* NULL = whole value */
+	char *name;    /* file path inside the mount, validated */
+	char *backend; /* name of an entry in backends */
+	char *path;    /* backend-specific secret path */
+	char *field;   /* NULL = whole value */
 	enum render_format format;
 	char *template_text;
 	bool decode_base64;
-	uint64_t refresh_ms;  /* 0: the backend's default */
+	uint64_t refresh_ms; /* 0: the backend's default */
 	bool has_mode, has_uid, has_gid;
 	mode_t mode;
 	uid_t uid;
@@ -57,19 +57,20 @@ struct config_secret {
 };
 
 struct config_log {
-	int level;   /* enum log_level */
+	int level; /* enum log_level */
 	bool json;
 };
 
 struct config {
-	char *file;  /* path the config was read from */
+	char *file; /* path the config was read from */
 	struct config_mount mount;
 	struct config_backend *backends;
 	size_t nbackends;
 	struct config_secret *secrets;
 	size_t nsecrets;
 	struct config_log log;
-	uint64_t startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
+	uint64_t
+	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
 };
 
 /*
@@ -88,7 +89,7 @@ void config_free(struct config *cfg);
 
 /* Looks up a backend by name; NULL when absent. */
 const struct config_backend *config_backend_find(const struct config *cfg,
-						 const char *name);
+                                                 const char *name);
 
 /*
  * Parses a duration: a non-negative number of seconds (JSON number) or a

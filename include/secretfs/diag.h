@@ -18,7 +18,7 @@ void diag_init(struct diag *d, const char *file);
 
 /* Appends "file: keypath: <formatted reason>". keypath may be NULL or "". */
 void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Frees all messages; the struct may be reused after diag_init(). */
 void diag_release(struct diag *d);

@@ -34,7 +34,7 @@ int fs_new(const struct fs_options *opt, struct store *st, struct fs **out);
  * directories. Only before fs_mount(). Writes the file's id. Returns 0,
  * SFS_EINVAL (name clashes with a directory or another file) or SFS_ENOMEM. */
 int fs_add_file(struct fs *fs, const char *name, mode_t mode, uid_t uid, gid_t gid,
-		size_t *id);
+                size_t *id);
 
 /* One file's new content: blob sealed as (name, version); NULL blob makes
  * the file absent. */

@@ -26,16 +26,16 @@ struct http_options {
 	const char *ca_dir;      /* hashed CA directory; NULL: none */
 	const char *client_cert; /* PEM; with client_key for mTLS */
 	const char *client_key;
-	const char *server_name; /* TLS name to verify (and SNI), when the URL's
-				    host is an address or another name */
-	const char *proxy;       /* NULL: never a proxy, whatever the environment */
-	uint64_t connect_timeout_ms; /* 0: 5 s */
-	uint64_t timeout_ms;         /* whole request; 0: 30 s */
+	const char *server_name;       /* TLS name to verify (and SNI), when the URL's
+	                                  host is an address or another name */
+	const char *proxy;             /* NULL: never a proxy, whatever the environment */
+	uint64_t connect_timeout_ms;   /* 0: 5 s */
+	uint64_t timeout_ms;           /* whole request; 0: 30 s */
 	uint64_t max_conn_lifetime_ms; /* 0: 5 min */
-	size_t max_response;         /* 0: 4 MiB */
-	unsigned max_retries;        /* extra attempts on transport errors, 429, 5xx */
-	uint64_t retry_base_ms;      /* 0: 250 ms */
-	uint64_t retry_cap_ms;       /* 0: 2 s; a longer Retry-After is returned instead */
+	size_t max_response;           /* 0: 4 MiB */
+	unsigned max_retries;          /* extra attempts on transport errors, 429, 5xx */
+	uint64_t retry_base_ms;        /* 0: 250 ms */
+	uint64_t retry_cap_ms; /* 0: 2 s; a longer Retry-After is returned instead */
 };
 
 struct http_header {
@@ -63,7 +63,7 @@ struct http_response {
 /* Creates a client. Files named in opt are checked for readability now.
  * Returns 0, SFS_EINVAL (err says which file) or SFS_ENOMEM. */
 int http_client_new(const struct http_options *opt, struct http_client **out, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 /* Frees the client and its connections. NULL-safe. */
 void http_client_free(struct http_client *c);
@@ -77,7 +77,7 @@ void http_client_free(struct http_client *c);
  * secrets), SFS_ETOOBIG when the body passed the cap.
  */
 int http_do(struct http_client *c, const struct http_request *req,
-	    struct http_response *resp, char *err, size_t errlen);
+            struct http_response *resp, char *err, size_t errlen);
 
 /* Wipes and frees the body. */
 void http_response_release(struct http_response *resp);

@@ -18,7 +18,7 @@ int log_level_parse(const char *s, enum log_level *out);
 
 /* Writes one event line when level passes the threshold. Thread-safe. */
 void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

@@ -48,6 +48,6 @@ const json_t *render_select(const json_t *value, const char *path);
  *           (relative to the selected value); "{{{{" is a literal "{{".
  */
 int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
-	   char *err, size_t errlen);
+           char *err, size_t errlen);
 
 #endif

@@ -24,8 +24,8 @@ void store_free(struct store *st);
  * Seals len bytes of plain as the content of (name, version). On success
  * *out is a new blob owned by the caller. Returns 0 or SFS_ENOMEM.
  */
-int store_seal(struct store *st, const char *name, uint64_t version,
-	       const void *plain, size_t len, struct store_blob **out);
+int store_seal(struct store *st, const char *name, uint64_t version, const void *plain,
+               size_t len, struct store_blob **out);
 
 /*
  * Opens a blob that must have been sealed as (name, version). On success
@@ -34,7 +34,7 @@ int store_seal(struct store *st, const char *name, uint64_t version,
  * another name or version, or SFS_ENOMEM.
  */
 int store_unseal(struct store *st, const struct store_blob *blob, const char *name,
-		 uint64_t version, unsigned char **out, size_t *len);
+                 uint64_t version, unsigned char **out, size_t *len);
 
 /* Plaintext length of the blob's content. */
 size_t store_blob_len(const struct store_blob *blob);

@@ -18,7 +18,7 @@ double timing_random(void);
  * says so. u in [0, 1).
  */
 uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
-			uint64_t retry_after, double u);
+                        uint64_t retry_after, double u);
 
 /*
  * First check of a static secret: a random phase in [interval/2, interval)

@@ -1,10 +1,12 @@
 """Rotation: new opens see the new version at once; open handles keep theirs."""
 
 import os
+import threading
+import time
 
 import pytest
 
-from helpers.harness import rand_token, read_fd_to_end, read_text, wait_until
+from helpers.harness import TIMEOUT, rand_token, read_fd_to_end, read_text, wait_until
 
 pytestmark = pytest.mark.fuse
 
@@ -56,3 +58,50 @@ def test_two_handles_on_two_versions_read_independently(sandbox):
         if fd2 is not None:
             os.close(fd2)
     assert read_text(p) == v3
+
+
+def test_readers_during_rapid_rotation_always_get_one_whole_version(sandbox):
+    written = []
+    first = "v000:" + rand_token(15000)
+    written.append(first)
+    d = sandbox.start({"s": {"backend": "local", "path": "s"}}, data={"s": first})
+    p = d.path("s")
+    valid = set(written)
+    bad, reads = [], [0]
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                content = bytearray()
+                while True:                    # small reads: several FUSE requests
+                    b = os.read(fd, 4096)
+                    if not b:
+                        break
+                    content += b
+            finally:
+                os.close(fd)
+            text = content.decode()
+            reads[0] += 1
+            if text not in valid:
+                bad.append(text[:12] + f"... ({len(text)} bytes)")
+
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 26):                 # a churn of edits, ~40 ms apart
+            v = f"v{i:03d}:" + rand_token(9000 + 311 * i)
+            written.append(v)
+            valid.add(v)
+            sandbox.write_data({"s": v})
+            time.sleep(0.04)
+        wait_until(lambda: read_text(p) == written[-1], what="the last version")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a reader is stuck"
+    assert not bad, f"torn or unknown contents read: {bad[:5]}"
+    assert reads[0] > 20

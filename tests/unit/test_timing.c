@@ -51,7 +51,8 @@ TEST(first_refresh_is_a_phase_within_the_second_half)
 TEST(renewal_lands_at_70_to_73_percent)
 {
 	uint64_t lease = 3600 * 1000;
-	uint64_t lo = timing_renew_after(lease, 0.0), hi = timing_renew_after(lease, 0.999999);
+	uint64_t lo = timing_renew_after(lease, 0.0),
+	         hi = timing_renew_after(lease, 0.999999);
 
 	/* 2/3 R + G/3 with G = 10..20% of R: 70.0% .. 73.3%. */
 	CHECK(lo >= lease * 700 / 1000 - 1 && lo <= lease * 700 / 1000 + 1);
@@ -75,6 +76,7 @@ TEST(replacement_lands_at_85_to_90_percent)
 }
 
 TEST_MAIN(backoff_grows_exponentially_then_caps, backoff_is_full_jitter,
-	  backoff_honours_retry_after, backoff_random_stays_in_range,
-	  first_refresh_is_a_phase_within_the_second_half, renewal_lands_at_70_to_73_percent,
-	  grace_is_10_to_20_percent, replacement_lands_at_85_to_90_percent)
+          backoff_honours_retry_after, backoff_random_stays_in_range,
+          first_refresh_is_a_phase_within_the_second_half,
+          renewal_lands_at_70_to_73_percent, grace_is_10_to_20_percent,
+          replacement_lands_at_85_to_90_percent)
