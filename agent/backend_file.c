@@ -188,8 +188,8 @@ static void file_free(struct backend *be)
 	free(fb);
 }
 
-static int file_create(const char *name, const json_t *conf, const char *config_dir,
-                       struct backend **out)
+static int file_create(const struct backend_env *env, const char *name,
+			 const json_t *conf, struct backend **out)
 {
 	const char *p = json_string_value(json_object_get(conf, "path"));
 	struct file_backend *fb;
@@ -203,9 +203,9 @@ static int file_create(const char *name, const json_t *conf, const char *config_
 	fb->inotify_fd = -1;
 	fb->doc_err = 1;
 	fb->base.name = strdup(name);
-	if (p[0] == '/' || !config_dir)
+	if (p[0] == '/' || !env->config_dir)
 		fb->path = strdup(p);
-	else if (asprintf(&fb->path, "%s/%s", config_dir, p) < 0)
+	else if (asprintf(&fb->path, "%s/%s", env->config_dir, p) < 0)
 		fb->path = NULL;
 	fb->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	if (!fb->base.name || !fb->path || !fb->hash_key)

@@ -70,16 +70,18 @@ static void log_stats(struct sched *s)
 	         st.published, st.expired, st.onchange_runs, st.onchange_failed);
 }
 
-static int create_backends(const struct config *cfg, struct backend **out)
+static int create_backends(const struct config *cfg, struct store *st,
+			   struct backend **out)
 {
-	char dirbuf[PATH_MAX], *dir = NULL;
+	char dirbuf[PATH_MAX];
+	struct backend_env env = {.store = st};
 
 	if (realpath(cfg->file, dirbuf))
-		dir = dirname(dirbuf);
+		env.config_dir = dirname(dirbuf);
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		const struct config_backend *cb = &cfg->backends[i];
 		const struct backend_ops *ops = backend_find(cb->type);
-		int rc = ops ? ops->create(cb->name, cb->json, dir, &out[i]) : SFS_EINVAL;
+		int rc = ops ? ops->create(&env, cb->name, cb->json, &out[i]) : SFS_EINVAL;
 		if (rc < 0) {
 			log_error("backend %s: cannot start: %s", cb->name,
 			          sfs_strerror(rc));
@@ -105,12 +107,12 @@ static int run(const struct config *cfg)
 	size_t missing = 0;
 	int rc = EXIT_FAILURE;
 
-	if (!backends || create_backends(cfg, backends) < 0)
-		goto out;
-	if (store_new(&st) < 0 || fs_new(&fopt, st, &fs) < 0) {
+	if (!backends || store_new(&st) < 0 || fs_new(&fopt, st, &fs) < 0) {
 		log_error("out of memory");
 		goto out;
 	}
+	if (create_backends(cfg, st, backends) < 0)
+		goto out;
 	if (fs_install_signals(fs) < 0 || sched_new(cfg, backends, fs, st, &sched) < 0 ||
 	    sched_start(sched) < 0) {
 		log_error("cannot start the scheduler");

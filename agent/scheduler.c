@@ -93,6 +93,7 @@ struct sched {
 	struct onchange **actions;
 	size_t nactions;
 	struct revocation *revocations;
+	uint64_t *maintain_due; /* per backend */
 
 	pthread_t thread;
 	bool started;
@@ -226,7 +227,8 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	s->sources = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->sources);
 	s->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->files);
-	if (!s->hash_key || !s->sources || !s->files)
+	s->maintain_due = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->maintain_due);
+	if (!s->hash_key || !s->sources || !s->files || !s->maintain_due)
 		goto out;
 	randombytes_buf(s->hash_key, crypto_generichash_KEYBYTES);
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -655,6 +657,15 @@ static void *sched_main(void *arg)
 		for (size_t i = 0; i < s->nsources; i++)
 			if (s->sources[i].due < next)
 				next = s->sources[i].due;
+		for (size_t b = 0; b < s->nbackends; b++) {
+			struct backend *be = s->backends[b];
+			if (!be->ops->maintain)
+				continue;
+			if (s->maintain_due[b] <= now)
+				s->maintain_due[b] = be->ops->maintain(be, now);
+			if (s->maintain_due[b] < next)
+				next = s->maintain_due[b];
+		}
 
 		pfd[0].fd = s->wake_fd;
 		pfd[0].events = POLLIN;
@@ -800,6 +811,7 @@ void sched_free(struct sched *s)
 	free(s->actions);
 	free(s->sources);
 	free(s->files);
+	free(s->maintain_due);
 	secmem_free(s->hash_key, crypto_generichash_KEYBYTES);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);

@@ -68,6 +68,7 @@ struct fs_handle {
 	unsigned char *data; /* secmem snapshot */
 	size_t len;
 	struct fs_inode *inode;
+	struct fs_handle *prev, *next; /* all open handles, for teardown */
 };
 
 struct fs {
@@ -81,6 +82,7 @@ struct fs {
 	size_t nbuckets, ninodes;
 	fuse_ino_t next_ino;
 	size_t nhandles;
+	struct fs_handle *handles;
 	struct fuse_session *se;
 	bool mounted;
 };
@@ -158,6 +160,34 @@ static void inode_maybe_free(struct fs *fs, struct fs_inode *in)
 {
 	if (in->superseded && in->nlookup == 0 && in->nopen == 0)
 		inode_unlink_free(fs, in);
+}
+
+/* Links a handle into the open list; lock held. */
+static void handle_link(struct fs *fs, struct fs_handle *h)
+{
+	h->inode->nopen++;
+	fs->nhandles++;
+	h->prev = NULL;
+	h->next = fs->handles;
+	if (fs->handles)
+		fs->handles->prev = h;
+	fs->handles = h;
+}
+
+/* Unlinks, wipes and frees a handle; lock held. */
+static void handle_release(struct fs *fs, struct fs_handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	fs->nhandles--;
+	h->inode->nopen--;
+	inode_maybe_free(fs, h->inode);
+	secmem_free(h->data, h->len);
+	free(h);
 }
 
 /* ---- tree --------------------------------------------------------------- */
@@ -480,8 +510,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 	}
 	h->inode = in;
-	in->nopen++;
-	fs->nhandles++;
+	handle_link(fs, h);
 out:
 	pthread_mutex_unlock(&fs->lock);
 	if (err) {
@@ -496,12 +525,8 @@ out:
 	if (fuse_reply_open(req, fi) != 0) {
 		/* The opener went away: release now, there will be no RELEASE. */
 		pthread_mutex_lock(&fs->lock);
-		in->nopen--;
-		fs->nhandles--;
-		inode_maybe_free(fs, in);
+		handle_release(fs, h);
 		pthread_mutex_unlock(&fs->lock);
-		secmem_free(h->data, h->len);
-		free(h);
 	}
 }
 
@@ -525,13 +550,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs *fs = fuse_req_userdata(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
-	secmem_free(h->data, h->len);
 	pthread_mutex_lock(&fs->lock);
-	h->inode->nopen--;
-	fs->nhandles--;
-	inode_maybe_free(fs, h->inode);
+	handle_release(fs, h);
 	pthread_mutex_unlock(&fs->lock);
-	free(h);
 	fuse_reply_err(req, 0);
 }
 
@@ -758,6 +779,9 @@ void fs_free(struct fs *fs)
 		signal_fs = NULL;
 		fuse_session_destroy(fs->se);
 	}
+	/* Handles whose RELEASE never came (closed as we stopped): wipe them. */
+	while (fs->handles)
+		handle_release(fs, fs->handles);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		struct fs_inode *in = fs->buckets[i], *next;
 		for (; in; in = next) {

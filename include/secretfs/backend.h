@@ -17,6 +17,13 @@
 #include "secretfs/diag.h"
 
 struct backend;
+struct store;
+
+/* What a backend gets from the daemon when it is built. */
+struct backend_env {
+	const char *config_dir; /* directory of the config file, for relative paths */
+	struct store *store;    /* seals tokens and credentials kept between requests */
+};
 
 /* What the scheduler asks a backend for: one source. */
 struct source_key {
@@ -54,8 +61,8 @@ struct backend_ops {
 	int (*check_secret)(const json_t *extra, const char *keypath, struct diag *d);
 
 	/* Builds a backend from a checked config. Returns 0 or SFS_ code. */
-	int (*create)(const char *name, const json_t *conf, const char *config_dir,
-	              struct backend **out);
+	int (*create)(const struct backend_env *env, const char *name, const json_t *conf,
+		      struct backend **out);
 	void (*free)(struct backend *be);
 
 	/* Full read. Returns 0 and fills out, or a negative SFS_ code
@@ -81,6 +88,11 @@ struct backend_ops {
 	 * returns 1 when every source of this backend should be read again. */
 	int (*watch_fd)(struct backend *be);
 	int (*on_watch)(struct backend *be);
+
+	/* Housekeeping on the backend's own clock (e.g. renewing its auth
+	 * token); optional. Called from the scheduler thread; returns the next
+	 * time (monotonic ms) it wants to run, UINT64_MAX for never. */
+	uint64_t (*maintain)(struct backend *be, uint64_t now);
 
 	/* Brackets a round of fetches; optional. A backend may cache a parsed
 	 * document between them and must wipe it in batch_end. */

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from helpers.harness import HARD_LIMIT, SECRETFS_BIN, Sandbox
+from helpers.harness import HARD_LIMIT, SECRETFS_BIN, Sandbox, rand_token
 
 
 def fuse_unavailable_reason():
@@ -90,3 +90,17 @@ def workdir(request):
         yield sb
     finally:
         sb.cleanup()
+
+
+@pytest.fixture
+def daemon(sandbox):
+    """A running secretfs on a small file-backend config: db/username,
+    db/password and api-key. d.expected maps each file name to its content."""
+    user, password, api = "app", rand_token(32), rand_token(32)
+    d = sandbox.start({
+        "db/username": {"backend": "local", "path": "db", "field": "username"},
+        "db/password": {"backend": "local", "path": "db", "field": "password"},
+        "api-key": {"backend": "local", "path": "api"},
+    }, data={"db": {"username": user, "password": password}, "api": api})
+    d.expected = {"db/username": user, "db/password": password, "api-key": api}
+    return d

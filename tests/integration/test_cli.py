@@ -79,6 +79,19 @@ def test_check_rejects_unsafe_secret_names(workdir):
     assert all(ln.startswith("cfg.json: secrets.") for ln in lines), r.stderr
 
 
+def test_check_reports_a_missing_config_file(workdir):
+    r = workdir.run(["--config", "missing.json", "--check"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "missing.json" in r.stderr
+
+
+def test_check_reports_json_syntax_errors_with_the_file_name(workdir):
+    workdir.write_config('{"mount": {"path": "/x"},', workdir.file("cfg.json"))
+    r = workdir.run(["--config", "cfg.json", "--check"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.startswith("cfg.json"), r.stderr
+
+
 @pytest.mark.fuse
 def test_invalid_config_refuses_to_start_and_never_mounts(sandbox):
     d = sandbox.start(config=invalid_config(sandbox), wait=False)

@@ -76,3 +76,13 @@ def test_secrets_file_path_is_relative_to_the_config_directory(sandbox):
                          backends={"local": {"type": "file", "path": "dev.json"}})
     d = sandbox.start(config=cfg, config_path=os.path.join(sub, "config.json"))
     assert read_text(d.path("t")) == "from-conf-dir"
+
+
+def test_deleted_secrets_file_keeps_values_and_its_recreation_is_picked_up(sandbox):
+    d = sandbox.start(SECRETS, data={"token": "t1", "db": {"password": "p1"}})
+    os.unlink(sandbox.data_path)
+    assert d.read("app/token") == "t1"
+    sandbox.write_data({"token": "t2", "db": {"password": "p1"}})
+    wait_until(lambda: d.read("app/token") == "t2", what="the recreated file to be read")
+    assert d.read("db/password") == "p1"
+    assert d.alive()

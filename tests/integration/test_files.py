@@ -25,21 +25,27 @@ def test_file_content_and_st_size_are_exact(sandbox):
     assert os.stat(d.path("db/password")).st_size == len(pw)
 
 
-def test_default_modes_are_0400_for_files_and_0555_for_directories(sandbox):
-    d = sandbox.start({"db/password": local("db", field="password")},
-                      data={"db": {"password": "x"}})
-    f = os.stat(d.path("db/password"))
+def test_large_file_is_read_completely(sandbox):
+    big = rand_token(300_000)                    # several FUSE read requests
+    d = sandbox.start({"big": local("big")}, data={"big": big})
+    assert os.stat(d.path("big")).st_size == len(big)
+    assert d.read("big") == big
+    with open(d.path("big"), "rb") as f:
+        f.seek(123_457)
+        assert f.read(1000) == big[123_457:124_457].encode()
+
+
+def test_default_modes_are_0400_for_files_and_0555_for_directories(daemon):
+    f = os.stat(daemon.path("db/password"))
     assert stat.S_ISREG(f.st_mode) and stat.S_IMODE(f.st_mode) == 0o400, oct(f.st_mode)
-    for dirpath in (d.path("db"), d.mount):
+    for dirpath in (daemon.path("db"), daemon.mount):
         st = os.stat(dirpath)
         assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o555, \
             (dirpath, oct(st.st_mode))
 
 
-def test_default_owner_is_the_daemons_euid_and_egid(sandbox):
-    d = sandbox.start({"db/password": local("db", field="password")},
-                      data={"db": {"password": "x"}})
-    for p in (d.path("db/password"), d.path("db")):
+def test_default_owner_is_the_daemons_euid_and_egid(daemon):
+    for p in (daemon.path("db/password"), daemon.path("api-key"), daemon.path("db")):
         st = os.stat(p)
         assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()), p
 
@@ -89,15 +95,13 @@ def test_nested_names_imply_directories_listed_by_readdir(sandbox):
     assert errno_of(lambda: os.stat(d.path("nothing/deeper"))) == "ENOENT"
 
 
-def test_files_cannot_be_opened_for_writing(sandbox):
-    d = sandbox.start({"db/password": local("db", field="password")},
-                      data={"db": {"password": "original"}})
-    p = d.path("db/password")
+def test_files_cannot_be_opened_for_writing(daemon):
+    p = daemon.path("db/password")
     for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC, os.O_WRONLY | os.O_APPEND):
         assert errno_of(lambda: os.close(os.open(p, flags))) in ("EROFS", "EACCES"), flags
-    assert errno_of(lambda: os.close(os.open(d.path("db/new"), os.O_WRONLY | os.O_CREAT, 0o600))) \
-        in ("EROFS", "EACCES")
-    assert d.read("db/password") == "original"
+    assert errno_of(lambda: os.close(os.open(daemon.path("db/new"), os.O_WRONLY | os.O_CREAT,
+                                             0o600))) in ("EROFS", "EACCES")
+    assert daemon.read("db/password") == daemon.expected["db/password"]
 
 
 def test_files_and_directories_cannot_be_changed_created_or_removed(sandbox):

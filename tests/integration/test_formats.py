@@ -45,8 +45,9 @@ def test_format_env_writes_sorted_single_quoted_lines(sandbox):
                 "DB_USER='admin'\n")
     assert d.read("db.env") == expected
     # And a POSIX shell reads back exactly the original values.
-    r = subprocess.run(["/bin/sh", "-c", '. "$1"; printf "%s\\0%s\\0%s" "$A_FIRST" "$DB_PASS" "$DB_USER"',
-                        "sh", d.path("db.env")], capture_output=True, timeout=TIMEOUT, check=True)
+    script = '. "$1"; printf "%s\\0%s\\0%s" "$A_FIRST" "$DB_PASS" "$DB_USER"'
+    r = subprocess.run(["/bin/sh", "-c", script, "sh", d.path("db.env")],
+                       capture_output=True, timeout=TIMEOUT, check=True)
     assert r.stdout.decode().split("\0") == [value["A_FIRST"], value["DB_PASS"], value["DB_USER"]]
 
 
@@ -54,7 +55,8 @@ def test_format_template_substitutes_keys_and_dotted_paths(sandbox):
     tmpl = ("url=postgres://{{username}}:{{ password }}@{{db.host}}/app\n"
             "braces={{{{x\n")
     d = sandbox.start({"app.conf": local("tpl", format="template", template=tmpl)},
-                      data={"tpl": {"username": "u1", "password": "p@ss", "db": {"host": "db.internal"}}})
+                      data={"tpl": {"username": "u1", "password": "p@ss",
+                                    "db": {"host": "db.internal"}}})
     assert d.read("app.conf") == "url=postgres://u1:p@ss@db.internal/app\nbraces={{x\n"
 
 

@@ -6,8 +6,9 @@ import signal
 
 import pytest
 
-from helpers.harness import (FSTYPE, errno_of, MS_NODEV, MS_NOSUID, call_with_timeout, mount_syscall,
-                             mounts_at, listdir_errno, read_text, umount_detach, wait_until)
+from helpers.harness import (FSTYPE, MS_NODEV, MS_NOSUID, call_with_timeout, errno_of,
+                             listdir_errno, mount_syscall, mounts_at, read_text, umount_detach,
+                             wait_until)
 
 pytestmark = pytest.mark.fuse
 
@@ -16,18 +17,31 @@ DATA = {"db": {"password": "s3cret-value"}}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_unmounts_and_exits_0(sandbox, sig):
+def test_signal_unmounts_and_exits_0(daemon, sig):
+    assert daemon.read("db/password") == daemon.expected["db/password"]
+    assert daemon.stop(sig) == 0
+    assert not mounts_at(daemon.mount), "the mount must be gone after exit"
+    assert not os.path.exists(os.path.join(daemon.mount, "db"))
+
+
+def test_sigterm_with_a_file_open_still_unmounts_and_exits_0(sandbox):
     d = sandbox.start(SECRETS, data=DATA)
-    assert d.read("db/password") == "s3cret-value"
-    assert d.stop(sig) == 0
-    assert not mounts_at(sandbox.mount), "the mount must be gone after exit"
-    assert not os.path.exists(os.path.join(sandbox.mount, "db"))
+    fd = os.open(d.path("db/password"), os.O_RDONLY)
+    try:
+        assert os.read(fd, 2) == b"s3"
+        assert d.stop(signal.SIGTERM) == 0
+        assert not mounts_at(sandbox.mount)
+        # The open handle must not hang (it may still be served from the page cache).
+        call_with_timeout(lambda: errno_of(lambda: os.read(fd, 100)), what="read after exit")
+    finally:
+        os.close(fd)
 
 
 def test_stale_mount_of_killed_daemon_is_recovered_by_next_start(sandbox):
     d1 = sandbox.start(SECRETS, data=DATA)
     assert d1.read("db/password") == "s3cret-value"
     d1.kill()                                    # SIGKILL: no chance to unmount
+    # listdir, not stat: stat() may be answered from cached attributes.
     state = wait_until(lambda: ("stale" if listdir_errno(sandbox.mount) == "ENOTCONN" else
                                 "gone" if not mounts_at(sandbox.mount) else None),
                        what="the mount to go stale (ENOTCONN)")

@@ -104,3 +104,16 @@ def test_on_change_command_is_debounced_for_a_burst(sandbox):
     wait_until(lambda: d.read("t") == "t5", what="the last edit")
     wait_until(lambda: runs() > before, what="the command to run")
     holds_for(lambda: runs() == before + 1, 1.5, what="one run for the burst")
+
+
+def test_on_change_with_missing_pid_file_is_logged_and_daemon_keeps_serving(sandbox):
+    secrets = {"t": {"backend": "local", "path": "token",
+                     "on_change": {"signal": "HUP", "pid_file": sandbox.file("absent.pid"),
+                                   "debounce": "100ms"}}}
+    d = sandbox.start(secrets, data={"token": "t0"})
+    sandbox.write_data({"token": "t1"})
+    wait_until(lambda: d.read("t") == "t1", what="the edit")
+    d.wait_log(r"on_change.*absent\.pid|absent\.pid.*on_change")
+    sandbox.write_data({"token": "t2"})
+    wait_until(lambda: d.read("t") == "t2", what="the next edit")
+    assert d.alive()

@@ -72,7 +72,11 @@ def test_readers_during_rapid_rotation_always_get_one_whole_version(sandbox):
 
     def reader():
         while not stop.is_set():
-            fd = os.open(p, os.O_RDONLY)
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except OSError as exc:             # the name must never vanish
+                bad.append(f"open: {exc!r}")
+                continue
             try:
                 content = bytearray()
                 while True:                    # small reads: several FUSE requests
@@ -80,6 +84,9 @@ def test_readers_during_rapid_rotation_always_get_one_whole_version(sandbox):
                     if not b:
                         break
                     content += b
+            except OSError as exc:
+                bad.append(f"read: {exc!r}")
+                continue
             finally:
                 os.close(fd)
             text = content.decode()

@@ -237,16 +237,10 @@ def force_unmount(path, attempts=5):
     return not mounts_at(path)
 
 
-def stat_errno(path):
-    """errno name of os.stat(path), or None when it succeeds. Mind that the
-    kernel may answer stat() from cached attributes without asking the
-    server, so a dead server does not always show here: see listdir_errno."""
-    return errno_of(lambda: os.stat(path))
-
-
 def listdir_errno(path):
     """errno name of os.listdir(path), or None. Opening a directory always
-    asks the FUSE server, so a stale mount shows ENOTCONN here."""
+    asks the FUSE server, so a stale mount shows ENOTCONN here; stat() may
+    be answered from the kernel's cached attributes of a dead server."""
     return errno_of(lambda: os.listdir(path))
 
 
