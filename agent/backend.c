@@ -23,7 +23,7 @@ const struct backend_ops *backend_find(const char *type)
 
 const char *backend_type_names(void)
 {
-	return "file, dev";
+	return "file, dev, vault";
 }
 
 void backend_error_set(struct backend_error *err, const char *fmt, ...)

@@ -89,8 +89,8 @@ static void dev_free(struct backend *be)
 	free(be);
 }
 
-static int dev_create(const struct backend_env *env, const char *name,
-			 const json_t *conf, struct backend **out)
+static int dev_create(const struct backend_env *env, const char *name, const json_t *conf,
+                      struct backend **out)
 {
 	struct dev_backend *db = calloc(1, sizeof *db);
 	const json_t *v;

@@ -189,7 +189,7 @@ static void file_free(struct backend *be)
 }
 
 static int file_create(const struct backend_env *env, const char *name,
-			 const json_t *conf, struct backend **out)
+                       const json_t *conf, struct backend **out)
 {
 	const char *p = json_string_value(json_object_get(conf, "path"));
 	struct file_backend *fb;

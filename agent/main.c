@@ -71,7 +71,7 @@ static void log_stats(struct sched *s)
 }
 
 static int create_backends(const struct config *cfg, struct store *st,
-			   struct backend **out)
+                           struct backend **out)
 {
 	char dirbuf[PATH_MAX];
 	struct backend_env env = {.store = st};
@@ -81,7 +81,8 @@ static int create_backends(const struct config *cfg, struct store *st,
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		const struct config_backend *cb = &cfg->backends[i];
 		const struct backend_ops *ops = backend_find(cb->type);
-		int rc = ops ? ops->create(&env, cb->name, cb->json, &out[i]) : SFS_EINVAL;
+		int rc =
+		    ops ? ops->create(&env, cb->name, cb->json, &out[i]) : SFS_EINVAL;
 		if (rc < 0) {
 			log_error("backend %s: cannot start: %s", cb->name,
 			          sfs_strerror(rc));

@@ -227,7 +227,8 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	s->sources = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->sources);
 	s->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->files);
-	s->maintain_due = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->maintain_due);
+	s->maintain_due =
+	    calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->maintain_due);
 	if (!s->hash_key || !s->sources || !s->files || !s->maintain_due)
 		goto out;
 	randombytes_buf(s->hash_key, crypto_generichash_KEYBYTES);
@@ -777,6 +778,16 @@ void sched_stop(struct sched *s)
 	s->started = false;
 	/* Leases already replaced are of no use to anyone: revoke them now. */
 	run_revocations(s, sched_now_ms(), true);
+	/* Current leases too, where the operator asked for it. */
+	for (size_t i = 0; i < s->nsources; i++) {
+		struct source *src = &s->sources[i];
+		if (!src->lease_id[0] || !src->be->revoke_on_shutdown ||
+		    !src->be->ops->revoke)
+			continue;
+		schedule_revocation(s, src, 0);
+		src->lease_id[0] = '\0';
+	}
+	run_revocations(s, UINT64_MAX, true);
 }
 
 void sched_get_stats(struct sched *s, struct sched_stats *out)

@@ -62,7 +62,7 @@ struct backend_ops {
 
 	/* Builds a backend from a checked config. Returns 0 or SFS_ code. */
 	int (*create)(const struct backend_env *env, const char *name, const json_t *conf,
-		      struct backend **out);
+	              struct backend **out);
 	void (*free)(struct backend *be);
 
 	/* Full read. Returns 0 and fills out, or a negative SFS_ code
@@ -105,6 +105,7 @@ struct backend {
 	const struct backend_ops *ops;
 	char *name;               /* owned */
 	uint64_t revoke_grace_ms; /* delay before a replaced lease is revoked */
+	bool revoke_on_shutdown;  /* revoke current leases when secretfs stops */
 };
 
 /* Registry: the ops for a type name, or NULL. */
@@ -116,6 +117,7 @@ const char *backend_type_names(void);
 /* The registered implementations. */
 extern const struct backend_ops backend_file_ops;
 extern const struct backend_ops backend_dev_ops;
+extern const struct backend_ops backend_vault_ops;
 
 /* Helpers for implementations. */
 void backend_error_set(struct backend_error *err, const char *fmt, ...)

@@ -1,0 +1,1104 @@
+/*
+ * The "vault" backend: HashiCorp Vault or OpenBao over HTTPS.
+ *
+ * - Requests carry X-Vault-Request, X-Vault-Namespace and X-Vault-Token;
+ *   errors come from the status and {"errors": [...]}.
+ * - The auth token comes from an auth method (auth_*.c) and is kept sealed
+ *   in the store between requests. maintain() renews it at ~2/3 of its TTL
+ *   and logs in again when it can no longer be renewed far enough, was
+ *   revoked, or a request is refused with a token that no longer looks
+ *   valid. A new token never resets sources: leases stay and are renewed
+ *   with whichever token is current.
+ * - KV paths are written as for `vault kv get`; each mount's type and KV
+ *   version come from sys/internal/ui/mounts, and "data/" or "metadata/" is
+ *   inserted for KV v2. probe() reads KV v2 metadata, so a full read happens
+ *   only when current_version changed.
+ * - Anything else is read as is (GET, or POST/PUT with params): an answer
+ *   with lease_id/lease_duration/renewable is a lease that the scheduler
+ *   renews, replaces and revokes through renew() and revoke().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "scheduler.h"
+#include "secretfs/config.h"
+#include "secretfs/error.h"
+#include "secretfs/http.h"
+#include "secretfs/log.h"
+#include "secretfs/secjson.h"
+#include "secretfs/secmem.h"
+#include "secretfs/store.h"
+#include "secretfs/timing.h"
+#include "vault.h"
+
+#define VAULT_MAX_SECRET_FILE 65536
+#define VAULT_LOGIN_BASE_MS 1000
+#define VAULT_LOGIN_CAP_MS (5 * 60 * 1000)
+#define VAULT_MAX_MOUNTS 64
+
+struct vault_mount {
+	char *prefix;   /* "secret/" */
+	int kv_version; /* 0: not KV; 1 or 2 */
+};
+
+struct vault {
+	struct backend base;
+	char *address;   /* without trailing slash */
+	char *namespace; /* NULL: none */
+	struct http_client *http;
+	struct store *store;
+	const struct vault_auth_ops *auth;
+	json_t *auth_conf;
+
+	/* The token, sealed; NULL until the first login. */
+	struct store_blob *token;
+	uint64_t token_version;
+	uint64_t token_ttl_ms; /* as granted at login */
+	bool token_renewable;
+	uint64_t token_expires; /* monotonic ms; UINT64_MAX: never */
+	uint64_t token_due;     /* next renewal or login */
+	bool token_relogin;     /* token_due is a login, not a renewal */
+	unsigned login_attempt;
+
+	struct store_blob *stash; /* auth method material */
+	uint64_t stash_version;
+
+	struct vault_mount mounts[VAULT_MAX_MOUNTS];
+	size_t nmounts;
+};
+
+/* ---- helpers shared with the auth methods ------------------------------ */
+
+int vault_check_string(const json_t *obj, const char *key, bool required,
+                       const char *keypath, struct diag *d)
+{
+	const json_t *v = json_object_get(obj, key);
+	char kp[512];
+
+	if (!v) {
+		if (!required)
+			return 0;
+		diag_add(d, keypath, "missing required key \"%s\"", key);
+		return SFS_EINVAL;
+	}
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
+		         "must be a non-empty string");
+		return SFS_EINVAL;
+	}
+	return 0;
+}
+
+int vault_read_secret_file(const char *path, char **out, size_t *cap)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0, size = 0;
+	int fd, rc = SFS_EIO;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return errno == ENOENT ? SFS_ENOTFOUND : SFS_EIO;
+	if (fstat(fd, &st) < 0)
+		goto out;
+	if (st.st_size > VAULT_MAX_SECRET_FILE) {
+		rc = SFS_ETOOBIG;
+		goto out;
+	}
+	size = (size_t)st.st_size + 1;
+	buf = secmem_alloc(size);
+	if (!buf) {
+		rc = SFS_ENOMEM;
+		goto out;
+	}
+	while (n < size - 1) {
+		ssize_t r = read(fd, buf + n, size - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			goto out;
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+	                 buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	if (n == 0 || memchr(buf, '\0', n)) {
+		rc = SFS_EINVAL;
+		goto out;
+	}
+	*out = buf;
+	*cap = size;
+	buf = NULL;
+	rc = 0;
+out:
+	secmem_free(buf, size);
+	close(fd);
+	return rc;
+}
+
+const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops)
+{
+	const char *m = json_string_value(json_object_get(conf, "mount"));
+
+	return m ? m : ops->default_mount;
+}
+
+int vault_login_from_reply(const json_t *reply, struct vault_login *out,
+                           struct backend_error *err)
+{
+	const json_t *auth = json_object_get(reply, "auth");
+	const json_t *tok = json_object_get(auth, "client_token");
+
+	memset(out, 0, sizeof *out);
+	if (!json_is_string(tok) || json_string_length(tok) == 0) {
+		backend_error_set(err, "login reply has no auth.client_token");
+		return SFS_EPARSE;
+	}
+	out->token_cap = json_string_length(tok) + 1;
+	out->token = secmem_alloc(out->token_cap);
+	if (!out->token)
+		return SFS_ENOMEM;
+	memcpy(out->token, json_string_value(tok), out->token_cap);
+	out->ttl_ms =
+	    (uint64_t)json_integer_value(json_object_get(auth, "lease_duration")) * 1000;
+	out->renewable = json_is_true(json_object_get(auth, "renewable"));
+	return 0;
+}
+
+int vault_login_role_jwt(struct vault *v, const json_t *conf,
+                         const struct vault_auth_ops *ops, const char *default_file,
+                         struct vault_login *out, struct backend_error *err)
+{
+	const char *role = json_string_value(json_object_get(conf, "role"));
+	const char *file = json_string_value(json_object_get(conf, "jwt_file"));
+	json_t *body = NULL, *reply = NULL;
+	char *jwt = NULL, path[512];
+	size_t cap = 0;
+	int rc;
+
+	if (!file)
+		file = default_file;
+	rc = vault_read_secret_file(file, &jwt, &cap);
+	if (rc < 0) {
+		backend_error_set(err, "cannot read jwt_file %s: %s", file,
+		                  sfs_strerror(rc));
+		return rc;
+	}
+	body = json_pack("{s:s, s:s}", "role", role, "jwt", jwt);
+	secmem_free(jwt, cap);
+	if (!body)
+		return SFS_ENOMEM;
+	snprintf(path, sizeof path, "auth/%s/login", vault_auth_mount(conf, ops));
+	rc = vault_call(v, "POST", path, NULL, body, false, NULL, &reply, err);
+	if (rc == 0)
+		rc = vault_login_from_reply(reply, out, err);
+	json_decref(body);
+	json_decref(reply);
+	return rc;
+}
+
+static int seal_into(struct vault *v, const char *what, const char *data, size_t len,
+                     struct store_blob **slot, uint64_t *version)
+{
+	struct store_blob *blob = NULL;
+	char name[300];
+	int rc;
+
+	snprintf(name, sizeof name, "\x01vault/%s/%s", v->base.name, what);
+	rc = store_seal(v->store, name, *version + 1, data, len, &blob);
+	if (rc < 0)
+		return rc;
+	store_blob_free(*slot);
+	*slot = blob;
+	(*version)++;
+	return 0;
+}
+
+static int unseal_from(struct vault *v, const char *what, const struct store_blob *slot,
+                       uint64_t version, char **out, size_t *cap)
+{
+	unsigned char *plain = NULL;
+	size_t len = 0;
+	char name[300];
+	int rc;
+
+	if (!slot)
+		return SFS_ENOTFOUND;
+	snprintf(name, sizeof name, "\x01vault/%s/%s", v->base.name, what);
+	rc = store_unseal(v->store, slot, name, version, &plain, &len);
+	if (rc < 0)
+		return rc;
+	/* Callers want a C string: copy into a block one byte longer. */
+	*out = secmem_alloc(len + 1);
+	if (*out)
+		memcpy(*out, plain, len);
+	secmem_free(plain, len);
+	if (!*out)
+		return SFS_ENOMEM;
+	*cap = len + 1;
+	return 0;
+}
+
+int vault_stash(struct vault *v, const char *data, size_t len)
+{
+	return seal_into(v, "stash", data, len, &v->stash, &v->stash_version);
+}
+
+int vault_unstash(struct vault *v, char **out, size_t *cap)
+{
+	return unseal_from(v, "stash", v->stash, v->stash_version, out, cap);
+}
+
+const struct vault_auth_ops *vault_auth_find(const char *method)
+{
+	static const struct vault_auth_ops *const methods[] = {
+	    &vault_auth_token,
+	    &vault_auth_approle,
+	    &vault_auth_kubernetes,
+	    &vault_auth_jwt,
+	};
+
+	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+		if (strcmp(methods[i]->method, method) == 0)
+			return methods[i];
+	return NULL;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Appends Vault's error messages (bounded) to buf. */
+static void vault_errors(const json_t *reply, char *buf, size_t len)
+{
+	const json_t *errs = json_object_get(reply, "errors");
+	size_t i, used = strlen(buf);
+	const json_t *e;
+
+	json_array_foreach(errs, i, e)
+	{
+		if (!json_is_string(e) || used + 3 >= len)
+			break;
+		used += (size_t)snprintf(buf + used, len - used, "%s%.120s",
+		                         i ? "; " : ": ", json_string_value(e));
+		if (used >= len)
+			break;
+	}
+}
+
+int vault_call(struct vault *v, const char *method, const char *path, const char *query,
+               const json_t *body, bool with_token, const char *token, json_t **out,
+               struct backend_error *err)
+{
+	struct http_header headers[4];
+	struct http_request req = {.method = method, .headers = headers};
+	struct http_response resp = {0};
+	char *escaped = NULL, *url = NULL, *text = NULL, *tok = NULL, msg[160];
+	size_t tok_cap = 0, nh = 0;
+	json_error_t jerr;
+	json_t *reply = NULL;
+	int rc;
+
+	*out = NULL;
+	headers[nh++] = (struct http_header){"X-Vault-Request", "true", false};
+	if (v->namespace)
+		headers[nh++] =
+		    (struct http_header){"X-Vault-Namespace", v->namespace, false};
+	if (with_token) {
+		if (!token) {
+			rc = unseal_from(v, "token", v->token, v->token_version, &tok,
+			                 &tok_cap);
+			if (rc < 0) {
+				backend_error_set(err, "not logged in to Vault");
+				return rc == SFS_ENOTFOUND ? SFS_ETRANSIENT : rc;
+			}
+			token = tok;
+		}
+		headers[nh++] = (struct http_header){"X-Vault-Token", token, true};
+	}
+	if (body) {
+		headers[nh++] =
+		    (struct http_header){"Content-Type", "application/json", false};
+		text = json_dumps(body, JSON_COMPACT);
+		if (!text) {
+			rc = SFS_ENOMEM;
+			goto out;
+		}
+		req.body = text;
+		req.body_len = strlen(text);
+	}
+	req.nheaders = nh;
+	req.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "LIST") == 0;
+	escaped = http_escape_path(path, true);
+	if (!escaped || asprintf(&url, "%s/v1/%s%s%s", v->address, escaped,
+	                         query ? "?" : "", query ? query : "") < 0) {
+		url = NULL;
+		rc = SFS_ENOMEM;
+		goto out;
+	}
+	req.url = url;
+	rc = http_do(v->http, &req, &resp, msg, sizeof msg);
+	if (rc < 0) {
+		backend_error_set(err, "%s %s: %s", method, path, msg);
+		goto out;
+	}
+	err->retry_after_ms = resp.retry_after_ms;
+	if (resp.body.len > 0) {
+		reply = json_loadb((const char *)resp.body.data, resp.body.len, 0, &jerr);
+		if (!reply && resp.status >= 200 && resp.status < 300) {
+			backend_error_set(err,
+			                  "%s %s: HTTP %ld with a malformed JSON body",
+			                  method, path, resp.status);
+			rc = SFS_EPARSE;
+			goto out;
+		}
+	}
+	if (resp.status >= 200 && resp.status < 300) {
+		*out = reply;
+		reply = NULL;
+		rc = 0;
+		goto out;
+	}
+	snprintf(msg, sizeof msg, "%s %s: HTTP %ld", method, path, resp.status);
+	vault_errors(reply, msg, sizeof msg);
+	backend_error_set(err, "%s", msg);
+	switch (resp.status) {
+	case 403:
+		rc = SFS_EDENIED;
+		break;
+	case 404:
+		rc = SFS_ENOTFOUND;
+		*out = reply;
+		reply = NULL;
+		break;
+	case 400:
+		rc = SFS_EBACKEND;
+		break;
+	default:
+		rc = resp.status == 412 || resp.status == 429 || resp.status >= 500
+		         ? SFS_ETRANSIENT
+		         : SFS_EBACKEND;
+	}
+out:
+	json_decref(reply);
+	secjson_free_buf(text);
+	secmem_free(tok, tok_cap);
+	http_response_release(&resp);
+	free(escaped);
+	free(url);
+	return rc;
+}
+
+/* ---- token lifecycle ----------------------------------------------------- */
+
+static void token_schedule(struct vault *v, uint64_t now, uint64_t ttl_ms)
+{
+	if (ttl_ms == 0) {
+		v->token_expires = UINT64_MAX;
+		v->token_due = UINT64_MAX;
+		return;
+	}
+	v->token_expires = now + ttl_ms;
+	if (v->token_renewable && ttl_ms > 4 * timing_grace(v->token_ttl_ms, 0.0)) {
+		v->token_relogin = false;
+		v->token_due = now + timing_renew_after(ttl_ms, timing_random());
+	} else if (v->auth->can_relogin) {
+		v->token_relogin = true;
+		v->token_due = now + timing_replace_after(ttl_ms, timing_random());
+	} else if (v->token_renewable) {
+		v->token_relogin = false;
+		v->token_due = now + timing_renew_after(ttl_ms, timing_random());
+	} else {
+		v->token_due = UINT64_MAX; /* a static token: nothing to do */
+	}
+}
+
+static int vault_login(struct vault *v, uint64_t now)
+{
+	struct backend_error err = {0};
+	struct vault_login login = {0};
+	int rc;
+
+	rc = v->auth->login(v, v->auth_conf, &login, &err);
+	if (rc == 0)
+		rc = seal_into(v, "token", login.token, strlen(login.token), &v->token,
+		               &v->token_version);
+	secmem_free(login.token, login.token_cap);
+	if (rc < 0) {
+		uint64_t delay = timing_backoff(v->login_attempt++, VAULT_LOGIN_BASE_MS,
+		                                VAULT_LOGIN_CAP_MS, err.retry_after_ms,
+		                                timing_random());
+		log_warn("backend %s: %s login failed (attempt %u): %s%s%s; retrying in "
+		         "%llu ms",
+		         v->base.name, v->auth->method, v->login_attempt,
+		         sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg,
+		         (unsigned long long)delay);
+		v->token_relogin = true;
+		v->token_due = now + delay;
+		return rc;
+	}
+	v->login_attempt = 0;
+	v->token_ttl_ms = login.ttl_ms;
+	v->token_renewable = login.renewable;
+	token_schedule(v, now, login.ttl_ms);
+	log_info("backend %s: logged in with %s (token ttl %llu s, %s)", v->base.name,
+	         v->auth->method, (unsigned long long)(login.ttl_ms / 1000),
+	         login.renewable ? "renewable" : "not renewable");
+	return 0;
+}
+
+static int vault_renew_token(struct vault *v, uint64_t now)
+{
+	struct backend_error err = {0};
+	json_t *reply = NULL;
+	uint64_t ttl;
+	int rc;
+
+	rc = vault_call(v, "POST", "auth/token/renew-self", NULL, NULL, true, NULL,
+	                &reply, &err);
+	if (rc == SFS_EDENIED && v->auth->can_relogin) {
+		log_warn("backend %s: token renewal refused (%s); logging in again",
+		         v->base.name, err.msg);
+		return vault_login(v, now);
+	}
+	if (rc < 0) {
+		uint64_t delay = timing_backoff(v->login_attempt++, VAULT_LOGIN_BASE_MS,
+		                                VAULT_LOGIN_CAP_MS, err.retry_after_ms,
+		                                timing_random());
+		log_warn("backend %s: token renewal failed: %s; retrying in %llu ms",
+		         v->base.name, err.msg, (unsigned long long)delay);
+		v->token_due = now + delay;
+		if (v->token_due >= v->token_expires && v->auth->can_relogin) {
+			v->token_relogin = true;
+			v->token_due = now;
+		}
+		json_decref(reply);
+		return rc;
+	}
+	v->login_attempt = 0;
+	ttl = (uint64_t)json_integer_value(
+	          json_object_get(json_object_get(reply, "auth"), "lease_duration")) *
+	      1000;
+	json_decref(reply);
+	token_schedule(v, now, ttl);
+	log_debug("backend %s: token renewed for %llu s%s", v->base.name,
+	          (unsigned long long)(ttl / 1000),
+	          v->token_relogin ? " (max TTL near: logging in again before it ends)"
+	                           : "");
+	return 0;
+}
+
+static uint64_t vault_maintain(struct backend *be, uint64_t now)
+{
+	struct vault *v = (struct vault *)be;
+
+	if (!v->token || (v->token_relogin && now >= v->token_due))
+		vault_login(v, now);
+	else if (now >= v->token_due)
+		vault_renew_token(v, now);
+	return v->token_due;
+}
+
+/* Makes sure there is a token; logs in when there is none yet. */
+static int vault_ensure_token(struct vault *v, struct backend_error *err)
+{
+	uint64_t now = sched_now_ms();
+
+	if (v->token)
+		return 0;
+	if (now < v->token_due) {
+		backend_error_set(err,
+		                  "not logged in to Vault yet (login is backing off)");
+		return SFS_ETRANSIENT;
+	}
+	if (vault_login(v, now) < 0) {
+		backend_error_set(err, "cannot log in to Vault");
+		return SFS_ETRANSIENT;
+	}
+	return 0;
+}
+
+/* A request refused with 403: if the token itself is no longer valid,
+ * log in again (once) so the caller can retry. Returns 1 to retry. */
+static int vault_recover_token(struct vault *v)
+{
+	struct backend_error err = {0};
+	json_t *reply = NULL;
+	int rc;
+
+	if (!v->auth->can_relogin)
+		return 0;
+	rc = vault_call(v, "GET", "auth/token/lookup-self", NULL, NULL, true, NULL,
+	                &reply, &err);
+	json_decref(reply);
+	if (rc != SFS_EDENIED)
+		return 0; /* the token is fine: the path is really forbidden */
+	log_warn("backend %s: the token is no longer valid; logging in again",
+	         v->base.name);
+	return vault_login(v, sched_now_ms()) == 0 ? 1 : 0;
+}
+
+/* vault_call with the current token, recovering once from a dead token. */
+static int vault_call_authed(struct vault *v, const char *method, const char *path,
+                             const char *query, const json_t *body, json_t **out,
+                             struct backend_error *err)
+{
+	int rc = vault_ensure_token(v, err);
+
+	if (rc < 0)
+		return rc;
+	rc = vault_call(v, method, path, query, body, true, NULL, out, err);
+	if (rc == SFS_EDENIED && vault_recover_token(v) == 1) {
+		json_decref(*out);
+		memset(err, 0, sizeof *err);
+		rc = vault_call(v, method, path, query, body, true, NULL, out, err);
+	}
+	return rc;
+}
+
+/* ---- KV mount detection ------------------------------------------------- */
+
+static const struct vault_mount *vault_mount_for(struct vault *v, const char *path,
+                                                 struct backend_error *err, int *rc)
+{
+	struct vault_mount *m;
+	json_t *reply = NULL;
+	const json_t *data;
+	const char *type, *prefix, *version;
+
+	*rc = 0;
+	for (size_t i = 0; i < v->nmounts; i++) {
+		size_t n = strlen(v->mounts[i].prefix);
+		if (strncmp(path, v->mounts[i].prefix, n) == 0)
+			return &v->mounts[i];
+	}
+	char p[1024];
+	snprintf(p, sizeof p, "sys/internal/ui/mounts/%s", path);
+	*rc = vault_call_authed(v, "GET", p, NULL, NULL, &reply, err);
+	if (*rc == SFS_EDENIED || *rc == SFS_ENOTFOUND || *rc == SFS_EBACKEND) {
+		/* No permission to look, or no such mount: read the path as is. */
+		json_decref(reply);
+		*rc = 0;
+		return NULL;
+	}
+	if (*rc < 0) {
+		json_decref(reply);
+		return NULL;
+	}
+	data = json_object_get(reply, "data");
+	type = json_string_value(json_object_get(data, "type"));
+	prefix = json_string_value(json_object_get(data, "path"));
+	version = json_string_value(
+	    json_object_get(json_object_get(data, "options"), "version"));
+	if (!prefix || !type || v->nmounts >= VAULT_MAX_MOUNTS) {
+		json_decref(reply);
+		return NULL;
+	}
+	m = &v->mounts[v->nmounts];
+	m->prefix = strdup(prefix);
+	if (!m->prefix) {
+		json_decref(reply);
+		return NULL;
+	}
+	m->kv_version = strcmp(type, "kv") == 0 || strcmp(type, "generic") == 0
+	                    ? (version && strcmp(version, "2") == 0 ? 2 : 1)
+	                    : 0;
+	v->nmounts++;
+	log_info("backend %s: mount %s is %s%s", v->base.name, m->prefix, type,
+	         m->kv_version == 2   ? " v2"
+	         : m->kv_version == 1 ? " v1"
+	                              : "");
+	json_decref(reply);
+	return m;
+}
+
+/* Builds "<mount><infix><rest>" for KV v2 paths. */
+static char *kv2_path(const struct vault_mount *m, const char *path, const char *infix)
+{
+	char *out = NULL;
+	size_t n = strlen(m->prefix);
+
+	if (asprintf(&out, "%s%s%s", m->prefix, infix, path + n) < 0)
+		return NULL;
+	return out;
+}
+
+/* ---- backend operations --------------------------------------------------- */
+
+static int vault_fetch_kv2(struct vault *v, const struct vault_mount *m,
+                           const struct source_key *key, struct fetch_result *out,
+                           struct backend_error *err)
+{
+	const json_t *pin = json_object_get(key->extra, "version");
+	char *path = kv2_path(m, key->path, "data/"), query[32];
+	json_t *reply = NULL;
+	const json_t *data, *meta;
+	int rc;
+
+	if (!path)
+		return SFS_ENOMEM;
+	if (pin)
+		snprintf(query, sizeof query, "version=%lld",
+		         (long long)json_integer_value(pin));
+	rc = vault_call_authed(v, "GET", path, pin ? query : NULL, NULL, &reply, err);
+	data = json_object_get(reply, "data");
+	meta = json_object_get(data, "metadata");
+	if (rc == SFS_ENOTFOUND && json_is_object(meta)) {
+		const json_t *del = json_object_get(meta, "deletion_time");
+		backend_error_set(
+		    err, "%s: version %lld is %s", key->path,
+		    (long long)json_integer_value(json_object_get(meta, "version")),
+		    json_is_true(json_object_get(meta, "destroyed")) ? "destroyed"
+		    : del && json_string_length(del)                 ? "deleted"
+		                                                     : "gone");
+	}
+	if (rc < 0)
+		goto out;
+	if (!json_is_object(json_object_get(data, "data"))) {
+		backend_error_set(err, "%s: reply has no data.data object", key->path);
+		rc = SFS_EPARSE;
+		goto out;
+	}
+	memset(out, 0, sizeof *out);
+	out->value = json_incref(json_object_get(data, "data"));
+	snprintf(out->version, sizeof out->version, "%lld",
+	         (long long)json_integer_value(json_object_get(meta, "version")));
+out:
+	json_decref(reply);
+	free(path);
+	return rc;
+}
+
+static int vault_fetch(struct backend *be, const struct source_key *key,
+                       struct fetch_result *out, struct backend_error *err)
+{
+	struct vault *v = (struct vault *)be;
+	const char *method = json_string_value(json_object_get(key->extra, "method"));
+	const json_t *params = json_object_get(key->extra, "params");
+	const struct vault_mount *m = NULL;
+	json_t *reply = NULL;
+	const json_t *data;
+	int rc;
+
+	if (!method || strcmp(method, "GET") == 0) {
+		m = vault_mount_for(v, key->path, err, &rc);
+		if (rc < 0)
+			return rc;
+		if (m && m->kv_version == 2)
+			return vault_fetch_kv2(v, m, key, out, err);
+		rc = vault_call_authed(v, "GET", key->path, NULL, NULL, &reply, err);
+	} else {
+		rc = vault_call_authed(v, method, key->path, NULL, params, &reply, err);
+	}
+	if (rc < 0)
+		goto out;
+	data = json_object_get(reply, "data");
+	if (!json_is_object(data)) {
+		backend_error_set(err, "%s: reply has no data object", key->path);
+		rc = SFS_EPARSE;
+		goto out;
+	}
+	memset(out, 0, sizeof *out);
+	out->value = json_incref((json_t *)data);
+	if (json_string_length(json_object_get(reply, "lease_id")) > 0) {
+		snprintf(out->lease_id, sizeof out->lease_id, "%s",
+		         json_string_value(json_object_get(reply, "lease_id")));
+		out->lease_ms = (uint64_t)json_integer_value(
+		                    json_object_get(reply, "lease_duration")) *
+		                1000;
+		out->renewable = json_is_true(json_object_get(reply, "renewable"));
+		if (out->lease_ms == 0)
+			out->lease_id[0] = '\0';
+	}
+out:
+	json_decref(reply);
+	return rc;
+}
+
+static int vault_probe(struct backend *be, const struct source_key *key, char *version,
+                       size_t versionlen, struct backend_error *err)
+{
+	struct vault *v = (struct vault *)be;
+	const json_t *pin = json_object_get(key->extra, "version");
+	const struct vault_mount *m;
+	json_t *reply = NULL;
+	char *path;
+	int rc;
+
+	if (pin) {
+		snprintf(version, versionlen, "%lld", (long long)json_integer_value(pin));
+		return 0;
+	}
+	m = vault_mount_for(v, key->path, err, &rc);
+	if (rc < 0)
+		return rc;
+	if (!m || m->kv_version != 2) {
+		version[0] = '\0'; /* unversioned: the scheduler reads in full */
+		return 0;
+	}
+	path = kv2_path(m, key->path, "metadata/");
+	if (!path)
+		return SFS_ENOMEM;
+	rc = vault_call_authed(v, "GET", path, NULL, NULL, &reply, err);
+	if (rc == 0)
+		snprintf(version, versionlen, "%lld",
+		         (long long)json_integer_value(json_object_get(
+		             json_object_get(reply, "data"), "current_version")));
+	json_decref(reply);
+	free(path);
+	return rc;
+}
+
+static int vault_renew(struct backend *be, const char *lease_id, uint64_t increment_ms,
+                       uint64_t *lease_ms, struct backend_error *err)
+{
+	struct vault *v = (struct vault *)be;
+	json_t *body = json_pack("{s:s, s:I}", "lease_id", lease_id, "increment",
+	                         (json_int_t)(increment_ms / 1000));
+	json_t *reply = NULL;
+	int rc;
+
+	if (!body)
+		return SFS_ENOMEM;
+	rc = vault_call_authed(v, "PUT", "sys/leases/renew", NULL, body, &reply, err);
+	json_decref(body);
+	if (rc == SFS_EBACKEND &&
+	    (strstr(err->msg, "lease not found") || strstr(err->msg, "expired") ||
+	     strstr(err->msg, "invalid lease")))
+		rc = SFS_ENOTFOUND;
+	if (rc == 0) {
+		*lease_ms = (uint64_t)json_integer_value(
+		                json_object_get(reply, "lease_duration")) *
+		            1000;
+		if (!json_is_true(json_object_get(reply, "renewable")) && *lease_ms == 0)
+			rc = SFS_EEXPIRED;
+	}
+	json_decref(reply);
+	return rc;
+}
+
+static int vault_revoke(struct backend *be, const char *lease_id,
+                        struct backend_error *err)
+{
+	struct vault *v = (struct vault *)be;
+	json_t *body = json_pack("{s:s}", "lease_id", lease_id);
+	json_t *reply = NULL;
+	int rc;
+
+	if (!body)
+		return SFS_ENOMEM;
+	rc = vault_call_authed(v, "PUT", "sys/leases/revoke", NULL, body, &reply, err);
+	json_decref(body);
+	json_decref(reply);
+	return rc;
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+static int check_object_keys(const json_t *obj, const char *keypath,
+                             const char *const *allowed, const char *allowed_text,
+                             struct diag *d)
+{
+	const char *key;
+	json_t *val;
+	char kp[512];
+	int rc = 0;
+
+	json_object_foreach((json_t *)obj, key, val)
+	{
+		size_t i;
+		for (i = 0; allowed[i] && strcmp(allowed[i], key) != 0; i++)
+			;
+		if (!allowed[i]) {
+			diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
+			         "unknown key \"%s\" (%s)", key, allowed_text);
+			rc = SFS_EINVAL;
+		}
+	}
+	return rc;
+}
+
+static int vault_check_tls(const json_t *tls, const char *keypath, struct diag *d)
+{
+	static const char *const keys[] = {"ca_file",    "ca_dir",      "client_cert",
+	                                   "client_key", "server_name", NULL};
+	int rc;
+
+	if (!json_is_object(tls)) {
+		diag_add(d, keypath, "must be an object");
+		return SFS_EINVAL;
+	}
+	rc = check_object_keys(tls, keypath, keys,
+	                       "tls takes: ca_file, ca_dir, client_cert, client_key, "
+	                       "server_name",
+	                       d);
+	for (size_t i = 0; keys[i]; i++)
+		if (vault_check_string(tls, keys[i], false, keypath, d) < 0)
+			rc = SFS_EINVAL;
+	if (!json_object_get(tls, "client_cert") != !json_object_get(tls, "client_key")) {
+		diag_add(d, keypath, "client_cert and client_key go together");
+		rc = SFS_EINVAL;
+	}
+	return rc;
+}
+
+static int vault_check_auth(const json_t *auth, const char *keypath, struct diag *d)
+{
+	const struct vault_auth_ops *ops;
+	const char *method;
+	const char *key;
+	json_t *val;
+	char kp[512];
+	int rc = 0;
+
+	if (!json_is_object(auth)) {
+		diag_add(d, keypath, "must be an object");
+		return SFS_EINVAL;
+	}
+	method = json_string_value(json_object_get(auth, "method"));
+	if (!method) {
+		diag_add(d, keypath,
+		         "missing required key \"method\" (token, approle, "
+		         "kubernetes or jwt)");
+		return SFS_EINVAL;
+	}
+	ops = vault_auth_find(method);
+	if (!ops) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "method"),
+		         "unknown auth method \"%s\" (token, approle, kubernetes, jwt)",
+		         method);
+		return SFS_EINVAL;
+	}
+	json_object_foreach((json_t *)auth, key, val)
+	{
+		size_t i;
+		if (strcmp(key, "method") == 0 || strcmp(key, "mount") == 0)
+			continue;
+		for (i = 0; ops->keys[i] && strcmp(ops->keys[i], key) != 0; i++)
+			;
+		if (!ops->keys[i]) {
+			diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
+			         "unknown key \"%s\" for auth method %s", key, method);
+			rc = SFS_EINVAL;
+		}
+	}
+	if (vault_check_string(auth, "mount", false, keypath, d) < 0)
+		rc = SFS_EINVAL;
+	if (ops->check(auth, keypath, d) < 0)
+		rc = SFS_EINVAL;
+	return rc;
+}
+
+static int check_duration_key(const json_t *conf, const char *key, const char *keypath,
+                              struct diag *d)
+{
+	const json_t *v = json_object_get(conf, key);
+	uint64_t ms;
+	char kp[512];
+
+	if (v && config_duration_parse(v, &ms) < 0) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
+		         "must be a duration such as \"30s\" or a number of seconds");
+		return SFS_EINVAL;
+	}
+	return 0;
+}
+
+static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
+{
+	static const char *const keys[] = {
+	    "type",    "address",      "namespace",          "tls",   "auth",
+	    "timeout", "revoke_grace", "revoke_on_shutdown", "proxy", NULL};
+	const json_t *addr = json_object_get(conf, "address");
+	char kp[512];
+	int rc;
+
+	rc =
+	    check_object_keys(conf, keypath, keys,
+	                      "vault backends take: type, address, namespace, tls, auth, "
+	                      "timeout, revoke_grace, revoke_on_shutdown, proxy",
+	                      d);
+	if (vault_check_string(conf, "address", false, keypath, d) < 0 ||
+	    vault_check_string(conf, "namespace", false, keypath, d) < 0 ||
+	    vault_check_string(conf, "proxy", false, keypath, d) < 0)
+		rc = SFS_EINVAL;
+	if (!addr && !getenv("VAULT_ADDR")) {
+		diag_add(d, keypath, "missing \"address\" (and VAULT_ADDR is not set)");
+		rc = SFS_EINVAL;
+	}
+	if (json_is_string(addr) &&
+	    strncmp(json_string_value(addr), "https://", 8) != 0 &&
+	    strncmp(json_string_value(addr), "http://", 7) != 0) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "address"),
+		         "must start with https:// (or http:// for a local dev server)");
+		rc = SFS_EINVAL;
+	}
+	if (json_object_get(conf, "tls") &&
+	    vault_check_tls(json_object_get(conf, "tls"),
+	                    diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
+		rc = SFS_EINVAL;
+	if (!json_object_get(conf, "auth")) {
+		diag_add(d, keypath, "missing required key \"auth\"");
+		rc = SFS_EINVAL;
+	} else if (vault_check_auth(json_object_get(conf, "auth"),
+	                            diag_keypath(kp, sizeof kp, keypath, "auth"),
+	                            d) < 0) {
+		rc = SFS_EINVAL;
+	}
+	if (check_duration_key(conf, "timeout", keypath, d) < 0 ||
+	    check_duration_key(conf, "revoke_grace", keypath, d) < 0)
+		rc = SFS_EINVAL;
+	if (json_object_get(conf, "revoke_on_shutdown") &&
+	    !json_is_boolean(json_object_get(conf, "revoke_on_shutdown"))) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "revoke_on_shutdown"),
+		         "must be true or false");
+		rc = SFS_EINVAL;
+	}
+	return rc;
+}
+
+static int vault_check_secret(const json_t *extra, const char *keypath, struct diag *d)
+{
+	const json_t *ver = json_object_get(extra, "version");
+	const json_t *method = json_object_get(extra, "method");
+	const json_t *params = json_object_get(extra, "params");
+	char kp[512];
+	int rc = 0;
+
+	if (ver && (!json_is_integer(ver) || json_integer_value(ver) < 1)) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "version"),
+		         "must be a positive integer");
+		rc = SFS_EINVAL;
+	}
+	if (method && (!json_is_string(method) ||
+	               (strcmp(json_string_value(method), "GET") != 0 &&
+	                strcmp(json_string_value(method), "POST") != 0 &&
+	                strcmp(json_string_value(method), "PUT") != 0))) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "method"),
+		         "must be \"GET\", \"POST\" or \"PUT\"");
+		rc = SFS_EINVAL;
+	}
+	if (params && !json_is_object(params)) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "params"),
+		         "must be an object");
+		rc = SFS_EINVAL;
+	}
+	if (params && (!method || strcmp(json_string_value(method), "GET") == 0)) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "params"),
+		         "needs \"method\": \"POST\" or \"PUT\"");
+		rc = SFS_EINVAL;
+	}
+	if (ver && method && json_is_string(method) &&
+	    strcmp(json_string_value(method), "GET") != 0) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "version"),
+		         "applies to KV reads only, not with method %s",
+		         json_string_value(method));
+		rc = SFS_EINVAL;
+	}
+	return rc;
+}
+
+static void vault_free(struct backend *be)
+{
+	struct vault *v = (struct vault *)be;
+
+	if (!v)
+		return;
+	http_client_free(v->http);
+	store_blob_free(v->token);
+	store_blob_free(v->stash);
+	json_decref(v->auth_conf);
+	for (size_t i = 0; i < v->nmounts; i++)
+		free(v->mounts[i].prefix);
+	free(v->address);
+	free(v->namespace);
+	free(v->base.name);
+	free(v);
+}
+
+/* A config string, else an environment variable, else NULL. */
+static const char *conf_or_env(const json_t *obj, const char *key, const char *env)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	const char *e = env ? getenv(env) : NULL;
+
+	return s ? s : (e && *e ? e : NULL);
+}
+
+static int vault_create(const struct backend_env *env, const char *name,
+                        const json_t *conf, struct backend **out)
+{
+	const json_t *tls = json_object_get(conf, "tls");
+	struct http_options hopt = {0};
+	struct vault *v = calloc(1, sizeof *v);
+	const char *addr, *ns;
+	uint64_t ms;
+	char err[256];
+	int rc = SFS_ENOMEM;
+
+	if (!v)
+		return SFS_ENOMEM;
+	v->base.ops = &backend_vault_ops;
+	v->base.revoke_grace_ms = 60 * 1000;
+	v->store = env->store;
+	v->base.name = strdup(name);
+	addr = conf_or_env(conf, "address", "VAULT_ADDR");
+	ns = conf_or_env(conf, "namespace", "VAULT_NAMESPACE");
+	v->address = addr ? strdup(addr) : NULL;
+	v->namespace = ns ? strdup(ns) : NULL;
+	if (!v->base.name || !v->address || (ns && !v->namespace))
+		goto out;
+	while (strlen(v->address) > 8 && v->address[strlen(v->address) - 1] == '/')
+		v->address[strlen(v->address) - 1] = '\0';
+	v->auth_conf = json_incref(json_object_get(conf, "auth"));
+	v->auth =
+	    vault_auth_find(json_string_value(json_object_get(v->auth_conf, "method")));
+	if (json_object_get(conf, "revoke_grace"))
+		config_duration_parse(json_object_get(conf, "revoke_grace"),
+		                      &v->base.revoke_grace_ms);
+	v->base.revoke_on_shutdown =
+	    json_is_true(json_object_get(conf, "revoke_on_shutdown"));
+
+	hopt.ca_file = conf_or_env(tls, "ca_file", "VAULT_CACERT");
+	hopt.ca_dir = conf_or_env(tls, "ca_dir", "VAULT_CAPATH");
+	hopt.client_cert = conf_or_env(tls, "client_cert", "VAULT_CLIENT_CERT");
+	hopt.client_key = conf_or_env(tls, "client_key", "VAULT_CLIENT_KEY");
+	hopt.server_name = conf_or_env(tls, "server_name", "VAULT_TLS_SERVER_NAME");
+	hopt.proxy = json_string_value(json_object_get(conf, "proxy"));
+	if (json_object_get(conf, "timeout") &&
+	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
+		hopt.timeout_ms = ms;
+	hopt.max_retries = 2;
+	rc = http_client_new(&hopt, &v->http, err, sizeof err);
+	if (rc < 0) {
+		log_error("backend %s: %s", name, err);
+		goto out;
+	}
+	*out = &v->base;
+	v = NULL;
+out:
+	vault_free(v ? &v->base : NULL);
+	return rc;
+}
+
+static const char *const vault_secret_keys[] = {"version", "method", "params", NULL};
+
+const struct backend_ops backend_vault_ops = {
+    .type = "vault",
+    .secret_keys = vault_secret_keys,
+    .default_refresh_ms = 5 * 60 * 1000,
+    .check = vault_check,
+    .check_secret = vault_check_secret,
+    .create = vault_create,
+    .free = vault_free,
+    .fetch = vault_fetch,
+    .probe = vault_probe,
+    .renew = vault_renew,
+    .revoke = vault_revoke,
+    .maintain = vault_maintain,
+};

@@ -1,0 +1,93 @@
+/*
+ * Vault client internals shared by backend_vault.c and the auth methods
+ * (auth_*.c): one request function that adds the Vault headers, maps the
+ * status and the {"errors": [...]} body to an SFS_ code and a message, and
+ * the table each auth method fills in.
+ */
+#ifndef SECRETFS_VAULT_H
+#define SECRETFS_VAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "secretfs/backend.h"
+#include "secretfs/diag.h"
+
+struct vault;
+
+/* A successful login. The token is in guarded memory; the caller frees
+ * it with secmem_free(token, token_cap). */
+struct vault_login {
+	char *token;
+	size_t token_cap;
+	uint64_t ttl_ms; /* 0: does not expire */
+	bool renewable;
+};
+
+struct vault_auth_ops {
+	const char *method;
+	const char *default_mount;
+	/* Keys of the auth object besides "method" and "mount". */
+	const char *const *keys;
+	/* Validates the method's keys (types; required ones). */
+	int (*check)(const json_t *auth, const char *keypath, struct diag *d);
+	/* Logs in; conf is the auth object. Returns 0 or SFS_ code. */
+	int (*login)(struct vault *v, const json_t *conf, struct vault_login *out,
+	             struct backend_error *err);
+	/* True when a new token can be had by logging in again. */
+	bool can_relogin;
+};
+
+extern const struct vault_auth_ops vault_auth_token;
+extern const struct vault_auth_ops vault_auth_approle;
+extern const struct vault_auth_ops vault_auth_kubernetes;
+extern const struct vault_auth_ops vault_auth_jwt;
+
+/* The auth method by name, or NULL. */
+const struct vault_auth_ops *vault_auth_find(const char *method);
+
+/*
+ * Calls the Vault API: method on /v1/<path>[?query], with body (may be
+ * NULL) as JSON. With_token adds X-Vault-Token (token may override the
+ * backend's current one, e.g. a wrapping token). On success *out is the
+ * parsed reply (NULL for 204). Maps failures: 403 SFS_EDENIED, 404
+ * SFS_ENOTFOUND (*out still set when the body is JSON: KV v2 deleted
+ * versions carry metadata), 400 SFS_EBACKEND, 412/429/5xx and transport
+ * errors SFS_ETRANSIENT, malformed JSON SFS_EPARSE. err names the method,
+ * path and status, and Vault's error messages; never a token.
+ */
+int vault_call(struct vault *v, const char *method, const char *path, const char *query,
+               const json_t *body, bool with_token, const char *token, json_t **out,
+               struct backend_error *err);
+
+/* Reads a whole small file (a token, a JWT, an ID) into guarded memory,
+ * trailing whitespace removed. Returns 0, SFS_ENOTFOUND, SFS_EIO, SFS_ETOOBIG.
+ * Free with secmem_free(*out, *cap). */
+int vault_read_secret_file(const char *path, char **out, size_t *cap);
+
+/* The auth mount path to log in at: conf "mount" or the method's default. */
+const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops);
+
+/* A sealed slot an auth method may keep material in between logins (the
+ * AppRole secret ID after unwrapping). stash replaces it; unstash returns
+ * a guarded copy (free with secmem_free(*out, *cap)) or SFS_ENOTFOUND. */
+int vault_stash(struct vault *v, const char *data, size_t len);
+int vault_unstash(struct vault *v, char **out, size_t *cap);
+
+/* Checks that key, when present, is a non-empty string; required adds a
+ * diag when absent. Returns 0 or SFS_EINVAL. */
+int vault_check_string(const json_t *obj, const char *key, bool required,
+                       const char *keypath, struct diag *d);
+
+/* Logs in at auth/<mount>/login with {"role", "jwt"}, the JWT read from
+ * conf "jwt_file" (else default_file) at every call. */
+int vault_login_role_jwt(struct vault *v, const json_t *conf,
+                         const struct vault_auth_ops *ops, const char *default_file,
+                         struct vault_login *out, struct backend_error *err);
+
+/* Fills out from a login reply's "auth" object. */
+int vault_login_from_reply(const json_t *reply, struct vault_login *out,
+                           struct backend_error *err);
+
+#endif
