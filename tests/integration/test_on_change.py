@@ -2,6 +2,7 @@
 debounced, with a scrubbed environment."""
 
 import hashlib
+import json
 import os
 import time
 
@@ -117,3 +118,23 @@ def test_on_change_with_missing_pid_file_is_logged_and_daemon_keeps_serving(sand
     sandbox.write_data({"token": "t2"})
     wait_until(lambda: d.read("t") == "t2", what="the next edit")
     assert d.alive()
+
+
+def test_on_change_command_is_run_without_a_shell(sandbox):
+    out, canary = sandbox.file("argv.json"), sandbox.file("canary")
+    tricky = ["a b", f"$(touch {canary})", "*", "; touch " + canary, "'\"\\"]
+    code = "import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], 'w'))"
+    secrets = {"t": {"backend": "local", "path": "token",
+                     "on_change": {"command": [PYTHON, "-c", code, out, *tricky],
+                                   "debounce": "100ms"}}}
+    d = sandbox.start(secrets, data={"token": "t0"})
+    sandbox.write_data({"token": "t1"})
+    wait_until(lambda: d.read("t") == "t1", what="the edit")
+
+    def argv_written():
+        with open(out) as f:
+            return json.load(f)
+    got = wait_until(argv_written, ignore=(OSError, ValueError),
+                     what="the command to write its argv")
+    assert got == [out, *tricky]
+    assert not os.path.exists(canary)
