@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config libsodium-dev libjansson-dev libfuse3-dev
-          fuse3 libcurl4-openssl-dev python3 python3-pytest procps)
+          fuse3 libcurl4-openssl-dev python3 python3-pytest procps openssl
+          postgresql postgresql-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

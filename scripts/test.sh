@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration)
+PYTEST=(/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/fakes tests/integration)
 
 echo "== build"
 BUILD_DIR=build scripts/setup.sh
