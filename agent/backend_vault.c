@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,17 +41,36 @@
 #define VAULT_LOGIN_BASE_MS 1000
 #define VAULT_LOGIN_CAP_MS (5 * 60 * 1000)
 #define VAULT_MAX_MOUNTS 64
+#define VAULT_MAX_CLIENTS 16 /* concurrent requests per backend */
+#define VAULT_GENERATIONS 32 /* past logins whose end is remembered */
 
 struct vault_mount {
 	char *prefix;   /* "secret/" */
 	int kv_version; /* 0: not KV; 1 or 2 */
 };
 
+struct vault_generation {
+	uint64_t gen;
+	uint64_t expires; /* when that token, and its leases, end */
+};
+
 struct vault {
 	struct backend base;
 	char *address;   /* without trailing slash */
 	char *namespace; /* NULL: none */
-	struct http_client *http;
+
+	/* Guards everything below but the login itself. */
+	pthread_mutex_t lock;
+	/* Held for a whole login, so concurrent requests log in once. */
+	pthread_mutex_t login_lock;
+
+	struct http_options hopt;
+	struct http_client *idle[VAULT_MAX_CLIENTS]; /* one per request at a time */
+	size_t nidle, nclients;
+	pthread_cond_t client_free;
+
+	struct vault_generation past[VAULT_GENERATIONS];
+	size_t npast;
 	struct store *store;
 	const struct vault_auth_ops *auth;
 	json_t *auth_conf;
@@ -248,12 +268,52 @@ static int unseal_from(struct vault *v, const char *what, const struct store_blo
 
 int vault_stash(struct vault *v, const char *data, size_t len)
 {
-	return seal_into(v, "stash", data, len, &v->stash, &v->stash_version);
+	int rc;
+
+	pthread_mutex_lock(&v->lock);
+	rc = seal_into(v, "stash", data, len, &v->stash, &v->stash_version);
+	pthread_mutex_unlock(&v->lock);
+	return rc;
 }
 
 int vault_unstash(struct vault *v, char **out, size_t *cap)
 {
-	return unseal_from(v, "stash", v->stash, v->stash_version, out, cap);
+	int rc;
+
+	pthread_mutex_lock(&v->lock);
+	rc = unseal_from(v, "stash", v->stash, v->stash_version, out, cap);
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+/* Takes an idle HTTP client, making one while fewer than the cap exist,
+ * else waits for one: this bounds the concurrent requests to Vault. */
+static struct http_client *client_acquire(struct vault *v, struct backend_error *err)
+{
+	struct http_client *c = NULL;
+	char msg[200];
+
+	pthread_mutex_lock(&v->lock);
+	while (!v->nidle && v->nclients >= VAULT_MAX_CLIENTS)
+		pthread_cond_wait(&v->client_free, &v->lock);
+	if (v->nidle) {
+		c = v->idle[--v->nidle];
+	} else if (http_client_new(&v->hopt, &c, msg, sizeof msg) == 0) {
+		v->nclients++;
+	} else {
+		backend_error_set(err, "%s", msg);
+		c = NULL;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return c;
+}
+
+static void client_release(struct vault *v, struct http_client *c)
+{
+	pthread_mutex_lock(&v->lock);
+	v->idle[v->nidle++] = c;
+	pthread_cond_signal(&v->client_free);
+	pthread_mutex_unlock(&v->lock);
 }
 
 const struct vault_auth_ops *vault_auth_find(const char *method)
@@ -298,6 +358,7 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 	struct http_header headers[4];
 	struct http_request req = {.method = method, .headers = headers};
 	struct http_response resp = {0};
+	struct http_client *client = NULL;
 	char *escaped = NULL, *url = NULL, *text = NULL, *tok = NULL, msg[160];
 	size_t tok_cap = 0, nh = 0;
 	json_error_t jerr;
@@ -342,7 +403,13 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 		goto out;
 	}
 	req.url = url;
-	rc = http_do(v->http, &req, &resp, msg, sizeof msg);
+	client = client_acquire(v, err);
+	if (!client) {
+		rc = SFS_ETRANSIENT;
+		goto out;
+	}
+	rc = http_do(client, &req, &resp, msg, sizeof msg);
+	client_release(v, client);
 	if (rc < 0) {
 		backend_error_set(err, "%s %s: %s", method, path, msg);
 		goto out;
@@ -396,6 +463,7 @@ out:
 
 /* ---- token lifecycle ----------------------------------------------------- */
 
+/* Plans the next renewal or login after the token got ttl_ms; lock held. */
 static void token_schedule(struct vault *v, uint64_t now, uint64_t ttl_ms)
 {
 	if (ttl_ms == 0) {
@@ -418,16 +486,50 @@ static void token_schedule(struct vault *v, uint64_t now, uint64_t ttl_ms)
 	}
 }
 
-static int vault_login(struct vault *v, uint64_t now)
+/* Remembers when a token being replaced ends: its leases end with it.
+ * A token replaced because it was refused is already dead. Lock held. */
+static void token_retire(struct vault *v, uint64_t now, bool dead)
+{
+	struct vault_generation *g;
+
+	if (!v->token)
+		return;
+	if (v->npast == VAULT_GENERATIONS) {
+		memmove(v->past, v->past + 1, (VAULT_GENERATIONS - 1) * sizeof *v->past);
+		v->npast--;
+	}
+	g = &v->past[v->npast++];
+	g->gen = v->token_version;
+	g->expires = dead ? now : v->token_expires;
+}
+
+/*
+ * Logs in and installs the new token. seen is the token version the
+ * caller saw: when another thread logged in meanwhile, that login is used.
+ * dead says the current token was refused.
+ */
+static int vault_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 {
 	struct backend_error err = {0};
 	struct vault_login login = {0};
 	int rc;
 
+	pthread_mutex_lock(&v->login_lock);
+	pthread_mutex_lock(&v->lock);
+	if (v->token && v->token_version != seen) {
+		pthread_mutex_unlock(&v->lock);
+		pthread_mutex_unlock(&v->login_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&v->lock);
+
 	rc = v->auth->login(v, v->auth_conf, &login, &err);
-	if (rc == 0)
+	pthread_mutex_lock(&v->lock);
+	if (rc == 0) {
+		token_retire(v, now, dead);
 		rc = seal_into(v, "token", login.token, strlen(login.token), &v->token,
 		               &v->token_version);
+	}
 	secmem_free(login.token, login.token_cap);
 	if (rc < 0) {
 		uint64_t delay = timing_backoff(v->login_attempt++, VAULT_LOGIN_BASE_MS,
@@ -440,21 +542,35 @@ static int vault_login(struct vault *v, uint64_t now)
 		         (unsigned long long)delay);
 		v->token_relogin = true;
 		v->token_due = now + delay;
-		return rc;
+	} else {
+		v->login_attempt = 0;
+		v->token_ttl_ms = login.ttl_ms;
+		v->token_renewable = login.renewable;
+		token_schedule(v, now, login.ttl_ms);
+		log_info("backend %s: logged in with %s (token ttl %llu s, %s)",
+		         v->base.name, v->auth->method,
+		         (unsigned long long)(login.ttl_ms / 1000),
+		         login.renewable ? "renewable" : "not renewable");
 	}
-	v->login_attempt = 0;
-	v->token_ttl_ms = login.ttl_ms;
-	v->token_renewable = login.renewable;
-	token_schedule(v, now, login.ttl_ms);
-	log_info("backend %s: logged in with %s (token ttl %llu s, %s)", v->base.name,
-	         v->auth->method, (unsigned long long)(login.ttl_ms / 1000),
-	         login.renewable ? "renewable" : "not renewable");
-	return 0;
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_unlock(&v->login_lock);
+	return rc;
+}
+
+static uint64_t token_seen(struct vault *v)
+{
+	uint64_t seen;
+
+	pthread_mutex_lock(&v->lock);
+	seen = v->token ? v->token_version : 0;
+	pthread_mutex_unlock(&v->lock);
+	return seen;
 }
 
 static int vault_renew_token(struct vault *v, uint64_t now)
 {
 	struct backend_error err = {0};
+	uint64_t seen = token_seen(v);
 	json_t *reply = NULL;
 	uint64_t ttl;
 	int rc;
@@ -464,8 +580,10 @@ static int vault_renew_token(struct vault *v, uint64_t now)
 	if (rc == SFS_EDENIED && v->auth->can_relogin) {
 		log_warn("backend %s: token renewal refused (%s); logging in again",
 		         v->base.name, err.msg);
-		return vault_login(v, now);
+		json_decref(reply);
+		return vault_login(v, now, seen, true);
 	}
+	pthread_mutex_lock(&v->lock);
 	if (rc < 0) {
 		uint64_t delay = timing_backoff(v->login_attempt++, VAULT_LOGIN_BASE_MS,
 		                                VAULT_LOGIN_CAP_MS, err.retry_after_ms,
@@ -477,46 +595,81 @@ static int vault_renew_token(struct vault *v, uint64_t now)
 			v->token_relogin = true;
 			v->token_due = now;
 		}
-		json_decref(reply);
-		return rc;
+	} else {
+		v->login_attempt = 0;
+		ttl = (uint64_t)json_integer_value(json_object_get(
+		          json_object_get(reply, "auth"), "lease_duration")) *
+		      1000;
+		token_schedule(v, now, ttl);
+		log_debug("backend %s: token renewed for %llu s%s", v->base.name,
+		          (unsigned long long)(ttl / 1000),
+		          v->token_relogin
+		              ? " (max TTL near: logging in again before it ends)"
+		              : "");
 	}
-	v->login_attempt = 0;
-	ttl = (uint64_t)json_integer_value(
-	          json_object_get(json_object_get(reply, "auth"), "lease_duration")) *
-	      1000;
+	pthread_mutex_unlock(&v->lock);
 	json_decref(reply);
-	token_schedule(v, now, ttl);
-	log_debug("backend %s: token renewed for %llu s%s", v->base.name,
-	          (unsigned long long)(ttl / 1000),
-	          v->token_relogin ? " (max TTL near: logging in again before it ends)"
-	                           : "");
-	return 0;
+	return rc;
 }
 
 static uint64_t vault_maintain(struct backend *be, uint64_t now)
 {
 	struct vault *v = (struct vault *)be;
+	bool login, renew;
+	uint64_t due;
 
-	if (!v->token || (v->token_relogin && now >= v->token_due))
-		vault_login(v, now);
-	else if (now >= v->token_due)
+	pthread_mutex_lock(&v->lock);
+	login = !v->token || (v->token_relogin && now >= v->token_due);
+	renew = !login && now >= v->token_due;
+	pthread_mutex_unlock(&v->lock);
+	if (login)
+		vault_login(v, now, token_seen(v), false);
+	else if (renew)
 		vault_renew_token(v, now);
-	return v->token_due;
+	pthread_mutex_lock(&v->lock);
+	due = v->token_due;
+	pthread_mutex_unlock(&v->lock);
+	return due;
+}
+
+/* Leases made under generation gen end when that token ends. */
+static uint64_t vault_lease_deadline(struct backend *be, uint64_t gen)
+{
+	struct vault *v = (struct vault *)be;
+	uint64_t dl = UINT64_MAX;
+
+	pthread_mutex_lock(&v->lock);
+	if (gen == v->token_version) {
+		/* The current token: final once it can no longer be renewed. */
+		if (v->token_relogin || !v->token_renewable)
+			dl = v->token_expires;
+	} else {
+		for (size_t i = 0; i < v->npast; i++)
+			if (v->past[i].gen == gen)
+				dl = v->past[i].expires;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return dl;
 }
 
 /* Makes sure there is a token; logs in when there is none yet. */
 static int vault_ensure_token(struct vault *v, struct backend_error *err)
 {
 	uint64_t now = sched_now_ms();
+	bool have, backing_off;
 
-	if (v->token)
+	pthread_mutex_lock(&v->lock);
+	have = v->token != NULL;
+	backing_off = now < v->token_due && v->login_attempt > 0;
+	pthread_mutex_unlock(&v->lock);
+	if (have)
 		return 0;
-	if (now < v->token_due) {
+	if (backing_off) {
 		backend_error_set(err,
 		                  "not logged in to Vault yet (login is backing off)");
 		return SFS_ETRANSIENT;
 	}
-	if (vault_login(v, now) < 0) {
+	if (vault_login(v, now, 0, false) < 0) {
 		backend_error_set(err, "cannot log in to Vault");
 		return SFS_ETRANSIENT;
 	}
@@ -525,7 +678,7 @@ static int vault_ensure_token(struct vault *v, struct backend_error *err)
 
 /* A request refused with 403: if the token itself is no longer valid,
  * log in again (once) so the caller can retry. Returns 1 to retry. */
-static int vault_recover_token(struct vault *v)
+static int vault_recover_token(struct vault *v, uint64_t seen)
 {
 	struct backend_error err = {0};
 	json_t *reply = NULL;
@@ -533,6 +686,8 @@ static int vault_recover_token(struct vault *v)
 
 	if (!v->auth->can_relogin)
 		return 0;
+	if (token_seen(v) != seen)
+		return 1; /* someone logged in since: just retry */
 	rc = vault_call(v, "GET", "auth/token/lookup-self", NULL, NULL, true, NULL,
 	                &reply, &err);
 	json_decref(reply);
@@ -540,7 +695,7 @@ static int vault_recover_token(struct vault *v)
 		return 0; /* the token is fine: the path is really forbidden */
 	log_warn("backend %s: the token is no longer valid; logging in again",
 	         v->base.name);
-	return vault_login(v, sched_now_ms()) == 0 ? 1 : 0;
+	return vault_login(v, sched_now_ms(), seen, true) == 0 ? 1 : 0;
 }
 
 /* vault_call with the current token, recovering once from a dead token. */
@@ -549,11 +704,13 @@ static int vault_call_authed(struct vault *v, const char *method, const char *pa
                              struct backend_error *err)
 {
 	int rc = vault_ensure_token(v, err);
+	uint64_t seen;
 
 	if (rc < 0)
 		return rc;
+	seen = token_seen(v);
 	rc = vault_call(v, method, path, query, body, true, NULL, out, err);
-	if (rc == SFS_EDENIED && vault_recover_token(v) == 1) {
+	if (rc == SFS_EDENIED && vault_recover_token(v, seen) == 1) {
 		json_decref(*out);
 		memset(err, 0, sizeof *err);
 		rc = vault_call(v, method, path, query, body, true, NULL, out, err);
@@ -563,21 +720,31 @@ static int vault_call_authed(struct vault *v, const char *method, const char *pa
 
 /* ---- KV mount detection ------------------------------------------------- */
 
+static const struct vault_mount *mount_lookup(struct vault *v, const char *path)
+{
+	const struct vault_mount *found = NULL;
+
+	pthread_mutex_lock(&v->lock);
+	for (size_t i = 0; i < v->nmounts && !found; i++)
+		if (strncmp(path, v->mounts[i].prefix, strlen(v->mounts[i].prefix)) == 0)
+			found = &v->mounts[i];
+	pthread_mutex_unlock(&v->lock);
+	return found;
+}
+
 static const struct vault_mount *vault_mount_for(struct vault *v, const char *path,
                                                  struct backend_error *err, int *rc)
 {
-	struct vault_mount *m;
+	const struct vault_mount *m;
 	json_t *reply = NULL;
 	const json_t *data;
 	const char *type, *prefix, *version;
+	char p[1024];
+	int kv;
 
 	*rc = 0;
-	for (size_t i = 0; i < v->nmounts; i++) {
-		size_t n = strlen(v->mounts[i].prefix);
-		if (strncmp(path, v->mounts[i].prefix, n) == 0)
-			return &v->mounts[i];
-	}
-	char p[1024];
+	if ((m = mount_lookup(v, path)))
+		return m;
 	snprintf(p, sizeof p, "sys/internal/ui/mounts/%s", path);
 	*rc = vault_call_authed(v, "GET", p, NULL, NULL, &reply, err);
 	if (*rc == SFS_EDENIED || *rc == SFS_ENOTFOUND || *rc == SFS_EBACKEND) {
@@ -595,24 +762,28 @@ static const struct vault_mount *vault_mount_for(struct vault *v, const char *pa
 	prefix = json_string_value(json_object_get(data, "path"));
 	version = json_string_value(
 	    json_object_get(json_object_get(data, "options"), "version"));
-	if (!prefix || !type || v->nmounts >= VAULT_MAX_MOUNTS) {
+	if (!prefix || !type) {
 		json_decref(reply);
 		return NULL;
 	}
-	m = &v->mounts[v->nmounts];
-	m->prefix = strdup(prefix);
-	if (!m->prefix) {
-		json_decref(reply);
-		return NULL;
+	kv = strcmp(type, "kv") == 0 || strcmp(type, "generic") == 0
+	         ? (version && strcmp(version, "2") == 0 ? 2 : 1)
+	         : 0;
+	pthread_mutex_lock(&v->lock);
+	/* Another request may have learnt it meanwhile. */
+	for (size_t i = 0; i < v->nmounts; i++)
+		if (strcmp(v->mounts[i].prefix, prefix) == 0)
+			m = &v->mounts[i];
+	if (!m && v->nmounts < VAULT_MAX_MOUNTS &&
+	    (v->mounts[v->nmounts].prefix = strdup(prefix))) {
+		v->mounts[v->nmounts].kv_version = kv;
+		m = &v->mounts[v->nmounts++];
+		log_info("backend %s: mount %s is %s%s", v->base.name, prefix, type,
+		         kv == 2   ? " v2"
+		         : kv == 1 ? " v1"
+		                   : "");
 	}
-	m->kv_version = strcmp(type, "kv") == 0 || strcmp(type, "generic") == 0
-	                    ? (version && strcmp(version, "2") == 0 ? 2 : 1)
-	                    : 0;
-	v->nmounts++;
-	log_info("backend %s: mount %s is %s%s", v->base.name, m->prefix, type,
-	         m->kv_version == 2   ? " v2"
-	         : m->kv_version == 1 ? " v1"
-	                              : "");
+	pthread_mutex_unlock(&v->lock);
 	json_decref(reply);
 	return m;
 }
@@ -683,6 +854,7 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 	const struct vault_mount *m = NULL;
 	json_t *reply = NULL;
 	const json_t *data;
+	uint64_t gen;
 	int rc;
 
 	if (!method || strcmp(method, "GET") == 0) {
@@ -691,8 +863,10 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 			return rc;
 		if (m && m->kv_version == 2)
 			return vault_fetch_kv2(v, m, key, out, err);
+		gen = token_seen(v);
 		rc = vault_call_authed(v, "GET", key->path, NULL, NULL, &reply, err);
 	} else {
+		gen = token_seen(v);
 		rc = vault_call_authed(v, method, key->path, NULL, params, &reply, err);
 	}
 	if (rc < 0)
@@ -705,6 +879,7 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 	}
 	memset(out, 0, sizeof *out);
 	out->value = json_incref((json_t *)data);
+	out->auth_generation = gen;
 	if (json_string_length(json_object_get(reply, "lease_id")) > 0) {
 		snprintf(out->lease_id, sizeof out->lease_id, "%s",
 		         json_string_value(json_object_get(reply, "lease_id")));
@@ -1009,12 +1184,16 @@ static void vault_free(struct backend *be)
 
 	if (!v)
 		return;
-	http_client_free(v->http);
+	for (size_t i = 0; i < v->nidle; i++)
+		http_client_free(v->idle[i]);
 	store_blob_free(v->token);
 	store_blob_free(v->stash);
 	json_decref(v->auth_conf);
 	for (size_t i = 0; i < v->nmounts; i++)
 		free(v->mounts[i].prefix);
+	pthread_mutex_destroy(&v->lock);
+	pthread_mutex_destroy(&v->login_lock);
+	pthread_cond_destroy(&v->client_free);
 	free(v->address);
 	free(v->namespace);
 	free(v->base.name);
@@ -1035,6 +1214,7 @@ static int vault_create(const struct backend_env *env, const char *name,
 {
 	const json_t *tls = json_object_get(conf, "tls");
 	struct http_options hopt = {0};
+	struct http_client *first = NULL;
 	struct vault *v = calloc(1, sizeof *v);
 	const char *addr, *ns;
 	uint64_t ms;
@@ -1045,6 +1225,9 @@ static int vault_create(const struct backend_env *env, const char *name,
 		return SFS_ENOMEM;
 	v->base.ops = &backend_vault_ops;
 	v->base.revoke_grace_ms = 60 * 1000;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->login_lock, NULL);
+	pthread_cond_init(&v->client_free, NULL);
 	v->store = env->store;
 	v->base.name = strdup(name);
 	addr = conf_or_env(conf, "address", "VAULT_ADDR");
@@ -1074,11 +1257,15 @@ static int vault_create(const struct backend_env *env, const char *name,
 	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		hopt.timeout_ms = ms;
 	hopt.max_retries = 2;
-	rc = http_client_new(&hopt, &v->http, err, sizeof err);
+	/* One client now, to check the TLS files at start-up; more on demand. */
+	v->hopt = hopt;
+	rc = http_client_new(&hopt, &first, err, sizeof err);
 	if (rc < 0) {
 		log_error("backend %s: %s", name, err);
 		goto out;
 	}
+	v->idle[v->nidle++] = first;
+	v->nclients = 1;
 	*out = &v->base;
 	v = NULL;
 out:
@@ -1101,4 +1288,6 @@ const struct backend_ops backend_vault_ops = {
     .renew = vault_renew,
     .revoke = vault_revoke,
     .maintain = vault_maintain,
+    .lease_deadline = vault_lease_deadline,
+    .concurrent = true,
 };

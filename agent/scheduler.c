@@ -34,6 +34,7 @@
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
 
+#define SCHED_WORKERS 8 /* concurrent requests to network backends */
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_CAP_MS (5 * 60 * 1000)
 #define HASH_LEN crypto_generichash_BYTES
@@ -68,6 +69,10 @@ struct source {
 	bool renewable;
 	uint64_t lease_ms;      /* as first granted */
 	uint64_t lease_expires; /* monotonic ms */
+	uint64_t auth_gen;      /* login the lease was made under */
+	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
+
+	bool in_flight; /* a worker runs its step (guarded by work_lock) */
 };
 
 struct revocation {
@@ -98,6 +103,19 @@ struct sched {
 	pthread_t thread;
 	bool started;
 	int wake_fd; /* eventfd */
+
+	/* Workers for concurrent backends: a queue of sources to run. */
+	pthread_t workers[SCHED_WORKERS];
+	size_t nworkers;
+	struct source **queue; /* ring of nsources entries */
+	size_t qhead, qlen;
+	pthread_mutex_t work_lock;
+	pthread_cond_t work_cond;
+	bool workers_stop;
+
+	/* Guards the on_change actions and the revocation list, which
+	 * workers and the scheduler thread both touch. */
+	pthread_mutex_t shared_lock;
 
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t ready_cond;
@@ -224,12 +242,16 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->wake_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ready_cond, NULL);
+	pthread_mutex_init(&s->work_lock, NULL);
+	pthread_cond_init(&s->work_cond, NULL);
+	pthread_mutex_init(&s->shared_lock, NULL);
 	s->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	s->sources = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->sources);
 	s->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->files);
 	s->maintain_due =
 	    calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->maintain_due);
-	if (!s->hash_key || !s->sources || !s->files || !s->maintain_due)
+	s->queue = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->queue);
+	if (!s->hash_key || !s->sources || !s->files || !s->maintain_due || !s->queue)
 		goto out;
 	randombytes_buf(s->hash_key, crypto_generichash_KEYBYTES);
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -346,8 +368,11 @@ static void source_publish(struct sched *s, struct source *src, const json_t *va
 		log_info("file %s: %s version %llu from %s", f->cs->name,
 		         first ? "published" : "updated to",
 		         (unsigned long long)f->version, src->label);
-		if (!first && f->action)
+		if (!first && f->action) {
+			pthread_mutex_lock(&s->shared_lock);
 			onchange_trigger(f->action, f->cs->name, now);
+			pthread_mutex_unlock(&s->shared_lock);
+		}
 	}
 	stat_add(s, &s->stats.published);
 out:
@@ -382,8 +407,10 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 	r->be = src->be;
 	snprintf(r->lease_id, sizeof r->lease_id, "%s", src->lease_id);
 	r->due = now + src->be->revoke_grace_ms;
+	pthread_mutex_lock(&s->shared_lock);
 	r->next = s->revocations;
 	s->revocations = r;
+	pthread_mutex_unlock(&s->shared_lock);
 	log_info("source %s: lease %s replaced; revoking it in %llu ms", src->label,
 	         src->lease_id, (unsigned long long)src->be->revoke_grace_ms);
 }
@@ -427,6 +454,52 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 		src->step = STEP_FETCH;
 }
 
+/*
+ * Plans the next step of a leased source that has left ms of lease from
+ * now: renew at ~2/3 while a renewal still buys enough time; otherwise
+ * (non-renewable, max TTL near, or the login that made the lease ends
+ * first) fetch a replacement at 85-90% of what is left.
+ */
+static void lease_plan(struct source *src, uint64_t now, uint64_t left)
+{
+	bool bounded = false;
+
+	if (src->deadline != UINT64_MAX && src->deadline > now &&
+	    src->deadline - now < left) {
+		left = src->deadline - now;
+		bounded = true;
+	}
+	src->lease_expires = now + left;
+	if (src->renewable && src->be->ops->renew && !bounded &&
+	    left > 4 * timing_grace(src->lease_ms, 0.0)) {
+		src->step = STEP_RENEW;
+		src->due = now + timing_renew_after(left, timing_random());
+	} else {
+		src->step = STEP_FETCH;
+		src->due = now + timing_replace_after(left, timing_random());
+	}
+}
+
+/* Leases die with the login that made them: when a backend learns when
+ * that is, bring the replacement forward. Scheduler thread, source idle. */
+static void lease_check_deadline(struct source *src, uint64_t now)
+{
+	uint64_t dl;
+
+	if (!src->lease_id[0] || !src->be->ops->lease_deadline)
+		return;
+	dl = src->be->ops->lease_deadline(src->be, src->auth_gen);
+	if (dl == src->deadline)
+		return;
+	src->deadline = dl;
+	if (dl == UINT64_MAX || dl >= src->lease_expires)
+		return;
+	log_info("source %s: lease %s ends with its login in %llu ms; replacing it first",
+	         src->label, src->lease_id,
+	         (unsigned long long)(dl > now ? dl - now : 0));
+	lease_plan(src, now, src->lease_expires > now ? src->lease_expires - now : 0);
+}
+
 static void source_schedule_static(struct source *src, uint64_t now)
 {
 	src->step = src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
@@ -460,16 +533,9 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		snprintf(src->lease_id, sizeof src->lease_id, "%s", res.lease_id);
 		src->renewable = res.renewable;
 		src->lease_ms = res.lease_ms;
-		src->lease_expires = now + res.lease_ms;
-		if (res.renewable && src->be->ops->renew) {
-			src->step = STEP_RENEW;
-			src->due =
-			    now + timing_renew_after(res.lease_ms, timing_random());
-		} else {
-			src->step = STEP_FETCH;
-			src->due =
-			    now + timing_replace_after(res.lease_ms, timing_random());
-		}
+		src->auth_gen = res.auth_generation;
+		src->deadline = UINT64_MAX;
+		lease_plan(src, now, res.lease_ms);
 		log_debug("source %s: lease %s for %llu ms, %s", src->label,
 		          src->lease_id, (unsigned long long)res.lease_ms,
 		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
@@ -531,18 +597,13 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	}
 	stat_add(s, &s->stats.renewals);
 	src->attempt = 0;
-	src->lease_expires = now + left;
-	/* Max TTL near: the renewal no longer buys enough; replace in time. */
-	if (left <= 4 * timing_grace(src->lease_ms, 0.0)) {
-		src->step = STEP_FETCH;
-		src->due = now + timing_replace_after(left, timing_random());
+	lease_plan(src, now, left);
+	if (src->step == STEP_FETCH) {
 		log_info("source %s: lease %s renewed for only %llu ms; replacing it in "
 		         "%llu ms",
 		         src->label, src->lease_id, (unsigned long long)left,
 		         (unsigned long long)(src->due - now));
 	} else {
-		src->step = STEP_RENEW;
-		src->due = now + timing_renew_after(left, timing_random());
 		log_debug("source %s: lease %s renewed for %llu ms", src->label,
 		          src->lease_id, (unsigned long long)left);
 	}
@@ -564,7 +625,61 @@ static void source_run(struct sched *s, struct source *src, uint64_t now)
 	}
 }
 
-/* Runs every due source, bracketing each backend's round of reads. */
+/* Hands a due source of a concurrent backend to the workers. */
+static void dispatch(struct sched *s, struct source *src)
+{
+	pthread_mutex_lock(&s->work_lock);
+	if (!src->in_flight && s->qlen < s->nsources) {
+		src->in_flight = true;
+		s->queue[(s->qhead + s->qlen++) % s->nsources] = src;
+		pthread_cond_signal(&s->work_cond);
+	}
+	pthread_mutex_unlock(&s->work_lock);
+}
+
+static bool source_busy(struct sched *s, struct source *src)
+{
+	bool busy;
+
+	pthread_mutex_lock(&s->work_lock);
+	busy = src->in_flight;
+	pthread_mutex_unlock(&s->work_lock);
+	return busy;
+}
+
+static void *worker_main(void *arg)
+{
+	struct sched *s = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&s->work_lock);
+	for (;;) {
+		struct source *src;
+		ssize_t r;
+
+		while (!s->qlen && !s->workers_stop)
+			pthread_cond_wait(&s->work_cond, &s->work_lock);
+		if (s->workers_stop)
+			break;
+		src = s->queue[s->qhead];
+		s->qhead = (s->qhead + 1) % s->nsources;
+		s->qlen--;
+		pthread_mutex_unlock(&s->work_lock);
+
+		source_run(s, src, sched_now_ms());
+
+		pthread_mutex_lock(&s->work_lock);
+		src->in_flight = false;
+		/* Wake the scheduler: this source has a new due time. */
+		r = write(s->wake_fd, &one, sizeof one);
+		(void)r;
+	}
+	pthread_mutex_unlock(&s->work_lock);
+	return NULL;
+}
+
+/* Runs every due source: network backends' on the workers, the others
+ * here, bracketing each backend's round of reads. */
 static void run_due_sources(struct sched *s, uint64_t now)
 {
 	for (size_t b = 0; b < s->nbackends; b++) {
@@ -573,8 +688,15 @@ static void run_due_sources(struct sched *s, uint64_t now)
 
 		for (size_t i = 0; i < s->nsources; i++) {
 			struct source *src = &s->sources[i];
-			if (src->be != be || src->due > now)
+			if (src->be != be || source_busy(s, src))
 				continue;
+			lease_check_deadline(src, now);
+			if (src->due > now)
+				continue;
+			if (be->ops->concurrent && s->nworkers) {
+				dispatch(s, src);
+				continue;
+			}
 			if (!begun && be->ops->batch_begin)
 				be->ops->batch_begin(be);
 			begun = true;
@@ -603,21 +725,31 @@ static void revoke_one(struct sched *s, struct revocation *r)
 /* Runs due revocations (all when force); returns the next due time. */
 static uint64_t run_revocations(struct sched *s, uint64_t now, bool force)
 {
-	struct revocation **pp = &s->revocations;
+	struct revocation **pp, *due = NULL;
 	uint64_t next = UINT64_MAX;
 
+	pthread_mutex_lock(&s->shared_lock);
+	pp = &s->revocations;
 	while (*pp) {
 		struct revocation *r = *pp;
 		if (force || r->due <= now) {
-			revoke_one(s, r);
 			*pp = r->next;
-			free(r->label);
-			free(r);
+			r->next = due;
+			due = r;
 			continue;
 		}
 		if (r->due < next)
 			next = r->due;
 		pp = &r->next;
+	}
+	pthread_mutex_unlock(&s->shared_lock);
+	/* The network calls happen outside the lock. */
+	while (due) {
+		struct revocation *r = due;
+		due = r->next;
+		revoke_one(s, r);
+		free(r->label);
+		free(r);
 	}
 	return next;
 }
@@ -651,12 +783,14 @@ static void *sched_main(void *arg)
 		now = sched_now_ms();
 		t = run_revocations(s, now, false);
 		next = t < next ? t : next;
+		pthread_mutex_lock(&s->shared_lock);
 		for (size_t i = 0; i < s->nactions; i++) {
 			t = onchange_poll(s->actions[i], now);
 			next = t < next ? t : next;
 		}
+		pthread_mutex_unlock(&s->shared_lock);
 		for (size_t i = 0; i < s->nsources; i++)
-			if (s->sources[i].due < next)
+			if (!source_busy(s, &s->sources[i]) && s->sources[i].due < next)
 				next = s->sources[i].due;
 		for (size_t b = 0; b < s->nbackends; b++) {
 			struct backend *be = s->backends[b];
@@ -706,7 +840,8 @@ static void *sched_main(void *arg)
 			/* A change notification: read every source of it now. */
 			for (size_t j = 0; j < s->nsources; j++) {
 				if (s->sources[j].be != be ||
-				    s->sources[j].step == STEP_RENEW)
+				    s->sources[j].step == STEP_RENEW ||
+				    source_busy(s, &s->sources[j]))
 					continue;
 				s->sources[j].step = STEP_FETCH;
 				s->sources[j].due = now;
@@ -730,6 +865,14 @@ int sched_start(struct sched *s)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	rc = pthread_create(&s->thread, NULL, sched_main, s);
+	for (size_t b = 0; rc == 0 && b < s->nbackends; b++) {
+		if (!s->backends[b]->ops->concurrent || s->nworkers)
+			continue;
+		for (; s->nworkers < SCHED_WORKERS; s->nworkers++)
+			if (pthread_create(&s->workers[s->nworkers], NULL, worker_main,
+			                   s) != 0)
+				break;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		log_error("scheduler: cannot start thread: %s", strerror(rc));
@@ -775,6 +918,13 @@ void sched_stop(struct sched *s)
 	r = write(s->wake_fd, &one, sizeof one);
 	(void)r;
 	pthread_join(s->thread, NULL);
+	pthread_mutex_lock(&s->work_lock);
+	s->workers_stop = true;
+	pthread_cond_broadcast(&s->work_cond);
+	pthread_mutex_unlock(&s->work_lock);
+	for (size_t i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	s->nworkers = 0;
 	s->started = false;
 	/* Leases already replaced are of no use to anyone: revoke them now. */
 	run_revocations(s, sched_now_ms(), true);
@@ -823,10 +973,14 @@ void sched_free(struct sched *s)
 	free(s->sources);
 	free(s->files);
 	free(s->maintain_due);
+	free(s->queue);
 	secmem_free(s->hash_key, crypto_generichash_KEYBYTES);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
 	pthread_cond_destroy(&s->ready_cond);
 	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->work_cond);
+	pthread_mutex_destroy(&s->work_lock);
+	pthread_mutex_destroy(&s->shared_lock);
 	free(s);
 }

@@ -44,6 +44,8 @@ struct fetch_result {
 	char lease_id[256]; /* "" when the value is not leased */
 	uint64_t lease_ms;  /* lease duration; 0 when not leased */
 	bool renewable;
+	uint64_t auth_generation; /* which login the lease was made under (see
+				     lease_deadline); 0 when not applicable */
 };
 
 struct backend_ops {
@@ -52,6 +54,9 @@ struct backend_ops {
 	const char *const *secret_keys;
 	/* Refresh interval when a secret gives none. */
 	uint64_t default_refresh_ms;
+	/* fetch, probe, renew and revoke may run on several threads at once
+	 * (network backends); otherwise they run on the scheduler thread only. */
+	bool concurrent;
 
 	/* Validates the backend's config object; adds one diag per problem.
 	 * Returns 0 when valid. Must not touch the network or the filesystem
@@ -88,6 +93,12 @@ struct backend_ops {
 	 * returns 1 when every source of this backend should be read again. */
 	int (*watch_fd)(struct backend *be);
 	int (*on_watch)(struct backend *be);
+
+	/* The time (monotonic ms) after which leases made under the given
+	 * auth generation die with the login that made them (a Vault token
+	 * past its max TTL revokes its leases), or UINT64_MAX; optional. The
+	 * scheduler replaces such leases before that. */
+	uint64_t (*lease_deadline)(struct backend *be, uint64_t auth_generation);
 
 	/* Housekeeping on the backend's own clock (e.g. renewing its auth
 	 * token); optional. Called from the scheduler thread; returns the next
