@@ -11,6 +11,7 @@
 static const struct backend_ops *const registry[] = {
     &backend_file_ops,
     &backend_dev_ops,
+    &backend_vault_ops,
 };
 
 const struct backend_ops *backend_find(const char *type)
@@ -23,7 +24,17 @@ const struct backend_ops *backend_find(const char *type)
 
 const char *backend_type_names(void)
 {
-	return "file, dev, vault";
+	static char names[128];
+
+	/* Built from the registry, so the list cannot drift from it. */
+	if (!names[0]) {
+		size_t used = 0;
+		for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+			used +=
+			    (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+			                     i ? ", " : "", registry[i]->type);
+	}
+	return names;
 }
 
 void backend_error_set(struct backend_error *err, const char *fmt, ...)
