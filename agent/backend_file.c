@@ -70,52 +70,6 @@ static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 	return ok;
 }
 
-/* Reads the whole file into a secmem block of *cap bytes holding *len bytes
- * of content; free it with secmem_free(*out, *cap). */
-static int file_read_all(const char *path, unsigned char **out, size_t *len,
-                         size_t *cap_out)
-{
-	struct stat st;
-	unsigned char *buf = NULL;
-	size_t cap = 0, n = 0;
-	int fd, rc = SFS_EIO;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return errno == ENOENT ? SFS_ENOTFOUND : SFS_EIO;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		goto out;
-	if (st.st_size > FILE_BACKEND_MAX) {
-		rc = SFS_ETOOBIG;
-		goto out;
-	}
-	cap = (size_t)st.st_size + 1;
-	buf = secmem_alloc(cap);
-	if (!buf) {
-		rc = SFS_ENOMEM;
-		goto out;
-	}
-	while (n < cap - 1) {
-		ssize_t r = read(fd, buf + n, cap - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			goto out;
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	*out = buf;
-	*len = n;
-	*cap_out = cap;
-	buf = NULL;
-	rc = 0;
-out:
-	secmem_free(buf, cap);
-	close(fd);
-	return rc;
-}
-
 /* Loads and parses the file. On success *doc is the document and the
  * content hash is written to hash. Logs malformed content. */
 static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
@@ -125,7 +79,7 @@ static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
 	json_error_t jerr;
 	int rc;
 
-	rc = file_read_all(fb->path, &buf, &len, &cap);
+	rc = secmem_read_file(fb->path, FILE_BACKEND_MAX, &buf, &len, &cap);
 	if (rc < 0)
 		return rc;
 	crypto_generichash(hash, crypto_generichash_BYTES, buf, len, fb->hash_key,

@@ -17,14 +17,10 @@
  *   with lease_id/lease_duration/renewable is a lease that the scheduler
  *   renews, replaces and revokes through renew() and revoke().
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "scheduler.h"
 #include "secretfs/config.h"
@@ -116,51 +112,22 @@ int vault_check_string(const json_t *obj, const char *key, bool required,
 
 int vault_read_secret_file(const char *path, char **out, size_t *cap)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t n = 0, size = 0;
-	int fd, rc = SFS_EIO;
+	unsigned char *buf = NULL;
+	size_t n = 0;
+	int rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return errno == ENOENT ? SFS_ENOTFOUND : SFS_EIO;
-	if (fstat(fd, &st) < 0)
-		goto out;
-	if (st.st_size > VAULT_MAX_SECRET_FILE) {
-		rc = SFS_ETOOBIG;
-		goto out;
-	}
-	size = (size_t)st.st_size + 1;
-	buf = secmem_alloc(size);
-	if (!buf) {
-		rc = SFS_ENOMEM;
-		goto out;
-	}
-	while (n < size - 1) {
-		ssize_t r = read(fd, buf + n, size - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			goto out;
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
+	rc = secmem_read_file(path, VAULT_MAX_SECRET_FILE, &buf, &n, cap);
+	if (rc < 0)
+		return rc;
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
 	                 buf[n - 1] == '\t'))
 		buf[--n] = '\0';
 	if (n == 0 || memchr(buf, '\0', n)) {
-		rc = SFS_EINVAL;
-		goto out;
+		secmem_free(buf, *cap);
+		return SFS_EINVAL;
 	}
-	*out = buf;
-	*cap = size;
-	buf = NULL;
-	rc = 0;
-out:
-	secmem_free(buf, size);
-	close(fd);
-	return rc;
+	*out = (char *)buf;
+	return 0;
 }
 
 const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops)

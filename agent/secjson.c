@@ -14,35 +14,7 @@
 #include <sodium.h>
 
 #include "secretfs/secjson.h"
-
-union secjson_hdr {
-	size_t size;
-	max_align_t align;
-};
-
-static void *secjson_malloc(size_t size)
-{
-	union secjson_hdr *h;
-
-	if (size > SIZE_MAX - sizeof(*h))
-		return NULL;
-	h = malloc(sizeof(*h) + size);
-	if (!h)
-		return NULL;
-	h->size = size;
-	return h + 1;
-}
-
-static void secjson_free(void *p)
-{
-	union secjson_hdr *h;
-
-	if (!p)
-		return;
-	h = (union secjson_hdr *)p - 1;
-	sodium_memzero(h, sizeof(*h) + h->size);
-	free(h);
-}
+#include "secretfs/wipealloc.h"
 
 /*
  * Installs the wiping allocator in jansson. Call once at start-up, before
@@ -51,7 +23,7 @@ static void secjson_free(void *p)
  */
 void secjson_init(void)
 {
-	json_set_alloc_funcs(secjson_malloc, secjson_free);
+	json_set_alloc_funcs(wipe_malloc, wipe_free);
 }
 
 void secjson_free_buf(void *p)

@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sodium.h>
 
 #include "secretfs/error.h"
@@ -288,4 +292,49 @@ void secbuf_release(struct secbuf *b)
 	b->data = NULL;
 	b->len = 0;
 	b->cap = 0;
+}
+
+int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *len,
+                     size_t *cap_out)
+{
+	struct stat st;
+	unsigned char *buf = NULL;
+	size_t cap = 0, n = 0;
+	int fd, rc = SFS_EIO;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return errno == ENOENT ? SFS_ENOTFOUND : SFS_EIO;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		goto out;
+	if ((uint64_t)st.st_size > max) {
+		rc = SFS_ETOOBIG;
+		goto out;
+	}
+	cap = (size_t)st.st_size + 1;
+	buf = secmem_alloc(cap);
+	if (!buf) {
+		rc = SFS_ENOMEM;
+		goto out;
+	}
+	/* The file may shrink meanwhile; it cannot grow past cap - 1 here. */
+	while (n < cap - 1) {
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			goto out;
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	*out = buf;
+	*len = n;
+	*cap_out = cap;
+	buf = NULL;
+	rc = 0;
+out:
+	secmem_free(buf, cap);
+	close(fd);
+	return rc;
 }

@@ -45,7 +45,7 @@ struct fetch_result {
 	uint64_t lease_ms;  /* lease duration; 0 when not leased */
 	bool renewable;
 	uint64_t auth_generation; /* which login the lease was made under (see
-				     lease_deadline); 0 when not applicable */
+	                             lease_deadline); 0 when not applicable */
 };
 
 struct backend_ops {

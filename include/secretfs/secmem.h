@@ -20,6 +20,15 @@ void *secmem_alloc(size_t len);
  * at allocation. NULL-safe. */
 void secmem_free(void *p, size_t len);
 
+/*
+ * Reads a whole regular file of at most max bytes into a block of *cap
+ * bytes holding its *len bytes of content and a NUL. Returns 0,
+ * SFS_ENOTFOUND, SFS_ETOOBIG, SFS_EIO or SFS_ENOMEM. Free the block with
+ * secmem_free(*out, *cap).
+ */
+int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *len,
+                     size_t *cap);
+
 /* A growable byte buffer in guarded memory with a hard cap given at init. */
 struct secbuf {
 	unsigned char *data; /* owned; secmem */
