@@ -77,6 +77,7 @@ struct vault {
 	uint64_t token_ttl_ms; /* as granted at login */
 	bool token_renewable;
 	uint64_t token_expires; /* monotonic ms; UINT64_MAX: never */
+	uint64_t token_issued;  /* monotonic ms of the login */
 	uint64_t token_due;     /* next renewal or login */
 	bool token_relogin;     /* token_due is a login, not a renewal */
 	unsigned login_attempt;
@@ -431,26 +432,31 @@ out:
 /* ---- token lifecycle ----------------------------------------------------- */
 
 /* Plans the next renewal or login after the token got ttl_ms; lock held. */
-static void token_schedule(struct vault *v, uint64_t now, uint64_t ttl_ms)
+static void token_schedule(struct vault *v, uint64_t now, uint64_t ttl_ms, bool capped)
 {
+	bool final;
+	uint64_t due;
+
 	if (ttl_ms == 0) {
 		v->token_expires = UINT64_MAX;
 		v->token_due = UINT64_MAX;
 		return;
 	}
 	v->token_expires = now + ttl_ms;
-	if (v->token_renewable && ttl_ms > 4 * timing_grace(v->token_ttl_ms, 0.0)) {
+	final = capped || !v->token_renewable ||
+	        ttl_ms <= 4 * timing_grace(v->token_ttl_ms, 0.0);
+	if (!final || !v->auth->can_relogin) {
 		v->token_relogin = false;
-		v->token_due = now + timing_renew_after(ttl_ms, timing_random());
-	} else if (v->auth->can_relogin) {
-		v->token_relogin = true;
-		v->token_due = now + timing_replace_after(ttl_ms, timing_random());
-	} else if (v->token_renewable) {
-		v->token_relogin = false;
-		v->token_due = now + timing_renew_after(ttl_ms, timing_random());
-	} else {
-		v->token_due = UINT64_MAX; /* a static token: nothing to do */
+		v->token_due = v->token_renewable
+		                   ? now + timing_renew_after(ttl_ms, timing_random())
+		                   : UINT64_MAX; /* a static token: nothing to do */
+		return;
 	}
+	/* Its end is known: log in again at 85-90% of its whole life. */
+	v->token_relogin = true;
+	due = v->token_issued +
+	      timing_replace_after(v->token_expires - v->token_issued, timing_random());
+	v->token_due = due > now ? due : now;
 }
 
 /* Remembers when a token being replaced ends: its leases end with it.
@@ -513,7 +519,8 @@ static int vault_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 		v->login_attempt = 0;
 		v->token_ttl_ms = login.ttl_ms;
 		v->token_renewable = login.renewable;
-		token_schedule(v, now, login.ttl_ms);
+		v->token_issued = now;
+		token_schedule(v, now, login.ttl_ms, false);
 		log_info("backend %s: logged in with %s (token ttl %llu s, %s)",
 		         v->base.name, v->auth->method,
 		         (unsigned long long)(login.ttl_ms / 1000),
@@ -567,7 +574,8 @@ static int vault_renew_token(struct vault *v, uint64_t now)
 		ttl = (uint64_t)json_integer_value(json_object_get(
 		          json_object_get(reply, "auth"), "lease_duration")) *
 		      1000;
-		token_schedule(v, now, ttl);
+		/* renew-self asks for the token's own TTL: less means max TTL. */
+		token_schedule(v, now, ttl, ttl + 1000 < v->token_ttl_ms);
 		log_debug("backend %s: token renewed for %llu s%s", v->base.name,
 		          (unsigned long long)(ttl / 1000),
 		          v->token_relogin
@@ -605,16 +613,12 @@ static uint64_t vault_lease_deadline(struct backend *be, uint64_t gen)
 	struct vault *v = (struct vault *)be;
 	uint64_t dl = UINT64_MAX;
 
+	/* Only a token already replaced gives its leases a deadline: moving
+	 * them earlier would only put them under the same dying token. */
 	pthread_mutex_lock(&v->lock);
-	if (gen == v->token_version) {
-		/* The current token: final once it can no longer be renewed. */
-		if (v->token_relogin || !v->token_renewable)
-			dl = v->token_expires;
-	} else {
-		for (size_t i = 0; i < v->npast; i++)
-			if (v->past[i].gen == gen)
-				dl = v->past[i].expires;
-	}
+	for (size_t i = 0; i < v->npast; i++)
+		if (v->past[i].gen == gen)
+			dl = v->past[i].expires;
 	pthread_mutex_unlock(&v->lock);
 	return dl;
 }

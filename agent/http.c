@@ -5,6 +5,8 @@
  * zeroed when libcurl frees them.
  */
 #include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -24,17 +26,51 @@ struct http_client {
 	struct http_options opt;
 };
 
+/* OpenSSL's allocations go through the wiping allocator too: its TLS
+ * record buffers hold decrypted replies (secrets, tokens). */
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+	return wipe_malloc(n);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+	if (n == 0) {
+		wipe_free(p);
+		return NULL;
+	}
+	return wipe_realloc(p, n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+	wipe_free(p);
+}
+
 int http_global_init(void)
 {
 	static int done;
 
 	if (done)
 		return 0;
+	/* Must come before anything makes OpenSSL allocate (libcurl's init). */
+	if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+		log_warn(
+		    "OpenSSL allocated memory before secretfs could install its wiping "
+		    "allocator; TLS buffers will not be wiped");
 	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free,
 	                         wipe_realloc, wipe_strdup, wipe_calloc) != CURLE_OK)
 		return SFS_EIO;
 	done = 1;
 	return 0;
+}
+
+/* Idle connections give their TLS buffers back (wiped) instead of keeping
+ * the last decrypted reply in them. */
+static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
+{
+	SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+	return CURLE_OK;
 }
 
 /* ---- client ------------------------------------------------------------- */
@@ -213,6 +249,7 @@ static int attempt(struct http_client *c, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	if (c->opt.ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->opt.ca_file);
 	if (c->opt.ca_dir)

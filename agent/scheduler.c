@@ -69,6 +69,7 @@ struct source {
 	bool renewable;
 	uint64_t lease_ms;      /* as first granted */
 	uint64_t lease_expires; /* monotonic ms */
+	uint64_t lease_issued;  /* monotonic ms */
 	uint64_t auth_gen;      /* login the lease was made under */
 	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
 
@@ -460,24 +461,30 @@ static void source_failed(struct sched *s, struct source *src, int rc,
  * (non-renewable, max TTL near, or the login that made the lease ends
  * first) fetch a replacement at 85-90% of what is left.
  */
-static void lease_plan(struct source *src, uint64_t now, uint64_t left)
+static void lease_plan(struct source *src, uint64_t now, uint64_t left, bool capped)
 {
-	bool bounded = false;
+	bool final = capped || !src->renewable || !src->be->ops->renew ||
+	             left <= 4 * timing_grace(src->lease_ms, 0.0);
+	uint64_t end, due;
 
 	if (src->deadline != UINT64_MAX && src->deadline > now &&
 	    src->deadline - now < left) {
 		left = src->deadline - now;
-		bounded = true;
+		final = true;
 	}
 	src->lease_expires = now + left;
-	if (src->renewable && src->be->ops->renew && !bounded &&
-	    left > 4 * timing_grace(src->lease_ms, 0.0)) {
+	if (!final) {
 		src->step = STEP_RENEW;
 		src->due = now + timing_renew_after(left, timing_random());
-	} else {
-		src->step = STEP_FETCH;
-		src->due = now + timing_replace_after(left, timing_random());
+		return;
 	}
+	/* The lease's end is known: replace at 85-90% of its whole life,
+	 * counted from when it was issued, never later than now allows. */
+	end = src->lease_expires;
+	due = src->lease_issued +
+	      timing_replace_after(end - src->lease_issued, timing_random());
+	src->step = STEP_FETCH;
+	src->due = due > now ? due : now;
 }
 
 /* Leases die with the login that made them: when a backend learns when
@@ -497,7 +504,8 @@ static void lease_check_deadline(struct source *src, uint64_t now)
 	log_info("source %s: lease %s ends with its login in %llu ms; replacing it first",
 	         src->label, src->lease_id,
 	         (unsigned long long)(dl > now ? dl - now : 0));
-	lease_plan(src, now, src->lease_expires > now ? src->lease_expires - now : 0);
+	lease_plan(src, now, src->lease_expires > now ? src->lease_expires - now : 0,
+	           true);
 }
 
 static void source_schedule_static(struct source *src, uint64_t now)
@@ -535,7 +543,8 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		src->lease_ms = res.lease_ms;
 		src->auth_gen = res.auth_generation;
 		src->deadline = UINT64_MAX;
-		lease_plan(src, now, res.lease_ms);
+		src->lease_issued = now;
+		lease_plan(src, now, res.lease_ms, false);
 		log_debug("source %s: lease %s for %llu ms, %s", src->label,
 		          src->lease_id, (unsigned long long)res.lease_ms,
 		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
@@ -597,7 +606,8 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	}
 	stat_add(s, &s->stats.renewals);
 	src->attempt = 0;
-	lease_plan(src, now, left);
+	/* Vault grants the increment asked for unless max TTL caps it. */
+	lease_plan(src, now, left, left + 1000 < src->lease_ms);
 	if (src->step == STEP_FETCH) {
 		log_info("source %s: lease %s renewed for only %llu ms; replacing it in "
 		         "%llu ms",
@@ -779,6 +789,12 @@ static void *sched_main(void *arg)
 		size_t npfd = 1;
 		int timeout;
 
+		/* Backends first: a new login changes which leases must move. */
+		for (size_t b = 0; b < s->nbackends; b++) {
+			struct backend *be = s->backends[b];
+			if (be->ops->maintain && s->maintain_due[b] <= now)
+				s->maintain_due[b] = be->ops->maintain(be, now);
+		}
 		run_due_sources(s, now);
 		now = sched_now_ms();
 		t = run_revocations(s, now, false);
@@ -792,15 +808,9 @@ static void *sched_main(void *arg)
 		for (size_t i = 0; i < s->nsources; i++)
 			if (!source_busy(s, &s->sources[i]) && s->sources[i].due < next)
 				next = s->sources[i].due;
-		for (size_t b = 0; b < s->nbackends; b++) {
-			struct backend *be = s->backends[b];
-			if (!be->ops->maintain)
-				continue;
-			if (s->maintain_due[b] <= now)
-				s->maintain_due[b] = be->ops->maintain(be, now);
-			if (s->maintain_due[b] < next)
+		for (size_t b = 0; b < s->nbackends; b++)
+			if (s->backends[b]->ops->maintain && s->maintain_due[b] < next)
 				next = s->maintain_due[b];
-		}
 
 		pfd[0].fd = s->wake_fd;
 		pfd[0].events = POLLIN;

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config libsodium-dev libjansson-dev libfuse3-dev
-          fuse3 libcurl4-openssl-dev python3 python3-pytest procps openssl
+          fuse3 libcurl4-openssl-dev libssl-dev python3 python3-pytest procps openssl
           postgresql postgresql-client)
 missing=()
 for p in "${PACKAGES[@]}"; do

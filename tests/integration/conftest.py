@@ -58,6 +58,10 @@ def pytest_runtest_makereport(item, call):
     for d in sandbox.daemons:
         report.sections.append((f"secretfs log: {d.name} (pid {d.pid}, rc {d.returncode})",
                                 d.log_text() or "(empty)"))
+    for i, fake in enumerate(getattr(item, "_fake_vaults", ())):
+        from helpers.vault import describe_leases, describe_requests
+        report.sections.append((f"fake vault {i}: requests", describe_requests(fake)))
+        report.sections.append((f"fake vault {i}: leases", describe_leases(fake)))
 
 
 def _sandbox(request):
@@ -104,3 +108,48 @@ def daemon(sandbox):
     }, data={"db": {"username": user, "password": password}, "api": api})
     d.expected = {"db/username": user, "db/password": password, "api-key": api}
     return d
+
+
+# ---------------------------------------------------------------- fake Vault
+
+@pytest.fixture(scope="session")
+def vault_pki():
+    """A throwaway CA with a server certificate for 127.0.0.1 and localhost
+    and a client certificate (openssl CLI)."""
+    from helpers.vault import make_test_pki
+    pki = make_test_pki()
+    try:
+        yield pki
+    finally:
+        pki.cleanup()
+
+
+@pytest.fixture
+def make_vault(request, sandbox, vault_pki):
+    """Starts in-process fake Vault servers: make_vault(**FakeVault kwargs),
+    HTTPS with the test PKI unless tls=False. They are stopped before the
+    sandbox's daemons (which then see connection refused, never a hang); a
+    failing test's report carries their request logs and leases."""
+    from helpers.vault import FakeVault
+    started = []
+    request.node._fake_vaults = started
+
+    def make(tls=True, **kw):
+        if tls:
+            kw.setdefault("tls_cert", vault_pki.server_cert)
+            kw.setdefault("tls_key", vault_pki.server_key)
+        kw.setdefault("root_token", None)
+        fake = FakeVault(**kw).start()
+        started.append(fake)
+        return fake
+    try:
+        yield make
+    finally:
+        for fake in started:
+            fake.stop()
+
+
+@pytest.fixture
+def vault(make_vault):
+    """A fake Vault over HTTPS (test CA), default mounts, no root token."""
+    return make_vault()
