@@ -574,8 +574,22 @@ static int vault_renew_token(struct vault *v, uint64_t now)
 		ttl = (uint64_t)json_integer_value(json_object_get(
 		          json_object_get(reply, "auth"), "lease_duration")) *
 		      1000;
-		/* renew-self asks for the token's own TTL: less means max TTL. */
-		token_schedule(v, now, ttl, ttl + 1000 < v->token_ttl_ms);
+		if (ttl == 0) {
+			/* Renewed for 0 s: capped with under a second left, it
+			 * ends now (only a login's TTL 0 means "never"). */
+			v->token_expires = now;
+			v->token_relogin = v->auth->can_relogin;
+			v->token_due = v->auth->can_relogin ? now : UINT64_MAX;
+			if (!v->auth->can_relogin)
+				log_error(
+				    "backend %s: the token has reached its max TTL and "
+				    "cannot be replaced with the token auth method",
+				    v->base.name);
+		} else {
+			/* renew-self asks for the token's own TTL: less means
+			 * max TTL. */
+			token_schedule(v, now, ttl, ttl + 1000 < v->token_ttl_ms);
+		}
 		log_debug("backend %s: token renewed for %llu s%s", v->base.name,
 		          (unsigned long long)(ttl / 1000),
 		          v->token_relogin

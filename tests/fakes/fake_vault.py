@@ -319,8 +319,10 @@ class Fault:
 
 
 class DynamicRole:
-    def __init__(self, name, default_ttl, max_ttl, renewable, issue, revoke, generate_lease):
+    def __init__(self, name, default_ttl, max_ttl, renewable, issue, revoke, generate_lease,
+                 renew=None):
         self.name = name
+        self.renew = renew
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
         self.renewable = renewable
@@ -1210,10 +1212,13 @@ class FakeVault:
     # ------------------------------------------------------------------ leased secrets (test side)
 
     def add_dynamic_role(self, mount, role, default_ttl=3600, max_ttl=None, renewable=None,
-                         issue=None, revoke=None, generate_lease=True, namespace=""):
+                         issue=None, revoke=None, generate_lease=True, namespace="",
+                         renew=None):
         """A role under a dynamic mount ("database", "aws", "pki" or one added with add_mount).
         issue(req: IssueRequest) -> data dict (default: random credentials of the mount's
-        kind); revoke(lease: Lease) is called on revocation (API, expiry or token death).
+        kind); revoke(lease: Lease) is called on revocation (API, expiry or token death);
+        renew(lease: Lease) after each successful renewal, with lease.expires already
+        extended (as Vault's database engine runs its renew statements).
         renewable defaults to the mount's (database: True, aws/pki: False)."""
         with self._lock:
             ns = self._nsobj(namespace)
@@ -1225,7 +1230,7 @@ class FakeVault:
             if renewable is None:
                 renewable = m.renewable if m.renewable is not None else True
             m.roles[role] = DynamicRole(role, default_ttl, max_ttl, renewable, issue, revoke,
-                                        generate_lease)
+                                        generate_lease, renew)
 
     def lease(self, lease_id):
         with self._lock:
@@ -1747,9 +1752,9 @@ class FakeVault:
                 raise _bad("lease is not renewable")
             now = self.now()
             inc = parse_duration(body.get("increment"))
+            role = self._nsobj(ns.name).mounts.get(le.mount)
+            role = role.roles.get(le.role) if role else None
             if inc <= 0:
-                role = self._nsobj(ns.name).mounts.get(le.mount)
-                role = role.roles.get(le.role) if role else None
                 inc = role.default_ttl if role else le.ttl
             granted, warnings = inc, None
             if now + inc > le.max_expires:
@@ -1759,8 +1764,11 @@ class FakeVault:
             le.expires = now + granted
             le.renewals.append((now, inc, _secs(granted)))
             self._cond.notify_all()
-            return self._ok(lease_id=le.lease_id, renewable=True, lease_duration=_secs(granted),
-                            warnings=warnings)
+            renew_cb = role.renew if role else None
+        if renew_cb:
+            renew_cb(le)  # outside the lock: it may talk to a database
+        return self._ok(lease_id=le.lease_id, renewable=True, lease_duration=_secs(granted),
+                        warnings=warnings)
 
     def _lease_revoke(self, ns, lease_id, body):
         if not lease_id:

@@ -15,14 +15,13 @@ from sleeps; every wait is bounded.
 import json
 import os
 import re
-import time
 
 import pytest
 
-from helpers.harness import (HELPERS_DIR, PYTHON, SLOW, TIMEOUT, WaitTimeout, call_with_timeout,
+from helpers.harness import (HELPERS_DIR, PYTHON, SLOW, WaitTimeout, call_with_timeout,
                              describe_hits, errno_of, holds_for, parse_env_file, rand_token,
                              scan_memory, wait_until)
-from helpers.vault import (approle_auth, backend, clean_env, last_seq, lease_by_id, leases_of,
+from helpers.vault import (approle_auth, backend, clean_env, last_seq, leases_of,
                            login_requests, replace_private, reqs, start, token_auth,
                            tokens_issued_by_logins, write_private)
 
@@ -513,6 +512,32 @@ def test_token_near_max_ttl_logs_in_again_in_time_and_replaces_its_leases_once(
     if old.revoked:
         msg += f"; the old credentials died {old.revoked_at - new.issued:.2f} s after the swap"
     assert at <= 0.9 * life + 0.4, msg
+
+
+@pytest.mark.fuse
+def test_token_renewed_for_zero_seconds_is_replaced_at_once(sandbox, vault, vault_pki):
+    # Vault reports TTLs in whole seconds: a renewal capped by the max TTL
+    # with under a second left says lease_duration 0. That means "ends
+    # now" (only lookup-self's ttl 0 means "never expires").
+    _, _, auth = approle_auth(sandbox, vault, token_ttl=2, token_max_ttl=60)
+    d, _ = start_kv(sandbox, vault, vault_pki, data={"api_key": rand_token(24)}, auth=auth)
+    first = tokens_issued_by_logins(vault)[0]
+    info = vault.token_info(first)
+    reply = {"request_id": "0", "lease_id": "", "renewable": False, "lease_duration": 0,
+             "data": None, "wrap_info": None, "auth": {
+                 "client_token": first, "accessor": info["accessor"], "policies": ["default"],
+                 "token_policies": ["default"], "metadata": None, "lease_duration": 0,
+                 "renewable": True, "entity_id": "", "token_type": "service", "orphan": True},
+             "warnings": ['TTL of "2s" exceeded the effective max_ttl of "0s"; '
+                          "TTL value is capped accordingly"]}
+    vault.fault_status("auth/token/renew-self", 200, body=reply, times=1)
+    wait_until(lambda: len(tokens_issued_by_logins(vault)) >= 2, timeout=4 * SLOW,
+               what="a new login after a renewal granting 0 s")
+    login2 = login_requests(vault)[1]
+    assert [r for r in token_renewals(vault) if r.fault], "the faked renewal was not requested"
+    assert not [r for r in vault.find_requests() if r.status == 403], \
+        "the token was treated as never expiring and used until refused"
+    assert fake_time(vault, login2) < info["expires"]
 
 
 @pytest.mark.fuse

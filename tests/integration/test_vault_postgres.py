@@ -8,6 +8,7 @@ stopped (pg_ctl stop -m immediate) and its directory removed even when a
 test fails.
 """
 
+import pathlib
 import time
 
 import pytest
@@ -41,9 +42,9 @@ def served_pair(d):
 
 def test_app_connects_with_served_credentials_and_shutdown_revocation_drops_the_role(
         sandbox, vault, vault_pki, pg):
-    roles = PgRoles(pg, max_ttl=3600)
+    roles = PgRoles(pg, ttl=60)
     vault.add_dynamic_role("database", "app", default_ttl=60, max_ttl=3600,
-                           issue=roles.issue, revoke=roles.revoke)
+                           issue=roles.issue, renew=roles.renew, revoke=roles.revoke)
     _, auth = token_auth(sandbox, vault)
     d = start(sandbox, SECRETS, backend(vault, vault_pki, auth, revoke_on_shutdown=True))
     user, password = served_pair(d)
@@ -62,13 +63,18 @@ def test_app_connects_with_served_credentials_and_shutdown_revocation_drops_the_
 
 def test_rotation_at_max_ttl_always_leaves_a_working_pair_and_drops_the_old_role_after_grace(
         sandbox, vault, vault_pki, pg):
-    # Lease ttl 6 s, max_ttl 20 s (the role is VALID UNTIL then), grace 1 s.
+    # Lease ttl 6 s, max_ttl 20 s, grace 1 s. The role is VALID UNTIL the
+    # end of its lease: it keeps working only because renewals extend it.
     grace = 1.0
-    roles = PgRoles(pg, max_ttl=20)
+    roles = PgRoles(pg, ttl=6)
     vault.add_dynamic_role("database", "app", default_ttl=6, max_ttl=20,
-                           issue=roles.issue, revoke=roles.revoke)
+                           issue=roles.issue, renew=roles.renew, revoke=roles.revoke)
     _, auth = token_auth(sandbox, vault)
-    d = start(sandbox, SECRETS, backend(vault, vault_pki, auth, revoke_grace="1s"))
+    changes = pathlib.Path(sandbox.root) / "on_change.log"
+    on_change = {"command": ["/bin/sh", "-c", f'echo "$SECRETFS_FILES" >> {changes}'],
+                 "debounce": "200ms"}
+    secrets = {name: {**spec, "on_change": on_change} for name, spec in SECRETS.items()}
+    d = start(sandbox, secrets, backend(vault, vault_pki, auth, revoke_grace="1s"))
     old_user, old_password = served_pair(d)
     ok, out = pg.connect(old_user, old_password)
     assert ok, out
@@ -92,6 +98,15 @@ def test_rotation_at_max_ttl_always_leaves_a_working_pair_and_drops_the_old_role
     ok, out = pg.connect(old_user, old_password)
     assert not ok, "the old credentials still work after their lease was revoked"
     assert not pg.role_exists(old_user)
+    # The old role lived past its first VALID UNTIL through renewals.
+    assert len(roles.renewed.get(old_user, [])) >= 2, "the old lease was not renewed"
+    assert max(roles.renewed[old_user]) > roles.created[old_user] + 6 + PgRoles.SLACK
+    # The application was told once, for both files, after the swap.
+    wait_until(lambda: changes.exists() and changes.read_text().strip(),
+               timeout=5 * SLOW, what="on_change after the rotation")
+    lines = changes.read_text().split("\n")[:-1]
+    assert len(lines) == 1, f"on_change ran {len(lines)} times for one rotation: {lines}"
+    assert sorted(lines[0].split()) == ["db/password", "db/username"]
 
     old, new = leases_of(vault, "database", "app")[:2]
     swapped_at = new.issued

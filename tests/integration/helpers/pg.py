@@ -150,27 +150,37 @@ class PgCluster:
 
 
 class PgRoles:
-    """FakeVault issue/revoke callbacks creating and dropping real roles,
-    like Vault's database secrets engine does. Records when each role was
-    created and dropped (time.time())."""
+    """FakeVault issue/renew/revoke callbacks creating, extending and
+    dropping real roles, like Vault's database secrets engine: a role is
+    VALID UNTIL the end of its lease, and each renewal moves that forward.
+    Records when each role was created, renewed and dropped (time.time())."""
 
-    def __init__(self, cluster, max_ttl):
+    SLACK = 2  # seconds of VALID UNTIL beyond the lease, for clock reads
+
+    def __init__(self, cluster, ttl):
         self.cluster = cluster
-        self.max_ttl = max_ttl
+        self.ttl = ttl
         self.lock = threading.Lock()
         self.created = {}       # username -> time
+        self.renewed = {}       # username -> [VALID UNTIL after each renewal]
         self.dropped = {}       # username -> (time, revoked_by)
         self.errors = []
+
+    @staticmethod
+    def _timestamp(t):
+        return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(t))
+
+    def valid_until(self, user):
+        return self.cluster.admin(
+            "SELECT extract(epoch FROM rolvaliduntil)::bigint FROM pg_roles "
+            f"WHERE rolname = {quote_literal(user)}")
 
     def issue(self, req):
         alphabet = string.ascii_lowercase + string.digits
         user = "v-app-" + "".join(_secrets.choice(alphabet) for _ in range(16))
         password = "".join(_secrets.choice(string.ascii_letters + string.digits)
                            for _ in range(32))
-        # The hard end of the lease (renewals never go past max_ttl), as
-        # Vault's engine sets VALID UNTIL; a little slack for clock reads.
-        valid_until = time.strftime("%Y-%m-%d %H:%M:%S+00",
-                                    time.gmtime(time.time() + self.max_ttl + 5))
+        valid_until = self._timestamp(time.time() + self.ttl + self.SLACK)
         db = quote_ident(self.cluster.database)
         self.cluster.admin(
             f"CREATE ROLE {quote_ident(user)} LOGIN PASSWORD {quote_literal(password)} "
@@ -179,6 +189,14 @@ class PgRoles:
         with self.lock:
             self.created[user] = time.time()
         return {"username": user, "password": password}
+
+    def renew(self, lease):
+        user = lease.data["username"]
+        until = lease.expires + self.SLACK
+        self.cluster.admin(f"ALTER ROLE {quote_ident(user)} VALID UNTIL "
+                           f"{quote_literal(self._timestamp(until))};")
+        with self.lock:
+            self.renewed.setdefault(user, []).append(until)
 
     def revoke(self, lease):
         user = lease.data["username"]
