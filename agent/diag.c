@@ -81,7 +81,7 @@ void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
 	}
 	va_start(ap, fmt);
 	if (vsnprintf(reason, sizeof reason, fmt, ap) < 0)
-		strcpy(reason, "(unprintable message)");
+		snprintf(reason, sizeof reason, "(unprintable message)");
 	va_end(ap);
 	msg = diag_format(d->file, keypath, reason);
 	if (msg)

@@ -16,44 +16,44 @@ static int test_failed_;
 
 #define TEST(name) static void name(void)
 
-#define CHECK(expr)                                                              \
-	do {                                                                     \
-		if (!(expr)) {                                                   \
-			fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__,  \
-				__LINE__, #expr);                                \
-			test_failed_ = 1;                                        \
-		}                                                                \
+#define CHECK(expr)                                                                      \
+	do {                                                                             \
+		if (!(expr)) {                                                           \
+			fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__,         \
+			        __LINE__, #expr);                                        \
+			test_failed_ = 1;                                                \
+		}                                                                        \
 	} while (0)
 
-#define CHECK_EQ_INT(a, b)                                                       \
-	do {                                                                     \
-		long long a_ = (long long)(a), b_ = (long long)(b);              \
-		if (a_ != b_) {                                                  \
-			fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n",  \
-				__FILE__, __LINE__, #a, #b, a_, b_);             \
-			test_failed_ = 1;                                        \
-		}                                                                \
+#define CHECK_EQ_INT(a, b)                                                               \
+	do {                                                                             \
+		long long a_ = (long long)(a), b_ = (long long)(b);                      \
+		if (a_ != b_) {                                                          \
+			fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n",      \
+			        __FILE__, __LINE__, #a, #b, a_, b_);                     \
+			test_failed_ = 1;                                                \
+		}                                                                        \
 	} while (0)
 
-#define CHECK_STR_EQ(a, b)                                                       \
-	do {                                                                     \
-		const char *a_ = (a), *b_ = (b);                                 \
-		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                         \
-			fprintf(stderr, "  %s:%d: %s == %s failed: \"%s\" != \"%s\"\n", \
-				__FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)",   \
-				b_ ? b_ : "(null)");                             \
-			test_failed_ = 1;                                        \
-		}                                                                \
+#define CHECK_STR_EQ(a, b)                                                               \
+	do {                                                                             \
+		const char *a_ = (a), *b_ = (b);                                         \
+		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                 \
+			fprintf(stderr, "  %s:%d: %s == %s failed: \"%s\" != \"%s\"\n",  \
+			        __FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)",          \
+			        b_ ? b_ : "(null)");                                     \
+			test_failed_ = 1;                                                \
+		}                                                                        \
 	} while (0)
 
-#define CHECK_STR_CONTAINS(s, sub)                                               \
-	do {                                                                     \
-		const char *s_ = (s), *sub_ = (sub);                             \
-		if (!s_ || !strstr(s_, sub_)) {                                  \
-			fprintf(stderr, "  %s:%d: \"%s\" does not contain \"%s\"\n", \
-				__FILE__, __LINE__, s_ ? s_ : "(null)", sub_);   \
-			test_failed_ = 1;                                        \
-		}                                                                \
+#define CHECK_STR_CONTAINS(s, sub)                                                       \
+	do {                                                                             \
+		const char *s_ = (s), *sub_ = (sub);                                     \
+		if (!s_ || !strstr(s_, sub_)) {                                          \
+			fprintf(stderr, "  %s:%d: \"%s\" does not contain \"%s\"\n",     \
+			        __FILE__, __LINE__, s_ ? s_ : "(null)", sub_);           \
+			test_failed_ = 1;                                                \
+		}                                                                        \
 	} while (0)
 
 struct test_case_ {
@@ -75,28 +75,28 @@ static inline int test_run_all_(const struct test_case_ *t, size_t n)
 }
 
 #define TEST_ENTRY_(fn) {#fn, fn},
-#define TEST_MAIN(...)                                                           \
-	int main(void)                                                           \
-	{                                                                        \
-		static const struct test_case_ cases_[] = {                      \
-			TEST_FOREACH_(TEST_ENTRY_, __VA_ARGS__)};                \
-		return test_run_all_(cases_, sizeof cases_ / sizeof cases_[0]);  \
+#define TEST_MAIN(...)                                                                   \
+	int main(void)                                                                   \
+	{                                                                                \
+		static const struct test_case_ cases_[] = {                              \
+		    TEST_FOREACH_(TEST_ENTRY_, __VA_ARGS__)};                            \
+		return test_run_all_(cases_, sizeof cases_ / sizeof cases_[0]);          \
 	}
 
 /* Up to 64 tests per TEST_MAIN. */
 #define TEST_FOREACH_(m, ...) TEST_FE_N_(__VA_ARGS__, TEST_FE_SEQ_)(m, __VA_ARGS__)
 #define TEST_FE_N_(...) TEST_FE_ARG_(__VA_ARGS__)
-#define TEST_FE_ARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, \
-		     _16, _17, _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, _28,    \
-		     _29, _30, _31, _32, _33, _34, _35, _36, _37, _38, _39, _40, _41,    \
-		     _42, _43, _44, _45, _46, _47, _48, _49, _50, _51, _52, _53, _54,    \
-		     _55, _56, _57, _58, _59, _60, _61, _62, _63, _64, N, ...)           \
+#define TEST_FE_ARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15,   \
+                     _16, _17, _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, _28,    \
+                     _29, _30, _31, _32, _33, _34, _35, _36, _37, _38, _39, _40, _41,    \
+                     _42, _43, _44, _45, _46, _47, _48, _49, _50, _51, _52, _53, _54,    \
+                     _55, _56, _57, _58, _59, _60, _61, _62, _63, _64, N, ...)           \
 	TEST_FE_##N
-#define TEST_FE_SEQ_                                                             \
-	64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, \
-		44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, \
-		26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9,  \
-		8, 7, 6, 5, 4, 3, 2, 1
+#define TEST_FE_SEQ_                                                                     \
+	64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45,  \
+	    44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26,  \
+	    25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6,  \
+	    5, 4, 3, 2, 1
 #define TEST_FE_1(m, x) m(x)
 #define TEST_FE_2(m, x, ...) m(x) TEST_FE_1(m, __VA_ARGS__)
 #define TEST_FE_3(m, x, ...) m(x) TEST_FE_2(m, __VA_ARGS__)
