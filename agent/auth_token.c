@@ -1,5 +1,6 @@
 /*
- * Vault auth method "token": a token from token_file, else VAULT_TOKEN.
+ * Vault auth method "token": a token from token_file, else VAULT_TOKEN (which
+ * the backend seals away and wipes from the environment at start-up).
  * "Logging in" reads it and validates it with auth/token/lookup-self, which
  * also tells its TTL and whether it can be renewed. It cannot be replaced
  * by logging in again: when it expires, the operator must provide another.
@@ -40,17 +41,10 @@ static int token_login(struct vault *v, const json_t *conf, struct vault_login *
 			                  sfs_strerror(rc));
 			return rc;
 		}
-	} else {
-		const char *env = getenv("VAULT_TOKEN");
-		if (!env || !*env) {
-			backend_error_set(err, "VAULT_TOKEN is not set");
-			return SFS_EDENIED;
-		}
-		out->token_cap = strlen(env) + 1;
-		out->token = secmem_alloc(out->token_cap);
-		if (!out->token)
-			return SFS_ENOMEM;
-		memcpy(out->token, env, out->token_cap);
+	} else if (vault_unstash(v, &out->token, &out->token_cap) < 0) {
+		/* The backend sealed VAULT_TOKEN away at start-up. */
+		backend_error_set(err, "VAULT_TOKEN is not set");
+		return SFS_EDENIED;
 	}
 	rc = vault_call(v, "GET", "auth/token/lookup-self", NULL, NULL, true, out->token,
 	                &reply, err);

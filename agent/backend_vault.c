@@ -18,6 +18,7 @@
  *   renews, replaces and revokes through renew() and revoke().
  */
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1242,6 +1243,19 @@ static int vault_create(const struct backend_env *env, const char *name,
 	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		hopt.timeout_ms = ms;
 	hopt.max_retries = 2;
+	/* A token from the environment is sealed away and wiped from it: the
+	 * environment stays readable in /proc/<pid>/environ and in memory. */
+	if (v->auth == &vault_auth_token &&
+	    !json_object_get(v->auth_conf, "token_file")) {
+		char *tok = getenv("VAULT_TOKEN");
+		if (tok && *tok) {
+			rc = vault_stash(v, tok, strlen(tok));
+			sodium_memzero(tok, strlen(tok));
+			unsetenv("VAULT_TOKEN");
+			if (rc < 0)
+				goto out;
+		}
+	}
 	/* One client now, to check the TLS files at start-up; more on demand. */
 	v->hopt = hopt;
 	rc = http_client_new(&hopt, &first, err, sizeof err);

@@ -5,6 +5,7 @@
  * zeroed when libcurl frees them.
  */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <errno.h>
@@ -25,6 +26,75 @@ struct http_client {
 	CURL *curl;
 	struct http_options opt;
 };
+
+/*
+ * libcurl and OpenSSL are loaded only when a network backend needs them:
+ * with their dozens of dependencies they would double the memory of a
+ * daemon that serves only development backends. Debian bookworm's sonames.
+ */
+static struct {
+	int (*crypto_set_mem_functions)(CRYPTO_malloc_fn, CRYPTO_realloc_fn,
+	                                CRYPTO_free_fn);
+	long (*ssl_ctx_ctrl)(SSL_CTX *, int, long, void *);
+	CURLcode (*global_init_mem)(long, curl_malloc_callback, curl_free_callback,
+	                            curl_realloc_callback, curl_strdup_callback,
+	                            curl_calloc_callback);
+	CURL *(*easy_init)(void);
+	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	const char *(*easy_strerror)(CURLcode);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+	time_t (*getdate)(const char *, const time_t *);
+	CURLU *(*url)(void);
+	CURLUcode (*url_set)(CURLU *, CURLUPart, const char *, unsigned int);
+	CURLUcode (*url_get)(const CURLU *, CURLUPart, char **, unsigned int);
+	void (*url_cleanup)(CURLU *);
+	void (*free)(void *);
+} api;
+
+#define LOAD(lib, field, name)                                                           \
+	do {                                                                             \
+		*(void **)&api.field = dlsym(lib, name);                                 \
+		if (!api.field)                                                          \
+			return SFS_EIO;                                                  \
+	} while (0)
+
+static int load_libraries(void)
+{
+	/* OpenSSL first: its allocator must be set before libcurl uses it. */
+	void *crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+	void *ssl = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
+	void *curl;
+
+	if (!crypto || !ssl)
+		return SFS_EIO;
+	LOAD(crypto, crypto_set_mem_functions, "CRYPTO_set_mem_functions");
+	LOAD(ssl, ssl_ctx_ctrl, "SSL_CTX_ctrl");
+	curl = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+	if (!curl)
+		return SFS_EIO;
+	LOAD(curl, global_init_mem, "curl_global_init_mem");
+	LOAD(curl, easy_init, "curl_easy_init");
+	LOAD(curl, easy_cleanup, "curl_easy_cleanup");
+	LOAD(curl, easy_reset, "curl_easy_reset");
+	LOAD(curl, easy_setopt, "curl_easy_setopt");
+	LOAD(curl, easy_perform, "curl_easy_perform");
+	LOAD(curl, easy_getinfo, "curl_easy_getinfo");
+	LOAD(curl, easy_strerror, "curl_easy_strerror");
+	LOAD(curl, slist_append, "curl_slist_append");
+	LOAD(curl, slist_free_all, "curl_slist_free_all");
+	LOAD(curl, getdate, "curl_getdate");
+	LOAD(curl, url, "curl_url");
+	LOAD(curl, url_set, "curl_url_set");
+	LOAD(curl, url_get, "curl_url_get");
+	LOAD(curl, url_cleanup, "curl_url_cleanup");
+	LOAD(curl, free, "curl_free");
+	return 0;
+}
 
 /* OpenSSL's allocations go through the wiping allocator too: its TLS
  * record buffers hold decrypted replies (secrets, tokens). */
@@ -54,12 +124,18 @@ int http_global_init(void)
 	if (done)
 		return 0;
 	/* Must come before anything makes OpenSSL allocate (libcurl's init). */
-	if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+	if (load_libraries() < 0) {
+		log_error(
+		    "cannot load libcurl (libcurl.so.4) or OpenSSL (libssl.so.3): %s",
+		    dlerror());
+		return SFS_EIO;
+	}
+	if (!api.crypto_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
 		log_warn(
 		    "OpenSSL allocated memory before secretfs could install its wiping "
 		    "allocator; TLS buffers will not be wiped");
-	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free,
-	                         wipe_realloc, wipe_strdup, wipe_calloc) != CURLE_OK)
+	if (api.global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free, wipe_realloc,
+	                        wipe_strdup, wipe_calloc) != CURLE_OK)
 		return SFS_EIO;
 	done = 1;
 	return 0;
@@ -69,7 +145,8 @@ int http_global_init(void)
  * the last decrypted reply in them. */
 static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
 {
-	SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+	api.ssl_ctx_ctrl((SSL_CTX *)ssl_ctx, SSL_CTRL_MODE, SSL_MODE_RELEASE_BUFFERS,
+	                 NULL);
 	return CURLE_OK;
 }
 
@@ -99,7 +176,7 @@ int http_client_new(const struct http_options *opt, struct http_client **out, ch
 		return SFS_EIO;
 	}
 	c = calloc(1, sizeof *c);
-	if (!c || !(c->curl = curl_easy_init())) {
+	if (!c || !(c->curl = api.easy_init())) {
 		free(c);
 		snprintf(err, errlen, "out of memory");
 		return SFS_ENOMEM;
@@ -125,7 +202,7 @@ void http_client_free(struct http_client *c)
 {
 	if (!c)
 		return;
-	curl_easy_cleanup(c->curl);
+	api.easy_cleanup(c->curl);
 	free(c);
 }
 
@@ -163,7 +240,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		if (end != line && secs < 24 * 3600) {
 			t->resp->retry_after_ms = secs * 1000;
 		} else {
-			time_t when = curl_getdate(line, NULL);
+			time_t when = api.getdate(line, NULL);
 			time_t now = time(NULL);
 			if (when > now && when - now < 24 * 3600)
 				t->resp->retry_after_ms = (uint64_t)(when - now) * 1000;
@@ -177,7 +254,7 @@ static void headers_free(struct curl_slist *h)
 {
 	for (struct curl_slist *p = h; p; p = p->next)
 		sodium_memzero(p->data, strlen(p->data));
-	curl_slist_free_all(h);
+	api.slist_free_all(h);
 }
 
 /*
@@ -188,35 +265,35 @@ static void headers_free(struct curl_slist *h)
 static int override_server_name(struct http_client *c, const char *url, CURL *h,
                                 struct curl_slist **connect_to)
 {
-	CURLU *u = curl_url();
+	CURLU *u = api.url();
 	char *host = NULL, *port = NULL, *rewritten = NULL, *map = NULL;
 	int rc = SFS_EINVAL;
 
-	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
-	    curl_url_set(u, CURLUPART_HOST, c->opt.server_name, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_URL, &rewritten, 0) != CURLUE_OK)
+	if (!u || api.url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    api.url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    api.url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    api.url_set(u, CURLUPART_HOST, c->opt.server_name, 0) != CURLUE_OK ||
+	    api.url_get(u, CURLUPART_URL, &rewritten, 0) != CURLUE_OK)
 		goto out;
 	if (asprintf(&map, "%s:%s:%s:%s", c->opt.server_name, port, host, port) < 0) {
 		map = NULL;
 		rc = SFS_ENOMEM;
 		goto out;
 	}
-	*connect_to = curl_slist_append(NULL, map);
+	*connect_to = api.slist_append(NULL, map);
 	if (!*connect_to) {
 		rc = SFS_ENOMEM;
 		goto out;
 	}
-	curl_easy_setopt(h, CURLOPT_URL, rewritten);
-	curl_easy_setopt(h, CURLOPT_CONNECT_TO, *connect_to);
+	api.easy_setopt(h, CURLOPT_URL, rewritten);
+	api.easy_setopt(h, CURLOPT_CONNECT_TO, *connect_to);
 	rc = 0;
 out:
-	curl_free(host);
-	curl_free(port);
-	curl_free(rewritten);
+	api.free(host);
+	api.free(port);
+	api.free(rewritten);
 	free(map);
-	curl_url_cleanup(u);
+	api.url_cleanup(u);
 	return rc;
 }
 
@@ -234,7 +311,7 @@ static int attempt(struct http_client *c, const struct http_request *req,
 	resp->status = 0;
 	resp->retry_after_ms = 0;
 
-	curl_easy_reset(h);
+	api.easy_reset(h);
 	if (c->opt.server_name) {
 		rc = override_server_name(c, req->url, h, &connect_to);
 		if (rc < 0) {
@@ -242,34 +319,34 @@ static int attempt(struct http_client *c, const struct http_request *req,
 			goto out;
 		}
 	} else {
-		curl_easy_setopt(h, CURLOPT_URL, req->url);
+		api.easy_setopt(h, CURLOPT_URL, req->url);
 	}
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+	api.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	api.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	api.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	api.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	api.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	api.easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	if (c->opt.ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, c->opt.ca_file);
+		api.easy_setopt(h, CURLOPT_CAINFO, c->opt.ca_file);
 	if (c->opt.ca_dir)
-		curl_easy_setopt(h, CURLOPT_CAPATH, c->opt.ca_dir);
+		api.easy_setopt(h, CURLOPT_CAPATH, c->opt.ca_dir);
 	if (c->opt.client_cert)
-		curl_easy_setopt(h, CURLOPT_SSLCERT, c->opt.client_cert);
+		api.easy_setopt(h, CURLOPT_SSLCERT, c->opt.client_cert);
 	if (c->opt.client_key)
-		curl_easy_setopt(h, CURLOPT_SSLKEY, c->opt.client_key);
+		api.easy_setopt(h, CURLOPT_SSLKEY, c->opt.client_key);
 	/* An empty proxy disables the *_proxy environment variables. */
-	curl_easy_setopt(h, CURLOPT_PROXY, c->opt.proxy ? c->opt.proxy : "");
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opt.connect_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opt.timeout_ms);
-	curl_easy_setopt(h, CURLOPT_MAXLIFETIME_CONN,
-	                 (long)(c->opt.max_conn_lifetime_ms / 1000));
-	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "secretfs/" SECRETFS_VERSION);
+	api.easy_setopt(h, CURLOPT_PROXY, c->opt.proxy ? c->opt.proxy : "");
+	api.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opt.connect_timeout_ms);
+	api.easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opt.timeout_ms);
+	api.easy_setopt(h, CURLOPT_MAXLIFETIME_CONN,
+	                (long)(c->opt.max_conn_lifetime_ms / 1000));
+	api.easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
+	api.easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	api.easy_setopt(h, CURLOPT_WRITEDATA, &t);
+	api.easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	api.easy_setopt(h, CURLOPT_HEADERDATA, &t);
+	api.easy_setopt(h, CURLOPT_USERAGENT, "secretfs/" SECRETFS_VERSION);
 
 	for (size_t i = 0; i < req->nheaders; i++) {
 		size_t n =
@@ -280,7 +357,7 @@ static int attempt(struct http_client *c, const struct http_request *req,
 			goto out;
 		}
 		snprintf(line, n, "%s: %s", req->headers[i].name, req->headers[i].value);
-		grown = curl_slist_append(headers, line);
+		grown = api.slist_append(headers, line);
 		secmem_free(line, n);
 		if (!grown) {
 			rc = SFS_ENOMEM;
@@ -288,35 +365,35 @@ static int attempt(struct http_client *c, const struct http_request *req,
 		}
 		headers = grown;
 	}
-	if ((grown = curl_slist_append(headers, "Expect:")))
+	if ((grown = api.slist_append(headers, "Expect:")))
 		headers = grown;
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	api.easy_setopt(h, CURLOPT_HTTPHEADER, headers);
 
 	if (strcmp(req->method, "GET") == 0 && !req->body) {
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+		api.easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-		                 (curl_off_t)req->body_len);
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+		api.easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		api.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+		                (curl_off_t)req->body_len);
+		api.easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
 	}
 
-	cc = curl_easy_perform(h);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+	cc = api.easy_perform(h);
+	api.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 	if (t.too_big || cc == CURLE_FILESIZE_EXCEEDED) {
 		snprintf(err, errlen, "response larger than %zu bytes",
 		         c->opt.max_response);
 		rc = SFS_ETOOBIG;
 	} else if (cc != CURLE_OK) {
-		snprintf(err, errlen, "%s", curl_easy_strerror(cc));
+		snprintf(err, errlen, "%s", api.easy_strerror(cc));
 		rc = SFS_ETRANSIENT;
 	}
 out:
 	/* Drop our references to secret-bearing options before returning. */
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+	api.easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	api.easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
 	headers_free(headers);
-	curl_slist_free_all(connect_to);
+	api.slist_free_all(connect_to);
 	return rc;
 }
 
@@ -342,6 +419,11 @@ int http_do(struct http_client *c, const struct http_request *req,
 		if (rc == SFS_ETRANSIENT && !req->idempotent)
 			break;
 		if (rc == 0 && !retryable_status(resp->status))
+			break;
+		/* A write answered 5xx may have happened: only 429 and 503 say
+		 * it did not. */
+		if (rc == 0 && !req->idempotent && resp->status != 429 &&
+		    resp->status != 503)
 			break;
 		delay = timing_backoff(i, c->opt.retry_base_ms, c->opt.retry_cap_ms,
 		                       resp->retry_after_ms, timing_random());

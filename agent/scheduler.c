@@ -395,7 +395,8 @@ static void source_mark_ready(struct sched *s, struct source *src)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void schedule_revocation(struct sched *s, struct source *src, uint64_t now)
+static void schedule_revocation(struct sched *s, struct source *src, uint64_t now,
+                                bool shutdown)
 {
 	struct revocation *r = calloc(1, sizeof *r);
 
@@ -412,8 +413,10 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 	r->next = s->revocations;
 	s->revocations = r;
 	pthread_mutex_unlock(&s->shared_lock);
-	log_info("source %s: lease %s replaced; revoking it in %llu ms", src->label,
-	         src->lease_id, (unsigned long long)src->be->revoke_grace_ms);
+	if (!shutdown)
+		log_info("source %s: lease %s replaced; revoking it in %llu ms",
+		         src->label, src->lease_id,
+		         (unsigned long long)src->be->revoke_grace_ms);
 }
 
 /* After a failure: back off, and make files absent once a lease has truly
@@ -535,7 +538,7 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
 		stat_add(s, &s->stats.replaced);
 		if (src->be->ops->revoke)
-			schedule_revocation(s, src, now);
+			schedule_revocation(s, src, now, false);
 	}
 	if (res.lease_id[0]) {
 		snprintf(src->lease_id, sizeof src->lease_id, "%s", res.lease_id);
@@ -677,6 +680,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&s->work_lock);
 
 		source_run(s, src, sched_now_ms());
+		secmem_wipe_stack();
 
 		pthread_mutex_lock(&s->work_lock);
 		src->in_flight = false;
@@ -796,6 +800,7 @@ static void *sched_main(void *arg)
 				s->maintain_due[b] = be->ops->maintain(be, now);
 		}
 		run_due_sources(s, now);
+		secmem_wipe_stack();
 		now = sched_now_ms();
 		t = run_revocations(s, now, false);
 		next = t < next ? t : next;
@@ -944,7 +949,7 @@ void sched_stop(struct sched *s)
 		if (!src->lease_id[0] || !src->be->revoke_on_shutdown ||
 		    !src->be->ops->revoke)
 			continue;
-		schedule_revocation(s, src, 0);
+		schedule_revocation(s, src, 0, true);
 		src->lease_id[0] = '\0';
 	}
 	run_revocations(s, UINT64_MAX, true);

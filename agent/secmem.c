@@ -338,3 +338,12 @@ out:
 	close(fd);
 	return rc;
 }
+
+__attribute__((noinline)) void secmem_wipe_stack(void)
+{
+	unsigned char area[32 * 1024];
+
+	sodium_memzero(area, sizeof area);
+	/* Keep the compiler from assuming the area is unused. */
+	__asm__ __volatile__("" : : "r"(area) : "memory");
+}

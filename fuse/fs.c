@@ -518,6 +518,8 @@ out:
 		fuse_reply_err(req, err);
 		return;
 	}
+	/* Decryption left the tail of the content in stack frames. */
+	secmem_wipe_stack();
 	fi->fh = (uint64_t)(uintptr_t)h;
 	/* This inode's content never changes: its page cache stays valid. */
 	fi->keep_cache = 1;

@@ -21,6 +21,13 @@ void *secmem_alloc(size_t len);
 void secmem_free(void *p, size_t len);
 
 /*
+ * Zeroes the stack below the caller (32 KiB): rendering, hashing and
+ * sealing leave fragments of plaintext in the frames they used. Call after
+ * each unit of work that handled plaintext, from a shallow frame.
+ */
+void secmem_wipe_stack(void);
+
+/*
  * Reads a whole regular file of at most max bytes into a block of *cap
  * bytes holding its *len bytes of content and a NUL. Returns 0,
  * SFS_ENOTFOUND, SFS_ETOOBIG, SFS_EIO or SFS_ENOMEM. Free the block with
