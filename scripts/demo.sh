@@ -14,7 +14,7 @@ SUDO=""
 # Show the files once they appear, from the background.
 (
 	for _ in $(seq 100); do
-		grep -q " $MNT fuse.secretfs " /proc/self/mountinfo && break
+		grep -q " $MNT .* - fuse.secretfs " /proc/self/mountinfo && break
 		sleep 0.1
 	done
 	echo
@@ -25,7 +25,7 @@ SUDO=""
 	echo "== $MNT/db.env (rotates every ~25 s):"
 	$SUDO cat "$MNT/db.env"
 	echo
-	echo "Edit deploy/dev-secrets.json and run: sudo cat $MNT/app/api-key"
+	echo "Edit deploy/dev-secrets.json and run: ${SUDO:+sudo }cat $MNT/app/api-key"
 	echo "Press Ctrl-C to stop; the mount goes away."
 ) &
 
