@@ -35,8 +35,10 @@ struct file_backend {
 	unsigned char *hash_key; /* secmem, crypto_generichash_KEYBYTES */
 	unsigned char last_hash[crypto_generichash_BYTES];
 	bool have_hash;
-	json_t *doc; /* parsed document, only between batch_begin and batch_end */
-	int doc_err; /* load result of this batch when doc is NULL */
+	json_t *doc;    /* parsed document, only between batch_begin and batch_end,
+	                 * or from on_watch until the round of reads it triggers */
+	bool doc_fresh; /* doc was loaded by on_watch: the next round uses it */
+	int doc_err;    /* load result of this batch when doc is NULL */
 	unsigned long malformed_count;
 };
 
@@ -190,6 +192,11 @@ static void file_batch_begin(struct backend *be)
 {
 	struct file_backend *fb = (struct file_backend *)be;
 
+	/* A change notification just parsed the file: read from that. */
+	if (fb->doc_fresh) {
+		fb->doc_fresh = false;
+		return;
+	}
 	json_decref(fb->doc);
 	fb->doc = NULL;
 	fb->doc_err = 1; /* not loaded yet */
@@ -266,9 +273,15 @@ static int file_on_watch(struct backend *be)
 		return 0;
 	if (file_load(fb, &doc, hash) < 0)
 		return 0;
-	json_decref(doc);
-	if (fb->have_hash && sodium_memcmp(hash, fb->last_hash, sizeof hash) == 0)
+	if (fb->have_hash && sodium_memcmp(hash, fb->last_hash, sizeof hash) == 0) {
+		json_decref(doc);
 		return 0;
+	}
+	/* Every source is read again right away: hand it this parse. */
+	json_decref(fb->doc);
+	fb->doc = doc;
+	fb->doc_err = 0;
+	fb->doc_fresh = true;
 	memcpy(fb->last_hash, hash, sizeof hash);
 	fb->have_hash = true;
 	log_info("backend %s: %s changed", fb->base.name, fb->path);

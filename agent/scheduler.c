@@ -511,10 +511,11 @@ static void lease_check_deadline(struct source *src, uint64_t now)
 	           true);
 }
 
-static void source_schedule_static(struct source *src, uint64_t now)
+/* Next check of a static (unleased) source, after interval ms. */
+static void source_schedule_static(struct source *src, uint64_t now, uint64_t interval)
 {
 	src->step = src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
-	src->due = now + src->refresh_ms;
+	src->due = now + interval;
 }
 
 static void source_fetch(struct sched *s, struct source *src, uint64_t now)
@@ -553,13 +554,10 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
 	} else {
 		src->lease_id[0] = '\0';
-		if (!src->ready)
-			src->due =
-			    now + timing_first_refresh(src->refresh_ms, timing_random());
-		else
-			src->due = now + src->refresh_ms;
-		src->step =
-		    src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
+		source_schedule_static(
+		    src, now,
+		    src->ready ? src->refresh_ms
+		               : timing_first_refresh(src->refresh_ms, timing_random()));
 	}
 	fetch_result_release(&res);
 	source_mark_ready(s, src);
@@ -579,7 +577,7 @@ static void source_probe(struct sched *s, struct source *src, uint64_t now)
 	}
 	src->attempt = 0;
 	if (strcmp(version, src->version) == 0) {
-		source_schedule_static(src, now);
+		source_schedule_static(src, now, src->refresh_ms);
 		return;
 	}
 	log_info("source %s: version %s -> %s", src->label, src->version, version);

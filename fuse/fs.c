@@ -744,12 +744,6 @@ int fs_run(struct fs *fs)
 	return 0;
 }
 
-void fs_exit(struct fs *fs)
-{
-	if (fs->se)
-		fuse_session_exit(fs->se);
-}
-
 void fs_unmount(struct fs *fs)
 {
 	bool was;
@@ -760,16 +754,6 @@ void fs_unmount(struct fs *fs)
 	pthread_mutex_unlock(&fs->lock);
 	if (was)
 		fuse_session_unmount(fs->se);
-}
-
-size_t fs_open_handles(struct fs *fs)
-{
-	size_t n;
-
-	pthread_mutex_lock(&fs->lock);
-	n = fs->nhandles;
-	pthread_mutex_unlock(&fs->lock);
-	return n;
 }
 
 void fs_free(struct fs *fs)

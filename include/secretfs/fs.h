@@ -63,17 +63,11 @@ int fs_install_signals(struct fs *fs);
 /* True once SIGTERM or SIGINT arrived. Async-signal-safe. */
 bool fs_stop_requested(void);
 
-/* Serves requests until fs_exit() or a SIGTERM/SIGINT/SIGHUP. Returns 0. */
+/* Serves requests until SIGTERM/SIGINT or an unmount. Returns 0. */
 int fs_run(struct fs *fs);
-
-/* Asks fs_run() to return. Async-signal-safe. */
-void fs_exit(struct fs *fs);
 
 /* Unmounts if mounted. */
 void fs_unmount(struct fs *fs);
-
-/* Number of file handles currently open (snapshots alive). */
-size_t fs_open_handles(struct fs *fs);
 
 /* Unmounts if needed, wipes everything and frees. NULL-safe. */
 void fs_free(struct fs *fs);
