@@ -16,11 +16,11 @@ static const char *const approle_keys[] = {"role_id_file", "secret_id_file",
 
 static int approle_check(const json_t *auth, const char *keypath, struct diag *d)
 {
-	int rc = vault_check_string(auth, "role_id_file", true, keypath, d);
+	int rc = backend_check_string(auth, "role_id_file", true, keypath, d);
 	const json_t *w = json_object_get(auth, "secret_id_wrapped");
 	char kp[512];
 
-	if (vault_check_string(auth, "secret_id_file", false, keypath, d) < 0)
+	if (backend_check_string(auth, "secret_id_file", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	if (w && !json_is_boolean(w)) {
 		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "secret_id_wrapped"),
@@ -72,14 +72,14 @@ static int approle_login(struct vault *v, const json_t *conf, struct vault_login
 	json_t *body = NULL, *reply = NULL;
 	int rc;
 
-	rc = vault_read_secret_file(role_file, &role_id, &role_cap);
+	rc = backend_read_secret_file(role_file, &role_id, &role_cap);
 	if (rc < 0) {
 		backend_error_set(err, "cannot read role_id_file %s: %s", role_file,
 		                  sfs_strerror(rc));
 		goto out;
 	}
 	if (sid_file && vault_unstash(v, &sid, &sid_cap) < 0) {
-		rc = vault_read_secret_file(sid_file, &sid, &sid_cap);
+		rc = backend_read_secret_file(sid_file, &sid, &sid_cap);
 		if (rc < 0) {
 			backend_error_set(err, "cannot read secret_id_file %s: %s",
 			                  sid_file, sfs_strerror(rc));

@@ -10,9 +10,9 @@ static const char *const kubernetes_keys[] = {"role", "jwt_file", NULL};
 
 static int kubernetes_check(const json_t *auth, const char *keypath, struct diag *d)
 {
-	int rc = vault_check_string(auth, "role", true, keypath, d);
+	int rc = backend_check_string(auth, "role", true, keypath, d);
 
-	if (vault_check_string(auth, "jwt_file", false, keypath, d) < 0)
+	if (backend_check_string(auth, "jwt_file", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	return rc;
 }

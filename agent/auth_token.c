@@ -16,7 +16,7 @@ static const char *const token_keys[] = {"token_file", NULL};
 
 static int token_check(const json_t *auth, const char *keypath, struct diag *d)
 {
-	int rc = vault_check_string(auth, "token_file", false, keypath, d);
+	int rc = backend_check_string(auth, "token_file", false, keypath, d);
 
 	if (!json_object_get(auth, "token_file") && !getenv("VAULT_TOKEN")) {
 		diag_add(d, keypath, "token auth needs \"token_file\" or VAULT_TOKEN");
@@ -35,7 +35,7 @@ static int token_login(struct vault *v, const json_t *conf, struct vault_login *
 
 	memset(out, 0, sizeof *out);
 	if (file) {
-		rc = vault_read_secret_file(file, &out->token, &out->token_cap);
+		rc = backend_read_secret_file(file, &out->token, &out->token_cap);
 		if (rc < 0) {
 			backend_error_set(err, "cannot read token_file %s: %s", file,
 			                  sfs_strerror(rc));

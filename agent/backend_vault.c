@@ -34,7 +34,6 @@
 #include "secretfs/timing.h"
 #include "vault.h"
 
-#define VAULT_MAX_SECRET_FILE 65536
 #define VAULT_LOGIN_BASE_MS 1000
 #define VAULT_LOGIN_CAP_MS (5 * 60 * 1000)
 #define VAULT_MAX_MOUNTS 64
@@ -61,10 +60,7 @@ struct vault {
 	/* Held for a whole login, so concurrent requests log in once. */
 	pthread_mutex_t login_lock;
 
-	struct http_options hopt;
-	struct http_client *idle[VAULT_MAX_CLIENTS]; /* one per request at a time */
-	size_t nidle, nclients;
-	pthread_cond_t client_free;
+	struct http_pool pool; /* bounds the concurrent requests */
 
 	struct vault_generation past[VAULT_GENERATIONS];
 	size_t npast;
@@ -72,9 +68,8 @@ struct vault {
 	const struct vault_auth_ops *auth;
 	json_t *auth_conf;
 
-	/* The token, sealed; NULL until the first login. */
-	struct store_blob *token;
-	uint64_t token_version;
+	/* The token, sealed; empty until the first login. */
+	struct store_slot token;
 	uint64_t token_ttl_ms; /* as granted at login */
 	bool token_renewable;
 	uint64_t token_expires; /* monotonic ms; UINT64_MAX: never */
@@ -83,54 +78,13 @@ struct vault {
 	bool token_relogin;     /* token_due is a login, not a renewal */
 	unsigned login_attempt;
 
-	struct store_blob *stash; /* auth method material */
-	uint64_t stash_version;
+	struct store_slot stash; /* auth method material */
 
 	struct vault_mount mounts[VAULT_MAX_MOUNTS];
 	size_t nmounts;
 };
 
 /* ---- helpers shared with the auth methods ------------------------------ */
-
-int vault_check_string(const json_t *obj, const char *key, bool required,
-                       const char *keypath, struct diag *d)
-{
-	const json_t *v = json_object_get(obj, key);
-	char kp[512];
-
-	if (!v) {
-		if (!required)
-			return 0;
-		diag_add(d, keypath, "missing required key \"%s\"", key);
-		return SFS_EINVAL;
-	}
-	if (!json_is_string(v) || json_string_length(v) == 0) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-		         "must be a non-empty string");
-		return SFS_EINVAL;
-	}
-	return 0;
-}
-
-int vault_read_secret_file(const char *path, char **out, size_t *cap)
-{
-	unsigned char *buf = NULL;
-	size_t n = 0;
-	int rc;
-
-	rc = secmem_read_file(path, VAULT_MAX_SECRET_FILE, &buf, &n, cap);
-	if (rc < 0)
-		return rc;
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-	                 buf[n - 1] == '\t'))
-		buf[--n] = '\0';
-	if (n == 0 || memchr(buf, '\0', n)) {
-		secmem_free(buf, *cap);
-		return SFS_EINVAL;
-	}
-	*out = (char *)buf;
-	return 0;
-}
 
 const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops)
 {
@@ -174,7 +128,7 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 
 	if (!file)
 		file = default_file;
-	rc = vault_read_secret_file(file, &jwt, &cap);
+	rc = backend_read_secret_file(file, &jwt, &cap);
 	if (rc < 0) {
 		backend_error_set(err, "cannot read jwt_file %s: %s", file,
 		                  sfs_strerror(rc));
@@ -193,96 +147,35 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 	return rc;
 }
 
-static int seal_into(struct vault *v, const char *what, const char *data, size_t len,
-                     struct store_blob **slot, uint64_t *version)
+/* The sealed slots' names: distinct per backend and purpose. */
+static const char *slot_name(struct vault *v, const char *what, char *buf, size_t len)
 {
-	struct store_blob *blob = NULL;
-	char name[300];
-	int rc;
-
-	snprintf(name, sizeof name, "\x01vault/%s/%s", v->base.name, what);
-	rc = store_seal(v->store, name, *version + 1, data, len, &blob);
-	if (rc < 0)
-		return rc;
-	store_blob_free(*slot);
-	*slot = blob;
-	(*version)++;
-	return 0;
-}
-
-static int unseal_from(struct vault *v, const char *what, const struct store_blob *slot,
-                       uint64_t version, char **out, size_t *cap)
-{
-	unsigned char *plain = NULL;
-	size_t len = 0;
-	char name[300];
-	int rc;
-
-	if (!slot)
-		return SFS_ENOTFOUND;
-	snprintf(name, sizeof name, "\x01vault/%s/%s", v->base.name, what);
-	rc = store_unseal(v->store, slot, name, version, &plain, &len);
-	if (rc < 0)
-		return rc;
-	/* Callers want a C string: copy into a block one byte longer. */
-	*out = secmem_alloc(len + 1);
-	if (*out)
-		memcpy(*out, plain, len);
-	secmem_free(plain, len);
-	if (!*out)
-		return SFS_ENOMEM;
-	*cap = len + 1;
-	return 0;
+	snprintf(buf, len, "\x01vault/%s/%s", v->base.name, what);
+	return buf;
 }
 
 int vault_stash(struct vault *v, const char *data, size_t len)
 {
+	char name[300];
 	int rc;
 
 	pthread_mutex_lock(&v->lock);
-	rc = seal_into(v, "stash", data, len, &v->stash, &v->stash_version);
+	rc = store_slot_put(v->store, &v->stash, slot_name(v, "stash", name, sizeof name),
+	                    data, len);
 	pthread_mutex_unlock(&v->lock);
 	return rc;
 }
 
 int vault_unstash(struct vault *v, char **out, size_t *cap)
 {
+	char name[300];
 	int rc;
 
 	pthread_mutex_lock(&v->lock);
-	rc = unseal_from(v, "stash", v->stash, v->stash_version, out, cap);
+	rc = store_slot_get(v->store, &v->stash, slot_name(v, "stash", name, sizeof name),
+	                    out, cap);
 	pthread_mutex_unlock(&v->lock);
 	return rc;
-}
-
-/* Takes an idle HTTP client, making one while fewer than the cap exist,
- * else waits for one: this bounds the concurrent requests to Vault. */
-static struct http_client *client_acquire(struct vault *v, struct backend_error *err)
-{
-	struct http_client *c = NULL;
-	char msg[200];
-
-	pthread_mutex_lock(&v->lock);
-	while (!v->nidle && v->nclients >= VAULT_MAX_CLIENTS)
-		pthread_cond_wait(&v->client_free, &v->lock);
-	if (v->nidle) {
-		c = v->idle[--v->nidle];
-	} else if (http_client_new(&v->hopt, &c, msg, sizeof msg) == 0) {
-		v->nclients++;
-	} else {
-		backend_error_set(err, "%s", msg);
-		c = NULL;
-	}
-	pthread_mutex_unlock(&v->lock);
-	return c;
-}
-
-static void client_release(struct vault *v, struct http_client *c)
-{
-	pthread_mutex_lock(&v->lock);
-	v->idle[v->nidle++] = c;
-	pthread_cond_signal(&v->client_free);
-	pthread_mutex_unlock(&v->lock);
 }
 
 const struct vault_auth_ops *vault_auth_find(const char *method)
@@ -341,8 +234,9 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 		    (struct http_header){"X-Vault-Namespace", v->namespace, false};
 	if (with_token) {
 		if (!token) {
-			rc = unseal_from(v, "token", v->token, v->token_version, &tok,
-			                 &tok_cap);
+			rc = store_slot_get(v->store, &v->token,
+			                    slot_name(v, "token", msg, sizeof msg), &tok,
+			                    &tok_cap);
 			if (rc < 0) {
 				backend_error_set(err, "not logged in to Vault");
 				return rc == SFS_ENOTFOUND ? SFS_ETRANSIENT : rc;
@@ -372,13 +266,14 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 		goto out;
 	}
 	req.url = url;
-	client = client_acquire(v, err);
+	client = http_pool_acquire(&v->pool, msg, sizeof msg);
 	if (!client) {
+		backend_error_set(err, "%s", msg);
 		rc = SFS_ETRANSIENT;
 		goto out;
 	}
 	rc = http_do(client, &req, &resp, msg, sizeof msg);
-	client_release(v, client);
+	http_pool_release(&v->pool, client);
 	if (rc < 0) {
 		backend_error_set(err, "%s %s: %s", method, path, msg);
 		goto out;
@@ -466,14 +361,14 @@ static void token_retire(struct vault *v, uint64_t now, bool dead)
 {
 	struct vault_generation *g;
 
-	if (!v->token)
+	if (!v->token.blob)
 		return;
 	if (v->npast == VAULT_GENERATIONS) {
 		memmove(v->past, v->past + 1, (VAULT_GENERATIONS - 1) * sizeof *v->past);
 		v->npast--;
 	}
 	g = &v->past[v->npast++];
-	g->gen = v->token_version;
+	g->gen = v->token.version;
 	g->expires = dead ? now : v->token_expires;
 }
 
@@ -490,7 +385,7 @@ static int vault_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 
 	pthread_mutex_lock(&v->login_lock);
 	pthread_mutex_lock(&v->lock);
-	if (v->token && v->token_version != seen) {
+	if (v->token.blob && v->token.version != seen) {
 		pthread_mutex_unlock(&v->lock);
 		pthread_mutex_unlock(&v->login_lock);
 		return 0;
@@ -501,8 +396,10 @@ static int vault_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 	pthread_mutex_lock(&v->lock);
 	if (rc == 0) {
 		token_retire(v, now, dead);
-		rc = seal_into(v, "token", login.token, strlen(login.token), &v->token,
-		               &v->token_version);
+		char name[300];
+		rc = store_slot_put(v->store, &v->token,
+		                    slot_name(v, "token", name, sizeof name), login.token,
+		                    strlen(login.token));
 	}
 	secmem_free(login.token, login.token_cap);
 	if (rc < 0) {
@@ -537,7 +434,7 @@ static uint64_t token_seen(struct vault *v)
 	uint64_t seen;
 
 	pthread_mutex_lock(&v->lock);
-	seen = v->token ? v->token_version : 0;
+	seen = v->token.blob ? v->token.version : 0;
 	pthread_mutex_unlock(&v->lock);
 	return seen;
 }
@@ -609,7 +506,7 @@ static uint64_t vault_maintain(struct backend *be, uint64_t now)
 	uint64_t due;
 
 	pthread_mutex_lock(&v->lock);
-	login = !v->token || (v->token_relogin && now >= v->token_due);
+	login = !v->token.blob || (v->token_relogin && now >= v->token_due);
 	renew = !login && now >= v->token_due;
 	pthread_mutex_unlock(&v->lock);
 	if (login)
@@ -645,7 +542,7 @@ static int vault_ensure_token(struct vault *v, struct backend_error *err)
 	bool have, backing_off;
 
 	pthread_mutex_lock(&v->lock);
-	have = v->token != NULL;
+	have = v->token.blob != NULL;
 	backing_off = now < v->token_due && v->login_attempt > 0;
 	pthread_mutex_unlock(&v->lock);
 	if (have)
@@ -961,53 +858,6 @@ static int vault_revoke(struct backend *be, const char *lease_id,
 
 /* ---- configuration ----------------------------------------------------- */
 
-static int check_object_keys(const json_t *obj, const char *keypath,
-                             const char *const *allowed, const char *allowed_text,
-                             struct diag *d)
-{
-	const char *key;
-	json_t *val;
-	char kp[512];
-	int rc = 0;
-
-	json_object_foreach((json_t *)obj, key, val)
-	{
-		size_t i;
-		for (i = 0; allowed[i] && strcmp(allowed[i], key) != 0; i++)
-			;
-		if (!allowed[i]) {
-			diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-			         "unknown key \"%s\" (%s)", key, allowed_text);
-			rc = SFS_EINVAL;
-		}
-	}
-	return rc;
-}
-
-static int vault_check_tls(const json_t *tls, const char *keypath, struct diag *d)
-{
-	static const char *const keys[] = {"ca_file",    "ca_dir",      "client_cert",
-	                                   "client_key", "server_name", NULL};
-	int rc;
-
-	if (!json_is_object(tls)) {
-		diag_add(d, keypath, "must be an object");
-		return SFS_EINVAL;
-	}
-	rc = check_object_keys(tls, keypath, keys,
-	                       "tls takes: ca_file, ca_dir, client_cert, client_key, "
-	                       "server_name",
-	                       d);
-	for (size_t i = 0; keys[i]; i++)
-		if (vault_check_string(tls, keys[i], false, keypath, d) < 0)
-			rc = SFS_EINVAL;
-	if (!json_object_get(tls, "client_cert") != !json_object_get(tls, "client_key")) {
-		diag_add(d, keypath, "client_cert and client_key go together");
-		rc = SFS_EINVAL;
-	}
-	return rc;
-}
-
 static int vault_check_auth(const json_t *auth, const char *keypath, struct diag *d)
 {
 	const struct vault_auth_ops *ops;
@@ -1048,26 +898,11 @@ static int vault_check_auth(const json_t *auth, const char *keypath, struct diag
 			rc = SFS_EINVAL;
 		}
 	}
-	if (vault_check_string(auth, "mount", false, keypath, d) < 0)
+	if (backend_check_string(auth, "mount", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	if (ops->check(auth, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	return rc;
-}
-
-static int check_duration_key(const json_t *conf, const char *key, const char *keypath,
-                              struct diag *d)
-{
-	const json_t *v = json_object_get(conf, key);
-	uint64_t ms;
-	char kp[512];
-
-	if (v && config_duration_parse(v, &ms) < 0) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-		         "must be a duration such as \"30s\" or a number of seconds");
-		return SFS_EINVAL;
-	}
-	return 0;
 }
 
 static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
@@ -1079,14 +914,14 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 	char kp[512];
 	int rc;
 
-	rc =
-	    check_object_keys(conf, keypath, keys,
-	                      "vault backends take: type, address, namespace, tls, auth, "
-	                      "timeout, revoke_grace, revoke_on_shutdown, proxy",
-	                      d);
-	if (vault_check_string(conf, "address", false, keypath, d) < 0 ||
-	    vault_check_string(conf, "namespace", false, keypath, d) < 0 ||
-	    vault_check_string(conf, "proxy", false, keypath, d) < 0)
+	rc = backend_check_keys(
+	    conf, keypath, keys,
+	    "vault backends take: type, address, namespace, tls, auth, "
+	    "timeout, revoke_grace, revoke_on_shutdown, proxy",
+	    d);
+	if (backend_check_string(conf, "address", false, keypath, d) < 0 ||
+	    backend_check_string(conf, "namespace", false, keypath, d) < 0 ||
+	    backend_check_string(conf, "proxy", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	if (!addr && !getenv("VAULT_ADDR")) {
 		diag_add(d, keypath, "missing \"address\" (and VAULT_ADDR is not set)");
@@ -1100,8 +935,8 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 		rc = SFS_EINVAL;
 	}
 	if (json_object_get(conf, "tls") &&
-	    vault_check_tls(json_object_get(conf, "tls"),
-	                    diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
+	    backend_check_tls(json_object_get(conf, "tls"),
+	                      diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
 		rc = SFS_EINVAL;
 	if (!json_object_get(conf, "auth")) {
 		diag_add(d, keypath, "missing required key \"auth\"");
@@ -1111,15 +946,11 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 	                            d) < 0) {
 		rc = SFS_EINVAL;
 	}
-	if (check_duration_key(conf, "timeout", keypath, d) < 0 ||
-	    check_duration_key(conf, "revoke_grace", keypath, d) < 0)
+	if (backend_check_duration(conf, "timeout", keypath, d) < 0 ||
+	    backend_check_duration(conf, "revoke_grace", keypath, d) < 0)
 		rc = SFS_EINVAL;
-	if (json_object_get(conf, "revoke_on_shutdown") &&
-	    !json_is_boolean(json_object_get(conf, "revoke_on_shutdown"))) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "revoke_on_shutdown"),
-		         "must be true or false");
+	if (backend_check_bool(conf, "revoke_on_shutdown", keypath, d) < 0)
 		rc = SFS_EINVAL;
-	}
 	return rc;
 }
 
@@ -1170,29 +1001,18 @@ static void vault_free(struct backend *be)
 
 	if (!v)
 		return;
-	for (size_t i = 0; i < v->nidle; i++)
-		http_client_free(v->idle[i]);
-	store_blob_free(v->token);
-	store_blob_free(v->stash);
+	http_pool_destroy(&v->pool);
+	store_slot_clear(&v->token);
+	store_slot_clear(&v->stash);
 	json_decref(v->auth_conf);
 	for (size_t i = 0; i < v->nmounts; i++)
 		free(v->mounts[i].prefix);
 	pthread_mutex_destroy(&v->lock);
 	pthread_mutex_destroy(&v->login_lock);
-	pthread_cond_destroy(&v->client_free);
 	free(v->address);
 	free(v->namespace);
 	free(v->base.name);
 	free(v);
-}
-
-/* A config string, else an environment variable, else NULL. */
-static const char *conf_or_env(const json_t *obj, const char *key, const char *env)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
-	const char *e = env ? getenv(env) : NULL;
-
-	return s ? s : (e && *e ? e : NULL);
 }
 
 static int vault_create(const struct backend_env *env, const char *name,
@@ -1200,7 +1020,6 @@ static int vault_create(const struct backend_env *env, const char *name,
 {
 	const json_t *tls = json_object_get(conf, "tls");
 	struct http_options hopt = {0};
-	struct http_client *first = NULL;
 	struct vault *v = calloc(1, sizeof *v);
 	const char *addr, *ns;
 	uint64_t ms;
@@ -1213,11 +1032,10 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->base.revoke_grace_ms = 60 * 1000;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_mutex_init(&v->login_lock, NULL);
-	pthread_cond_init(&v->client_free, NULL);
 	v->store = env->store;
 	v->base.name = strdup(name);
-	addr = conf_or_env(conf, "address", "VAULT_ADDR");
-	ns = conf_or_env(conf, "namespace", "VAULT_NAMESPACE");
+	addr = backend_conf_or_env(conf, "address", "VAULT_ADDR");
+	ns = backend_conf_or_env(conf, "namespace", "VAULT_NAMESPACE");
 	v->address = addr ? strdup(addr) : NULL;
 	v->namespace = ns ? strdup(ns) : NULL;
 	if (!v->base.name || !v->address || (ns && !v->namespace))
@@ -1233,11 +1051,12 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->base.revoke_on_shutdown =
 	    json_is_true(json_object_get(conf, "revoke_on_shutdown"));
 
-	hopt.ca_file = conf_or_env(tls, "ca_file", "VAULT_CACERT");
-	hopt.ca_dir = conf_or_env(tls, "ca_dir", "VAULT_CAPATH");
-	hopt.client_cert = conf_or_env(tls, "client_cert", "VAULT_CLIENT_CERT");
-	hopt.client_key = conf_or_env(tls, "client_key", "VAULT_CLIENT_KEY");
-	hopt.server_name = conf_or_env(tls, "server_name", "VAULT_TLS_SERVER_NAME");
+	hopt.ca_file = backend_conf_or_env(tls, "ca_file", "VAULT_CACERT");
+	hopt.ca_dir = backend_conf_or_env(tls, "ca_dir", "VAULT_CAPATH");
+	hopt.client_cert = backend_conf_or_env(tls, "client_cert", "VAULT_CLIENT_CERT");
+	hopt.client_key = backend_conf_or_env(tls, "client_key", "VAULT_CLIENT_KEY");
+	hopt.server_name =
+	    backend_conf_or_env(tls, "server_name", "VAULT_TLS_SERVER_NAME");
 	hopt.proxy = json_string_value(json_object_get(conf, "proxy"));
 	if (json_object_get(conf, "timeout") &&
 	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
@@ -1257,14 +1076,11 @@ static int vault_create(const struct backend_env *env, const char *name,
 		}
 	}
 	/* One client now, to check the TLS files at start-up; more on demand. */
-	v->hopt = hopt;
-	rc = http_client_new(&hopt, &first, err, sizeof err);
+	rc = http_pool_init(&v->pool, &hopt, VAULT_MAX_CLIENTS, err, sizeof err);
 	if (rc < 0) {
 		log_error("backend %s: %s", name, err);
 		goto out;
 	}
-	v->idle[v->nidle++] = first;
-	v->nclients = 1;
 	*out = &v->base;
 	v = NULL;
 out:

@@ -198,6 +198,59 @@ int http_client_new(const struct http_options *opt, struct http_client **out, ch
 	return 0;
 }
 
+int http_pool_init(struct http_pool *p, const struct http_options *opt, size_t max,
+                   char *err, size_t errlen)
+{
+	int rc;
+
+	memset(p, 0, sizeof *p);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->freed, NULL);
+	p->opt = *opt;
+	p->max = max < 1 ? 1 : max > HTTP_POOL_MAX ? HTTP_POOL_MAX : max;
+	rc = http_client_new(opt, &p->idle[0], err, errlen);
+	if (rc == 0)
+		p->nidle = p->nclients = 1;
+	return rc;
+}
+
+struct http_client *http_pool_acquire(struct http_pool *p, char *err, size_t errlen)
+{
+	struct http_client *c = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->nidle && p->nclients >= p->max)
+		pthread_cond_wait(&p->freed, &p->lock);
+	if (p->nidle)
+		c = p->idle[--p->nidle];
+	else if (http_client_new(&p->opt, &c, err, errlen) == 0)
+		p->nclients++;
+	else
+		c = NULL;
+	pthread_mutex_unlock(&p->lock);
+	return c;
+}
+
+void http_pool_release(struct http_pool *p, struct http_client *c)
+{
+	pthread_mutex_lock(&p->lock);
+	p->idle[p->nidle++] = c;
+	pthread_cond_signal(&p->freed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void http_pool_destroy(struct http_pool *p)
+{
+	if (!p->max)
+		return;
+	for (size_t i = 0; i < p->nidle; i++)
+		http_client_free(p->idle[i]);
+	p->nidle = p->nclients = 0;
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->freed);
+	p->max = 0;
+}
+
 void http_client_free(struct http_client *c)
 {
 	if (!c)
@@ -444,14 +497,11 @@ void http_response_release(struct http_response *resp)
 	secbuf_release(&resp->body);
 }
 
-char *http_escape_path(const char *s, bool keep_slash)
+size_t http_escape_to(char *out, const char *s, bool keep_slash)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(s);
-	char *out = malloc(n * 3 + 1), *p = out;
+	char *p = out;
 
-	if (!out)
-		return NULL;
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
@@ -465,5 +515,14 @@ char *http_escape_path(const char *s, bool keep_slash)
 		}
 	}
 	*p = '\0';
+	return (size_t)(p - out);
+}
+
+char *http_escape_path(const char *s, bool keep_slash)
+{
+	char *out = malloc(strlen(s) * 3 + 1);
+
+	if (out)
+		http_escape_to(out, s, keep_slash);
 	return out;
 }

@@ -195,3 +195,46 @@ void store_blob_free(struct store_blob *blob)
 {
 	free(blob);
 }
+
+int store_slot_put(struct store *st, struct store_slot *slot, const char *name,
+                   const void *data, size_t len)
+{
+	struct store_blob *blob = NULL;
+	int rc = store_seal(st, name, slot->version + 1, data, len, &blob);
+
+	if (rc < 0)
+		return rc;
+	store_blob_free(slot->blob);
+	slot->blob = blob;
+	slot->version++;
+	return 0;
+}
+
+int store_slot_get(struct store *st, const struct store_slot *slot, const char *name,
+                   char **out, size_t *cap)
+{
+	unsigned char *plain = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!slot->blob)
+		return SFS_ENOTFOUND;
+	rc = store_unseal(st, slot->blob, name, slot->version, &plain, &len);
+	if (rc < 0)
+		return rc;
+	/* Callers want a C string: copy into a block one byte longer. */
+	*out = secmem_alloc(len + 1);
+	if (*out)
+		memcpy(*out, plain, len);
+	secmem_free(plain, len);
+	if (!*out)
+		return SFS_ENOMEM;
+	*cap = len + 1;
+	return 0;
+}
+
+void store_slot_clear(struct store_slot *slot)
+{
+	store_blob_free(slot->blob);
+	slot->blob = NULL;
+}

@@ -61,11 +61,6 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
                const json_t *body, bool with_token, const char *token, json_t **out,
                struct backend_error *err);
 
-/* Reads a whole small file (a token, a JWT, an ID) into guarded memory,
- * trailing whitespace removed. Returns 0, SFS_ENOTFOUND, SFS_EIO, SFS_ETOOBIG.
- * Free with secmem_free(*out, *cap). */
-int vault_read_secret_file(const char *path, char **out, size_t *cap);
-
 /* The auth mount path to log in at: conf "mount" or the method's default. */
 const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops);
 
@@ -74,11 +69,6 @@ const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *op
  * a guarded copy (free with secmem_free(*out, *cap)) or SFS_ENOTFOUND. */
 int vault_stash(struct vault *v, const char *data, size_t len);
 int vault_unstash(struct vault *v, char **out, size_t *cap);
-
-/* Checks that key, when present, is a non-empty string; required adds a
- * diag when absent. Returns 0 or SFS_EINVAL. */
-int vault_check_string(const json_t *obj, const char *key, bool required,
-                       const char *keypath, struct diag *d);
 
 /* Logs in at auth/<mount>/login with {"role", "jwt"}, the JWT read from
  * conf "jwt_file" (else default_file) at every call. */

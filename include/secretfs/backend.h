@@ -129,10 +129,38 @@ const char *backend_type_names(void);
 extern const struct backend_ops backend_file_ops;
 extern const struct backend_ops backend_dev_ops;
 extern const struct backend_ops backend_vault_ops;
+extern const struct backend_ops backend_aws_ops;
 
 /* Helpers for implementations. */
 void backend_error_set(struct backend_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void fetch_result_release(struct fetch_result *r);
+
+/* Config checks (backend_util.c); each adds one diag per problem and
+ * returns 0 or SFS_EINVAL. */
+/* Keys of obj not in the NULL-terminated allowed list; allowed_text
+ * tells the user what is accepted. */
+int backend_check_keys(const json_t *obj, const char *keypath, const char *const *allowed,
+                       const char *allowed_text, struct diag *d);
+/* key, when present, is a non-empty string; required: it must be present. */
+int backend_check_string(const json_t *obj, const char *key, bool required,
+                         const char *keypath, struct diag *d);
+/* key, when present, is a duration (config_duration_parse). */
+int backend_check_duration(const json_t *obj, const char *key, const char *keypath,
+                           struct diag *d);
+/* key, when present, is true or false. */
+int backend_check_bool(const json_t *obj, const char *key, const char *keypath,
+                       struct diag *d);
+/* A "tls" object: ca_file, ca_dir, client_cert + client_key, server_name. */
+int backend_check_tls(const json_t *tls, const char *keypath, struct diag *d);
+
+/* A config string, else a non-empty environment variable (env may be NULL),
+ * else NULL. */
+const char *backend_conf_or_env(const json_t *obj, const char *key, const char *env);
+
+/* Reads a whole small file holding a token, a JWT or an ID into guarded
+ * memory, trailing whitespace removed. Returns 0, SFS_ENOTFOUND, SFS_EIO,
+ * SFS_ETOOBIG, or SFS_EINVAL when empty. Free with secmem_free(*out, *cap). */
+int backend_read_secret_file(const char *path, char **out, size_t *cap);
 
 #endif

@@ -13,6 +13,7 @@
 #ifndef SECRETFS_HTTP_H
 #define SECRETFS_HTTP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,9 +83,42 @@ int http_do(struct http_client *c, const struct http_request *req,
 /* Wipes and frees the body. */
 void http_response_release(struct http_response *resp);
 
+/*
+ * A pool of clients for a backend used from several threads: acquire takes
+ * an idle client, makes one while fewer than max exist, else waits for
+ * one, which bounds the concurrent requests to that backend.
+ */
+#define HTTP_POOL_MAX 16
+
+struct http_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	struct http_options opt; /* strings borrowed: must outlive the pool */
+	struct http_client *idle[HTTP_POOL_MAX];
+	size_t nidle, nclients, max;
+};
+
+/* Initialises the pool and makes one client now, so bad TLS files are
+ * reported at start-up. Returns 0, SFS_EINVAL (err says why), SFS_ENOMEM. */
+int http_pool_init(struct http_pool *p, const struct http_options *opt, size_t max,
+                   char *err, size_t errlen);
+
+/* A client for one request; NULL with err set when none can be made. */
+struct http_client *http_pool_acquire(struct http_pool *p, char *err, size_t errlen);
+
+/* Gives a client back. */
+void http_pool_release(struct http_pool *p, struct http_client *c);
+
+/* Frees the clients. Safe on a zeroed pool that was never initialised. */
+void http_pool_destroy(struct http_pool *p);
+
 /* Percent-encodes s for a URL path segment (keeps '/' when keep_slash).
  * Returns a malloc'd string or NULL. */
 char *http_escape_path(const char *s, bool keep_slash);
+
+/* The same into out, which has room for strlen(s) * 3 + 1 bytes (e.g.
+ * guarded memory for a secret); returns the length written. */
+size_t http_escape_to(char *out, const char *s, bool keep_slash);
 
 /* Global libcurl set-up; call once before threads start. */
 int http_global_init(void);

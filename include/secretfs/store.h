@@ -45,4 +45,27 @@ unsigned char *store_blob_bytes(struct store_blob *blob, size_t *len);
 /* Frees a blob. NULL-safe. */
 void store_blob_free(struct store_blob *blob);
 
+/*
+ * A sealed slot for material a backend keeps between requests (a token,
+ * credentials). Each put seals under (name, next version); the caller
+ * serialises puts and gets on one slot.
+ */
+struct store_slot {
+	struct store_blob *blob; /* NULL: empty */
+	uint64_t version;
+};
+
+/* Seals len bytes of data into the slot, replacing what it held. */
+int store_slot_put(struct store *st, struct store_slot *slot, const char *name,
+                   const void *data, size_t len);
+
+/* A NUL-terminated guarded copy of the slot's content: free it with
+ * secmem_free(*out, *cap). Returns 0, SFS_ENOTFOUND (empty), SFS_ECRYPTO
+ * or SFS_ENOMEM. */
+int store_slot_get(struct store *st, const struct store_slot *slot, const char *name,
+                   char **out, size_t *cap);
+
+/* Empties the slot. */
+void store_slot_clear(struct store_slot *slot);
+
 #endif
