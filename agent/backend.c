@@ -12,6 +12,7 @@ static const struct backend_ops *const registry[] = {
     &backend_file_ops,
     &backend_dev_ops,
     &backend_vault_ops,
+    &backend_aws_ops,
 };
 
 const struct backend_ops *backend_find(const char *type)

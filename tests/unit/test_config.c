@@ -404,7 +404,7 @@ static const struct bad_case bad_cases[] = {
     {"backend type unknown",
      CFG(MNT ", 'backends': {'l': {'type': 'vault2'}}, " SC),
      1,
-     {"backends.l.type: unknown backend type 'vault2' (known: file, dev, vault)"}},
+     {"backends.l.type: unknown backend type 'vault2' (known: file, dev, vault, aws)"}},
     {"backend name bad",
      CFG(MNT ", 'backends': {'my backend': {'type': 'file', 'path': 'x'}}, " SC),
      2,

@@ -1,0 +1,785 @@
+/*
+ * The "aws" backend: AWS Secrets Manager (or anything speaking its JSON 1.1
+ * API) over HTTPS, requests signed with SigV4 (aws_sigv4.c).
+ *
+ * - Credentials come from the first configured source of the SDKs' chain
+ *   (aws_creds.c): environment, web identity, shared files, container,
+ *   IMDSv2. They are kept sealed in the store between requests. Temporary
+ *   ones are refreshed by maintain() 15 minutes before they expire (half
+ *   their life when that is shorter), and a request finding them within 10
+ *   minutes of expiry refreshes them first. ExpiredTokenException refreshes
+ *   them at once and retries the request once.
+ * - fetch() is GetSecretValue (SecretString: a JSON object becomes fields,
+ *   anything else the raw text; SecretBinary: the raw bytes), pinned by
+ *   version_id or version_stage when configured. probe() is DescribeSecret:
+ *   the version holding the wanted stage (AWSCURRENT by default), so a full
+ *   read happens only when a rotation moved the stage.
+ * - Errors are classified by "__type" and reported with the operation and
+ *   the secret's name, never a value or a credential.
+ */
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aws.h"
+#include "aws_sigv4.h"
+#include "scheduler.h"
+#include "secretfs/config.h"
+#include "secretfs/error.h"
+#include "secretfs/log.h"
+#include "secretfs/secjson.h"
+#include "secretfs/secmem.h"
+#include "secretfs/timing.h"
+
+#define AWS_MAX_CLIENTS 8             /* concurrent requests per backend */
+#define AWS_REFRESH_AHEAD_S (15 * 60) /* maintain() refreshes this early */
+#define AWS_REFRESH_HARD_S (10 * 60)  /* requests refresh first past this */
+#define AWS_RETRY_BASE_MS 5000
+#define AWS_RETRY_CAP_MS (5 * 60 * 1000)
+
+struct aws {
+	struct backend base;
+	struct aws_env env;
+	char *endpoint; /* scheme://authority, no trailing slash */
+	char *host;     /* authority, as sent in Host */
+	char *path;     /* request path, "/" unless the endpoint has one */
+	struct http_pool pool;
+	const struct aws_cred_source *source;
+
+	/* Held for a whole credential fetch, so concurrent requests fetch
+	 * once; guards cred_client. */
+	pthread_mutex_t refresh_lock;
+	struct http_client *cred_client;
+
+	/* Guards the fields below. */
+	pthread_mutex_t lock;
+	struct store_slot creds; /* "akid\nsecret\ntoken" */
+	uint64_t creds_gen;      /* bumped at every fetch of credentials */
+	time_t creds_obtained;
+	time_t creds_expiration; /* 0: long-term */
+	uint64_t retry_at;       /* monotonic ms: next maintain() attempt */
+	unsigned retry_attempt;
+};
+
+static const char *slot_name(struct aws *a, char *buf, size_t len)
+{
+	snprintf(buf, len,
+	         "\x01"
+	         "aws/%s/credentials",
+	         a->base.name);
+	return buf;
+}
+
+/* ---- credentials ---------------------------------------------------------- */
+
+/* When credentials obtained at got and expiring at exp should be replaced:
+ * soft by maintain(), hard before any request. */
+static time_t refresh_time(time_t got, time_t exp, bool hard)
+{
+	time_t life = exp - got;
+
+	if (life >= 2 * AWS_REFRESH_AHEAD_S)
+		return exp - (hard ? AWS_REFRESH_HARD_S : AWS_REFRESH_AHEAD_S);
+	return got + (hard ? life * 2 / 3 : life / 2);
+}
+
+/* Fetches credentials from the source unless another thread did so since
+ * the caller saw generation seen. */
+static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err)
+{
+	struct aws_creds c = {0};
+	char name[300], *packed = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&a->refresh_lock);
+	pthread_mutex_lock(&a->lock);
+	if (a->creds_gen != seen) {
+		pthread_mutex_unlock(&a->lock);
+		goto out;
+	}
+	pthread_mutex_unlock(&a->lock);
+	rc = a->source->fetch(&a->env, a->cred_client, &c, err);
+	if (rc < 0)
+		goto out;
+	cap = c.cap + 2;
+	packed = secmem_alloc(cap);
+	if (!packed) {
+		rc = SFS_ENOMEM;
+		goto out;
+	}
+	snprintf(packed, cap, "%s\n%s\n%s", c.access_key_id, c.secret_access_key,
+	         c.session_token ? c.session_token : "");
+	pthread_mutex_lock(&a->lock);
+	rc = store_slot_put(a->env.store, &a->creds, slot_name(a, name, sizeof name),
+	                    packed, strlen(packed));
+	if (rc == 0) {
+		a->creds_gen++;
+		a->creds_obtained = time(NULL);
+		a->creds_expiration = c.expiration;
+		a->retry_attempt = 0;
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (rc == 0 && c.expiration)
+		log_info("backend %s: credentials from %s, temporary, expire in %lld s",
+		         a->base.name, a->source->name,
+		         (long long)(c.expiration - time(NULL)));
+	else if (rc == 0)
+		log_info("backend %s: credentials from %s", a->base.name,
+		         a->source->name);
+out:
+	pthread_mutex_unlock(&a->refresh_lock);
+	secmem_free(packed, cap);
+	aws_creds_release(&c);
+	return rc;
+}
+
+/* Current credentials into out (guarded), refreshing first when there are
+ * none or they are close to expiry; *gen says which ones they are. */
+static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
+                     struct backend_error *err)
+{
+	char name[300], *packed = NULL, *secret, *token;
+	size_t cap = 0;
+	bool stale;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	stale = !a->creds.blob || (a->creds_expiration &&
+	                           time(NULL) >= refresh_time(a->creds_obtained,
+	                                                      a->creds_expiration, true));
+	*gen = a->creds_gen;
+	pthread_mutex_unlock(&a->lock);
+	if (stale) {
+		rc = creds_refresh(a, *gen, err);
+		if (rc < 0) {
+			pthread_mutex_lock(&a->lock);
+			/* Still usable for a while: carry on with them. */
+			stale =
+			    !a->creds.blob || (a->creds_expiration &&
+			                       time(NULL) + 60 >= a->creds_expiration);
+			pthread_mutex_unlock(&a->lock);
+			if (stale)
+				return rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
+			log_warn(
+			    "backend %s: refreshing credentials failed (%s); using the "
+			    "current ones until they expire",
+			    a->base.name, err->msg);
+		}
+	}
+	pthread_mutex_lock(&a->lock);
+	*gen = a->creds_gen;
+	rc = store_slot_get(a->env.store, &a->creds, slot_name(a, name, sizeof name),
+	                    &packed, &cap);
+	pthread_mutex_unlock(&a->lock);
+	if (rc < 0) {
+		backend_error_set(err, "no AWS credentials: %s", sfs_strerror(rc));
+		return rc == SFS_ENOTFOUND ? SFS_ETRANSIENT : rc;
+	}
+	secret = strchr(packed, '\n');
+	token = secret ? strchr(secret + 1, '\n') : NULL;
+	if (!token) {
+		secmem_free(packed, cap);
+		return SFS_ECRYPTO;
+	}
+	*secret++ = '\0';
+	*token++ = '\0';
+	rc = aws_creds_set(out, packed, secret, *token ? token : NULL, 0);
+	secmem_free(packed, cap);
+	return rc;
+}
+
+static uint64_t aws_maintain(struct backend *be, uint64_t now)
+{
+	struct aws *a = (struct aws *)be;
+	struct backend_error err = {0};
+	time_t wall = time(NULL), due;
+	uint64_t gen, delay;
+	bool temporary;
+
+	pthread_mutex_lock(&a->lock);
+	temporary = a->creds.blob && a->creds_expiration;
+	due = temporary ? refresh_time(a->creds_obtained, a->creds_expiration, false) : 0;
+	gen = a->creds_gen;
+	pthread_mutex_unlock(&a->lock);
+	if (!temporary)
+		return UINT64_MAX;
+	if (wall < due)
+		return now + (uint64_t)(due - wall) * 1000;
+	if (now < a->retry_at)
+		return a->retry_at;
+	if (creds_refresh(a, gen, &err) == 0)
+		return aws_maintain(be, now);
+	delay = timing_backoff(a->retry_attempt++, AWS_RETRY_BASE_MS, AWS_RETRY_CAP_MS, 0,
+	                       timing_random());
+	a->retry_at = now + delay;
+	log_warn("backend %s: refreshing credentials from %s failed: %s (retry in %llu "
+	         "ms)",
+	         a->base.name, a->source->name, err.msg, (unsigned long long)delay);
+	return a->retry_at;
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+/* Reads "__type" (without a "namespace#" prefix) and the message of an
+ * error reply. */
+static void aws_error_fields(const json_t *reply, char *type, size_t tlen,
+                             const char **message)
+{
+	const char *t = json_string_value(json_object_get(reply, "__type"));
+	const char *hash = t ? strrchr(t, '#') : NULL;
+
+	snprintf(type, tlen, "%s", hash ? hash + 1 : t ? t : "");
+	*message = json_string_value(json_object_get(reply, "message"));
+	if (!*message)
+		*message = json_string_value(json_object_get(reply, "Message"));
+}
+
+static int error_code(const char *type, long status)
+{
+	static const struct {
+		const char *type;
+		int rc;
+	} map[] = {
+	    {"ResourceNotFoundException", SFS_ENOTFOUND},
+	    {"AccessDeniedException", SFS_EDENIED},
+	    {"UnrecognizedClientException", SFS_EDENIED},
+	    {"InvalidSignatureException", SFS_EDENIED},
+	    {"IncompleteSignature", SFS_EDENIED},
+	    {"DecryptionFailure", SFS_EDENIED},
+	    {"ExpiredTokenException", SFS_ETRANSIENT},
+	    {"ThrottlingException", SFS_ETRANSIENT},
+	    {"TooManyRequestsException", SFS_ETRANSIENT},
+	    {"RequestLimitExceeded", SFS_ETRANSIENT},
+	    {"InternalServiceError", SFS_ETRANSIENT},
+	    {"ServiceUnavailable", SFS_ETRANSIENT},
+	};
+
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (strcmp(map[i].type, type) == 0)
+			return map[i].rc;
+	if (status == 429 || status >= 500)
+		return SFS_ETRANSIENT;
+	return status == 403 ? SFS_EDENIED : SFS_EBACKEND;
+}
+
+/* One signed request with the credentials given. */
+static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
+                    const char *body, struct http_response *resp, char *msg,
+                    size_t msglen)
+{
+	char target[96], date[AWS_SIGV4_DATE_SIZE], auth[512];
+	struct http_header h[6] = {
+	    {"Host", a->host, false},
+	    {"Content-Type", "application/x-amz-json-1.1", false},
+	    {"X-Amz-Date", date, false},
+	    {"X-Amz-Target", target, false},
+	};
+	struct aws_sigv4_credentials sc = {c->access_key_id, c->secret_access_key,
+	                                   c->session_token};
+	struct aws_sigv4_request sr = {.method = "POST",
+	                               .path = a->path,
+	                               .headers = h,
+	                               .body = body,
+	                               .body_len = strlen(body)};
+	struct http_request req = {.method = "POST",
+	                           .headers = h,
+	                           .body = body,
+	                           .body_len = strlen(body),
+	                           .idempotent = true};
+	struct http_client *client;
+	size_t nh = 4;
+	char *url = NULL;
+	int rc;
+
+	snprintf(target, sizeof target, "secretsmanager.%s", op);
+	if (aws_sigv4_amz_date(time(NULL), date) < 0)
+		return SFS_EINVAL;
+	if (c->session_token)
+		h[nh++] =
+		    (struct http_header){"X-Amz-Security-Token", c->session_token, true};
+	sr.nheaders = nh;
+	rc = aws_sigv4_authorization(&sc, a->env.region, "secretsmanager", &sr, auth,
+	                             sizeof auth);
+	if (rc < 0) {
+		snprintf(msg, msglen, "cannot sign the request: %s", sfs_strerror(rc));
+		return rc;
+	}
+	h[nh++] = (struct http_header){"Authorization", auth, true};
+	req.nheaders = nh;
+	if (asprintf(&url, "%s%s", a->endpoint, a->path) < 0)
+		return SFS_ENOMEM;
+	req.url = url;
+	client = http_pool_acquire(&a->pool, msg, msglen);
+	if (!client) {
+		rc = SFS_ETRANSIENT;
+	} else {
+		rc = http_do(client, &req, resp, msg, msglen);
+		http_pool_release(&a->pool, client);
+	}
+	sodium_memzero(auth, sizeof auth);
+	free(url);
+	return rc;
+}
+
+/*
+ * Calls operation op with the JSON request body. On success *out is the
+ * parsed reply. err names the operation and the secret (what), and the
+ * error's type and message.
+ */
+static int aws_call(struct aws *a, const char *op, const char *what, const json_t *body,
+                    json_t **out, struct backend_error *err)
+{
+	struct http_response resp = {0};
+	char *text = json_dumps(body, JSON_COMPACT);
+	char msg[200], type[96];
+	const char *message;
+	json_t *reply = NULL;
+	json_error_t jerr;
+	int rc = SFS_ENOMEM;
+
+	*out = NULL;
+	for (int attempt = 0; text && attempt < 2; attempt++) {
+		struct aws_creds c = {0};
+		uint64_t gen;
+
+		rc = creds_get(a, &c, &gen, err);
+		if (rc < 0) {
+			char why[sizeof err->msg];
+			snprintf(why, sizeof why, "%s", err->msg);
+			backend_error_set(err, "%s %s: no credentials from %s: %s", op,
+			                  what, a->source->name, why);
+			break;
+		}
+		http_response_release(&resp);
+		rc = aws_send(a, &c, op, text, &resp, msg, sizeof msg);
+		aws_creds_release(&c);
+		if (rc < 0) {
+			backend_error_set(err, "%s %s: %s", op, what, msg);
+			rc = rc == SFS_ETOOBIG || rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
+			break;
+		}
+		err->retry_after_ms = resp.retry_after_ms;
+		json_decref(reply);
+		reply = resp.body.len ? json_loadb((const char *)resp.body.data,
+		                                   resp.body.len, 0, &jerr)
+		                      : NULL;
+		if (resp.status == 200) {
+			rc = json_is_object(reply) ? 0 : SFS_EPARSE;
+			if (rc == 0) {
+				*out = reply;
+				reply = NULL;
+			} else {
+				backend_error_set(err,
+				                  "%s %s: HTTP 200 with a malformed body",
+				                  op, what);
+			}
+			break;
+		}
+		aws_error_fields(reply, type, sizeof type, &message);
+		backend_error_set(err, "%s %s: HTTP %ld %s: %.120s", op, what,
+		                  resp.status, type[0] ? type : "(no __type)",
+		                  message ? message : "");
+		rc = error_code(type, resp.status);
+		if (strcmp(type, "ExpiredTokenException") != 0 || attempt > 0)
+			break;
+		/* The credentials died early (revoked session, clock drift):
+		 * get new ones now and try once more. */
+		log_warn("backend %s: credentials expired early; refreshing",
+		         a->base.name);
+		if (creds_refresh(a, gen, err) < 0)
+			break;
+	}
+	json_decref(reply);
+	secjson_free_buf(text);
+	http_response_release(&resp);
+	return rc;
+}
+
+static json_t *request_body(const struct source_key *key)
+{
+	json_t *body = json_pack("{s:s}", "SecretId", key->path);
+	const json_t *id = json_object_get(key->extra, "version_id");
+	const json_t *stage = json_object_get(key->extra, "version_stage");
+
+	if (body && id)
+		json_object_set(body, "VersionId", (json_t *)id);
+	if (body && stage)
+		json_object_set(body, "VersionStage", (json_t *)stage);
+	return body;
+}
+
+/* The value of a GetSecretValue reply: SecretString (a JSON object as its
+ * fields, else the text) or SecretBinary (the decoded bytes). */
+static int secret_value(const json_t *reply, json_t **out, struct backend_error *err,
+                        const char *what)
+{
+	const json_t *s = json_object_get(reply, "SecretString");
+	const json_t *b = json_object_get(reply, "SecretBinary");
+	json_error_t jerr;
+
+	if (json_is_string(s)) {
+		json_t *obj =
+		    json_loadb(json_string_value(s), json_string_length(s), 0, &jerr);
+		if (json_is_object(obj)) {
+			*out = obj;
+			return 0;
+		}
+		json_decref(obj);
+		*out = json_stringn_nocheck(json_string_value(s), json_string_length(s));
+		return *out ? 0 : SFS_ENOMEM;
+	}
+	if (json_is_string(b)) {
+		size_t cap = json_string_length(b) + 1, len = 0;
+		unsigned char *bin = secmem_alloc(cap);
+		int rc = 0;
+		if (!bin)
+			return SFS_ENOMEM;
+		if (sodium_base642bin(bin, cap, json_string_value(b),
+		                      json_string_length(b), "\r\n", &len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+			backend_error_set(
+			    err, "GetSecretValue %s: SecretBinary is not base64", what);
+			rc = SFS_EPARSE;
+		} else {
+			*out = json_stringn_nocheck((const char *)bin, len);
+			rc = *out ? 0 : SFS_ENOMEM;
+		}
+		secmem_free(bin, cap);
+		return rc;
+	}
+	backend_error_set(err, "GetSecretValue %s: neither SecretString nor SecretBinary",
+	                  what);
+	return SFS_EPARSE;
+}
+
+static int aws_fetch(struct backend *be, const struct source_key *key,
+                     struct fetch_result *out, struct backend_error *err)
+{
+	struct aws *a = (struct aws *)be;
+	json_t *body = request_body(key), *reply = NULL;
+	const char *version;
+	int rc;
+
+	if (!body)
+		return SFS_ENOMEM;
+	rc = aws_call(a, "GetSecretValue", key->path, body, &reply, err);
+	json_decref(body);
+	if (rc < 0)
+		return rc;
+	rc = secret_value(reply, &out->value, err, key->path);
+	version = json_string_value(json_object_get(reply, "VersionId"));
+	if (rc == 0 && version)
+		snprintf(out->version, sizeof out->version, "%s", version);
+	json_decref(reply);
+	return rc;
+}
+
+static int aws_probe(struct backend *be, const struct source_key *key, char *version,
+                     size_t versionlen, struct backend_error *err)
+{
+	struct aws *a = (struct aws *)be;
+	const char *pinned = json_string_value(json_object_get(key->extra, "version_id"));
+	const char *stage =
+	    json_string_value(json_object_get(key->extra, "version_stage"));
+	json_t *body, *reply = NULL;
+	const char *id;
+	json_t *stages;
+	int rc;
+
+	if (pinned) {
+		/* A version's content never changes. */
+		snprintf(version, versionlen, "%s", pinned);
+		return 0;
+	}
+	if (!stage)
+		stage = "AWSCURRENT";
+	body = json_pack("{s:s}", "SecretId", key->path);
+	if (!body)
+		return SFS_ENOMEM;
+	rc = aws_call(a, "DescribeSecret", key->path, body, &reply, err);
+	json_decref(body);
+	if (rc < 0)
+		return rc;
+	rc = SFS_ENOTFOUND;
+	json_object_foreach(json_object_get(reply, "VersionIdsToStages"), id, stages)
+	{
+		size_t i;
+		json_t *st;
+		json_array_foreach(stages, i,
+		                   st) if (json_is_string(st) &&
+		                           strcmp(json_string_value(st), stage) == 0)
+		{
+			snprintf(version, versionlen, "%s", id);
+			rc = 0;
+		}
+	}
+	if (rc < 0)
+		backend_error_set(err, "DescribeSecret %s: no version has stage %s",
+		                  key->path, stage);
+	if (rc == 0 && json_object_get(reply, "DeletedDate") &&
+	    !json_is_null(json_object_get(reply, "DeletedDate"))) {
+		backend_error_set(
+		    err, "DescribeSecret %s: the secret is scheduled for deletion",
+		    key->path);
+		rc = SFS_EBACKEND;
+	}
+	json_decref(reply);
+	return rc;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+static bool is_url(const char *s)
+{
+	return s && (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0) &&
+	       strstr(s, "://")[3] != '\0';
+}
+
+static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
+{
+	static const char *const keys[] = {"type",         "region",  "endpoint",
+	                                   "sts_endpoint", "profile", "tls",
+	                                   "timeout",      "proxy",   NULL};
+	static const char *const strings[] = {"region", "endpoint", "sts_endpoint",
+	                                      "profile", "proxy"};
+	char kp[512];
+	int rc;
+
+	rc =
+	    backend_check_keys(conf, keypath, keys,
+	                       "aws backends take: type, region, endpoint, sts_endpoint, "
+	                       "profile, tls, timeout, proxy",
+	                       d);
+	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+		if (backend_check_string(conf, strings[i], false, keypath, d) < 0)
+			rc = SFS_EINVAL;
+	for (size_t i = 1; i < 3; i++) {
+		const char *u = json_string_value(json_object_get(conf, strings[i]));
+		if (u && *u && !is_url(u)) {
+			diag_add(d, diag_keypath(kp, sizeof kp, keypath, strings[i]),
+			         "must be an https:// URL (or http:// for a local test "
+			         "server)");
+			rc = SFS_EINVAL;
+		}
+	}
+	if (json_object_get(conf, "tls") &&
+	    backend_check_tls(json_object_get(conf, "tls"),
+	                      diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
+		rc = SFS_EINVAL;
+	if (backend_check_duration(conf, "timeout", keypath, d) < 0)
+		rc = SFS_EINVAL;
+	return rc;
+}
+
+static int aws_check_secret(const json_t *extra, const char *keypath, struct diag *d)
+{
+	int rc = 0;
+
+	if (backend_check_string(extra, "version_id", false, keypath, d) < 0 ||
+	    backend_check_string(extra, "version_stage", false, keypath, d) < 0)
+		rc = SFS_EINVAL;
+	if (json_object_get(extra, "version_id") &&
+	    json_object_get(extra, "version_stage")) {
+		diag_add(d, keypath, "give version_id or version_stage, not both");
+		rc = SFS_EINVAL;
+	}
+	return rc;
+}
+
+static void aws_free(struct backend *be)
+{
+	struct aws *a = (struct aws *)be;
+
+	if (!a)
+		return;
+	http_pool_destroy(&a->pool);
+	http_client_free(a->cred_client);
+	store_slot_clear(&a->creds);
+	aws_profile_release(&a->env.profile);
+	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->refresh_lock);
+	free(a->env.region);
+	free(a->env.sts_endpoint);
+	free(a->endpoint);
+	free(a->host);
+	free(a->path);
+	free(a->base.name);
+	free(a);
+}
+
+/* The first non-empty of the environment variables, or NULL. */
+static const char *first_env(const char *const *vars)
+{
+	for (; *vars; vars++) {
+		const char *v = getenv(*vars);
+		if (v && *v)
+			return v;
+	}
+	return NULL;
+}
+
+/* Splits the endpoint URL into scheme://authority and path. */
+static int set_endpoint(struct aws *a, const char *url)
+{
+	const char *auth = strstr(url, "://") + 3;
+	size_t alen = strcspn(auth, "/?#");
+	const char *path = auth + alen;
+	size_t plen = strcspn(path, "?#");
+
+	while (plen > 1 && path[plen - 1] == '/')
+		plen--;
+	a->endpoint = strndup(url, (size_t)(auth - url) + alen);
+	a->host = strndup(auth, alen);
+	a->path = plen ? strndup(path, plen) : strdup("/");
+	return a->endpoint && a->host && a->path ? 0 : SFS_ENOMEM;
+}
+
+static int aws_resolve(struct aws *a, const json_t *conf)
+{
+	static const char *const region_vars[] = {"AWS_REGION", "AWS_DEFAULT_REGION",
+	                                          NULL};
+	static const char *const sm_vars[] = {"AWS_ENDPOINT_URL_SECRETS_MANAGER",
+	                                      "AWS_ENDPOINT_URL", NULL};
+	static const char *const sts_vars[] = {"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL",
+	                                       NULL};
+	const char *region = json_string_value(json_object_get(conf, "region"));
+	const char *endpoint = json_string_value(json_object_get(conf, "endpoint"));
+	const char *sts = json_string_value(json_object_get(conf, "sts_endpoint"));
+	char *dflt = NULL;
+	int rc;
+
+	if (!region)
+		region = first_env(region_vars);
+	if (!region)
+		region = a->env.profile.region;
+	if (!region) {
+		log_error("backend %s: no region: set \"region\", AWS_REGION, "
+		          "AWS_DEFAULT_REGION or region in profile %s",
+		          a->base.name, a->env.profile.name);
+		return SFS_EINVAL;
+	}
+	a->env.region = strdup(region);
+	if (!endpoint)
+		endpoint = first_env(sm_vars);
+	if (!sts)
+		sts = first_env(sts_vars);
+	if (endpoint && !is_url(endpoint)) {
+		log_error("backend %s: endpoint %s is not an http(s):// URL",
+		          a->base.name, endpoint);
+		return SFS_EINVAL;
+	}
+	if (!endpoint &&
+	    asprintf(&dflt, "https://secretsmanager.%s.amazonaws.com%s", region,
+	             strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
+		return SFS_ENOMEM;
+	rc = set_endpoint(a, endpoint ? endpoint : dflt);
+	free(dflt);
+	if (rc == 0 && sts) {
+		size_t n = strlen(sts);
+		while (n > 8 && sts[n - 1] == '/')
+			n--;
+		a->env.sts_endpoint = strndup(sts, n);
+		rc = a->env.sts_endpoint ? 0 : SFS_ENOMEM;
+	}
+	return a->env.region ? rc : SFS_ENOMEM;
+}
+
+static int aws_create(const struct backend_env *env, const char *name, const json_t *conf,
+                      struct backend **out)
+{
+	const json_t *tls = json_object_get(conf, "tls");
+	const char *profile = json_string_value(json_object_get(conf, "profile"));
+	struct http_options *h;
+	struct aws *a = calloc(1, sizeof *a);
+	char err[256];
+	uint64_t ms;
+	int rc = SFS_ENOMEM;
+
+	if (!a)
+		return SFS_ENOMEM;
+	a->base.ops = &backend_aws_ops;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->refresh_lock, NULL);
+	a->base.name = strdup(name);
+	a->env.backend = a->base.name;
+	a->env.store = env->store;
+	a->env.profile_explicit = profile != NULL;
+	if (!a->base.name || aws_env_stash(env->store) < 0 ||
+	    aws_profile_load(profile, &a->env.profile) < 0)
+		goto out;
+	rc = aws_resolve(a, conf);
+	if (rc < 0)
+		goto out;
+
+	h = &a->env.sts_http;
+	h->ca_file = backend_conf_or_env(tls, "ca_file", "AWS_CA_BUNDLE");
+	h->ca_dir = backend_conf_or_env(tls, "ca_dir", NULL);
+	h->client_cert = backend_conf_or_env(tls, "client_cert", NULL);
+	h->client_key = backend_conf_or_env(tls, "client_key", NULL);
+	h->server_name = backend_conf_or_env(tls, "server_name", NULL);
+	h->proxy = json_string_value(json_object_get(conf, "proxy"));
+	if (json_object_get(conf, "timeout") &&
+	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
+		h->timeout_ms = ms;
+	h->max_retries = 2;
+	/* Link-local metadata endpoints: never a proxy, fail fast. */
+	a->env.meta_http = (struct http_options){
+	    .connect_timeout_ms = 1000,
+	    .timeout_ms = 5000,
+	    .max_retries = 1,
+	    .max_response = 64 * 1024,
+	};
+
+	a->source = aws_cred_choose(&a->env);
+	if (a->env.profile.unsupported && !a->env.profile.has_keys &&
+	    (!a->source || a->source->metadata)) {
+		log_error(
+		    "backend %s: profile %s uses %s, which secretfs does not support; "
+		    "use web identity, static keys, container credentials or IMDS",
+		    name, a->env.profile.name, a->env.profile.unsupported);
+		rc = SFS_EINVAL;
+		goto out;
+	}
+	if (!a->source) {
+		log_error("backend %s: no AWS credentials: none of the environment, web "
+		          "identity, profile %s, container credentials, and IMDS is "
+		          "disabled",
+		          name, a->env.profile.name);
+		rc = SFS_EINVAL;
+		goto out;
+	}
+	rc = http_pool_init(&a->pool, h, AWS_MAX_CLIENTS, err, sizeof err);
+	if (rc == 0)
+		rc = http_client_new(a->source->metadata ? &a->env.meta_http : h,
+		                     &a->cred_client, err, sizeof err);
+	if (rc < 0) {
+		log_error("backend %s: %s", name, err);
+		goto out;
+	}
+	log_info("backend %s: AWS Secrets Manager at %s (region %s), credentials from %s",
+	         name, a->endpoint, a->env.region, a->source->name);
+	*out = &a->base;
+	a = NULL;
+out:
+	aws_free(a ? &a->base : NULL);
+	return rc;
+}
+
+static const char *const aws_secret_keys[] = {"version_id", "version_stage", NULL};
+
+const struct backend_ops backend_aws_ops = {
+    .type = "aws",
+    .secret_keys = aws_secret_keys,
+    .default_refresh_ms = 5 * 60 * 1000,
+    .check = aws_check,
+    .check_secret = aws_check_secret,
+    .create = aws_create,
+    .free = aws_free,
+    .fetch = aws_fetch,
+    .probe = aws_probe,
+    .maintain = aws_maintain,
+    .concurrent = true,
+};
