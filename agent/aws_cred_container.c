@@ -37,6 +37,10 @@ static bool allowed_http_host(const char *url)
 	const char *host = url + strlen("http://");
 	size_t n;
 
+	/* "http://127.0.0.1:80@evil.example/" goes to evil.example. */
+	if (memchr(host, '@', strcspn(host, "/?#")))
+		return false;
+
 	if (host[0] == '[') {
 		const char *close = strchr(host, ']');
 		n = close ? (size_t)(close - host) + 1 : 0;
