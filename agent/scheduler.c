@@ -346,30 +346,35 @@ out:
 	return rc;
 }
 
-/* Renders and publishes every file of src from value, atomically. */
-static void source_publish(struct sched *s, struct source *src, const json_t *value,
-                           uint64_t now)
+/* Renders and publishes every file of src from value, atomically.
+ * Returns 0, or SFS_EIO when the changed files could not be published
+ * (nothing of them changed; the caller retries). */
+static int source_publish(struct sched *s, struct source *src, const json_t *value,
+                          uint64_t now)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 	struct sched_file **changed = calloc(src->nfiles, sizeof *changed);
 	unsigned char(*hashes)[HASH_LEN] = calloc(src->nfiles, sizeof *hashes);
 	size_t n = 0;
+	int rc = SFS_EIO;
 
 	if (!upd || !changed || !hashes) {
 		log_error("source %s: out of memory while publishing", src->label);
 		goto out;
 	}
 	for (size_t i = 0; i < src->nfiles; i++) {
-		int rc = render_file(s, src, src->files[i], value, &upd[n], hashes[n]);
-		if (rc < 0)
+		int r = render_file(s, src, src->files[i], value, &upd[n], hashes[n]);
+		if (r < 0)
 			stat_add(s, &s->stats.render_failed);
-		if (rc == 1)
+		if (r == 1)
 			changed[n++] = src->files[i];
 	}
+	rc = 0;
 	if (n == 0)
 		goto out;
 	if (fs_publish(s->fs, upd, n) < 0) {
 		log_error("source %s: cannot publish %zu files", src->label, n);
+		rc = SFS_EIO;
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -397,6 +402,7 @@ out:
 	free(upd);
 	free(changed);
 	free(hashes);
+	return rc;
 }
 
 static void source_mark_ready(struct sched *s, struct source *src)
@@ -558,7 +564,7 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 	struct backend_error err = {0};
 	struct fetch_result res = {0};
 	bool had_lease = src->lease_id[0] != '\0';
-	int rc;
+	int rc, published;
 
 	rc = src->be->ops->fetch(src->be, &src->key, &res, &err);
 	if (rc < 0) {
@@ -567,8 +573,8 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		return;
 	}
 	stat_add(s, &s->stats.fetch_ok);
-	source_publish(s, src, res.value, now);
-	src->attempt = 0;
+	published = source_publish(s, src, res.value, now);
+	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
 
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
@@ -596,6 +602,18 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 	}
 	fetch_result_release(&res);
 	source_mark_ready(s, src);
+	if (published < 0) {
+		/* The files could not be written (a full disk, say): read again
+		 * soon, with backoff; the unchanged hash makes it publish. */
+		uint64_t delay = timing_backoff(src->attempt - 1, BACKOFF_BASE_MS,
+		                                BACKOFF_CAP_MS, 0, timing_random());
+		if (now + delay < src->due || src->step != STEP_FETCH) {
+			src->step = STEP_FETCH;
+			src->due = now + delay;
+		}
+		log_warn("source %s: reading it again in %llu ms to publish", src->label,
+		         (unsigned long long)(src->due - now));
+	}
 }
 
 static void source_probe(struct sched *s, struct source *src, uint64_t now)

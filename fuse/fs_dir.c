@@ -426,12 +426,24 @@ static int finish_dir(struct fs_dir *d, int genfd, const char *rel, size_t len)
  * not stop the filling). Returns 0 or SFS_ code (logged). */
 static int fill_generation(struct fs_dir *d, const char *gen)
 {
+	struct stat st;
 	int genfd, pfd, rc = 0;
 
 	genfd = openat(d->dirfd, gen, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (genfd < 0) {
 		log_error("directory %s: cannot open %s: %s", d->path, gen,
 		          strerror(errno));
+		return SFS_EIO;
+	}
+	/* Still the directory we just made, not one swapped in under its name
+	 * by someone who may write to the parent: only we can have made a
+	 * private directory owned by us. */
+	if (fstat(genfd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077)) {
+		log_error(
+		    "directory %s: %s was replaced while being written; refusing it",
+		    d->path, gen);
+		d->refused++;
+		close(genfd);
 		return SFS_EIO;
 	}
 	for (size_t i = 0; i < d->ndirs && rc == 0; i++) {
@@ -485,7 +497,15 @@ static void link_tops(struct fs_dir *d)
 {
 	char target[LINK_MAX_LEN];
 	struct stat st;
+	int genfd;
 
+	genfd =
+	    openat(d->dirfd, d->current, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (genfd < 0) {
+		log_error("directory %s: cannot open %s: %s", d->path, d->current,
+		          strerror(errno));
+		return;
+	}
 	for (size_t i = 0; i < d->ntops; i++) {
 		struct dir_top *t = &d->tops[i];
 
@@ -506,15 +526,15 @@ static void link_tops(struct fs_dir *d)
 			continue;
 		}
 		t->foreign = false;
-		snprintf(target, sizeof target, "%s/%s", d->current, t->name);
 		/* A link to a name the generation lacks would only dangle. */
-		if (fstatat(d->dirfd, target, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		if (fstatat(genfd, t->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		snprintf(target, sizeof target, DATA_LINK "/%s", t->name);
 		if (symlinkat(target, d->dirfd, t->name) < 0 && errno != EEXIST)
 			log_error("directory %s: cannot link %s: %s", d->path, t->name,
 			          strerror(errno));
 	}
+	close(genfd);
 }
 
 /*

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from helpers.harness import (HELPERS_DIR, NOBODY, PYTHON, SLOW, TIMEOUT, errno_of,
-                             parse_env_file, rand_token, wait_until)
+from helpers.harness import (HELPERS_DIR, MS_NODEV, MS_NOSUID, NOBODY, PYTHON, SLOW, TIMEOUT,
+                             errno_of, mount_syscall, parse_env_file, rand_token, umount_detach,
+                             wait_until)
 
 GEN_RE = re.compile(r"\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d{9}")
 DIRECTORY = {"type": "directory"}
@@ -198,6 +199,34 @@ def test_readers_never_see_a_missing_partial_or_mixed_generation(workdir):
     assert r["gone"] <= r["pair_reads"] // 100, r
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs")
+def test_a_failed_write_keeps_the_last_generation_and_is_retried(workdir):
+    """On a full tmpfs the new generation cannot be written: readers keep
+    the complete previous one, nothing half-written is left, and the source
+    is read again (with backoff) until its content is written."""
+    tmp = workdir.file("tmpfs")
+    os.mkdir(tmp)
+    mount_syscall("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "size=512k,mode=0755")
+    workdir.cleanups.append(lambda: umount_detach(tmp))
+    d = workdir.start(config=dir_config(workdir, {"a": local("a"), "b": local("b")},
+                                        mount={"path": tmp}),
+                      data={"a": "v1", "b": "x"}, mount_path=tmp)
+    g1 = current_generation(tmp)
+    with open(os.path.join(tmp, "filler"), "wb") as f:
+        f.write(b"\0" * 400_000)
+    big = rand_token(200_000)
+    workdir.write_data({"a": big, "b": "x"})
+    d.wait_log(r"cannot write a: No space left on device")
+    assert d.read("a") == "v1" and current_generation(tmp) == g1
+    wait_until(lambda: generations(tmp) == [g1], what="the unfinished generation to go")
+    os.unlink(os.path.join(tmp, "filler"))
+    wait_until(lambda: d.read("a") == big, timeout=2 * TIMEOUT, what="the retried write")
+    assert d.read("b") == "x"
+    assert d.stop() == 0
+    assert re.search(r"write_failures=[1-9]", d.log_text()), d.log_text()
+    assert os.listdir(tmp) == []
+
+
 # ------------------------------------------------------------ foreign entries
 
 def test_a_planted_symlink_under_a_file_name_refuses_the_start(workdir):
@@ -369,6 +398,27 @@ def test_once_with_a_failing_secret_writes_the_others_and_exits_3(workdir):
     assert open(os.path.join(workdir.mount, "a")).read() == "va"
     assert open(os.path.join(workdir.mount, "db/username")).read() == "u"
     assert not os.path.lexists(os.path.join(workdir.mount, "missing-key"))
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("revoke", [True, False], ids=["revoke_on_shutdown", "default"])
+def test_once_leaves_leases_alive_unless_revoke_on_shutdown(sandbox, vault, vault_pki, revoke):
+    from helpers.vault import backend, clean_env, leases_of, token_auth
+    vault.add_dynamic_role("database", "app", default_ttl=3600, max_ttl=7200)
+    _, auth = token_auth(sandbox, vault)
+    be = backend(vault, vault_pki, auth, **({"revoke_on_shutdown": True} if revoke else {}))
+    gen = {"backend": "vault", "path": "database/creds/app"}
+    sandbox.write_config(dir_config(sandbox, {"db/username": {**gen, "field": "username"},
+                                              "db/password": {**gen, "field": "password"}},
+                                    backends={"vault": be}))
+    r = sandbox.run(["--config", sandbox.config_path, "--once"], env=clean_env())
+    assert r.returncode == 0, r.stderr
+    (lease,) = leases_of(vault, "database", "app")
+    assert open(os.path.join(sandbox.mount, "db/password")).read(), "written"
+    if revoke:
+        assert lease.revoked, "revoke_on_shutdown revokes what --once fetched"
+    else:
+        assert lease.live, "the credentials written must stay valid"
 
 
 def test_once_needs_a_directory_mount(workdir):
