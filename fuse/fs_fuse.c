@@ -249,9 +249,9 @@ static void node_free(struct fs_fuse *fs, struct fs_node *n)
 	free(n);
 }
 
-static void fuse_free(struct fs *base);
+static void fusefs_free(struct fs *base);
 
-static int fuse_create(const struct fs_options *opt, struct store *st, struct fs **out)
+static int fusefs_create(const struct fs_options *opt, struct store *st, struct fs **out)
 {
 	struct fs_fuse *fs = calloc(1, sizeof *fs);
 
@@ -264,15 +264,15 @@ static int fuse_create(const struct fs_options *opt, struct store *st, struct fs
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->root = node_new(fs, NULL, "", 0, true);
 	if (!fs->root) {
-		fuse_free(&fs->base);
+		fusefs_free(&fs->base);
 		return SFS_ENOMEM;
 	}
 	*out = &fs->base;
 	return 0;
 }
 
-static int fuse_add_file(struct fs *base, const char *name, mode_t mode, uid_t uid,
-                         gid_t gid, size_t *id)
+static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t uid,
+                           gid_t gid, size_t *id)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	struct fs_node *dir = fs->root, *n, **grown;
@@ -306,7 +306,7 @@ static int fuse_add_file(struct fs *base, const char *name, mode_t mode, uid_t u
 
 /* ---- publishing ----------------------------------------------------- */
 
-static int fuse_publish(struct fs *base, struct fs_update *updates, size_t n)
+static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	struct fs_inode **fresh = calloc(n ? n : 1, sizeof *fresh);
@@ -675,7 +675,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 
 /* ---- session ------------------------------------------------------------ */
 
-static void fuse_interrupt(struct fs *base)
+static void fusefs_interrupt(struct fs *base)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 
@@ -683,7 +683,7 @@ static void fuse_interrupt(struct fs *base)
 		fuse_session_exit(fs->se);
 }
 
-static int fuse_mount(struct fs *base, const char *path)
+static int fusefs_mount(struct fs *base, const char *path)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	char opts[256];
@@ -713,7 +713,7 @@ static int fuse_mount(struct fs *base, const char *path)
 	return 0;
 }
 
-static int fuse_run(struct fs *base)
+static int fusefs_run(struct fs *base)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	int rc = fuse_session_loop(fs->se);
@@ -723,7 +723,7 @@ static int fuse_run(struct fs *base)
 	return 0;
 }
 
-static void fuse_unmount(struct fs *base)
+static void fusefs_unmount(struct fs *base)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	bool was;
@@ -737,8 +737,8 @@ static void fuse_unmount(struct fs *base)
 }
 
 /* Whether path is a secretfs FUSE mount serving every declared file. */
-static int fuse_check_ready(struct fs *base, const char *path, fs_report_fn report,
-                            void *arg)
+static int fusefs_check_ready(struct fs *base, const char *path, fs_report_fn report,
+                              void *arg)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	char full[4096];
@@ -773,11 +773,11 @@ static int fuse_check_ready(struct fs *base, const char *path, fs_report_fn repo
 	return problems;
 }
 
-static void fuse_free(struct fs *base)
+static void fusefs_free(struct fs *base)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 
-	fuse_unmount(base);
+	fusefs_unmount(base);
 	if (fs->se)
 		fuse_session_destroy(fs->se);
 	/* Handles whose RELEASE never came (closed as we stopped): wipe them. */
@@ -800,13 +800,13 @@ static void fuse_free(struct fs *base)
 
 const struct fs_ops fs_fuse_ops = {
     .name = "fuse",
-    .create = fuse_create,
-    .add_file = fuse_add_file,
-    .publish = fuse_publish,
-    .mount = fuse_mount,
-    .run = fuse_run,
-    .interrupt = fuse_interrupt,
-    .unmount = fuse_unmount,
-    .check_ready = fuse_check_ready,
-    .free = fuse_free,
+    .create = fusefs_create,
+    .add_file = fusefs_add_file,
+    .publish = fusefs_publish,
+    .mount = fusefs_mount,
+    .run = fusefs_run,
+    .interrupt = fusefs_interrupt,
+    .unmount = fusefs_unmount,
+    .check_ready = fusefs_check_ready,
+    .free = fusefs_free,
 };
