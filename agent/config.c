@@ -53,8 +53,9 @@ struct parser {
 
 static const char *const top_keys[] = {"mount", "backends",        "secrets",
                                        "log",   "startup_timeout", NULL};
-static const char *const mount_keys[] = {"path", "type",     "uid",         "gid",
-                                         "mode", "dir_mode", "allow_other", NULL};
+static const char *const mount_keys[] = {"path",        "type",         "uid",
+                                         "gid",         "mode",         "dir_mode",
+                                         "allow_other", "keep_on_exit", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const secret_keys[] = {"backend",  "path",   "field",     "format",
                                           "template", "decode", "refresh",   "mode",
@@ -508,6 +509,20 @@ static void parse_mount(struct parser *p, const json_t *obj)
 	if ((v = json_object_get(obj, "allow_other")))
 		parse_bool(p, v, diag_keypath(ckp, sizeof ckp, kp, "allow_other"),
 		           &m->allow_other);
+	if ((v = json_object_get(obj, "keep_on_exit")))
+		parse_bool(p, v, diag_keypath(ckp, sizeof ckp, kp, "keep_on_exit"),
+		           &m->keep_on_exit);
+	if (m->type == MOUNT_DIRECTORY) {
+		if (json_object_get(obj, "allow_other"))
+			problem(p, "mount.allow_other",
+			        "only for \"type\": \"fuse\" (a directory's files are "
+			        "governed by their modes and owners)");
+		if (m->path && strncmp(m->path, "/dev/fd/", 8) == 0)
+			problem(p, "mount.path",
+			        "a /dev/fd/N descriptor is only for \"type\": \"fuse\"");
+	} else if (json_object_get(obj, "keep_on_exit")) {
+		problem(p, "mount.keep_on_exit", "only for \"type\": \"directory\"");
+	}
 }
 
 static void parse_log(struct parser *p, const json_t *obj)
@@ -941,6 +956,12 @@ static void parse_secrets(struct parser *p, const json_t *obj)
 		if ((why = config_name_problem(name)))
 			problem(p, kp, "%s is not allowed: %s", quote(q, sizeof q, name),
 			        why);
+		else if (cfg->mount.type == MOUNT_DIRECTORY &&
+		         strncmp(name, "..", 2) == 0)
+			problem(p, kp,
+			        "%s is not allowed: names beginning with \"..\" are "
+			        "reserved in a directory mount (..data, generations)",
+			        quote(q, sizeof q, name));
 		if (!json_is_object(v)) {
 			problem(p, kp, "must be an object");
 			continue;

@@ -1,10 +1,13 @@
 /*
- * secretfs: serves secrets as files through a FUSE mount, keeping them
- * encrypted in memory and rotating them as their sources change.
+ * secretfs: serves secrets as files through a FUSE mount (or writes them
+ * into a directory), keeping them encrypted in memory and rotating them as
+ * their sources change.
  *
  * main() wires the modules: config -> backends -> store -> fs -> scheduler,
  * waits for the first values, mounts, serves until SIGTERM/SIGINT, then
- * stops the scheduler, unmounts and exits 0.
+ * stops the scheduler, unmounts and exits 0. --once writes the files of a
+ * directory mount once and exits; --ready checks from outside that a
+ * running instance serves every file, touching no backend.
  */
 #include <getopt.h>
 #include <libgen.h>
@@ -28,23 +31,36 @@
 
 #define EXIT_CONFIG 1
 #define EXIT_USAGE 2
+#define EXIT_INCOMPLETE 3 /* --once: some files could not be written */
+
+enum mode { MODE_RUN, MODE_CHECK, MODE_ONCE, MODE_READY };
 
 static void usage(FILE *out)
 {
 	fprintf(
 	    out,
-	    "Usage: secretfs --config FILE [--check]\n"
+	    "Usage: secretfs --config FILE [--check | --once | --ready]\n"
 	    "       secretfs --version | --help\n"
 	    "\n"
 	    "Serves secrets from Vault, AWS Secrets Manager or development backends\n"
-	    "as read-only files through a FUSE mount, encrypted in memory.\n"
+	    "as read-only files through a FUSE mount, encrypted in memory, or\n"
+	    "writes them into a directory (\"mount\": {\"type\": \"directory\"}).\n"
 	    "\n"
 	    "  -c, --config FILE   the JSON configuration (see README.md)\n"
 	    "  -n, --check         validate the configuration and exit: 0 when valid\n"
+	    "      --once          (directory mounts) fetch every secret once, write\n"
+	    "                      the files, leave them and exit: 0 when all were\n"
+	    "                      written, 3 when some failed (one line each)\n"
+	    "      --ready         a probe: exit 0 when a running secretfs serves\n"
+	    "                      every file at the mount path, else 1 naming what\n"
+	    "                      is missing; starts no backend, mounts nothing\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
-	    "Runs in the foreground. SIGTERM or SIGINT unmounts and exits 0.\n");
+	    "Runs in the foreground. SIGTERM or SIGINT unmounts (a directory mount:\n"
+	    "removes the files unless keep_on_exit) and exits 0.\n"
+	    "Exit codes: 0 success, 1 invalid configuration or start-up failure (or\n"
+	    "not ready), 2 usage error, 3 --once wrote only some files.\n");
 }
 
 /* No core dumps, not ptrace-able by other users of our uid. */
@@ -92,15 +108,74 @@ static int create_backends(const struct config *cfg, struct store *st,
 	return 0;
 }
 
-static int run(const struct config *cfg)
+static struct fs_options fs_options_of(const struct config *cfg, bool once)
 {
-	struct backend **backends = calloc(cfg->nbackends, sizeof *backends);
 	struct fs_options fopt = {
+	    .output =
+	        cfg->mount.type == MOUNT_DIRECTORY ? FS_OUTPUT_DIRECTORY : FS_OUTPUT_FUSE,
 	    .dir_mode = cfg->mount.dir_mode,
 	    .dir_uid = cfg->mount.uid,
 	    .dir_gid = cfg->mount.gid,
 	    .allow_other = cfg->mount.allow_other,
+	    .keep_on_exit = cfg->mount.keep_on_exit || once,
 	};
+	return fopt;
+}
+
+static void print_ready_problem(void *arg, const char *name, const char *why)
+{
+	const char *path = arg;
+
+	if (name)
+		printf("not ready: %s: %s\n", name, why);
+	else
+		printf("not ready: %s: %s\n", path, why);
+}
+
+/* --ready: whether a running instance serves every file. Reads only the
+ * mount (and /proc/self/mountinfo): no backend, no network, no mount. */
+static int check_ready(const struct config *cfg)
+{
+	struct fs_options fopt = fs_options_of(cfg, false);
+	struct fs *fs = NULL;
+	int rc = EXIT_FAILURE, problems;
+	size_t id;
+
+	if (fs_new(&fopt, NULL, &fs) < 0) {
+		fprintf(stderr, "secretfs: out of memory\n");
+		return EXIT_FAILURE;
+	}
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		const struct config_secret *cs = &cfg->secrets[i];
+
+		if (fs_add_file(fs, cs->name, cs->has_mode ? cs->mode : cfg->mount.mode,
+		                cs->has_uid ? cs->uid : cfg->mount.uid,
+		                cs->has_gid ? cs->gid : cfg->mount.gid, &id) < 0) {
+			fprintf(stderr, "secretfs: cannot declare %s\n", cs->name);
+			goto out;
+		}
+	}
+	problems =
+	    fs_check_ready(fs, cfg->mount.path, print_ready_problem, cfg->mount.path);
+	if (problems == 0) {
+		printf("ready: %zu files in %s\n", cfg->nsecrets, cfg->mount.path);
+		rc = EXIT_SUCCESS;
+	}
+out:
+	fs_free(fs);
+	return rc;
+}
+
+static void print_missing(void *arg, const char *file, const char *source,
+                          const char *why)
+{
+	fprintf(stderr, "secretfs: %s: not written: %s (from %s)\n", file, why, source);
+}
+
+static int run(const struct config *cfg, bool once)
+{
+	struct backend **backends = calloc(cfg->nbackends, sizeof *backends);
+	struct fs_options fopt = fs_options_of(cfg, once);
 	struct store *st = NULL;
 	struct fs *fs = NULL;
 	struct sched *sched = NULL;
@@ -123,12 +198,18 @@ static int run(const struct config *cfg)
 	 * on an empty mount; a source still failing at the deadline is absent
 	 * (ENOENT) until it succeeds. */
 	for (uint64_t waited = 0; !fs_stop_requested(); waited += 100) {
-		missing = sched_wait_ready(sched, 100);
+		/* --once gives up at once on what retrying will not cure. */
+		missing =
+		    once ? sched_wait_settled(sched, 100) : sched_wait_ready(sched, 100);
 		if (missing == 0 || waited >= cfg->startup_timeout_ms)
 			break;
 	}
+	if (once)
+		missing = sched_wait_ready(sched, 0);
 	if (fs_stop_requested()) {
-		rc = EXIT_SUCCESS;
+		if (once)
+			log_warn("interrupted before anything was written");
+		rc = once ? EXIT_FAILURE : EXIT_SUCCESS;
 		goto out;
 	}
 	if (missing)
@@ -138,10 +219,17 @@ static int run(const struct config *cfg)
 		         (unsigned long long)(sched_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
-	log_info("mounted %s: %zu files from %zu sources (%zu ready) in %llu ms",
-	         cfg->mount.path, cfg->nsecrets, sched_source_count(sched),
+	log_info("%s %s: %zu files from %zu sources (%zu ready) in %llu ms",
+	         fopt.output == FS_OUTPUT_FUSE ? "mounted" : "wrote", cfg->mount.path,
+	         cfg->nsecrets, sched_source_count(sched),
 	         sched_source_count(sched) - missing,
 	         (unsigned long long)(sched_now_ms() - started));
+	if (once) {
+		sched_stop(sched);
+		rc = sched_report_missing(sched, print_missing, NULL) ? EXIT_INCOMPLETE
+		                                                      : EXIT_SUCCESS;
+		goto out;
+	}
 	fs_run(fs);
 	log_info("stopping");
 	rc = EXIT_SUCCESS;
@@ -158,8 +246,11 @@ out:
 		if (backends[i])
 			backends[i]->ops->free(backends[i]);
 	free(backends);
-	if (rc == EXIT_SUCCESS)
-		log_info("stopped; %s unmounted", cfg->mount.path);
+	if (rc == EXIT_SUCCESS && !once)
+		log_info("stopped; %s %s", cfg->mount.path,
+		         fopt.output == FS_OUTPUT_FUSE ? "unmounted"
+		         : fopt.keep_on_exit           ? "left in place"
+		                                       : "cleared");
 	return rc;
 }
 
@@ -168,12 +259,14 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", no_argument, NULL, 'n'},
+	    {"once", no_argument, NULL, 'O'},
+	    {"ready", no_argument, NULL, 'R'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
-	bool check_only = false;
+	enum mode mode = MODE_RUN;
 	struct config *cfg = NULL;
 	struct diag d;
 	int opt, rc;
@@ -184,8 +277,20 @@ int main(int argc, char **argv)
 			config_path = optarg;
 			break;
 		case 'n':
-			check_only = true;
+		case 'O':
+		case 'R': {
+			enum mode m = opt == 'n'   ? MODE_CHECK
+			              : opt == 'O' ? MODE_ONCE
+			                           : MODE_READY;
+			if (mode != MODE_RUN && mode != m) {
+				fprintf(stderr, "secretfs: --check, --once and --ready "
+				                "exclude each other\n");
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+			mode = m;
 			break;
+		}
 		case 'V':
 			printf("secretfs %s\n", SECRETFS_VERSION);
 			return EXIT_SUCCESS;
@@ -219,16 +324,27 @@ int main(int argc, char **argv)
 	diag_release(&d);
 	if (rc < 0)
 		return EXIT_CONFIG;
-	if (check_only) {
+	if (mode == MODE_CHECK) {
 		printf("configuration OK\n");
 		config_free(cfg);
 		return EXIT_SUCCESS;
+	}
+	if (mode == MODE_READY) {
+		rc = check_ready(cfg);
+		config_free(cfg);
+		return rc;
+	}
+	if (mode == MODE_ONCE && cfg->mount.type != MOUNT_DIRECTORY) {
+		fprintf(stderr, "secretfs: --once needs a directory mount "
+		                "(\"mount\": {\"type\": \"directory\"})\n");
+		config_free(cfg);
+		return EXIT_USAGE;
 	}
 
 	log_setup((enum log_level)cfg->log.level, cfg->log.json);
 	log_info("secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION,
 	         (int)getpid(), config_path);
-	rc = run(cfg);
+	rc = run(cfg, mode == MODE_ONCE);
 	config_free(cfg);
 	return rc;
 }

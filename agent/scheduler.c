@@ -47,6 +47,7 @@ struct sched_file {
 	uint64_t version;             /* of the published content; 0 = never published */
 	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
 	struct onchange *action;      /* shared; NULL when none */
+	char *problem;                /* why the last render failed; NULL if it did not */
 };
 
 struct source {
@@ -60,8 +61,10 @@ struct source {
 
 	enum source_step step;
 	uint64_t due;
-	unsigned attempt; /* consecutive failures */
-	bool ready;       /* read successfully at least once */
+	unsigned attempt;  /* consecutive failures */
+	bool ready;        /* read successfully at least once */
+	bool settled;      /* ready, or failed in a way retrying will not cure */
+	char problem[320]; /* why the last attempt failed (no secret values) */
 	char version[128];
 
 	/* The current lease, if the value is leased. */
@@ -120,7 +123,7 @@ struct sched {
 
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t ready_cond;
-	size_t nready;
+	size_t nready, nsettled;
 	bool stopping;
 	struct sched_stats stats;
 };
@@ -290,10 +293,18 @@ size_t sched_source_count(const struct sched *s)
 	return s->nsources;
 }
 
-/* Renders one file from value; on a change seals it into *upd. Returns 1
- * when changed, 0 when the content is the same, negative on failure. */
+/* Records (or clears, with NULL) why a file could not be rendered. */
+static void file_set_problem(struct sched_file *f, const char *why)
+{
+	free(f->problem);
+	f->problem = why ? strdup(why) : NULL;
+}
+
+/* Renders one file from value; on a change seals it into *upd and its
+ * keyed hash into hash (kept once published). Returns 1 when changed, 0
+ * when the content is the same, negative on failure. */
 static int render_file(struct sched *s, struct source *src, struct sched_file *f,
-                       const json_t *value, struct fs_update *upd)
+                       const json_t *value, struct fs_update *upd, unsigned char *hash)
 {
 	const struct config_secret *cs = f->cs;
 	struct render_spec spec = {
@@ -302,7 +313,6 @@ static int render_file(struct sched *s, struct source *src, struct sched_file *f
 	    .template_text = cs->template_text,
 	    .decode_base64 = cs->decode_base64,
 	};
-	unsigned char hash[HASH_LEN];
 	struct secbuf out;
 	struct store_blob *blob = NULL;
 	char err[256] = "";
@@ -314,18 +324,19 @@ static int render_file(struct sched *s, struct source *src, struct sched_file *f
 		log_error("file %s: cannot render from %s: %s; keeping %s", cs->name,
 		          src->label, err[0] ? err : sfs_strerror(rc),
 		          f->version ? "the last good content" : "it absent");
+		file_set_problem(f, err[0] ? err : sfs_strerror(rc));
 		goto out;
 	}
-	crypto_generichash(hash, sizeof hash, out.data, out.len, s->hash_key,
+	file_set_problem(f, NULL);
+	crypto_generichash(hash, HASH_LEN, out.data, out.len, s->hash_key,
 	                   crypto_generichash_KEYBYTES);
-	if (f->version && sodium_memcmp(hash, f->hash, sizeof hash) == 0) {
+	if (f->version && sodium_memcmp(hash, f->hash, HASH_LEN) == 0) {
 		rc = 0;
 		goto out;
 	}
 	rc = store_seal(s->store, cs->name, f->version + 1, out.data, out.len, &blob);
 	if (rc < 0)
 		goto out;
-	memcpy(f->hash, hash, sizeof hash);
 	upd->id = f->fs_id;
 	upd->blob = blob;
 	upd->version = f->version + 1;
@@ -335,29 +346,35 @@ out:
 	return rc;
 }
 
-/* Renders and publishes every file of src from value, atomically. */
-static void source_publish(struct sched *s, struct source *src, const json_t *value,
-                           uint64_t now)
+/* Renders and publishes every file of src from value, atomically.
+ * Returns 0, or SFS_EIO when the changed files could not be published
+ * (nothing of them changed; the caller retries). */
+static int source_publish(struct sched *s, struct source *src, const json_t *value,
+                          uint64_t now)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 	struct sched_file **changed = calloc(src->nfiles, sizeof *changed);
+	unsigned char(*hashes)[HASH_LEN] = calloc(src->nfiles, sizeof *hashes);
 	size_t n = 0;
+	int rc = SFS_EIO;
 
-	if (!upd || !changed) {
+	if (!upd || !changed || !hashes) {
 		log_error("source %s: out of memory while publishing", src->label);
 		goto out;
 	}
 	for (size_t i = 0; i < src->nfiles; i++) {
-		int rc = render_file(s, src, src->files[i], value, &upd[n]);
-		if (rc < 0)
+		int r = render_file(s, src, src->files[i], value, &upd[n], hashes[n]);
+		if (r < 0)
 			stat_add(s, &s->stats.render_failed);
-		if (rc == 1)
+		if (r == 1)
 			changed[n++] = src->files[i];
 	}
+	rc = 0;
 	if (n == 0)
 		goto out;
 	if (fs_publish(s->fs, upd, n) < 0) {
 		log_error("source %s: cannot publish %zu files", src->label, n);
+		rc = SFS_EIO;
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -365,6 +382,8 @@ static void source_publish(struct sched *s, struct source *src, const json_t *va
 		bool first = f->version == 0;
 
 		f->version = upd[i].version;
+		/* Only now: a failed publish must be tried again next time. */
+		memcpy(f->hash, hashes[i], HASH_LEN);
 		upd[i].blob = NULL; /* the fs owns it now */
 		log_info("file %s: %s version %llu from %s", f->cs->name,
 		         first ? "published" : "updated to",
@@ -382,15 +401,34 @@ out:
 			store_blob_free(upd[i].blob);
 	free(upd);
 	free(changed);
+	free(hashes);
+	return rc;
 }
 
 static void source_mark_ready(struct sched *s, struct source *src)
 {
+	src->problem[0] = '\0';
 	if (src->ready)
 		return;
 	src->ready = true;
 	pthread_mutex_lock(&s->lock);
 	s->nready++;
+	if (!src->settled)
+		s->nsettled++;
+	src->settled = true;
+	pthread_cond_broadcast(&s->ready_cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* A failure of a source never read yet that retrying will not cure (not
+ * found, denied, malformed) settles it for sched_wait_settled. */
+static void source_mark_settled(struct sched *s, struct source *src, int rc)
+{
+	if (src->settled || rc == SFS_ETRANSIENT)
+		return;
+	pthread_mutex_lock(&s->lock);
+	src->settled = true;
+	s->nsettled++;
 	pthread_cond_broadcast(&s->ready_cond);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -429,6 +467,9 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 
 	src->attempt++;
 	src->due = now + delay;
+	snprintf(src->problem, sizeof src->problem, "%s%s%s", sfs_strerror(rc),
+	         err->msg[0] ? ": " : "", err->msg);
+	source_mark_settled(s, src, rc);
 	log_warn("source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
 	         src->label, what, src->attempt, sfs_strerror(rc),
 	         err->msg[0] ? ": " : "", err->msg, (unsigned long long)delay,
@@ -523,7 +564,7 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 	struct backend_error err = {0};
 	struct fetch_result res = {0};
 	bool had_lease = src->lease_id[0] != '\0';
-	int rc;
+	int rc, published;
 
 	rc = src->be->ops->fetch(src->be, &src->key, &res, &err);
 	if (rc < 0) {
@@ -532,8 +573,8 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		return;
 	}
 	stat_add(s, &s->stats.fetch_ok);
-	source_publish(s, src, res.value, now);
-	src->attempt = 0;
+	published = source_publish(s, src, res.value, now);
+	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
 
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
@@ -561,6 +602,18 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 	}
 	fetch_result_release(&res);
 	source_mark_ready(s, src);
+	if (published < 0) {
+		/* The files could not be written (a full disk, say): read again
+		 * soon, with backoff; the unchanged hash makes it publish. */
+		uint64_t delay = timing_backoff(src->attempt - 1, BACKOFF_BASE_MS,
+		                                BACKOFF_CAP_MS, 0, timing_random());
+		if (now + delay < src->due || src->step != STEP_FETCH) {
+			src->step = STEP_FETCH;
+			src->due = now + delay;
+		}
+		log_warn("source %s: reading it again in %llu ms to publish", src->label,
+		         (unsigned long long)(src->due - now));
+	}
 }
 
 static void source_probe(struct sched *s, struct source *src, uint64_t now)
@@ -895,7 +948,9 @@ int sched_start(struct sched *s)
 	return 0;
 }
 
-size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms)
+/* Waits until *count reaches the number of sources, or timeout_ms;
+ * returns how many are short. */
+static size_t sched_wait_count(struct sched *s, const size_t *count, uint64_t timeout_ms)
 {
 	struct timespec deadline;
 	size_t left;
@@ -908,13 +963,45 @@ size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms)
 		deadline.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&s->lock);
-	while (s->nready < s->nsources && !s->stopping)
+	while (*count < s->nsources && !s->stopping)
 		if (pthread_cond_timedwait(&s->ready_cond, &s->lock, &deadline) ==
 		    ETIMEDOUT)
 			break;
-	left = s->nsources - s->nready;
+	left = s->nsources - *count;
 	pthread_mutex_unlock(&s->lock);
 	return left;
+}
+
+size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms)
+{
+	return sched_wait_count(s, &s->nready, timeout_ms);
+}
+
+size_t sched_wait_settled(struct sched *s, uint64_t timeout_ms)
+{
+	return sched_wait_count(s, &s->nsettled, timeout_ms);
+}
+
+size_t sched_report_missing(struct sched *s, sched_report_fn report, void *arg)
+{
+	size_t missing = 0;
+
+	for (size_t i = 0; i < s->nsources; i++) {
+		const struct source *src = &s->sources[i];
+
+		for (size_t j = 0; j < src->nfiles; j++) {
+			const struct sched_file *f = src->files[j];
+			const char *why = f->problem        ? f->problem
+			                  : src->problem[0] ? src->problem
+			                  : src->ready      ? "absent (lease expired)"
+			                                    : "not read yet";
+			if (f->version)
+				continue;
+			report(arg, f->cs->name, src->label, why);
+			missing++;
+		}
+	}
+	return missing;
 }
 
 void sched_stop(struct sched *s)
@@ -975,6 +1062,8 @@ void sched_free(struct sched *s)
 		free(r->label);
 		free(r);
 	}
+	for (size_t i = 0; i < s->nfiles; i++)
+		free(s->files[i].problem);
 	for (size_t i = 0; i < s->nsources; i++) {
 		free(s->sources[i].label);
 		free(s->sources[i].identity);

@@ -41,6 +41,21 @@ int sched_start(struct sched *s);
  * Returns the number of sources not yet ready (0: all ready). */
 size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms);
 
+/* Like sched_wait_ready, but a source whose first reads failed in a way
+ * that retrying will not cure (anything but SFS_ETRANSIENT: not found,
+ * denied, malformed) counts as settled too. Returns the number of sources
+ * neither ready nor settled. */
+size_t sched_wait_settled(struct sched *s, uint64_t timeout_ms);
+
+/* Called by sched_report_missing for each file never published: its name,
+ * its source ("backend:path") and why (no secret values). */
+typedef void (*sched_report_fn)(void *arg, const char *file, const char *source,
+                                const char *why);
+
+/* Reports every file that has no content now. Only after sched_stop().
+ * Returns how many were reported. */
+size_t sched_report_missing(struct sched *s, sched_report_fn report, void *arg);
+
 /* Number of sources. */
 size_t sched_source_count(const struct sched *s);
 

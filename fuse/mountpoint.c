@@ -97,8 +97,9 @@ static int resolve_parent(const char *path, char *out, size_t len)
 	return 0;
 }
 
-/* Whether a FUSE filesystem is mounted at path, per mountinfo. */
-static int fuse_mounted_at(const char *path)
+/* Whether a filesystem whose type is fstype (or starts with it, when
+ * prefix) is mounted at path, per mountinfo. */
+static int mounted_at(const char *path, const char *want, int prefix)
 {
 	char line[8192], real[4096];
 	FILE *f;
@@ -116,11 +117,36 @@ static int fuse_mounted_at(const char *path)
 		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
 		    sscanf(sep + 3, "%255s", fstype) != 1)
 			continue;
-		if (strcmp(mnt, real) == 0 && strncmp(fstype, "fuse", 4) == 0)
+		if (strcmp(mnt, real) == 0 &&
+		    (prefix ? strncmp(fstype, want, strlen(want)) == 0
+		            : strcmp(fstype, want) == 0))
 			found = 1;
 	}
 	fclose(f);
 	return found;
+}
+
+int mountpoint_is_secretfs(const char *path)
+{
+	return mounted_at(path, "fuse.secretfs", 0);
+}
+
+int mountpoint_make_dir(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		log_error("%s is not a directory%s", path,
+		          S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+		return SFS_EIO;
+	}
+	if (errno != ENOENT || mkdir_p(path) < 0) {
+		log_error("cannot create directory %s: %s", path, strerror(errno));
+		return SFS_EIO;
+	}
+	return 0;
 }
 
 static int detach_stale(const char *path)
@@ -143,7 +169,7 @@ int mountpoint_prepare(const char *path)
 		return 0;
 	/* The kernel may answer stat on a dead mount from its attribute cache;
 	 * statfs always asks the daemon, so it tells live from dead. */
-	if (fuse_mounted_at(path)) {
+	if (mounted_at(path, "fuse", 1)) {
 		if (statfs(path, &sfs) == 0) {
 			log_error("mount point %s: a running FUSE filesystem is already "
 			          "mounted there",

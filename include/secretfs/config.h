@@ -23,7 +23,8 @@ struct config_mount {
 	gid_t gid;            /* default: the process's effective gid */
 	mode_t mode;          /* default 0400: files */
 	mode_t dir_mode;      /* default 0555: directories */
-	bool allow_other;     /* default false */
+	bool allow_other;     /* default false; fuse only */
+	bool keep_on_exit; /* directory only: leave the files at exit (default false) */
 };
 
 struct config_backend {

@@ -1,11 +1,22 @@
 /*
- * The FUSE filesystem (libfuse3 low-level API). A read-only tree whose
- * directories are implied by the file names given before mounting. Every
- * version of a file is its own inode with immutable content, so the kernel
- * may cache pages freely (keep_cache): rotation publishes a new inode under
- * the name and invalidates the name's dentry, and readers of the old inode
- * keep the version they opened. Opening a file unseals its content into a
- * guarded snapshot owned by the handle, wiped on release.
+ * The output: how the files reach applications. A read-only tree whose
+ * directories are implied by the file names given before mounting, served
+ * by one of two implementations chosen at fs_new():
+ *
+ * - FS_OUTPUT_FUSE (fs_fuse.c, libfuse3 low-level API). Every version of a
+ *   file is its own inode with immutable content, so the kernel may cache
+ *   pages freely (keep_cache): rotation publishes a new inode under the
+ *   name and invalidates the name's dentry, and readers of the old inode
+ *   keep the version they opened. Opening a file unseals its content into a
+ *   guarded snapshot owned by the handle, wiped on release.
+ *
+ * - FS_OUTPUT_DIRECTORY (fs_dir.c), for hosts where FUSE is not allowed:
+ *   every publish writes a complete generation directory "..<timestamp>"
+ *   into the mount directory (meant to be memory-backed) and swaps the
+ *   "..data" symlink to it with rename(2), as Kubernetes updates Secret
+ *   volumes; each top-level name is a symlink "name -> ..data/name". The
+ *   files on disk are plaintext (that is the trade-off); the process still
+ *   holds none at rest.
  */
 #ifndef SECRETFS_FS_H
 #define SECRETFS_FS_H
@@ -19,15 +30,20 @@ struct fs;
 struct store;
 struct store_blob;
 
+enum fs_output { FS_OUTPUT_FUSE = 0, FS_OUTPUT_DIRECTORY };
+
 struct fs_options {
+	enum fs_output output;
 	mode_t dir_mode;
 	uid_t dir_uid;
 	gid_t dir_gid;
-	bool allow_other;
+	bool allow_other;  /* FUSE only */
+	bool keep_on_exit; /* directory only: leave the files in place at exit */
 };
 
-/* Creates an empty tree (only the root). st is borrowed and must outlive
- * the fs. Returns 0 or SFS_ENOMEM. */
+/* Creates an empty tree (only the root) served by opt->output. st is
+ * borrowed and must outlive the fs (it may be NULL for an fs used only for
+ * fs_check_ready). Returns 0, SFS_EINVAL (unknown output) or SFS_ENOMEM. */
 int fs_new(const struct fs_options *opt, struct store *st, struct fs **out);
 
 /* Declares a file (absent until first published); creates implied
@@ -46,14 +62,21 @@ struct fs_update {
 
 /*
  * Publishes updates atomically (an open that follows sees all of them or
- * none), then invalidates the kernel's cached entries for those names.
- * Must not be called from a FUSE request handler. Thread-safe.
+ * none): FUSE invalidates the kernel's cached entries for those names; the
+ * directory output writes and swaps in a new generation (once mounted;
+ * before that it only keeps the blobs). When it returns 0 the new content
+ * is visible and the blobs belong to the fs; on failure nothing changed and
+ * they stay the caller's. Must not be called from a FUSE request handler.
+ * Thread-safe. Returns 0, SFS_EINVAL, SFS_ENOMEM or SFS_EIO (logged).
  */
 int fs_publish(struct fs *fs, struct fs_update *updates, size_t n);
 
 /* Mounts at path (a directory, or /dev/fd/N for a descriptor opened by a
  * privileged helper). A stale mount left by a dead instance is detached
- * first. Returns 0 or SFS_EIO (reason logged). */
+ * first. The directory output instead creates the directory if missing,
+ * removes what an earlier run of secretfs left there (recognised by name),
+ * refuses entries under the files' names that it did not make, and writes
+ * the first generation. Returns 0 or SFS_EIO (reason logged). */
 int fs_mount(struct fs *fs, const char *path);
 
 /* Installs the SIGTERM/SIGINT handlers (stop serving; fs_run returns) and
@@ -66,8 +89,24 @@ bool fs_stop_requested(void);
 /* Serves requests until SIGTERM/SIGINT or an unmount. Returns 0. */
 int fs_run(struct fs *fs);
 
-/* Unmounts if mounted. */
+/* Unmounts if mounted. The directory output removes its files, links and
+ * generations unless keep_on_exit (old generations go in any case). */
 void fs_unmount(struct fs *fs);
+
+/* Called by fs_check_ready for each problem: name is a file name, or NULL
+ * for the mount as a whole; why is a short reason. */
+typedef void (*fs_report_fn)(void *arg, const char *name, const char *why);
+
+/*
+ * Checks from outside, without serving anything, that the files declared
+ * with fs_add_file are in place at path as a running secretfs would serve
+ * them: for FUSE, a fuse.secretfs mount at path and every file present;
+ * for the directory output, "..data" our symlink to a generation, each
+ * top-level name our symlink, and every file a regular file inside the
+ * generation (never following a symlink someone else planted). Returns 0
+ * when ready, else the number of problems reported (at least 1).
+ */
+int fs_check_ready(struct fs *fs, const char *path, fs_report_fn report, void *arg);
 
 /* Unmounts if needed, wipes everything and frees. NULL-safe. */
 void fs_free(struct fs *fs);

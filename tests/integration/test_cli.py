@@ -1,11 +1,12 @@
-"""Command line: --version, --help, unknown options, --check."""
+"""Command line: --version, --help, unknown options, --check, --ready (FUSE)."""
 
+import os
 import re
 import subprocess
 
 import pytest
 
-from helpers.harness import TIMEOUT, mounts_at
+from helpers.harness import TIMEOUT, mounts_at, wait_until
 
 
 def valid_config(sb):
@@ -102,3 +103,57 @@ def test_invalid_config_refuses_to_start_and_never_mounts(sandbox):
     assert rc == 1
     assert not mounts_at(sandbox.mount)
     assert 'backend "nope" is not defined in backends' in d.log_text()
+
+
+def test_help_names_once_and_ready(workdir):
+    r = workdir.run(["--help"])
+    assert "--once" in r.stdout and "--ready" in r.stdout, r.stdout
+
+
+def test_check_once_and_ready_exclude_each_other(workdir):
+    workdir.write_config(valid_config(workdir), workdir.file("cfg.json"))
+    r = workdir.run(["--config", "cfg.json", "--check", "--ready"])
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "exclude each other" in r.stderr
+
+
+@pytest.mark.fuse
+def test_ready_fails_before_the_first_fetch_and_passes_once_mounted(sandbox):
+    # secrets.json does not exist yet: the daemon waits for it, unmounted.
+    cfg = sandbox.config({"db/password": {"backend": "local", "path": "db",
+                                          "field": "password"}},
+                         startup_timeout="60s")
+    d = sandbox.start(config=cfg, wait=False)
+    d.wait_log(r"source local:db: read failed")
+    r = sandbox.run(["--config", sandbox.config_path, "--ready"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "not ready" in r.stdout and "no secretfs FUSE mount" in r.stdout, r.stdout
+    assert not mounts_at(sandbox.mount), "--ready must not mount anything"
+    sandbox.write_data({"db": {"password": "pw"}})
+    d.wait_mounted()
+    r = sandbox.run(["--config", sandbox.config_path, "--ready"])
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout.startswith("ready: 1 files"), r.stdout
+
+
+@pytest.mark.fuse
+def test_ready_names_files_still_missing_from_the_mount(sandbox):
+    cfg = sandbox.config({"a": {"backend": "local", "path": "a"},
+                          "later/b": {"backend": "local", "path": "b"}},
+                         startup_timeout="500ms")
+    sandbox.start(config=cfg, data={"a": "va"})
+    r = sandbox.run(["--config", sandbox.config_path, "--ready"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stdout.splitlines() == ["not ready: later/b: No such file or directory"], r.stdout
+    sandbox.write_data({"a": "va", "b": "vb"})
+    wait_until(lambda: sandbox.run(["--config", sandbox.config_path, "--ready"]).returncode
+               == 0, what="--ready to pass")
+
+
+def test_ready_fails_without_a_mount_and_creates_nothing(workdir):
+    workdir.write_config(valid_config(workdir), workdir.file("cfg.json"))
+    os.rmdir(workdir.mount)
+    r = workdir.run(["--config", "cfg.json", "--ready"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "not ready" in r.stdout
+    assert not os.path.exists(workdir.mount)

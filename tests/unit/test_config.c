@@ -62,7 +62,7 @@ static bool any_contains(const struct diag *d, const char *sub)
 
 static const char full_config[] =
     "{'mount': {'path': '/run/secrets/app', 'type': 'directory', 'uid': 10,"
-    "           'gid': 20, 'mode': '0440', 'dir_mode': '550', 'allow_other': true},"
+    "           'gid': 20, 'mode': '0440', 'dir_mode': '550', 'keep_on_exit': true},"
     " 'backends': {"
     "   'local': {'type': 'file', 'path': 'x.json'},"
     "   'fake': {'type': 'dev', 'ttl': '30s'}},"
@@ -101,7 +101,8 @@ TEST(test_full_config_round_trips_every_field)
 	CHECK_EQ_INT(cfg->mount.gid, 20);
 	CHECK_EQ_INT(cfg->mount.mode, 0440);
 	CHECK_EQ_INT(cfg->mount.dir_mode, 0550);
-	CHECK(cfg->mount.allow_other);
+	CHECK(cfg->mount.keep_on_exit);
+	CHECK(!cfg->mount.allow_other);
 
 	CHECK_EQ_INT(cfg->nbackends, 2);
 	CHECK_STR_EQ(cfg->backends[0].name, "local");
@@ -191,6 +192,7 @@ TEST(test_minimal_config_gets_defaults)
 		CHECK_EQ_INT(cfg->mount.mode, 0400);
 		CHECK_EQ_INT(cfg->mount.dir_mode, 0555);
 		CHECK(!cfg->mount.allow_other);
+		CHECK(!cfg->mount.keep_on_exit);
 		CHECK_EQ_INT(cfg->log.level, LOG_LVL_INFO);
 		CHECK(!cfg->log.json);
 		CHECK_EQ_INT(cfg->startup_timeout_ms, 30000);
@@ -200,6 +202,48 @@ TEST(test_minimal_config_gets_defaults)
 		CHECK(cfg->secrets[0].field == NULL);
 		CHECK(cfg->secrets[0].template_text == NULL);
 		CHECK(!cfg->secrets[0].decode_base64);
+	}
+	config_free(cfg);
+	diag_release(&d);
+}
+
+TEST(test_fuse_mount_takes_allow_other_and_a_dev_fd_path)
+{
+	struct config *cfg = NULL;
+	struct diag d;
+
+	CHECK_EQ_INT(parse("{'mount': {'path': '/dev/fd/3', 'type': 'fuse',"
+	                   "           'allow_other': true},"
+	                   " 'backends': {'l': {'type': 'file', 'path': 'x.json'}},"
+	                   " 'secrets': {'..a': {'backend': 'l', 'path': 'a'}}}",
+	                   &d, &cfg),
+	             0);
+	CHECK(cfg != NULL);
+	if (cfg) {
+		CHECK_EQ_INT(cfg->mount.type, MOUNT_FUSE);
+		CHECK(cfg->mount.allow_other);
+		CHECK(!cfg->mount.keep_on_exit);
+		CHECK_STR_EQ(cfg->secrets[0].name, "..a");
+	}
+	config_free(cfg);
+	diag_release(&d);
+}
+
+TEST(test_directory_mount_keep_on_exit_false)
+{
+	struct config *cfg = NULL;
+	struct diag d;
+
+	CHECK_EQ_INT(parse("{'mount': {'path': '/m', 'type': 'directory',"
+	                   "           'keep_on_exit': false},"
+	                   " 'backends': {'l': {'type': 'file', 'path': 'x.json'}},"
+	                   " 'secrets': {'a..': {'backend': 'l', 'path': 'a'}}}",
+	                   &d, &cfg),
+	             0);
+	CHECK(cfg != NULL);
+	if (cfg) {
+		CHECK_EQ_INT(cfg->mount.type, MOUNT_DIRECTORY);
+		CHECK(!cfg->mount.keep_on_exit);
 	}
 	config_free(cfg);
 	diag_release(&d);
@@ -375,6 +419,33 @@ static const struct bad_case bad_cases[] = {
      CFG(MOUNT(", 'dir_mode': '1555'") ", " BK ", " SC),
      1,
      {"mount.dir_mode: setuid, setgid and sticky bits"}},
+    {"mount keep_on_exit string",
+     CFG(MOUNT(", 'type': 'directory', 'keep_on_exit': 'yes'") ", " BK ", " SC),
+     1,
+     {"mount.keep_on_exit: must be true or false"}},
+    {"mount keep_on_exit with fuse",
+     CFG(MOUNT(", 'keep_on_exit': true") ", " BK ", " SC),
+     1,
+     {"mount.keep_on_exit: only for 'type': 'directory'"}},
+    {"mount allow_other with directory",
+     CFG(MOUNT(", 'type': 'directory', 'allow_other': false") ", " BK ", " SC),
+     1,
+     {"mount.allow_other: only for 'type': 'fuse'"}},
+    {"mount /dev/fd with directory",
+     CFG("'mount': {'path': '/dev/fd/3', 'type': 'directory'}, " BK ", " SC),
+     1,
+     {"mount.path: a /dev/fd/N descriptor is only for 'type': 'fuse'"}},
+    {"reserved names in a directory mount",
+     CFG(MOUNT(
+         ", 'type': 'directory'") ", " BK
+                                  ", 'secrets': {'..data': {'backend': 'l', 'path': 'a'},"
+                                  "              '..x/y': {'backend': 'l', 'path': 'a'},"
+                                  "              'ok/..z': {'backend': 'l', 'path': "
+                                  "'a'}}"),
+     2,
+     {"secrets.'..data': '..data' is not allowed: names beginning with '..' are "
+      "reserved in a directory mount",
+      "'..x/y' is not allowed: names beginning"}},
     {"mount allow_other string",
      CFG(MOUNT(", 'allow_other': 'yes'") ", " BK ", " SC),
      1,
@@ -1069,6 +1140,8 @@ TEST(test_free_accepts_null)
 }
 
 TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_defaults,
+          test_fuse_mount_takes_allow_other_and_a_dev_fd_path,
+          test_directory_mount_keep_on_exit_false,
           test_signal_names_accept_sig_prefix_and_any_case,
           test_modes_accept_octal_strings_and_integers,
           test_bad_configs_report_each_problem_once,

@@ -305,6 +305,25 @@ def scan_memory(pid, needles, max_mapping=256 << 20, chunk=1 << 20):
     return hits, scanned
 
 
+def assert_no_plaintext(pid, values, when):
+    """Fails (AssertionError) if any of values (str) is in the memory of
+    process pid, allowing a moment for asynchronous releases to land."""
+    needles = [v.encode() for v in values]
+    state = {}
+
+    def clean():
+        # Releases of closed handles reach the daemon asynchronously; give
+        # them a moment before calling a copy a leak.
+        state["hits"], state["scanned"] = scan_memory(pid, needles)
+        return not state["hits"]
+    try:
+        wait_until(clean, timeout=3, interval=0.2, what="no plaintext")
+    except WaitTimeout:
+        raise AssertionError(f"plaintext secret(s) in the daemon's memory {when}:\n"
+                             + describe_hits(state["hits"])) from None
+    assert state["scanned"] > 1 << 20, "the scan read suspiciously little memory"
+
+
 def describe_hits(hits, labels=None):
     labels = labels or {}
     lines = []
@@ -328,6 +347,7 @@ class Daemon:
         self.config_path = config_path
         self.name = name
         self._log_cache = ""
+        self.started_ns = time.time_ns()  # a little after the process started
 
     @property
     def pid(self):
@@ -387,6 +407,21 @@ class Daemon:
             return True
         wait_until(check, timeout, interval=0.02, what=f"{FSTYPE} mounted at {self.mount}")
 
+    def wait_written(self, timeout=None):
+        """Directory mounts: waits until ..data points to a generation this
+        daemon wrote (its name is its UTC time, which is not before the
+        daemon started); fails fast if the process exits first."""
+        data = os.path.join(self.mount, "..data")
+        sec, ns = divmod(self.started_ns, 10**9)
+        since = time.strftime("..%Y_%m_%d_%H_%M_%S", time.gmtime(sec)) + f".{ns:09d}"
+
+        def check():
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"secretfs exited with {rc} before writing {self.mount}")
+            return os.readlink(data) >= since
+        wait_until(check, timeout, interval=0.02, what=f"{data} to point to a new generation")
+
     def send(self, sig):
         if self.alive():
             os.kill(self.pid, sig)
@@ -423,6 +458,10 @@ class Daemon:
                 pass
         self.kill()
         self.log_text()
+
+
+def is_directory_config(config):
+    return isinstance(config, dict) and config.get("mount", {}).get("type") == "directory"
 
 
 class Sandbox:
@@ -504,7 +543,8 @@ class Sandbox:
               timeout=None, **cfg_kw):
         """Starts secretfs --config on a config built from secrets (or on the
         given config dict / text), writing data as the secrets file first.
-        With wait, returns once the mount is up (first values fetched)."""
+        With wait, returns once the mount is up (first values fetched): for a
+        directory mount, once its first generation is written."""
         if data is not None:
             self.write_data(data)
         if config is None:
@@ -515,6 +555,7 @@ class Sandbox:
             mount = config["mount"]["path"] if isinstance(config, dict) else self.mount
         n = len(self.daemons)
         log_path = self.file(f"daemon-{n}.log")
+        started_ns = time.time_ns()
         full_env = dict(os.environ if env is None else env)
         full_env.update(extra_env or {})
         with open(log_path, "wb") as log:
@@ -523,11 +564,14 @@ class Sandbox:
                                     env=full_env, pass_fds=pass_fds, cwd=self.root,
                                     start_new_session=True)
         d = Daemon(self, proc, mount, log_path, cfg_path, f"daemon-{n}")
+        d.started_ns = started_ns
         with self._lock:
             self.daemons.append(d)
         if self.aborted:
             d.kill()
-        if wait:
+        if wait and is_directory_config(config):
+            d.wait_written(timeout)
+        elif wait:
             d.wait_mounted(timeout)
         return d
 

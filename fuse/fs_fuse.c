@@ -1,0 +1,812 @@
+/*
+ * The FUSE output (see fs.h), on the libfuse3 low-level API.
+ *
+ * Names form a fixed tree of nodes built before mounting. A file node points
+ * at its current version, an inode (fs_inode) with an immutable sealed blob
+ * and its own inode number. Publishing a version makes a new inode current
+ * and invalidates the name's dentry, so the next lookup gets the new inode
+ * while handles (and page cache) of the old one stay with the old content:
+ * no torn reads and no stale cache for new opens. Superseded inodes are
+ * freed when the kernel forgets them and no handle has them open.
+ *
+ * One mutex guards the tables. The kernel is notified only after the mutex
+ * is released and never from a request handler (the scheduler publishes):
+ * an invalidation waits for the directory lock that an in-flight lookup
+ * holds, and that lookup may be waiting for this process to answer.
+ */
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_impl.h"
+#include "mountpoint.h"
+#include "secretfs/error.h"
+#include "secretfs/fs.h"
+#include "secretfs/log.h"
+#include "secretfs/secmem.h"
+#include "secretfs/store.h"
+
+/* Names and attributes change only through explicit invalidation. */
+#define FS_ENTRY_TIMEOUT 3600.0
+#define FS_ATTR_TIMEOUT 3600.0
+
+struct fs_inode;
+
+struct fs_node {
+	char *name; /* last path segment */
+	char *path; /* full name inside the mount (files) */
+	struct fs_node *parent;
+	bool is_dir;
+	struct fs_node **children; /* directories */
+	size_t nchildren;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	struct fs_inode *current; /* files: NULL while absent; dirs: their inode */
+};
+
+struct fs_inode {
+	fuse_ino_t ino;
+	struct fs_node *node;
+	uint64_t version;
+	struct store_blob *blob; /* files; NULL for directories */
+	size_t size;
+	struct timespec mtime;
+	uint64_t nlookup;
+	unsigned nopen;
+	bool superseded;
+	struct fs_inode *hnext; /* hash chain */
+};
+
+struct fs_handle {
+	unsigned char *data; /* secmem snapshot */
+	size_t len;
+	struct fs_inode *inode;
+	struct fs_handle *prev, *next; /* all open handles, for teardown */
+};
+
+struct fs_fuse {
+	struct fs base; /* first: the fs.h handle */
+	struct fs_options opt;
+	struct store *store;
+	pthread_mutex_t lock;
+	struct fs_node *root;
+	struct fs_node **files; /* by id */
+	size_t nfiles;
+	struct fs_inode **buckets;
+	size_t nbuckets, ninodes;
+	fuse_ino_t next_ino;
+	size_t nhandles;
+	struct fs_handle *handles;
+	struct fuse_session *se;
+	bool mounted;
+};
+
+/* ---- inode table ---------------------------------------------------- */
+
+static int inode_table_grow(struct fs_fuse *fs)
+{
+	size_t n = fs->nbuckets ? fs->nbuckets * 2 : 256;
+	struct fs_inode **b = calloc(n, sizeof *b);
+
+	if (!b)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		struct fs_inode *in = fs->buckets[i], *next;
+		for (; in; in = next) {
+			next = in->hnext;
+			in->hnext = b[in->ino & (n - 1)];
+			b[in->ino & (n - 1)] = in;
+		}
+	}
+	free(fs->buckets);
+	fs->buckets = b;
+	fs->nbuckets = n;
+	return 0;
+}
+
+static struct fs_inode *inode_find(struct fs_fuse *fs, fuse_ino_t ino)
+{
+	struct fs_inode *in;
+
+	if (!fs->nbuckets)
+		return NULL;
+	for (in = fs->buckets[ino & (fs->nbuckets - 1)]; in; in = in->hnext)
+		if (in->ino == ino)
+			return in;
+	return NULL;
+}
+
+static struct fs_inode *inode_new(struct fs_fuse *fs, struct fs_node *node)
+{
+	struct fs_inode *in;
+
+	if (fs->ninodes >= fs->nbuckets && inode_table_grow(fs) < 0)
+		return NULL;
+	in = calloc(1, sizeof *in);
+	if (!in)
+		return NULL;
+	in->ino = fs->next_ino++;
+	in->node = node;
+	clock_gettime(CLOCK_REALTIME, &in->mtime);
+	in->hnext = fs->buckets[in->ino & (fs->nbuckets - 1)];
+	fs->buckets[in->ino & (fs->nbuckets - 1)] = in;
+	fs->ninodes++;
+	return in;
+}
+
+static void inode_unlink_free(struct fs_fuse *fs, struct fs_inode *in)
+{
+	struct fs_inode **pp = &fs->buckets[in->ino & (fs->nbuckets - 1)];
+
+	while (*pp && *pp != in)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = in->hnext;
+	fs->ninodes--;
+	store_blob_free(in->blob);
+	free(in);
+}
+
+/* Frees a superseded version nobody can reach any more. */
+static void inode_maybe_free(struct fs_fuse *fs, struct fs_inode *in)
+{
+	if (in->superseded && in->nlookup == 0 && in->nopen == 0)
+		inode_unlink_free(fs, in);
+}
+
+/* Links a handle into the open list; lock held. */
+static void handle_link(struct fs_fuse *fs, struct fs_handle *h)
+{
+	h->inode->nopen++;
+	fs->nhandles++;
+	h->prev = NULL;
+	h->next = fs->handles;
+	if (fs->handles)
+		fs->handles->prev = h;
+	fs->handles = h;
+}
+
+/* Unlinks, wipes and frees a handle; lock held. */
+static void handle_release(struct fs_fuse *fs, struct fs_handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	fs->nhandles--;
+	h->inode->nopen--;
+	inode_maybe_free(fs, h->inode);
+	secmem_free(h->data, h->len);
+	free(h);
+}
+
+/* ---- tree --------------------------------------------------------------- */
+
+static struct fs_node *node_new(struct fs_fuse *fs, struct fs_node *parent,
+                                const char *name, size_t len, bool is_dir)
+{
+	struct fs_node *n = calloc(1, sizeof *n);
+	struct fs_node **grown;
+
+	if (!n || !(n->name = strndup(name, len)))
+		goto fail;
+	n->parent = parent;
+	n->is_dir = is_dir;
+	if (is_dir) {
+		n->mode = fs->opt.dir_mode;
+		n->uid = fs->opt.dir_uid;
+		n->gid = fs->opt.dir_gid;
+		if (!(n->current = inode_new(fs, n)))
+			goto fail;
+	}
+	if (parent) {
+		grown =
+		    realloc(parent->children, (parent->nchildren + 1) * sizeof *grown);
+		if (!grown)
+			goto fail;
+		parent->children = grown;
+		parent->children[parent->nchildren++] = n;
+	}
+	return n;
+fail:
+	if (n) {
+		if (n->current)
+			inode_unlink_free(fs, n->current);
+		free(n->name);
+	}
+	free(n);
+	return NULL;
+}
+
+static struct fs_node *node_child(struct fs_node *dir, const char *name, size_t len)
+{
+	for (size_t i = 0; i < dir->nchildren; i++) {
+		struct fs_node *c = dir->children[i];
+		if (strlen(c->name) == len && memcmp(c->name, name, len) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static void node_free(struct fs_fuse *fs, struct fs_node *n)
+{
+	if (!n)
+		return;
+	for (size_t i = 0; i < n->nchildren; i++)
+		node_free(fs, n->children[i]);
+	free(n->children);
+	free(n->name);
+	free(n->path);
+	free(n);
+}
+
+static void fusefs_free(struct fs *base);
+
+static int fusefs_create(const struct fs_options *opt, struct store *st, struct fs **out)
+{
+	struct fs_fuse *fs = calloc(1, sizeof *fs);
+
+	if (!fs)
+		return SFS_ENOMEM;
+	fs->base.ops = &fs_fuse_ops;
+	fs->opt = *opt;
+	fs->store = st;
+	fs->next_ino = FUSE_ROOT_ID;
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->root = node_new(fs, NULL, "", 0, true);
+	if (!fs->root) {
+		fusefs_free(&fs->base);
+		return SFS_ENOMEM;
+	}
+	*out = &fs->base;
+	return 0;
+}
+
+static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t uid,
+                           gid_t gid, size_t *id)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	struct fs_node *dir = fs->root, *n, **grown;
+	const char *seg = name, *slash;
+
+	while ((slash = strchr(seg, '/'))) {
+		n = node_child(dir, seg, (size_t)(slash - seg));
+		if (n && !n->is_dir)
+			return SFS_EINVAL;
+		if (!n && !(n = node_new(fs, dir, seg, (size_t)(slash - seg), true)))
+			return SFS_ENOMEM;
+		dir = n;
+		seg = slash + 1;
+	}
+	if (!*seg || node_child(dir, seg, strlen(seg)))
+		return SFS_EINVAL;
+	grown = realloc(fs->files, (fs->nfiles + 1) * sizeof *grown);
+	if (!grown)
+		return SFS_ENOMEM;
+	fs->files = grown;
+	n = node_new(fs, dir, seg, strlen(seg), false);
+	if (!n || !(n->path = strdup(name)))
+		return SFS_ENOMEM;
+	n->mode = mode;
+	n->uid = uid;
+	n->gid = gid;
+	*id = fs->nfiles;
+	fs->files[fs->nfiles++] = n;
+	return 0;
+}
+
+/* ---- publishing ----------------------------------------------------- */
+
+static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	struct fs_inode **fresh = calloc(n ? n : 1, sizeof *fresh);
+	bool mounted;
+	int rc = 0;
+
+	if (!fresh)
+		return SFS_ENOMEM;
+	pthread_mutex_lock(&fs->lock);
+	/* Allocate everything first so the swap below cannot fail half-way. */
+	for (size_t i = 0; i < n; i++) {
+		if (updates[i].id >= fs->nfiles) {
+			rc = SFS_EINVAL;
+			goto undo;
+		}
+		if (!updates[i].blob)
+			continue;
+		fresh[i] = inode_new(fs, fs->files[updates[i].id]);
+		if (!fresh[i]) {
+			rc = SFS_ENOMEM;
+			goto undo;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct fs_node *node = fs->files[updates[i].id];
+		struct fs_inode *old = node->current;
+
+		if (fresh[i]) {
+			fresh[i]->blob = updates[i].blob;
+			fresh[i]->version = updates[i].version;
+			fresh[i]->size = store_blob_len(updates[i].blob);
+			updates[i].blob = NULL;
+		}
+		node->current = fresh[i];
+		if (old) {
+			old->superseded = true;
+			inode_maybe_free(fs, old);
+		}
+	}
+	mounted = fs->mounted;
+	pthread_mutex_unlock(&fs->lock);
+
+	if (mounted) {
+		for (size_t i = 0; i < n; i++) {
+			struct fs_node *node = fs->files[updates[i].id];
+			int r = fuse_lowlevel_notify_inval_entry(
+			    fs->se, node->parent->current->ino, node->name,
+			    strlen(node->name));
+			if (r < 0 && r != -ENOENT)
+				log_debug("invalidating %s: %s", node->path,
+				          strerror(-r));
+		}
+	}
+	free(fresh);
+	return 0;
+undo:
+	for (size_t i = 0; i < n; i++)
+		if (fresh[i])
+			inode_unlink_free(fs, fresh[i]);
+	pthread_mutex_unlock(&fs->lock);
+	free(fresh);
+	return rc;
+}
+
+/* ---- request handlers --------------------------------------------------- */
+
+static void fill_stat(const struct fs_inode *in, struct stat *st)
+{
+	const struct fs_node *n = in->node;
+
+	memset(st, 0, sizeof *st);
+	st->st_ino = in->ino;
+	st->st_uid = n->uid;
+	st->st_gid = n->gid;
+	st->st_mtim = in->mtime;
+	st->st_ctim = in->mtime;
+	st->st_atim = in->mtime;
+	if (n->is_dir) {
+		st->st_mode = S_IFDIR | n->mode;
+		st->st_nlink = 2;
+	} else {
+		st->st_mode = S_IFREG | n->mode;
+		st->st_nlink = 1;
+		st->st_size = (off_t)in->size;
+		st->st_blocks = (blkcnt_t)((in->size + 511) / 512);
+	}
+	st->st_blksize = 4096;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+	struct fuse_entry_param e;
+	struct fs_inode *dir, *in;
+	struct fs_node *child;
+
+	memset(&e, 0, sizeof e);
+	pthread_mutex_lock(&fs->lock);
+	dir = inode_find(fs, parent);
+	if (!dir || !dir->node->is_dir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+		return;
+	}
+	child = node_child(dir->node, name, strlen(name));
+	in = child ? child->current : NULL;
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	in->nlookup++;
+	e.ino = in->ino;
+	e.generation = 1;
+	e.attr_timeout = FS_ATTR_TIMEOUT;
+	e.entry_timeout = FS_ENTRY_TIMEOUT;
+	fill_stat(in, &e.attr);
+	pthread_mutex_unlock(&fs->lock);
+	if (fuse_reply_entry(req, &e) != 0) {
+		/* The kernel did not take the reference after all. */
+		pthread_mutex_lock(&fs->lock);
+		in->nlookup--;
+		inode_maybe_free(fs, in);
+		pthread_mutex_unlock(&fs->lock);
+	}
+}
+
+static void forget_one(struct fs_fuse *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs_inode *in = inode_find(fs, ino);
+
+	if (!in || in->node->is_dir)
+		return;
+	in->nlookup = nlookup > in->nlookup ? 0 : in->nlookup - nlookup;
+	inode_maybe_free(fs, in);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+
+	pthread_mutex_lock(&fs->lock);
+	forget_one(fs, ino, nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+                            struct fuse_forget_data *forgets)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < count; i++)
+		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+	struct fs_inode *in;
+	struct stat st;
+
+	pthread_mutex_lock(&fs->lock);
+	in = inode_find(fs, ino);
+	if (in)
+		fill_stat(in, &st);
+	pthread_mutex_unlock(&fs->lock);
+	if (!in)
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+	struct fs_handle *h = NULL;
+	struct fs_inode *in;
+	int err = 0, rc;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	h = calloc(1, sizeof *h);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	in = inode_find(fs, ino);
+	if (!in || !in->blob) {
+		err = in ? EISDIR : ENOENT;
+		goto out;
+	}
+	rc = store_unseal(fs->store, in->blob, in->node->path, in->version, &h->data,
+	                  &h->len);
+	if (rc < 0) {
+		log_error("file %s: cannot open sealed content: %s", in->node->path,
+		          sfs_strerror(rc));
+		err = rc == SFS_ENOMEM ? ENOMEM : EIO;
+		goto out;
+	}
+	h->inode = in;
+	handle_link(fs, h);
+out:
+	pthread_mutex_unlock(&fs->lock);
+	if (err) {
+		free(h);
+		fuse_reply_err(req, err);
+		return;
+	}
+	/* Decryption left the tail of the content in stack frames. */
+	secmem_wipe_stack();
+	fi->fh = (uint64_t)(uintptr_t)h;
+	/* This inode's content never changes: its page cache stays valid. */
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) != 0) {
+		/* The opener went away: release now, there will be no RELEASE. */
+		pthread_mutex_lock(&fs->lock);
+		handle_release(fs, h);
+		pthread_mutex_unlock(&fs->lock);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+
+	if (off < 0 || (size_t)off >= h->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > h->len - (size_t)off)
+		size = h->len - (size_t)off;
+	/* Sent straight from the snapshot with writev: no copy. */
+	fuse_reply_buf(req, (const char *)h->data + off, size);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+
+	pthread_mutex_lock(&fs->lock);
+	handle_release(fs, h);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_err(req, 0);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+	struct fs_inode *in;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	in = inode_find(fs, ino);
+	if (!in)
+		err = ENOENT;
+	else if (!in->node->is_dir)
+		err = ENOTDIR;
+	pthread_mutex_unlock(&fs->lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_open(req, fi);
+}
+
+/* Entries are ".", ".." then the children in order; the offset of an entry
+ * is its index + 1, stable because the tree never changes shape. */
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+	struct fs_inode *dir;
+	struct stat st;
+	char *buf;
+	size_t used = 0;
+
+	if (size > 128 * 1024)
+		size = 128 * 1024;
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dir = inode_find(fs, ino);
+	if (!dir || !dir->node->is_dir) {
+		pthread_mutex_unlock(&fs->lock);
+		free(buf);
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	for (size_t i = (size_t)(off < 0 ? 0 : off); i < dir->node->nchildren + 2; i++) {
+		const char *name;
+		size_t need;
+
+		memset(&st, 0, sizeof st);
+		if (i == 0) {
+			name = ".";
+			st.st_ino = dir->ino;
+			st.st_mode = S_IFDIR;
+		} else if (i == 1) {
+			struct fs_node *p =
+			    dir->node->parent ? dir->node->parent : dir->node;
+			name = "..";
+			st.st_ino = p->current->ino;
+			st.st_mode = S_IFDIR;
+		} else {
+			struct fs_node *c = dir->node->children[i - 2];
+			if (!c->current)
+				continue; /* absent file */
+			name = c->name;
+			st.st_ino = c->current->ino;
+			st.st_mode = c->is_dir ? S_IFDIR : S_IFREG;
+		}
+		need = fuse_add_direntry(req, buf + used, size - used, name, &st,
+		                         (off_t)(i + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	memset(&sv, 0, sizeof sv);
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* Nothing here is ever written: no writeback cache, no locks. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .statfs = op_statfs,
+};
+
+/* ---- session ------------------------------------------------------------ */
+
+static void fusefs_interrupt(struct fs *base)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+
+	if (fs->se)
+		fuse_session_exit(fs->se);
+}
+
+static int fusefs_mount(struct fs *base, const char *path)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	char opts[256];
+	char *argv[] = {"secretfs", "-o", opts, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+
+	snprintf(opts, sizeof opts,
+	         "ro,default_permissions,nosuid,nodev,fsname=secretfs,subtype=secretfs%s",
+	         fs->opt.allow_other ? ",allow_other" : "");
+	if (mountpoint_prepare(path) < 0)
+		return SFS_EIO;
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, fs);
+	fuse_opt_free_args(&args);
+	if (!fs->se) {
+		log_error("cannot create the FUSE session");
+		return SFS_EIO;
+	}
+	if (fuse_session_mount(fs->se, path) != 0) {
+		log_error("cannot mount on %s (is /dev/fuse available, and may this user "
+		          "mount?)",
+		          path);
+		return SFS_EIO;
+	}
+	pthread_mutex_lock(&fs->lock);
+	fs->mounted = true;
+	pthread_mutex_unlock(&fs->lock);
+	return 0;
+}
+
+static int fusefs_run(struct fs *base)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	int rc = fuse_session_loop(fs->se);
+
+	if (rc < 0)
+		log_warn("FUSE session ended: %s", strerror(-rc));
+	return 0;
+}
+
+static void fusefs_unmount(struct fs *base)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	bool was;
+
+	pthread_mutex_lock(&fs->lock);
+	was = fs->mounted;
+	fs->mounted = false;
+	pthread_mutex_unlock(&fs->lock);
+	if (was)
+		fuse_session_unmount(fs->se);
+}
+
+/* Whether path is a secretfs FUSE mount serving every declared file. */
+static int fusefs_check_ready(struct fs *base, const char *path, fs_report_fn report,
+                              void *arg)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	char full[4096];
+	struct stat st;
+	int problems = 0;
+
+	if (mountpoint_is_fd(path)) {
+		report(arg, NULL,
+		       "a mount given as /dev/fd/N cannot be checked from here: "
+		       "probe the path where the helper mounted it instead");
+		return 1;
+	}
+	if (!mountpoint_is_secretfs(path)) {
+		report(arg, NULL, "no secretfs FUSE mount there (yet)");
+		return 1;
+	}
+	for (size_t i = 0; i < fs->nfiles; i++) {
+		const char *name = fs->files[i]->path;
+
+		if (snprintf(full, sizeof full, "%s/%s", path, name) >=
+		    (int)sizeof full) {
+			report(arg, name, "path too long");
+			problems++;
+		} else if (stat(full, &st) < 0) {
+			report(arg, name, strerror(errno));
+			problems++;
+		} else if (!S_ISREG(st.st_mode)) {
+			report(arg, name, "not a regular file");
+			problems++;
+		}
+	}
+	return problems;
+}
+
+static void fusefs_free(struct fs *base)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+
+	fusefs_unmount(base);
+	if (fs->se)
+		fuse_session_destroy(fs->se);
+	/* Handles whose RELEASE never came (closed as we stopped): wipe them. */
+	while (fs->handles)
+		handle_release(fs, fs->handles);
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		struct fs_inode *in = fs->buckets[i], *next;
+		for (; in; in = next) {
+			next = in->hnext;
+			store_blob_free(in->blob);
+			free(in);
+		}
+	}
+	free(fs->buckets);
+	node_free(fs, fs->root);
+	free(fs->files);
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}
+
+const struct fs_ops fs_fuse_ops = {
+    .name = "fuse",
+    .create = fusefs_create,
+    .add_file = fusefs_add_file,
+    .publish = fusefs_publish,
+    .mount = fusefs_mount,
+    .run = fusefs_run,
+    .interrupt = fusefs_interrupt,
+    .unmount = fusefs_unmount,
+    .check_ready = fusefs_check_ready,
+    .free = fusefs_free,
+};
