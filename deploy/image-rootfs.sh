@@ -139,29 +139,31 @@ chown "$NONROOT_UID:$NONROOT_UID" "$ROOT/home/nonroot" 2>/dev/null || true
 chmod 0700 "$ROOT/home/nonroot"
 
 # dpkg -S knows a file by the path its package shipped, which on merged-/usr
-# may be the /lib or the /usr/lib spelling (likewise /bin): try both, for the link and the
-# file it names.
-owner_of() {
-	local p=$1 alt
-	case $p in
-	/usr/bin/* | /usr/sbin/* | /usr/lib/* | /usr/lib64/*) alt=${p#/usr} ;;
-	/bin/* | /sbin/* | /lib/* | /lib64/*) alt=/usr$p ;;
-	*) alt=$p ;;
+# may be the /lib or the /usr/lib spelling (likewise /bin): ask for both
+# spellings of every copied path in one dpkg-query call (one call per path
+# reads the whole package database each time).
+other_spelling() {
+	case $1 in
+	/usr/bin/* | /usr/sbin/* | /usr/lib/* | /usr/lib64/*) echo "${1#/usr}" ;;
+	/bin/* | /sbin/* | /lib/* | /lib64/*) echo "/usr$1" ;;
+	*) echo "$1" ;;
 	esac
-	local q owner
-	for q in "$p" "$alt"; do
-		owner=$(dpkg-query -S "$q" 2>/dev/null | awk -F': ' '!/^diversion/ { print $1; exit }')
-		if [[ -n $owner ]]; then
-			echo "${owner%%, *}"
-			return 0
-		fi
-	done
 }
+declare -A OWNER=()
+queries=()
+for p in "${!COPIED[@]}"; do
+	queries+=("$p" "$(other_spelling "$p")")
+done
+while IFS= read -r line; do
+	[[ $line == diversion* ]] && continue
+	OWNER[${line#*: }]=${line%%: *}
+done < <(dpkg-query -S "${queries[@]}" 2>/dev/null || true)
 
 declare -A PKGS=()
 for p in "${!COPIED[@]}"; do
 	[[ $p == /usr/local/bin/secretfs ]] && continue
-	pkg=$(owner_of "$p")
+	pkg=${OWNER[$p]:-${OWNER[$(other_spelling "$p")]:-}}
+	pkg=${pkg%%, *}
 	if [[ -z $pkg ]]; then
 		# Generated at install time (the CA bundle) or a link dpkg does not list.
 		case $p in
