@@ -25,9 +25,18 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job",
 def repo_files(suffixes):
     """Files git tracks or would track (untracked, not ignored) with one of
     the suffixes, as absolute paths."""
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
-    return sorted(os.path.join(REPO, p) for p in out.splitlines()
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout
+        paths = out.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        # Not a git checkout (a source tarball): every file but build trees.
+        paths = []
+        for d, dirs, files in os.walk(REPO):
+            dirs[:] = [x for x in dirs if not x.startswith(("build", "__pycache__"))
+                       and (x == ".github" or not x.startswith("."))]
+            paths += [os.path.relpath(os.path.join(d, f), REPO) for f in files]
+    return sorted(os.path.join(REPO, p) for p in paths
                   if p.endswith(suffixes) and os.path.exists(os.path.join(REPO, p)))
 
 

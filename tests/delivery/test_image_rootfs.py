@@ -266,14 +266,6 @@ def test_missing_metadata_is_caught(rootfs, tmp_path):
 
 # ------------------------------------------------- secretfs running in the image
 
-def fuse_unavailable():
-    if os.geteuid() != 0:
-        return "needs root (chroot and a FUSE mount)"
-    if not os.path.exists("/dev/fuse"):
-        return "needs /dev/fuse"
-    return None
-
-
 @pytest.fixture
 def image_root(rootfs, tmp_path):
     """A private copy of the image tree with /dev/fuse and /etc/secretfs."""
@@ -293,9 +285,8 @@ def image_root(rootfs, tmp_path):
 def test_serves_a_vault_secret_over_tls_from_inside_the_image(image_root):
     """FUSE mode as the privileged sidecar runs it (root): libcurl, OpenSSL
     and the CA handling are the image's own."""
-    reason = fuse_unavailable()
-    if reason:
-        pytest.skip(reason)
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("needs root (chroot, FUSE mount) and /dev/fuse")
     pki = make_test_pki(os.path.join(image_root, "..", "pki"))
     etc = os.path.join(image_root, "etc", "secretfs")
     shutil.copy(pki.ca_cert, os.path.join(etc, "ca.pem"))

@@ -1,6 +1,7 @@
 """deploy/systemd: the hardening each unit must keep, and systemd-analyze
 verify when systemd is installed."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -119,3 +120,24 @@ def test_systemd_analyze_verify_catches_a_bad_key(tmp_path):
         f.write(text.replace("[Service]\n", "[Service]\nNoNewPrivilege=yes\n"))
     r = analyze_verify([path])
     assert "NoNewPrivilege" in r.stderr
+
+
+@pytest.mark.parametrize("name,example", [("secretfs.service", "config.json"),
+                                          ("secretfs-directory.service", "directory.json")])
+def test_unit_config_example_passes_check(name, example, tmp_path):
+    """The ExecStart config is shipped as an example beside the unit, passes
+    --check, and (directory mode) writes where the sandbox lets it."""
+    exec_start = unit(name)["Service"]["ExecStart"][-1].split()
+    cfg_path = exec_start[exec_start.index("--config") + 1]
+    assert os.path.basename(cfg_path) == example
+    src = os.path.join(UNITS, example)
+    if not os.access(dc.SECRETFS_BIN, os.X_OK):
+        pytest.skip(f"no secretfs binary at {dc.SECRETFS_BIN} (set SECRETFS_BIN)")
+    r = subprocess.run([dc.SECRETFS_BIN, "--config", src, "--check"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(src) as f:
+        mount = json.load(f)["mount"]
+    if mount.get("type") == "directory":
+        rw = unit(name)["Service"]["ReadWritePaths"][-1]
+        assert mount["path"].startswith(rw + "/")
