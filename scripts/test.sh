@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, builds, runs the unit tests
 # (CTest) and the integration tests (pytest, real FUSE mounts), then does
-# the same with an AddressSanitizer/UndefinedBehaviorSanitizer build.
+# the same with an AddressSanitizer/UndefinedBehaviorSanitizer build. The
+# delivery checks (tests/delivery) run once, with the normal build.
 # Integration tests need root and /dev/fuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,8 @@ echo "== build"
 BUILD_DIR=build scripts/setup.sh
 echo "== unit tests"
 ctest --test-dir build --output-on-failure --timeout 120
-echo "== integration tests"
-SECRETFS_BIN="$PWD/build/secretfs" "${PYTEST[@]}"
+echo "== integration tests, delivery checks (image rootfs, manifests, workflows, units)"
+SECRETFS_BIN="$PWD/build/secretfs" "${PYTEST[@]}" tests/delivery
 
 if [[ ${SECRETFS_SKIP_SANITIZE:-0} != 1 ]]; then
 	echo "== sanitizer build (ASan + UBSan)"
