@@ -200,7 +200,12 @@ static uint64_t aws_maintain(struct backend *be, uint64_t now)
 	bool temporary;
 
 	pthread_mutex_lock(&a->lock);
-	temporary = a->creds.blob && a->creds_expiration;
+	if (!a->creds.blob) {
+		/* The first request fetches them; look again soon. */
+		pthread_mutex_unlock(&a->lock);
+		return now + 1000;
+	}
+	temporary = a->creds_expiration != 0;
 	due = temporary ? refresh_time(a->creds_obtained, a->creds_expiration, false) : 0;
 	gen = a->creds_gen;
 	pthread_mutex_unlock(&a->lock);
@@ -744,10 +749,11 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 		goto out;
 	}
 	if (!a->source) {
-		log_error("backend %s: no AWS credentials: none of the environment, web "
-		          "identity, profile %s, container credentials, and IMDS is "
-		          "disabled",
-		          name, a->env.profile.name);
+		log_error(
+		    "backend %s: no AWS credentials: the environment, web identity, "
+		    "profile %s and container credentials are not configured, and IMDS "
+		    "is disabled (AWS_EC2_METADATA_DISABLED)",
+		    name, a->env.profile.name);
 		rc = SFS_EINVAL;
 		goto out;
 	}
