@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from helpers.harness import REPO_ROOT
+from helpers.harness import REPO_ROOT, replace_private, write_private  # noqa: F401
 
 _TESTS_DIR = str(REPO_ROOT / "tests")
 if _TESTS_DIR not in sys.path:
@@ -53,24 +53,6 @@ def clean_env(sandbox, imds=None, **extra):
         else:
             env[k] = v
     return env
-
-
-def write_private(sandbox, name, text):
-    """Writes text to a 0600 file in the sandbox (a token, a credentials file)."""
-    path = sandbox.file(name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
-
-
-def replace_private(path, text):
-    """Atomically replaces a private file's content (as the kubelet does)."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
 
 
 def non_loopback_ipv4():

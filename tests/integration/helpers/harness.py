@@ -629,3 +629,21 @@ class Sandbox:
                 force_unmount(m.mountpoint)
         shutil.rmtree(self.root, ignore_errors=True)
         return errors
+
+
+def write_private(sandbox, name, text):
+    """Writes text to a 0600 file in the sandbox (a token, an ID, a JWT, a credentials file)."""
+    path = sandbox.file(name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def replace_private(path, text):
+    """Atomically replaces a private file's content (as kubelet does)."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from helpers.harness import REPO_ROOT
+from helpers.harness import REPO_ROOT, replace_private, write_private  # noqa: F401
 
 _TESTS_DIR = str(REPO_ROOT / "tests")
 if _TESTS_DIR not in sys.path:
@@ -33,24 +33,6 @@ def clean_env(**extra):
                "http_proxy", "https_proxy", "all_proxy", "no_proxy")}
     env.update(extra)
     return env
-
-
-def write_private(sandbox, name, text):
-    """Writes text to a 0600 file in the sandbox (a token, an ID, a JWT)."""
-    path = sandbox.file(name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
-
-
-def replace_private(path, text):
-    """Atomically replaces a private file's content (as kubelet does)."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
 
 
 def backend(vault, pki=None, auth=None, tls=None, **kw):
