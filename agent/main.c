@@ -15,10 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
+#include "harden.h"
 #include "scheduler.h"
 #include "secretfs/backend.h"
 #include "secretfs/config.h"
@@ -61,15 +60,6 @@ static void usage(FILE *out)
 	    "removes the files unless keep_on_exit) and exits 0.\n"
 	    "Exit codes: 0 success, 1 invalid configuration or start-up failure (or\n"
 	    "not ready), 2 usage error, 3 --once wrote only some files.\n");
-}
-
-/* No core dumps, not ptrace-able by other users of our uid. */
-static void harden_process(void)
-{
-	struct rlimit none = {0, 0};
-
-	setrlimit(RLIMIT_CORE, &none);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 static void log_stats(struct sched *s)
@@ -219,6 +209,7 @@ static int run(const struct config *cfg, bool once)
 		         (unsigned long long)(sched_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
+	harden_after_mount(fopt.output == FS_OUTPUT_FUSE);
 	log_info("%s %s: %zu files from %zu sources (%zu ready) in %llu ms",
 	         fopt.output == FS_OUTPUT_FUSE ? "mounted" : "wrote", cfg->mount.path,
 	         cfg->nsecrets, sched_source_count(sched),

@@ -86,6 +86,43 @@ def test_daemon_memory_holds_no_plaintext_secret_at_rest(sandbox, mount_type):
     assert_no_plaintext(d.pid, seen, "after a rotation")
 
 
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(ln.split(":\t", 1) for ln in f.read().splitlines() if ":\t" in ln)
+
+
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_KILL = 0, 1, 2, 3, 5
+CAP_SYS_ADMIN = 21
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("mount_type", ["fuse", "directory"])
+def test_daemon_keeps_only_the_capabilities_it_uses_after_mounting(sandbox, mount_type):
+    # Started as root with every capability; once the mount is in place,
+    # the daemon (and any on_change child) can never regain the others.
+    before = int(proc_status(os.getpid())["CapBnd"], 16)
+    assert before & (1 << 12), "the test runs with CAP_NET_ADMIN in its bounding set"
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}},
+                         backends={"local": {"type": "file", "path": "secrets.json"}},
+                         mount={"type": mount_type})
+    d = sandbox.start(config=cfg, data={"api": rand_token(16)})
+    st = proc_status(d.pid)
+    keep = 1 << CAP_CHOWN | 1 << CAP_DAC_OVERRIDE | 1 << CAP_DAC_READ_SEARCH | \
+        1 << CAP_FOWNER | 1 << CAP_KILL
+    if mount_type == "fuse":
+        keep |= 1 << CAP_SYS_ADMIN
+    for key in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(st[key], 16) == keep, (key, st[key])
+    assert st["NoNewPrivs"].strip() == "1"
+    assert st["CapInh"].strip("0") == "" and st["CapAmb"].strip("0") == ""
+    # Still serving, and it unmounts (or cleans up) at SIGTERM with what it kept.
+    assert d.read("api-key")
+    assert d.stop() == 0
+    with open("/proc/self/mountinfo") as f:
+        assert f" {sandbox.mount} " not in f.read()
+    assert not os.path.lexists(os.path.join(sandbox.mount, "..data"))
+
+
 @pytest.mark.fuse
 def test_open_handle_snapshot_is_wiped_on_release(sandbox):
     value = rand_token(32)
