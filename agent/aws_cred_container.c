@@ -76,28 +76,39 @@ static int container_url(char **url, struct backend_error *err)
 	return *url ? 0 : SFS_ENOMEM;
 }
 
-/* The authorization token, or SFS_ENOTFOUND when none is configured. */
+/* The authorization token, or SFS_ENOTFOUND when none is configured.
+ * Trailing white space is dropped (a value from a Kubernetes Secret often
+ * ends in a newline); a line break inside would inject headers. */
 static int container_token(char **out, size_t *cap, struct backend_error *err)
 {
 	const char *file = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+	const char *what = file && *file ? "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+	                                 : "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+	size_t n;
 	int rc;
 
 	if (file && *file) {
 		rc = backend_read_secret_file(file, out, cap);
+		if (rc < 0) {
+			backend_error_set(err, "%s %s: %s", what, file, sfs_strerror(rc));
+			return rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
+		}
+	} else {
+		rc = aws_env_secret("AWS_CONTAINER_AUTHORIZATION_TOKEN", out, cap);
 		if (rc < 0)
-			backend_error_set(err,
-			                  "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s",
-			                  file, sfs_strerror(rc));
-		return rc < 0 && rc != SFS_ENOMEM ? SFS_ETRANSIENT : rc;
+			return rc;
 	}
-	rc = aws_env_secret("AWS_CONTAINER_AUTHORIZATION_TOKEN", out, cap);
-	if (rc == 0 && strpbrk(*out, "\r\n")) {
+	n = strlen(*out);
+	while (n > 0 && strchr(" \t\r\n", (*out)[n - 1]))
+		(*out)[--n] = '\0';
+	if (n == 0 || strpbrk(*out, "\r\n")) {
 		secmem_free(*out, *cap);
-		backend_error_set(err,
-		                  "AWS_CONTAINER_AUTHORIZATION_TOKEN holds a line break");
+		*out = NULL;
+		*cap = 0;
+		backend_error_set(err, "%s is empty or holds a line break", what);
 		return SFS_EINVAL;
 	}
-	return rc;
+	return 0;
 }
 
 static int container_fetch(const struct aws_env *env, struct http_client *client,

@@ -97,11 +97,13 @@ static int webid_fetch(const struct aws_env *env, struct http_client *client,
 	if (env->sts_endpoint)
 		rc = asprintf(&url, "%s/", env->sts_endpoint);
 	else if (env->region)
-		rc = asprintf(&url, "https://sts.%s.amazonaws.com/", env->region);
+		rc = asprintf(&url, "https://sts.%s.amazonaws.com%s/", env->region,
+		              strncmp(env->region, "cn-", 3) == 0 ? ".cn" : "");
 	else
 		rc = asprintf(&url, "https://sts.amazonaws.com/");
-	if (!form || rc < 0) {
+	if (rc < 0)
 		url = NULL;
+	if (!form || !url) {
 		rc = SFS_ENOMEM;
 		goto out;
 	}

@@ -42,9 +42,10 @@
 struct aws {
 	struct backend base;
 	struct aws_env env;
-	char *endpoint; /* scheme://authority, no trailing slash */
-	char *host;     /* authority, as sent in Host */
-	char *path;     /* request path, "/" unless the endpoint has one */
+	char *endpoint;              /* scheme://authority, no trailing slash */
+	char *host;                  /* authority, as sent in Host */
+	char *path;                  /* request path, "/" unless the endpoint has one */
+	struct http_options sm_http; /* strings borrowed from the config */
 	struct http_pool pool;
 	const struct aws_cred_source *source;
 
@@ -59,8 +60,12 @@ struct aws {
 	uint64_t creds_gen;      /* bumped at every fetch of credentials */
 	time_t creds_obtained;
 	time_t creds_expiration; /* 0: long-term */
-	uint64_t retry_at;       /* monotonic ms: next maintain() attempt */
+	/* After a failed fetch of credentials, none is tried before
+	 * retry_at (monotonic ms); callers get last_error meanwhile. */
+	uint64_t retry_at;
 	unsigned retry_attempt;
+	char last_error[sizeof((struct backend_error *)0)->msg];
+	bool probe_denied; /* DescribeSecret refused: probe with GetSecretValue */
 };
 
 static const char *slot_name(struct aws *a, char *buf, size_t len)
@@ -85,13 +90,40 @@ static time_t refresh_time(time_t got, time_t exp, bool hard)
 	return got + (hard ? life * 2 / 3 : life / 2);
 }
 
-/* Fetches credentials from the source unless another thread did so since
- * the caller saw generation seen. */
+/* Stores fetched credentials; lock held. */
+static int creds_store(struct aws *a, const struct aws_creds *c)
+{
+	size_t cap = c->cap + 2;
+	char name[300], *packed = secmem_alloc(cap);
+	int rc;
+
+	if (!packed)
+		return SFS_ENOMEM;
+	snprintf(packed, cap, "%s\n%s\n%s", c->access_key_id, c->secret_access_key,
+	         c->session_token ? c->session_token : "");
+	rc = store_slot_put(a->env.store, &a->creds, slot_name(a, name, sizeof name),
+	                    packed, strlen(packed));
+	secmem_free(packed, cap);
+	if (rc == 0) {
+		a->creds_gen++;
+		a->creds_obtained = time(NULL);
+		a->creds_expiration = c->expiration;
+		a->retry_attempt = 0;
+		a->retry_at = 0;
+	}
+	return rc;
+}
+
+/*
+ * Fetches credentials from the source unless another thread did so since
+ * the caller saw generation seen, or a fetch failed recently (then the
+ * caller gets that failure until retry_at: a source that is down is not
+ * asked again by every request).
+ */
 static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err)
 {
 	struct aws_creds c = {0};
-	char name[300], *packed = NULL;
-	size_t cap = 0;
+	uint64_t delay;
 	int rc = 0;
 
 	pthread_mutex_lock(&a->refresh_lock);
@@ -100,26 +132,32 @@ static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err
 		pthread_mutex_unlock(&a->lock);
 		goto out;
 	}
-	pthread_mutex_unlock(&a->lock);
-	rc = a->source->fetch(&a->env, a->cred_client, &c, err);
-	if (rc < 0)
-		goto out;
-	cap = c.cap + 2;
-	packed = secmem_alloc(cap);
-	if (!packed) {
-		rc = SFS_ENOMEM;
+	if (sched_now_ms() < a->retry_at) {
+		backend_error_set(err, "%s", a->last_error);
+		err->retry_after_ms = a->retry_at - sched_now_ms();
+		pthread_mutex_unlock(&a->lock);
+		rc = SFS_ETRANSIENT;
 		goto out;
 	}
-	snprintf(packed, cap, "%s\n%s\n%s", c.access_key_id, c.secret_access_key,
-	         c.session_token ? c.session_token : "");
+	pthread_mutex_unlock(&a->lock);
+	rc = a->source->fetch(&a->env, a->cred_client, &c, err);
+	if (rc == 0 && c.expiration && c.expiration <= time(NULL) + 1) {
+		backend_error_set(
+		    err, "%s gave credentials that expire in %lld s (clock skew?)",
+		    a->source->name, (long long)(c.expiration - time(NULL)));
+		rc = SFS_ETRANSIENT;
+	}
 	pthread_mutex_lock(&a->lock);
-	rc = store_slot_put(a->env.store, &a->creds, slot_name(a, name, sizeof name),
-	                    packed, strlen(packed));
-	if (rc == 0) {
-		a->creds_gen++;
-		a->creds_obtained = time(NULL);
-		a->creds_expiration = c.expiration;
-		a->retry_attempt = 0;
+	if (rc == 0)
+		rc = creds_store(a, &c);
+	if (rc < 0) {
+		delay = timing_backoff(a->retry_attempt++, AWS_RETRY_BASE_MS,
+		                       AWS_RETRY_CAP_MS, 0, timing_random());
+		a->retry_at = sched_now_ms() + delay;
+		snprintf(a->last_error, sizeof a->last_error, "%s", err->msg);
+		log_warn("backend %s: credentials from %s: %s (next try in %llu ms)",
+		         a->base.name, a->source->name, err->msg,
+		         (unsigned long long)delay);
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (rc == 0 && c.expiration)
@@ -131,7 +169,6 @@ static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err
 		         a->source->name);
 out:
 	pthread_mutex_unlock(&a->refresh_lock);
-	secmem_free(packed, cap);
 	aws_creds_release(&c);
 	return rc;
 }
@@ -152,22 +189,14 @@ static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
 	                                                      a->creds_expiration, true));
 	*gen = a->creds_gen;
 	pthread_mutex_unlock(&a->lock);
-	if (stale) {
-		rc = creds_refresh(a, *gen, err);
-		if (rc < 0) {
-			pthread_mutex_lock(&a->lock);
-			/* Still usable for a while: carry on with them. */
-			stale =
-			    !a->creds.blob || (a->creds_expiration &&
-			                       time(NULL) + 60 >= a->creds_expiration);
-			pthread_mutex_unlock(&a->lock);
-			if (stale)
-				return rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
-			log_warn(
-			    "backend %s: refreshing credentials failed (%s); using the "
-			    "current ones until they expire",
-			    a->base.name, err->msg);
-		}
+	if (stale && (rc = creds_refresh(a, *gen, err)) < 0) {
+		/* Still usable for a while: carry on with them. */
+		pthread_mutex_lock(&a->lock);
+		stale = !a->creds.blob ||
+		        (a->creds_expiration && time(NULL) + 60 >= a->creds_expiration);
+		pthread_mutex_unlock(&a->lock);
+		if (stale)
+			return rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
 	}
 	pthread_mutex_lock(&a->lock);
 	*gen = a->creds_gen;
@@ -196,34 +225,28 @@ static uint64_t aws_maintain(struct backend *be, uint64_t now)
 	struct aws *a = (struct aws *)be;
 	struct backend_error err = {0};
 	time_t wall = time(NULL), due;
-	uint64_t gen, delay;
-	bool temporary;
+	uint64_t gen, next;
 
 	pthread_mutex_lock(&a->lock);
-	if (!a->creds.blob) {
-		/* The first request fetches them; look again soon. */
+	if (!a->creds.blob || !a->creds_expiration) {
+		/* None yet (the first request fetches them): look again soon;
+		 * long-term ones never need it. */
+		next = a->creds.blob ? UINT64_MAX : now + 1000;
 		pthread_mutex_unlock(&a->lock);
-		return now + 1000;
+		return next;
 	}
-	temporary = a->creds_expiration != 0;
-	due = temporary ? refresh_time(a->creds_obtained, a->creds_expiration, false) : 0;
+	due = refresh_time(a->creds_obtained, a->creds_expiration, false);
 	gen = a->creds_gen;
 	pthread_mutex_unlock(&a->lock);
-	if (!temporary)
-		return UINT64_MAX;
 	if (wall < due)
 		return now + (uint64_t)(due - wall) * 1000;
-	if (now < a->retry_at)
-		return a->retry_at;
-	if (creds_refresh(a, gen, &err) == 0)
-		return aws_maintain(be, now);
-	delay = timing_backoff(a->retry_attempt++, AWS_RETRY_BASE_MS, AWS_RETRY_CAP_MS, 0,
-	                       timing_random());
-	a->retry_at = now + delay;
-	log_warn("backend %s: refreshing credentials from %s failed: %s (retry in %llu "
-	         "ms)",
-	         a->base.name, a->source->name, err.msg, (unsigned long long)delay);
-	return a->retry_at;
+	/* On failure creds_refresh set retry_at; on success look again in a
+	 * while (it refuses credentials already expired). */
+	creds_refresh(a, gen, &err);
+	pthread_mutex_lock(&a->lock);
+	next = a->retry_at > now ? a->retry_at : now + AWS_RETRY_BASE_MS;
+	pthread_mutex_unlock(&a->lock);
+	return next;
 }
 
 /* ---- requests ---------------------------------------------------------------- */
@@ -299,6 +322,7 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 	char *url = NULL;
 	int rc;
 
+	snprintf(msg, msglen, "cannot build the request");
 	snprintf(target, sizeof target, "secretsmanager.%s", op);
 	if (aws_sigv4_amz_date(time(NULL), date) < 0)
 		return SFS_EINVAL;
@@ -314,8 +338,10 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 	}
 	h[nh++] = (struct http_header){"Authorization", auth, true};
 	req.nheaders = nh;
-	if (asprintf(&url, "%s%s", a->endpoint, a->path) < 0)
+	if (asprintf(&url, "%s%s", a->endpoint, a->path) < 0) {
+		sodium_memzero(auth, sizeof auth);
 		return SFS_ENOMEM;
+	}
 	req.url = url;
 	client = http_pool_acquire(&a->pool, msg, msglen);
 	if (!client) {
@@ -339,7 +365,7 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 {
 	struct http_response resp = {0};
 	char *text = json_dumps(body, JSON_COMPACT);
-	char msg[200], type[96];
+	char msg[200] = "", type[96];
 	const char *message;
 	json_t *reply = NULL;
 	json_error_t jerr;
@@ -388,12 +414,14 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 		                  resp.status, type[0] ? type : "(no __type)",
 		                  message ? message : "");
 		rc = error_code(type, resp.status);
-		if (strcmp(type, "ExpiredTokenException") != 0 || attempt > 0)
+		if (attempt > 0 || (strcmp(type, "ExpiredTokenException") != 0 &&
+		                    strcmp(type, "UnrecognizedClientException") != 0 &&
+		                    strcmp(type, "InvalidClientTokenId") != 0))
 			break;
-		/* The credentials died early (revoked session, clock drift):
-		 * get new ones now and try once more. */
-		log_warn("backend %s: credentials expired early; refreshing",
-		         a->base.name);
+		/* The credentials died early (revoked session, clock drift) or
+		 * were replaced at their source (a rewritten credentials file):
+		 * get them again now and try once more. */
+		log_warn("backend %s: %s; getting credentials again", a->base.name, type);
 		if (creds_refresh(a, gen, err) < 0)
 			break;
 	}
@@ -482,6 +510,20 @@ static int aws_fetch(struct backend *be, const struct source_key *key,
 	return rc;
 }
 
+/* The probe of a role allowed GetSecretValue but not DescribeSecret: the
+ * version of a full read (costlier, but rotations still arrive). */
+static int probe_by_reading(struct aws *a, const struct source_key *key, char *version,
+                            size_t versionlen, struct backend_error *err)
+{
+	struct fetch_result r = {0};
+	int rc = aws_fetch(&a->base, key, &r, err);
+
+	if (rc == 0)
+		snprintf(version, versionlen, "%s", r.version);
+	fetch_result_release(&r);
+	return rc;
+}
+
 static int aws_probe(struct backend *be, const struct source_key *key, char *version,
                      size_t versionlen, struct backend_error *err)
 {
@@ -492,6 +534,7 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 	json_t *body, *reply = NULL;
 	const char *id;
 	json_t *stages;
+	bool denied;
 	int rc;
 
 	if (pinned) {
@@ -501,11 +544,29 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 	}
 	if (!stage)
 		stage = "AWSCURRENT";
+	pthread_mutex_lock(&a->lock);
+	denied = a->probe_denied;
+	pthread_mutex_unlock(&a->lock);
+	if (denied)
+		return probe_by_reading(a, key, version, versionlen, err);
 	body = json_pack("{s:s}", "SecretId", key->path);
 	if (!body)
 		return SFS_ENOMEM;
 	rc = aws_call(a, "DescribeSecret", key->path, body, &reply, err);
 	json_decref(body);
+	if (rc == SFS_EDENIED) {
+		pthread_mutex_lock(&a->lock);
+		denied = a->probe_denied;
+		a->probe_denied = true;
+		pthread_mutex_unlock(&a->lock);
+		if (!denied)
+			log_warn(
+			    "backend %s: %s; checking for new versions with "
+			    "GetSecretValue instead (grant secretsmanager:DescribeSecret "
+			    "for cheaper probes)",
+			    a->base.name, err->msg);
+		return probe_by_reading(a, key, version, versionlen, err);
+	}
 	if (rc < 0)
 		return rc;
 	rc = SFS_ENOTFOUND;
@@ -671,6 +732,11 @@ static int aws_resolve(struct aws *a, const json_t *conf)
 		endpoint = first_env(sm_vars);
 	if (!sts)
 		sts = first_env(sts_vars);
+	if (sts && !is_url(sts)) {
+		log_error("backend %s: STS endpoint %s is not an http(s):// URL",
+		          a->base.name, sts);
+		return SFS_EINVAL;
+	}
 	if (endpoint && !is_url(endpoint)) {
 		log_error("backend %s: endpoint %s is not an http(s):// URL",
 		          a->base.name, endpoint);
@@ -719,7 +785,7 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	if (rc < 0)
 		goto out;
 
-	h = &a->env.sts_http;
+	h = &a->sm_http;
 	h->ca_file = backend_conf_or_env(tls, "ca_file", "AWS_CA_BUNDLE");
 	h->ca_dir = backend_conf_or_env(tls, "ca_dir", NULL);
 	h->client_cert = backend_conf_or_env(tls, "client_cert", NULL);
@@ -730,6 +796,12 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		h->timeout_ms = ms;
 	h->max_retries = 2;
+	/* STS shares the CA and proxy but not the Secrets Manager endpoint's
+	 * server name or client certificate. */
+	a->env.sts_http = *h;
+	a->env.sts_http.server_name = NULL;
+	a->env.sts_http.client_cert = NULL;
+	a->env.sts_http.client_key = NULL;
 	/* Link-local metadata endpoints: never a proxy, fail fast. */
 	a->env.meta_http = (struct http_options){
 	    .connect_timeout_ms = 1000,
@@ -739,8 +811,10 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	};
 
 	a->source = aws_cred_choose(&a->env);
-	if (a->env.profile.unsupported && !a->env.profile.has_keys &&
-	    (!a->source || a->source->metadata)) {
+	/* A profile naming a role chain or a credential process means that
+	 * identity, not the static keys it may also hold, nor the next source. */
+	if (a->env.profile.unsupported &&
+	    (!a->source || a->source->metadata || a->source == &aws_cred_shared_files)) {
 		log_error(
 		    "backend %s: profile %s uses %s, which secretfs does not support; "
 		    "use web identity, static keys, container credentials or IMDS",
@@ -759,7 +833,8 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	}
 	rc = http_pool_init(&a->pool, h, AWS_MAX_CLIENTS, err, sizeof err);
 	if (rc == 0)
-		rc = http_client_new(a->source->metadata ? &a->env.meta_http : h,
+		rc = http_client_new(a->source->metadata ? &a->env.meta_http
+		                                         : &a->env.sts_http,
 		                     &a->cred_client, err, sizeof err);
 	if (rc < 0) {
 		log_error("backend %s: %s", name, err);

@@ -636,7 +636,7 @@ def test_expired_token_exception_refreshes_at_once_and_retries(sandbox, aws, sou
     holds_for(lambda: len(issued_keys(aws, kind)) == 2, 1.5, what="a single refresh")
     per_refresh = 3 if kind == "imds" else 1
     assert len([r for r in aws.find_requests(kind=kind) if r.seq > mark]) == per_refresh
-    d.wait_log(r"credentials expired early; refreshing")
+    d.wait_log(r"ExpiredTokenException; getting credentials again")
     # The failure never reached the scheduler: no failed read or probe.
     assert not lines_matching(d.log_text(), r"source aws:app/key: .*failed")
     assert d.read("key") == v1
@@ -837,8 +837,8 @@ def test_unknown_secret_is_reported_by_name_and_others_are_served(sandbox, aws):
 MIDRUN_ERRORS = {
     "access_denied": (lambda aws: aws.deny_access(secret="app/key"),
                       lambda aws: aws.allow_access(),
-                      r"version probe failed .*DescribeSecret app/key: HTTP 400 "
-                      r"AccessDeniedException: User: .* is not authorized"),
+                      r"version probe failed .*(DescribeSecret|GetSecretValue) app/key: "
+                      r"HTTP 400 AccessDeniedException: User: .* is not authorized"),
     "decryption_failure": (lambda aws: aws.set_decryption_failure("app/key"),
                            lambda aws: aws.set_decryption_failure("app/key", False),
                            r"read failed .*GetSecretValue app/key: HTTP 400 DecryptionFailure: "
@@ -875,6 +875,26 @@ def test_aws_error_keeps_last_good_value_names_the_secret_and_spares_others(
     assert v1 not in d.log_text() and v2 not in d.log_text()
     fix(aws)
     wait_until(lambda: d.read("key") == v2, timeout=15 * SLOW, what="recovery")
+
+
+@pytest.mark.fuse
+def test_a_role_without_describe_secret_still_sees_rotations(sandbox, aws):
+    # Many roles are granted GetSecretValue only: the probe falls back to a
+    # full read (logged once), so rotations still arrive.
+    v1, v2 = rand_token(32), rand_token(32)
+    aws.add_secret("app/key", string=v1)
+    aws.deny_access(secret="app/key", ops=["DescribeSecret"])
+    env, _, _ = static_keys(aws, sandbox)
+    d = start(sandbox, {"key": sm("app/key")}, backend(aws), env)
+    assert d.read("key") == v1
+    d.wait_log(r"checking for new versions with GetSecretValue instead")
+    aws.rotate("app/key", v2)
+    wait_until(lambda: d.read("key") == v2, timeout=5 * SLOW, what="the rotation")
+    wait_until(lambda: aws.count(op="GetSecretValue", secret="app/key") >= 4,
+               timeout=5 * SLOW, what="more interval probes")
+    assert len(lines_matching(d.log_text(), r"checking for new versions")) == 1
+    # Only the first DescribeSecret was tried.
+    assert aws.count(op="DescribeSecret", secret="app/key") == 1
 
 
 # =========================================================================== config
