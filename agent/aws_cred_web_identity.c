@@ -39,7 +39,11 @@ static bool webid_configured(const struct aws_env *env)
  * caller's sizing). */
 static char *form_put(char *p, const char *name, const char *value, bool last)
 {
-	p += sprintf(p, "%s=", name);
+	size_t n = strlen(name);
+
+	memcpy(p, name, n);
+	p += n;
+	*p++ = '=';
 	p += http_escape_to(p, value, false);
 	if (!last)
 		*p++ = '&';
