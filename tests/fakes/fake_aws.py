@@ -50,7 +50,6 @@ import http.server
 import json
 import re
 import secrets
-import signal
 import ssl
 import string
 import sys
@@ -63,10 +62,12 @@ from xml.sax.saxutils import escape as _xml_escape
 
 try:  # imported as fakes.fake_aws
     from .fake_vault import (FakeVault, Fault, RecordedRequest, TestPKI, make_test_pki,
-                             _Handler, _Server, _hget, _jsonable, _rand, _uuid)
+                             _Handler, _Server, _hget, _jsonable, _rand, _uuid,
+                             serve_until_signal)
 except ImportError:  # run as a script, or imported with tests/fakes on sys.path
     from fake_vault import (FakeVault, Fault, RecordedRequest, TestPKI,  # noqa: F401
-                            make_test_pki, _Handler, _Server, _hget, _jsonable, _rand, _uuid)
+                            make_test_pki, _Handler, _Server, _hget, _jsonable, _rand, _uuid,
+                            serve_until_signal)
 
 __all__ = ["FakeAws", "AwsError", "AwsRequest", "Credential", "Secret", "SecretVersion",
            "TestPKI", "make_test_pki", "sign_request", "authorization_header",
@@ -1745,15 +1746,7 @@ def main(argv=None):
     if args.seed:
         with open(args.seed) as f:
             aws.load_seed(json.load(f))
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    aws.start()
-    print(aws.url, flush=True)
-    while not done.wait(0.5):
-        pass
-    aws.stop()
-    return 0
+    return serve_until_signal(aws)
 
 
 if __name__ == "__main__":

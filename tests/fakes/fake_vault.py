@@ -2064,6 +2064,20 @@ def _default_creds(mtype, req, now):
 
 # --------------------------------------------------------------------------- script mode
 
+def serve_until_signal(fake):
+    """Script mode: starts fake, prints its URL as the first line of
+    stdout, serves until SIGTERM or SIGINT, stops. Returns 0."""
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    fake.start()
+    print(fake.url, flush=True)
+    while not done.wait(0.5):
+        pass
+    fake.stop()
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Fake HashiCorp Vault server for tests. "
                                              "Prints its URL on the first line of stdout.")
@@ -2089,15 +2103,7 @@ def main(argv=None):
     if args.seed:
         with open(args.seed) as f:
             vault.load_seed(json.load(f))
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    vault.start()
-    print(vault.url, flush=True)
-    while not done.wait(0.5):
-        pass
-    vault.stop()
-    return 0
+    return serve_until_signal(vault)
 
 
 if __name__ == "__main__":

@@ -523,6 +523,7 @@ TEST(test_too_many_headers_or_parameters_are_refused)
 {
 	struct http_header h[AWS_SIGV4_MAX_HEADERS + 1];
 	char query[8 * (AWS_SIGV4_MAX_QUERY_PARAMS + 1)] = "";
+	size_t used = 0;
 	struct aws_sigv4_request r = {"GET", "/", NULL, h, 2, NULL, 0};
 	char *creq;
 	int rc;
@@ -536,12 +537,12 @@ TEST(test_too_many_headers_or_parameters_are_refused)
 	CHECK_EQ_INT(rc, SFS_ETOOBIG);
 	r.nheaders = 1;
 	for (size_t i = 0; i < AWS_SIGV4_MAX_QUERY_PARAMS; i++)
-		strcat(query, "a=1&");
+		used += (size_t)snprintf(query + used, sizeof query - used, "a=1&");
 	r.query = query;
 	creq = canonical(&r, AWS_SIGV4_MAX_CANONICAL, &rc);
 	CHECK_EQ_INT(rc, 0);
 	free(creq);
-	strcat(query, "a=1");
+	snprintf(query + used, sizeof query - used, "a=1");
 	CHECK(canonical(&r, AWS_SIGV4_MAX_CANONICAL, &rc) == NULL);
 	CHECK_EQ_INT(rc, SFS_ETOOBIG);
 }
