@@ -220,33 +220,40 @@ static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
 	return rc;
 }
 
+/* When maintain() should run next for the credentials held; lock held. */
+static uint64_t maintain_next(struct aws *a, uint64_t now)
+{
+	time_t wall = time(NULL), due;
+
+	if (a->retry_at > now)
+		return a->retry_at;
+	if (!a->creds.blob)
+		return now + 1000; /* none yet: the first request fetches them */
+	if (!a->creds_expiration)
+		return UINT64_MAX; /* long-term: never */
+	due = refresh_time(a->creds_obtained, a->creds_expiration, false);
+	return wall < due ? now + (uint64_t)(due - wall) * 1000 : now;
+}
+
 static uint64_t aws_maintain(struct backend *be, uint64_t now)
 {
 	struct aws *a = (struct aws *)be;
 	struct backend_error err = {0};
-	time_t wall = time(NULL), due;
 	uint64_t gen, next;
 
 	pthread_mutex_lock(&a->lock);
-	if (!a->creds.blob || !a->creds_expiration) {
-		/* None yet (the first request fetches them): look again soon;
-		 * long-term ones never need it. */
-		next = a->creds.blob ? UINT64_MAX : now + 1000;
-		pthread_mutex_unlock(&a->lock);
-		return next;
-	}
-	due = refresh_time(a->creds_obtained, a->creds_expiration, false);
+	next = maintain_next(a, now);
 	gen = a->creds_gen;
 	pthread_mutex_unlock(&a->lock);
-	if (wall < due)
-		return now + (uint64_t)(due - wall) * 1000;
-	/* On failure creds_refresh set retry_at; on success look again in a
-	 * while (it refuses credentials already expired). */
+	if (next > now)
+		return next;
 	creds_refresh(a, gen, &err);
 	pthread_mutex_lock(&a->lock);
-	next = a->retry_at > now ? a->retry_at : now + AWS_RETRY_BASE_MS;
+	next = maintain_next(a, now);
 	pthread_mutex_unlock(&a->lock);
-	return next;
+	/* A source handing out the same short-lived keys again is asked at
+	 * most once a second. */
+	return next > now ? next : now + 1000;
 }
 
 /* ---- requests ---------------------------------------------------------------- */
