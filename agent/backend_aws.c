@@ -25,8 +25,7 @@
 
 #include "aws.h"
 #include "aws_sigv4.h"
-#include "scheduler.h"
-#include "secretfs/config.h"
+#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
@@ -132,9 +131,9 @@ static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err
 		pthread_mutex_unlock(&a->lock);
 		goto out;
 	}
-	if (sched_now_ms() < a->retry_at) {
+	if (timing_now_ms() < a->retry_at) {
 		backend_error_set(err, "%s", a->last_error);
-		err->retry_after_ms = a->retry_at - sched_now_ms();
+		err->retry_after_ms = a->retry_at - timing_now_ms();
 		pthread_mutex_unlock(&a->lock);
 		rc = SFS_ETRANSIENT;
 		goto out;
@@ -153,7 +152,7 @@ static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err
 	if (rc < 0) {
 		delay = timing_backoff(a->retry_attempt++, AWS_RETRY_BASE_MS,
 		                       AWS_RETRY_CAP_MS, 0, timing_random());
-		a->retry_at = sched_now_ms() + delay;
+		a->retry_at = timing_now_ms() + delay;
 		snprintf(a->last_error, sizeof a->last_error, "%s", err->msg);
 		log_warn("backend %s: credentials from %s: %s (next try in %llu ms)",
 		         a->base.name, a->source->name, err->msg,
@@ -800,7 +799,7 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	h->server_name = backend_conf_or_env(tls, "server_name", NULL);
 	h->proxy = json_string_value(json_object_get(conf, "proxy"));
 	if (json_object_get(conf, "timeout") &&
-	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
+	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		h->timeout_ms = ms;
 	h->max_retries = 2;
 	/* STS shares the CA and proxy but not the Secrets Manager endpoint's

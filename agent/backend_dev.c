@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "secretfs/backend.h"
-#include "secretfs/config.h"
+#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
@@ -34,7 +34,7 @@ static int dev_check_duration(const json_t *v, const char *kp, uint64_t min_ms,
 {
 	uint64_t ms;
 
-	if (config_duration_parse(v, &ms) < 0) {
+	if (duration_parse(v, &ms) < 0) {
 		diag_add(d, kp,
 		         "must be a duration such as \"30s\" or a number of seconds");
 		return SFS_EINVAL;
@@ -106,9 +106,9 @@ static int dev_create(const struct backend_env *env, const char *name, const jso
 	db->ttl_ms = DEV_DEFAULT_TTL_MS;
 	db->base.revoke_grace_ms = DEV_DEFAULT_GRACE_MS;
 	if ((v = json_object_get(conf, "ttl")))
-		config_duration_parse(v, &db->ttl_ms);
+		duration_parse(v, &db->ttl_ms);
 	if ((v = json_object_get(conf, "revoke_grace")))
-		config_duration_parse(v, &db->base.revoke_grace_ms);
+		duration_parse(v, &db->base.revoke_grace_ms);
 	snprintf(db->prefix, sizeof db->prefix, "%s",
 	         (v = json_object_get(conf, "username_prefix")) ? json_string_value(v)
 	                                                        : "dev-");

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "secretfs/backend.h"
-#include "secretfs/config.h"
+#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/secmem.h"
 
@@ -62,7 +62,7 @@ int backend_check_duration(const json_t *obj, const char *key, const char *keypa
 	uint64_t ms;
 	char kp[512];
 
-	if (v && config_duration_parse(v, &ms) < 0) {
+	if (v && duration_parse(v, &ms) < 0) {
 		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
 		         "must be a duration such as \"30s\" or a number of seconds");
 		return SFS_EINVAL;

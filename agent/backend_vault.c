@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scheduler.h"
-#include "secretfs/config.h"
+#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/http.h"
+#include "secretfs/lease.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
@@ -327,10 +327,16 @@ out:
 
 /* ---- token lifecycle ----------------------------------------------------- */
 
-/* Plans the next renewal or login after the token got ttl_ms; lock held. */
+/* Plans the next renewal or login after the token got ttl_ms (lease.h:
+ * the same rule as for leases); lock held. */
 static void token_schedule(struct vault *v, uint64_t now, uint64_t ttl_ms, bool capped)
 {
-	bool final;
+	struct lease_terms terms = {
+	    .issued = v->token_issued,
+	    .life_ms = v->token_ttl_ms,
+	    .renewable = v->token_renewable,
+	    .capped = capped,
+	};
 	uint64_t due;
 
 	if (ttl_ms == 0) {
@@ -339,20 +345,16 @@ static void token_schedule(struct vault *v, uint64_t now, uint64_t ttl_ms, bool 
 		return;
 	}
 	v->token_expires = now + ttl_ms;
-	final = capped || !v->token_renewable ||
-	        ttl_ms <= 4 * timing_grace(v->token_ttl_ms, 0.0);
-	if (!final || !v->auth->can_relogin) {
-		v->token_relogin = false;
-		v->token_due = v->token_renewable
-		                   ? now + timing_renew_after(ttl_ms, timing_random())
-		                   : UINT64_MAX; /* a static token: nothing to do */
+	if (lease_next(&terms, now, ttl_ms, timing_random(), &due) == LEASE_REPLACE &&
+	    v->auth->can_relogin) {
+		v->token_relogin = true; /* its end is known: log in again first */
+		v->token_due = due;
 		return;
 	}
-	/* Its end is known: log in again at 85-90% of its whole life. */
-	v->token_relogin = true;
-	due = v->token_issued +
-	      timing_replace_after(v->token_expires - v->token_issued, timing_random());
-	v->token_due = due > now ? due : now;
+	v->token_relogin = false;
+	v->token_due = v->token_renewable
+	                   ? now + timing_renew_after(ttl_ms, timing_random())
+	                   : UINT64_MAX; /* a static token: nothing to do */
 }
 
 /* Remembers when a token being replaced ends: its leases end with it.
@@ -538,7 +540,7 @@ static uint64_t vault_lease_deadline(struct backend *be, uint64_t gen)
 /* Makes sure there is a token; logs in when there is none yet. */
 static int vault_ensure_token(struct vault *v, struct backend_error *err)
 {
-	uint64_t now = sched_now_ms();
+	uint64_t now = timing_now_ms();
 	bool have, backing_off;
 
 	pthread_mutex_lock(&v->lock);
@@ -578,7 +580,7 @@ static int vault_recover_token(struct vault *v, uint64_t seen)
 		return 0; /* the token is fine: the path is really forbidden */
 	log_warn("backend %s: the token is no longer valid; logging in again",
 	         v->base.name);
-	return vault_login(v, sched_now_ms(), seen, true) == 0 ? 1 : 0;
+	return vault_login(v, timing_now_ms(), seen, true) == 0 ? 1 : 0;
 }
 
 /* vault_call with the current token, recovering once from a dead token. */
@@ -1046,8 +1048,8 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->auth =
 	    vault_auth_find(json_string_value(json_object_get(v->auth_conf, "method")));
 	if (json_object_get(conf, "revoke_grace"))
-		config_duration_parse(json_object_get(conf, "revoke_grace"),
-		                      &v->base.revoke_grace_ms);
+		duration_parse(json_object_get(conf, "revoke_grace"),
+		               &v->base.revoke_grace_ms);
 	v->base.revoke_on_shutdown =
 	    json_is_true(json_object_get(conf, "revoke_on_shutdown"));
 
@@ -1059,7 +1061,7 @@ static int vault_create(const struct backend_env *env, const char *name,
 	    backend_conf_or_env(tls, "server_name", "VAULT_TLS_SERVER_NAME");
 	hopt.proxy = json_string_value(json_object_get(conf, "proxy"));
 	if (json_object_get(conf, "timeout") &&
-	    config_duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
+	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		hopt.timeout_ms = ms;
 	hopt.max_retries = 2;
 	/* A token from the environment is sealed away and wiped from it: the

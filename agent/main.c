@@ -26,7 +26,9 @@
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
+#include "secretfs/stats.h"
 #include "secretfs/store.h"
+#include "secretfs/timing.h"
 
 #define EXIT_CONFIG 1
 #define EXIT_USAGE 2
@@ -62,18 +64,34 @@ static void usage(FILE *out)
 	    "not ready), 2 usage error, 3 --once wrote only some files.\n");
 }
 
-static void log_stats(struct sched *s)
+/* The shutdown summary: each counter summed over its sources and files. */
+static void log_stats(struct stats *st)
 {
-	struct sched_stats st;
+	static const struct {
+		const char *key, *metric;
+	} shown[] = {
+	    {"reads", "secretfs_source_reads_total"},
+	    {"read_failures", "secretfs_source_read_failures_total"},
+	    {"probes", "secretfs_source_probes_total"},
+	    {"renewals", "secretfs_lease_renewals_total"},
+	    {"renew_failures", "secretfs_lease_renewal_failures_total"},
+	    {"replaced", "secretfs_lease_replacements_total"},
+	    {"revoked", "secretfs_lease_revocations_total"},
+	    {"revoke_failures", "secretfs_lease_revocation_failures_total"},
+	    {"render_failures", "secretfs_file_render_failures_total"},
+	    {"publishes", "secretfs_source_publishes_total"},
+	    {"expired", "secretfs_lease_expiries_total"},
+	    {"on_change", "secretfs_onchange_runs_total"},
+	    {"on_change_failures", "secretfs_onchange_failures_total"},
+	};
+	char line[1024];
+	size_t n = 0;
 
-	sched_get_stats(s, &st);
-	log_info("stats: reads=%lu read_failures=%lu probes=%lu renewals=%lu "
-	         "renew_failures=%lu replaced=%lu revoked=%lu revoke_failures=%lu "
-	         "render_failures=%lu publishes=%lu expired=%lu on_change=%lu "
-	         "on_change_failures=%lu",
-	         st.fetch_ok, st.fetch_failed, st.probes, st.renewals, st.renew_failed,
-	         st.replaced, st.revoked, st.revoke_failed, st.render_failed,
-	         st.published, st.expired, st.onchange_runs, st.onchange_failed);
+	for (size_t i = 0; i < sizeof shown / sizeof shown[0] && n < sizeof line; i++)
+		n += (size_t)snprintf(line + n, sizeof line - n, "%s%s=%lld",
+		                      i ? " " : "", shown[i].key,
+		                      (long long)stats_total(st, shown[i].metric));
+	log_info("stats: %s", line);
 }
 
 static int create_backends(const struct config *cfg, struct store *st,
@@ -166,20 +184,23 @@ static int run(const struct config *cfg, bool once)
 {
 	struct backend **backends = calloc(cfg->nbackends, sizeof *backends);
 	struct fs_options fopt = fs_options_of(cfg, once);
+	struct stats *stats = NULL;
 	struct store *st = NULL;
 	struct fs *fs = NULL;
 	struct sched *sched = NULL;
-	uint64_t started = sched_now_ms();
+	uint64_t started = timing_now_ms();
 	size_t missing = 0;
 	int rc = EXIT_FAILURE;
 
-	if (!backends || store_new(&st) < 0 || fs_new(&fopt, st, &fs) < 0) {
+	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0 ||
+	    (fopt.stats = stats, fs_new(&fopt, st, &fs) < 0)) {
 		log_error("out of memory");
 		goto out;
 	}
 	if (create_backends(cfg, st, backends) < 0)
 		goto out;
-	if (fs_install_signals(fs) < 0 || sched_new(cfg, backends, fs, st, &sched) < 0 ||
+	if (fs_install_signals(fs) < 0 ||
+	    sched_new(cfg, backends, fs, st, stats, &sched) < 0 ||
 	    sched_start(sched) < 0) {
 		log_error("cannot start the scheduler");
 		goto out;
@@ -206,7 +227,7 @@ static int run(const struct config *cfg, bool once)
 		log_warn("startup: %zu of %zu sources not read yet after %llu ms; their "
 		         "files stay absent until they are",
 		         missing, sched_source_count(sched),
-		         (unsigned long long)(sched_now_ms() - started));
+		         (unsigned long long)(timing_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
 	harden_after_mount(fopt.output == FS_OUTPUT_FUSE);
@@ -214,7 +235,7 @@ static int run(const struct config *cfg, bool once)
 	         fopt.output == FS_OUTPUT_FUSE ? "mounted" : "wrote", cfg->mount.path,
 	         cfg->nsecrets, sched_source_count(sched),
 	         sched_source_count(sched) - missing,
-	         (unsigned long long)(sched_now_ms() - started));
+	         (unsigned long long)(timing_now_ms() - started));
 	if (once) {
 		sched_stop(sched);
 		rc = sched_report_missing(sched, print_missing, NULL) ? EXIT_INCOMPLETE
@@ -227,12 +248,13 @@ static int run(const struct config *cfg, bool once)
 out:
 	sched_stop(sched);
 	if (sched)
-		log_stats(sched);
+		log_stats(stats);
 	if (fs)
 		fs_unmount(fs);
 	sched_free(sched);
 	fs_free(fs);
 	store_free(st);
+	stats_free(stats);
 	for (size_t i = 0; backends && i < cfg->nbackends; i++)
 		if (backends[i])
 			backends[i]->ops->free(backends[i]);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -31,17 +32,37 @@ struct onchange {
 	char files[ONCHANGE_MAX_FILES_LEN]; /* space-separated names in the burst */
 	pid_t child;                        /* running command, or 0 */
 	uint64_t child_started;
-	unsigned long runs, failures;
+	struct stats_set *stats; /* onchange_family; NULL-safe */
 };
 
-struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path)
+enum { OC_RUNS, OC_FAILURES };
+static const struct stats_field onchange_fields[] = {
+    [OC_RUNS] = {STATS_COUNTER, "secretfs_onchange_runs_total",
+                 "on_change actions that ran (signal sent, or command exited 0)"},
+    [OC_FAILURES] = {STATS_COUNTER, "secretfs_onchange_failures_total",
+                     "on_change actions that could not run or exited non-zero"},
+};
+static const struct stats_family onchange_family = {
+    onchange_fields, sizeof onchange_fields / sizeof onchange_fields[0], "action"};
+
+struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path,
+                              struct stats *stats)
 {
 	struct onchange *oc = calloc(1, sizeof *oc);
+	char label[PATH_MAX + 32];
 
 	if (!oc)
 		return NULL;
 	oc->cfg = cfg;
 	oc->mount_path = mount_path;
+	/* Named by what the config says, never by an argument (which could
+	 * carry anything). */
+	if (cfg->signal)
+		snprintf(label, sizeof label, "signal %s to %s",
+		         sigabbrev_np(cfg->signal), cfg->pid_file);
+	else
+		snprintf(label, sizeof label, "command %s", cfg->argv[0]);
+	oc->stats = stats_register(stats, &onchange_family, label);
 	return oc;
 }
 
@@ -115,14 +136,14 @@ static void onchange_signal(struct onchange *oc)
 	pid_t pid;
 
 	if (read_pid_file(oc->cfg->pid_file, &pid) < 0) {
-		oc->failures++;
+		stats_inc(oc->stats, OC_FAILURES);
 		log_warn("on_change: cannot read a pid from %s; signal %s not sent "
 		         "(files: %s)",
 		         oc->cfg->pid_file, sigabbrev_np(oc->cfg->signal), oc->files);
 		return;
 	}
 	if (kill(pid, oc->cfg->signal) < 0) {
-		oc->failures++;
+		stats_inc(oc->stats, OC_FAILURES);
 		log_warn("on_change: cannot send SIG%s to pid %d (from %s): %s",
 		         sigabbrev_np(oc->cfg->signal), (int)pid, oc->cfg->pid_file,
 		         strerror(errno));
@@ -148,7 +169,7 @@ static void onchange_spawn(struct onchange *oc, uint64_t now)
 		env_files = NULL;
 	char *envp[] = {env_path, env_mount, env_files, NULL};
 	if (!env_mount || !env_files) {
-		oc->failures++;
+		stats_inc(oc->stats, OC_FAILURES);
 		goto out;
 	}
 
@@ -171,7 +192,7 @@ static void onchange_spawn(struct onchange *oc, uint64_t now)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (rc != 0) {
-		oc->failures++;
+		stats_inc(oc->stats, OC_FAILURES);
 		log_warn("on_change: cannot run %s: %s", oc->cfg->argv[0], strerror(rc));
 		goto out;
 	}
@@ -210,7 +231,7 @@ static void onchange_reap(struct onchange *oc, uint64_t now)
 		log_info("on_change: %s (pid %d) exited 0", oc->cfg->argv[0],
 		         (int)oc->child);
 	} else {
-		oc->failures++;
+		stats_inc(oc->stats, OC_FAILURES);
 		if (WIFEXITED(status))
 			log_warn("on_change: %s (pid %d) exited %d", oc->cfg->argv[0],
 			         (int)oc->child, WEXITSTATUS(status));
@@ -227,7 +248,7 @@ uint64_t onchange_poll(struct onchange *oc, uint64_t now)
 	/* One command at a time: a burst during a run waits for it to end. */
 	if (oc->pending && now >= oc->due && !oc->child) {
 		oc->pending = false;
-		oc->runs++;
+		stats_inc(oc->stats, OC_RUNS);
 		if (oc->cfg->signal)
 			onchange_signal(oc);
 		else
@@ -236,16 +257,6 @@ uint64_t onchange_poll(struct onchange *oc, uint64_t now)
 	if (oc->child)
 		return now + ONCHANGE_REAP_INTERVAL_MS;
 	return oc->pending ? oc->due : UINT64_MAX;
-}
-
-unsigned long onchange_runs(const struct onchange *oc)
-{
-	return oc->runs;
-}
-
-unsigned long onchange_failures(const struct onchange *oc)
-{
-	return oc->failures;
 }
 
 void onchange_free(struct onchange *oc)

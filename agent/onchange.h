@@ -12,12 +12,16 @@
 #include <stdint.h>
 
 #include "secretfs/config.h"
+#include "secretfs/stats.h"
 
 struct onchange;
 
 /* A new action for cfg (borrowed; must outlive the action). mount_path is
- * passed to commands as SECRETFS_MOUNT. Returns NULL when out of memory. */
-struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path);
+ * passed to commands as SECRETFS_MOUNT. Its runs and failures are counted
+ * in stats (secretfs_onchange_*_total{action}; stats may be NULL).
+ * Returns NULL when out of memory. */
+struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path,
+                              struct stats *stats);
 
 /* True when cfg describes the same action (same signal and pid file, or the
  * same argv), so the files share it. */
@@ -29,10 +33,6 @@ void onchange_trigger(struct onchange *oc, const char *file, uint64_t now);
 /* Runs the action when due, reaps a finished command, kills one that ran
  * too long. Returns the next time it wants to be called (UINT64_MAX: idle). */
 uint64_t onchange_poll(struct onchange *oc, uint64_t now);
-
-/* Number of times the action ran, and failed to run or exited non-zero. */
-unsigned long onchange_runs(const struct onchange *oc);
-unsigned long onchange_failures(const struct onchange *oc);
 
 /* Frees; a command still running is left to finish (and is not waited for). */
 void onchange_free(struct onchange *oc);

@@ -27,10 +27,12 @@
 #include "scheduler.h"
 #include "secretfs/error.h"
 #include "secretfs/fs.h"
+#include "secretfs/lease.h"
 #include "secretfs/log.h"
 #include "secretfs/render.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
+#include "secretfs/stats.h"
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
 
@@ -48,6 +50,7 @@ struct sched_file {
 	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
 	struct onchange *action;      /* shared; NULL when none */
 	char *problem;                /* why the last render failed; NULL if it did not */
+	struct stats_set *stats;      /* file_family; NULL-safe */
 };
 
 struct source {
@@ -76,11 +79,13 @@ struct source {
 	uint64_t auth_gen;      /* login the lease was made under */
 	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
 
-	bool in_flight; /* a worker runs its step (guarded by work_lock) */
+	bool in_flight;          /* a worker runs its step (guarded by work_lock) */
+	struct stats_set *stats; /* source_family; NULL-safe */
 };
 
 struct revocation {
 	struct backend *be;
+	struct stats_set *stats; /* of the source the lease came from */
 	char lease_id[256];
 	char *label;
 	uint64_t due;
@@ -125,23 +130,56 @@ struct sched {
 	pthread_cond_t ready_cond;
 	size_t nready, nsettled;
 	bool stopping;
-	struct sched_stats stats;
+	struct stats *stats; /* borrowed */
 };
 
-uint64_t sched_now_ms(void)
-{
-	struct timespec ts;
+/* The metrics of each source and file (stats.h). */
+enum {
+	SRC_READS,
+	SRC_READ_FAILURES,
+	SRC_PROBES,
+	SRC_PUBLISHES,
+	SRC_RENEWALS,
+	SRC_RENEW_FAILURES,
+	SRC_REPLACEMENTS,
+	SRC_REVOCATIONS,
+	SRC_REVOKE_FAILURES,
+	SRC_EXPIRIES,
+};
+static const struct stats_field source_fields[] = {
+    [SRC_READS] = {STATS_COUNTER, "secretfs_source_reads_total",
+                   "Full reads of the source that succeeded"},
+    [SRC_READ_FAILURES] = {STATS_COUNTER, "secretfs_source_read_failures_total",
+                           "Full reads of the source that failed"},
+    [SRC_PROBES] = {STATS_COUNTER, "secretfs_source_probes_total",
+                    "Cheap version probes of the source"},
+    [SRC_PUBLISHES] = {STATS_COUNTER, "secretfs_source_publishes_total",
+                       "Times new content of the source's files was published"},
+    [SRC_RENEWALS] = {STATS_COUNTER, "secretfs_lease_renewals_total",
+                      "Lease renewals that succeeded"},
+    [SRC_RENEW_FAILURES] = {STATS_COUNTER, "secretfs_lease_renewal_failures_total",
+                            "Lease renewals that failed"},
+    [SRC_REPLACEMENTS] = {STATS_COUNTER, "secretfs_lease_replacements_total",
+                          "Leases replaced by a new one"},
+    [SRC_REVOCATIONS] = {STATS_COUNTER, "secretfs_lease_revocations_total",
+                         "Replaced (or, at shutdown, current) leases revoked"},
+    [SRC_REVOKE_FAILURES] = {STATS_COUNTER, "secretfs_lease_revocation_failures_total",
+                             "Lease revocations that failed"},
+    [SRC_EXPIRIES] = {STATS_COUNTER, "secretfs_lease_expiries_total",
+                      "Leases that expired before a replacement was read"},
+};
+static const struct stats_family source_family = {
+    source_fields, sizeof source_fields / sizeof source_fields[0], "source"};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void stat_add(struct sched *s, unsigned long *counter)
-{
-	pthread_mutex_lock(&s->lock);
-	(*counter)++;
-	pthread_mutex_unlock(&s->lock);
-}
+enum { FILE_UPDATES, FILE_RENDER_FAILURES };
+static const struct stats_field file_fields[] = {
+    [FILE_UPDATES] = {STATS_COUNTER, "secretfs_file_updates_total",
+                      "New versions of the file published"},
+    [FILE_RENDER_FAILURES] = {STATS_COUNTER, "secretfs_file_render_failures_total",
+                              "Times the file could not be rendered from its source"},
+};
+static const struct stats_family file_family = {
+    file_fields, sizeof file_fields / sizeof file_fields[0], "file"};
 
 static char *source_identity(const struct config_secret *cs)
 {
@@ -179,7 +217,7 @@ static int sched_add_action(struct sched *s, struct sched_file *f)
 	if (!grown)
 		return SFS_ENOMEM;
 	s->actions = grown;
-	f->action = onchange_new(oc, s->cfg->mount.path);
+	f->action = onchange_new(oc, s->cfg->mount.path, s->stats);
 	if (!f->action)
 		return SFS_ENOMEM;
 	s->actions[s->nactions++] = f->action;
@@ -218,6 +256,7 @@ static int sched_attach(struct sched *s, struct sched_file *f)
 			return SFS_EINVAL;
 		src->refresh_ms = UINT64_MAX;
 		src->step = STEP_FETCH;
+		src->stats = stats_register(s->stats, &source_family, src->label);
 	}
 	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
 	if (refresh < src->refresh_ms)
@@ -231,7 +270,7 @@ static int sched_attach(struct sched *s, struct sched_file *f)
 }
 
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
-              struct store *st, struct sched **out)
+              struct store *st, struct stats *stats, struct sched **out)
 {
 	struct sched *s = calloc(1, sizeof *s);
 	int rc = SFS_ENOMEM;
@@ -243,6 +282,7 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->nbackends = cfg->nbackends;
 	s->fs = fs;
 	s->store = st;
+	s->stats = stats;
 	s->wake_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ready_cond, NULL);
@@ -268,6 +308,7 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 		struct sched_file *f = &s->files[s->nfiles++];
 
 		f->cs = cs;
+		f->stats = stats_register(s->stats, &file_family, cs->name);
 		rc = fs_add_file(fs, cs->name, cs->has_mode ? cs->mode : cfg->mount.mode,
 		                 cs->has_uid ? cs->uid : cfg->mount.uid,
 		                 cs->has_gid ? cs->gid : cfg->mount.gid, &f->fs_id);
@@ -365,7 +406,7 @@ static int source_publish(struct sched *s, struct source *src, const json_t *val
 	for (size_t i = 0; i < src->nfiles; i++) {
 		int r = render_file(s, src, src->files[i], value, &upd[n], hashes[n]);
 		if (r < 0)
-			stat_add(s, &s->stats.render_failed);
+			stats_inc(src->files[i]->stats, FILE_RENDER_FAILURES);
 		if (r == 1)
 			changed[n++] = src->files[i];
 	}
@@ -382,6 +423,7 @@ static int source_publish(struct sched *s, struct source *src, const json_t *val
 		bool first = f->version == 0;
 
 		f->version = upd[i].version;
+		stats_inc(f->stats, FILE_UPDATES);
 		/* Only now: a failed publish must be tried again next time. */
 		memcpy(f->hash, hashes[i], HASH_LEN);
 		upd[i].blob = NULL; /* the fs owns it now */
@@ -394,7 +436,7 @@ static int source_publish(struct sched *s, struct source *src, const json_t *val
 			pthread_mutex_unlock(&s->shared_lock);
 		}
 	}
-	stat_add(s, &s->stats.published);
+	stats_inc(src->stats, SRC_PUBLISHES);
 out:
 	if (upd)
 		for (size_t i = 0; i < n; i++)
@@ -445,6 +487,7 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 		return;
 	}
 	r->be = src->be;
+	r->stats = src->stats;
 	snprintf(r->lease_id, sizeof r->lease_id, "%s", src->lease_id);
 	r->due = now + src->be->revoke_grace_ms;
 	pthread_mutex_lock(&s->shared_lock);
@@ -491,7 +534,7 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 		}
 		src->lease_id[0] = '\0';
 		src->step = STEP_FETCH;
-		stat_add(s, &s->stats.expired);
+		stats_inc(src->stats, SRC_EXPIRIES);
 	}
 	/* A renewal that keeps failing must not outlive the lease: replace. */
 	if (src->step == STEP_RENEW && src->lease_id[0] &&
@@ -501,34 +544,29 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 
 /*
  * Plans the next step of a leased source that has left ms of lease from
- * now: renew at ~2/3 while a renewal still buys enough time; otherwise
- * (non-renewable, max TTL near, or the login that made the lease ends
- * first) fetch a replacement at 85-90% of what is left.
+ * now (lease.h): renew while a renewal still buys enough time, else fetch
+ * a replacement before the end; the login that made the lease ending
+ * first caps it too.
  */
 static void lease_plan(struct source *src, uint64_t now, uint64_t left, bool capped)
 {
-	bool final = capped || !src->renewable || !src->be->ops->renew ||
-	             left <= 4 * timing_grace(src->lease_ms, 0.0);
-	uint64_t end, due;
+	struct lease_terms terms = {
+	    .issued = src->lease_issued,
+	    .life_ms = src->lease_ms,
+	    .renewable = src->renewable && src->be->ops->renew,
+	    .capped = capped,
+	};
 
 	if (src->deadline != UINT64_MAX && src->deadline > now &&
 	    src->deadline - now < left) {
 		left = src->deadline - now;
-		final = true;
+		terms.capped = true;
 	}
 	src->lease_expires = now + left;
-	if (!final) {
-		src->step = STEP_RENEW;
-		src->due = now + timing_renew_after(left, timing_random());
-		return;
-	}
-	/* The lease's end is known: replace at 85-90% of its whole life,
-	 * counted from when it was issued, never later than now allows. */
-	end = src->lease_expires;
-	due = src->lease_issued +
-	      timing_replace_after(end - src->lease_issued, timing_random());
-	src->step = STEP_FETCH;
-	src->due = due > now ? due : now;
+	src->step =
+	    lease_next(&terms, now, left, timing_random(), &src->due) == LEASE_RENEW
+	        ? STEP_RENEW
+	        : STEP_FETCH;
 }
 
 /* Leases die with the login that made them: when a backend learns when
@@ -568,17 +606,17 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 
 	rc = src->be->ops->fetch(src->be, &src->key, &res, &err);
 	if (rc < 0) {
-		stat_add(s, &s->stats.fetch_failed);
+		stats_inc(src->stats, SRC_READ_FAILURES);
 		source_failed(s, src, rc, &err, "read", now);
 		return;
 	}
-	stat_add(s, &s->stats.fetch_ok);
+	stats_inc(src->stats, SRC_READS);
 	published = source_publish(s, src, res.value, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
 
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
-		stat_add(s, &s->stats.replaced);
+		stats_inc(src->stats, SRC_REPLACEMENTS);
 		if (src->be->ops->revoke)
 			schedule_revocation(s, src, now, false);
 	}
@@ -622,7 +660,7 @@ static void source_probe(struct sched *s, struct source *src, uint64_t now)
 	char version[sizeof src->version];
 	int rc;
 
-	stat_add(s, &s->stats.probes);
+	stats_inc(src->stats, SRC_PROBES);
 	rc = src->be->ops->probe(src->be, &src->key, version, sizeof version, &err);
 	if (rc < 0) {
 		source_failed(s, src, rc, &err, "version probe", now);
@@ -645,7 +683,7 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 
 	rc = src->be->ops->renew(src->be, src->lease_id, src->lease_ms, &left, &err);
 	if (rc == SFS_ENOTFOUND || rc == SFS_EEXPIRED) {
-		stat_add(s, &s->stats.renew_failed);
+		stats_inc(src->stats, SRC_RENEW_FAILURES);
 		log_warn(
 		    "source %s: lease %s can no longer be renewed (%s); replacing it",
 		    src->label, src->lease_id, err.msg);
@@ -654,11 +692,11 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 		return;
 	}
 	if (rc < 0) {
-		stat_add(s, &s->stats.renew_failed);
+		stats_inc(src->stats, SRC_RENEW_FAILURES);
 		source_failed(s, src, rc, &err, "lease renewal", now);
 		return;
 	}
-	stat_add(s, &s->stats.renewals);
+	stats_inc(src->stats, SRC_RENEWALS);
 	src->attempt = 0;
 	/* Vault grants the increment asked for unless max TTL caps it. */
 	lease_plan(src, now, left, left + 1000 < src->lease_ms);
@@ -730,7 +768,7 @@ static void *worker_main(void *arg)
 		s->qlen--;
 		pthread_mutex_unlock(&s->work_lock);
 
-		source_run(s, src, sched_now_ms());
+		source_run(s, src, timing_now_ms());
 		secmem_wipe_stack();
 
 		pthread_mutex_lock(&s->work_lock);
@@ -778,11 +816,11 @@ static void revoke_one(struct sched *s, struct revocation *r)
 	int rc = r->be->ops->revoke(r->be, r->lease_id, &err);
 
 	if (rc < 0) {
-		stat_add(s, &s->stats.revoke_failed);
+		stats_inc(r->stats, SRC_REVOKE_FAILURES);
 		log_warn("source %s: cannot revoke lease %s: %s%s%s", r->label,
 		         r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg);
 	} else {
-		stat_add(s, &s->stats.revoked);
+		stats_inc(r->stats, SRC_REVOCATIONS);
 		log_info("source %s: revoked lease %s", r->label, r->lease_id);
 	}
 }
@@ -840,7 +878,7 @@ static void *sched_main(void *arg)
 		goto out;
 	}
 	while (!sched_stopping(s)) {
-		uint64_t now = sched_now_ms(), next = UINT64_MAX, t;
+		uint64_t now = timing_now_ms(), next = UINT64_MAX, t;
 		size_t npfd = 1;
 		int timeout;
 
@@ -852,7 +890,7 @@ static void *sched_main(void *arg)
 		}
 		run_due_sources(s, now);
 		secmem_wipe_stack();
-		now = sched_now_ms();
+		now = timing_now_ms();
 		t = run_revocations(s, now, false);
 		next = t < next ? t : next;
 		pthread_mutex_lock(&s->shared_lock);
@@ -879,7 +917,7 @@ static void *sched_main(void *arg)
 			pfd[npfd].events = POLLIN;
 			watched[npfd++] = be;
 		}
-		now = sched_now_ms();
+		now = timing_now_ms();
 		if (next == UINT64_MAX)
 			timeout = -1;
 		else if (next <= now)
@@ -896,7 +934,7 @@ static void *sched_main(void *arg)
 			ssize_t r = read(s->wake_fd, &v, sizeof v);
 			(void)r;
 		}
-		now = sched_now_ms();
+		now = timing_now_ms();
 		for (size_t i = 1; i < npfd; i++) {
 			struct backend *be = watched[i];
 			if (!(pfd[i].revents & (POLLIN | POLLERR | POLLHUP)))
@@ -1027,7 +1065,7 @@ void sched_stop(struct sched *s)
 	s->nworkers = 0;
 	s->started = false;
 	/* Leases already replaced are of no use to anyone: revoke them now. */
-	run_revocations(s, sched_now_ms(), true);
+	run_revocations(s, timing_now_ms(), true);
 	/* Current leases too, where the operator asked for it. */
 	for (size_t i = 0; i < s->nsources; i++) {
 		struct source *src = &s->sources[i];
@@ -1038,17 +1076,6 @@ void sched_stop(struct sched *s)
 		src->lease_id[0] = '\0';
 	}
 	run_revocations(s, UINT64_MAX, true);
-}
-
-void sched_get_stats(struct sched *s, struct sched_stats *out)
-{
-	pthread_mutex_lock(&s->lock);
-	*out = s->stats;
-	pthread_mutex_unlock(&s->lock);
-	for (size_t i = 0; i < s->nactions; i++) {
-		out->onchange_runs += onchange_runs(s->actions[i]);
-		out->onchange_failed += onchange_failures(s->actions[i]);
-	}
 }
 
 void sched_free(struct sched *s)

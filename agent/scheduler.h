@@ -18,21 +18,17 @@
 struct sched;
 struct fs;
 struct store;
-
-struct sched_stats {
-	unsigned long fetch_ok, fetch_failed, probes, renewals, renew_failed;
-	unsigned long replaced, revoked, revoke_failed, render_failed;
-	unsigned long published, expired, onchange_runs, onchange_failed;
-};
+struct stats;
 
 /*
  * Builds the sources of cfg: secrets naming the same backend, path and
  * backend options share one source. backends[i] is the backend built for
- * cfg->backends[i]. Declares every file in fs (absent until fetched). All
+ * cfg->backends[i]. Declares every file in fs (absent until fetched).
+ * Each source and file registers its metrics in stats (may be NULL). All
  * pointers are borrowed and must outlive the scheduler.
  */
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
-              struct store *st, struct sched **out);
+              struct store *st, struct stats *stats, struct sched **out);
 
 /* Starts the scheduler thread; every source is read at once. */
 int sched_start(struct sched *s);
@@ -63,13 +59,7 @@ size_t sched_source_count(const struct sched *s);
  * grace period to end. Idempotent. */
 void sched_stop(struct sched *s);
 
-/* A snapshot of the counters. */
-void sched_get_stats(struct sched *s, struct sched_stats *out);
-
 /* Frees; stops first if needed. NULL-safe. */
 void sched_free(struct sched *s);
-
-/* Monotonic clock in milliseconds. */
-uint64_t sched_now_ms(void);
 
 #endif

@@ -44,7 +44,9 @@
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
+#include "secretfs/stats.h"
 #include "secretfs/store.h"
+#include "secretfs/timing.h"
 
 #define DATA_LINK "..data"
 #define DATA_TMP "..data_tmp"
@@ -93,16 +95,20 @@ struct fs_dir {
 	pthread_cond_t cond;
 	pthread_t reaper;
 	bool reaper_started, stopping;
-	unsigned long generations, write_failures, refused;
+	struct stats_set *stats; /* dir_family; NULL-safe */
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+enum { DIR_GENERATIONS, DIR_WRITE_FAILURES, DIR_REFUSED };
+static const struct stats_field dir_fields[] = {
+    [DIR_GENERATIONS] = {STATS_COUNTER, "secretfs_directory_generations_total",
+                         "Generations of the directory output written and swapped in"},
+    [DIR_WRITE_FAILURES] = {STATS_COUNTER, "secretfs_directory_write_failures_total",
+                            "Generations that could not be written"},
+    [DIR_REFUSED] = {STATS_COUNTER, "secretfs_directory_refused_entries_total",
+                     "Entries not made by secretfs found under a configured name"},
+};
+static const struct stats_family dir_family = {
+    dir_fields, sizeof dir_fields / sizeof dir_fields[0], NULL};
 
 static bool is_generation_name(const char *s)
 {
@@ -252,7 +258,7 @@ static void *dir_reaper(void *arg)
 	pthread_mutex_lock(&d->lock);
 	while (!d->stopping) {
 		struct retired *r = d->retired;
-		uint64_t now = now_ms();
+		uint64_t now = timing_now_ms();
 
 		if (!r) {
 			pthread_cond_wait(&d->cond, &d->lock);
@@ -294,7 +300,7 @@ static void retire(struct fs_dir *d, const char *gen)
 		return;
 	}
 	snprintf(r->name, sizeof r->name, "%s", gen);
-	r->due = now_ms() + RETIRE_GRACE_MS;
+	r->due = timing_now_ms() + RETIRE_GRACE_MS;
 	for (pp = &d->retired; *pp; pp = &(*pp)->next)
 		;
 	*pp = r;
@@ -442,7 +448,7 @@ static int fill_generation(struct fs_dir *d, const char *gen)
 		log_error(
 		    "directory %s: %s was replaced while being written; refusing it",
 		    d->path, gen);
-		d->refused++;
+		stats_inc(d->stats, DIR_REFUSED);
 		close(genfd);
 		return SFS_EIO;
 	}
@@ -520,7 +526,7 @@ static void link_tops(struct fs_dir *d)
 				    "refusing to follow or replace it (readers of that "
 				    "name do not get secretfs's files)",
 				    d->path, t->name, kind_of(st.st_mode));
-				d->refused++;
+				stats_inc(d->stats, DIR_REFUSED);
 				t->foreign = true;
 			}
 			continue;
@@ -568,14 +574,14 @@ static int write_generation(struct fs_dir *d)
 		retire(d, d->current);
 	memcpy(d->current, gen, GEN_NAME_LEN + 1);
 	link_tops(d);
-	d->generations++;
+	stats_inc(d->stats, DIR_GENERATIONS);
 	for (size_t i = 0; i < d->nfiles; i++)
 		present += d->files[i].blob != NULL;
 	log_debug("directory %s: " DATA_LINK " -> %s (%zu of %zu files)", d->path, gen,
 	          present, d->nfiles);
 	return 0;
 fail:
-	d->write_failures++;
+	stats_inc(d->stats, DIR_WRITE_FAILURES);
 	if (gen[0] && remove_tree(d->dirfd, gen, 0) < 0)
 		log_warn("directory %s: cannot remove the unfinished %s: %s", d->path,
 		         gen, strerror(errno));
@@ -597,6 +603,7 @@ static int dir_create(const struct fs_options *opt, struct store *st, struct fs 
 	d->opt = *opt;
 	d->store = st;
 	d->dirfd = -1;
+	d->stats = stats_register(opt->stats, &dir_family, NULL);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -738,7 +745,7 @@ static void refuse(struct fs_dir *d, const char *name, mode_t m)
 	log_error("directory %s: %s is %s that secretfs did not make; refusing to "
 	          "follow or replace it: remove it, or give secretfs an empty directory",
 	          d->path, name, kind_of(m));
-	d->refused++;
+	stats_inc(d->stats, DIR_REFUSED);
 }
 
 /*
@@ -902,9 +909,11 @@ static void dir_unmount(struct fs *base)
 			remove_everything(d);
 			log_info("directory %s: files removed", d->path);
 		}
-		log_info("directory %s: generations=%lu write_failures=%lu "
-		         "refused_entries=%lu",
-		         d->path, d->generations, d->write_failures, d->refused);
+		log_info("directory %s: generations=%lld write_failures=%lld "
+		         "refused_entries=%lld",
+		         d->path, (long long)stats_get(d->stats, DIR_GENERATIONS),
+		         (long long)stats_get(d->stats, DIR_WRITE_FAILURES),
+		         (long long)stats_get(d->stats, DIR_REFUSED));
 	}
 	d->active = false;
 	if (d->dirfd >= 0)

@@ -145,7 +145,7 @@ int backend_check_keys(const json_t *obj, const char *keypath, const char *const
 /* key, when present, is a non-empty string; required: it must be present. */
 int backend_check_string(const json_t *obj, const char *key, bool required,
                          const char *keypath, struct diag *d);
-/* key, when present, is a duration (config_duration_parse). */
+/* key, when present, is a duration (duration_parse). */
 int backend_check_duration(const json_t *obj, const char *key, const char *keypath,
                            struct diag *d);
 /* key, when present, is true or false. */

@@ -93,15 +93,6 @@ const struct config_backend *config_backend_find(const struct config *cfg,
                                                  const char *name);
 
 /*
- * Parses a duration: a non-negative number of seconds (JSON number) or a
- * string of one or more <number><unit> groups, unit one of ms, s, m, h, d
- * ("90s", "5m", "1h30m", "250ms"). Returns 0 and milliseconds in *ms, or
- * SFS_EINVAL.
- */
-int config_duration_parse(const json_t *v, uint64_t *ms);
-int config_duration_parse_str(const char *s, uint64_t *ms);
-
-/*
  * Checks a file name inside the mount: relative, segments separated by one
  * '/', no empty, "." or ".." segment, each segment at most 255 bytes, no NUL
  * or control characters, total at most 1024 bytes. Returns NULL when valid

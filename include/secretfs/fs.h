@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 struct fs;
+struct stats;
 struct store;
 struct store_blob;
 
@@ -37,8 +38,9 @@ struct fs_options {
 	mode_t dir_mode;
 	uid_t dir_uid;
 	gid_t dir_gid;
-	bool allow_other;  /* FUSE only */
-	bool keep_on_exit; /* directory only: leave the files in place at exit */
+	bool allow_other;    /* FUSE only */
+	bool keep_on_exit;   /* directory only: leave the files in place at exit */
+	struct stats *stats; /* where the output counts its work; borrowed, may be NULL */
 };
 
 /* Creates an empty tree (only the root) served by opt->output. st is

@@ -1,12 +1,16 @@
 /*
- * The timing rules of the scheduler as pure functions of their inputs and
- * a uniform random number, so they can be tested exactly. All times are in
- * milliseconds.
+ * The clock everyone uses, and the timing rules of the scheduler as pure
+ * functions of their inputs and a uniform random number, so they can be
+ * tested exactly. All times are in milliseconds.
  */
 #ifndef SECRETFS_TIMING_H
 #define SECRETFS_TIMING_H
 
 #include <stdint.h>
+
+/* Monotonic clock (CLOCK_MONOTONIC) in milliseconds: every due time,
+ * deadline and timeout in secretfs is on this clock. */
+uint64_t timing_now_ms(void);
 
 /* Uniform random number in [0, 1) from libsodium. */
 double timing_random(void);

@@ -805,97 +805,6 @@ TEST(test_messages_never_echo_secret_like_values)
 	diag_release(&d);
 }
 
-/* --- durations ---------------------------------------------------------- */
-
-TEST(test_duration_strings)
-{
-	static const struct {
-		const char *s;
-		uint64_t ms;
-	} cases[] = {
-	    {"90s", 90000},    {"5m", 300000},
-	    {"1h", 3600000},   {"1h30m", 5400000},
-	    {"250ms", 250},    {"1.5h", 5400000},
-	    {"2d", 172800000}, {"30", 30000},
-	    {"0.25", 250},     {"0", 0},
-	    {"0s", 0},         {"1m30s500ms", 90500},
-	    {"1.5ms", 1},      {"3649d", 3649ull * 86400000},
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		uint64_t ms = 12345;
-
-		if (config_duration_parse_str(cases[i].s, &ms) != 0 ||
-		    ms != cases[i].ms) {
-			fprintf(stderr, "  duration %s -> %llu\n", cases[i].s,
-			        (unsigned long long)ms);
-			test_failed_ = 1;
-		}
-	}
-}
-
-TEST(test_duration_bad_strings)
-{
-	static const char *const cases[] = {
-	    "",
-	    "-5s",
-	    "5 minutes",
-	    "5x",
-	    "1h30",
-	    "h",
-	    " 5s",
-	    "5s ",
-	    "1.s",
-	    ".5s",
-	    "5.5.5s",
-	    "3651d",
-	    "99999999999999999999s",
-	    "5S",
-	    "1e3s",
-	    "0x10s",
-	    "5sec",
-	    "1.0000000001s",
-	    "+5s",
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		uint64_t ms = 777;
-
-		if (config_duration_parse_str(cases[i], &ms) != SFS_EINVAL || ms != 777) {
-			fprintf(stderr, "  duration \"%s\" was accepted\n", cases[i]);
-			test_failed_ = 1;
-		}
-	}
-}
-
-TEST(test_duration_json_values)
-{
-	json_t *v;
-	uint64_t ms = 0;
-
-	v = json_integer(90);
-	CHECK_EQ_INT(config_duration_parse(v, &ms), 0);
-	CHECK_EQ_INT(ms, 90000);
-	json_decref(v);
-	v = json_real(0.5);
-	CHECK_EQ_INT(config_duration_parse(v, &ms), 0);
-	CHECK_EQ_INT(ms, 500);
-	json_decref(v);
-	v = json_string("1h30m");
-	CHECK_EQ_INT(config_duration_parse(v, &ms), 0);
-	CHECK_EQ_INT(ms, 5400000);
-	json_decref(v);
-	v = json_integer(-1);
-	CHECK_EQ_INT(config_duration_parse(v, &ms), SFS_EINVAL);
-	json_decref(v);
-	v = json_real(1e12);
-	CHECK_EQ_INT(config_duration_parse(v, &ms), SFS_EINVAL);
-	json_decref(v);
-	v = json_true();
-	CHECK_EQ_INT(config_duration_parse(v, &ms), SFS_EINVAL);
-	json_decref(v);
-	CHECK_EQ_INT(config_duration_parse(NULL, &ms), SFS_EINVAL);
-	CHECK_EQ_INT(config_duration_parse_str(NULL, &ms), SFS_EINVAL);
-}
-
 /* --- names -------------------------------------------------------------- */
 
 TEST(test_name_problems)
@@ -1146,8 +1055,7 @@ TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_def
           test_modes_accept_octal_strings_and_integers,
           test_bad_configs_report_each_problem_once,
           test_at_least_thirty_bad_configs_are_covered, test_long_names_are_rejected,
-          test_messages_never_echo_secret_like_values, test_duration_strings,
-          test_duration_bad_strings, test_duration_json_values, test_name_problems,
+          test_messages_never_echo_secret_like_values, test_name_problems,
           test_name_length_limits, test_diag_formats_file_keypath_and_reason,
           test_diag_is_bounded, test_diag_keypath_quotes_unusual_keys,
           test_load_reads_a_file, test_load_names_the_file_in_messages,
