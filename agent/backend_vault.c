@@ -37,8 +37,9 @@
 #define VAULT_LOGIN_BASE_MS 1000
 #define VAULT_LOGIN_CAP_MS (5 * 60 * 1000)
 #define VAULT_MAX_MOUNTS 64
-#define VAULT_MAX_CLIENTS 16 /* concurrent requests per backend */
-#define VAULT_GENERATIONS 32 /* past logins whose end is remembered */
+#define VAULT_MAX_CLIENTS 16                     /* concurrent requests per backend */
+#define VAULT_GENERATIONS 32                     /* past logins whose end is remembered */
+#define VAULT_MAX_TTL_S (10ll * 365 * 24 * 3600) /* longer TTLs count as this */
 
 struct vault_mount {
 	char *prefix;   /* "secret/" */
@@ -98,10 +99,20 @@ int vault_login_from_reply(const json_t *reply, struct vault_login *out,
 {
 	const json_t *auth = json_object_get(reply, "auth");
 	const json_t *tok = json_object_get(auth, "client_token");
+	json_int_t ttl;
 
 	memset(out, 0, sizeof *out);
 	if (!json_is_string(tok) || json_string_length(tok) == 0) {
 		backend_error_set(err, "login reply has no auth.client_token");
+		return SFS_EPARSE;
+	}
+	if (strlen(json_string_value(tok)) != json_string_length(tok)) {
+		backend_error_set(err, "login reply has a NUL byte in auth.client_token");
+		return SFS_EPARSE;
+	}
+	ttl = json_integer_value(json_object_get(auth, "lease_duration"));
+	if (ttl < 0) {
+		backend_error_set(err, "login reply has a negative auth.lease_duration");
 		return SFS_EPARSE;
 	}
 	out->token_cap = json_string_length(tok) + 1;
@@ -109,8 +120,8 @@ int vault_login_from_reply(const json_t *reply, struct vault_login *out,
 	if (!out->token)
 		return SFS_ENOMEM;
 	memcpy(out->token, json_string_value(tok), out->token_cap);
-	out->ttl_ms =
-	    (uint64_t)json_integer_value(json_object_get(auth, "lease_duration")) * 1000;
+	/* Past ten years is "for ever" here, and must not overflow. */
+	out->ttl_ms = (uint64_t)(ttl > VAULT_MAX_TTL_S ? VAULT_MAX_TTL_S : ttl) * 1000;
 	out->renewable = json_is_true(json_object_get(auth, "renewable"));
 	return 0;
 }

@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 BUILD_PACKAGES=(build-essential cmake pkg-config libsodium-dev libjansson-dev libfuse3-dev
                 fuse3 libcurl4-openssl-dev libssl-dev ca-certificates)
 # yamllint, python3-yaml: tests/delivery (manifests, workflows).
+# clang, libclang-rt-14-dev: the libFuzzer targets (scripts/fuzz.sh).
 TEST_PACKAGES=(python3 python3-pytest procps openssl postgresql postgresql-client
-               yamllint python3-yaml)
+               yamllint python3-yaml clang libclang-rt-14-dev)
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [[ ${SECRETFS_PACKAGES:-all} == build ]] || PACKAGES+=("${TEST_PACKAGES[@]}")
 missing=()

@@ -2,7 +2,8 @@
 # The whole test suite: installs dependencies, builds, runs the unit tests
 # (CTest) and the integration tests (pytest, real FUSE mounts), then does
 # the same with an AddressSanitizer/UndefinedBehaviorSanitizer build. The
-# delivery checks (tests/delivery) run once, with the normal build.
+# delivery checks (tests/delivery) and the fuzz targets' regression run
+# (scripts/fuzz.sh) run once.
 # Integration tests need root and /dev/fuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ echo "== build"
 BUILD_DIR=build scripts/setup.sh
 echo "== unit tests"
 ctest --test-dir build --output-on-failure --timeout 120
+echo "== fuzz targets: every kept input, then ${SECRETFS_FUZZ_SECONDS:-10} s each"
+bash scripts/fuzz.sh regress "${SECRETFS_FUZZ_SECONDS:-10}"
 echo "== integration tests, delivery checks (image rootfs, manifests, workflows, units)"
 SECRETFS_BIN="$PWD/build/secretfs" "${PYTEST[@]}" tests/delivery
 
