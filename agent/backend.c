@@ -8,6 +8,10 @@
 
 #include "secretfs/backend.h"
 
+/* Each defined in its backend_<type>.c. */
+extern const struct backend_ops backend_file_ops, backend_dev_ops, backend_vault_ops,
+    backend_aws_ops;
+
 static const struct backend_ops *const registry[] = {
     &backend_file_ops,
     &backend_dev_ops,

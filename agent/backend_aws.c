@@ -32,6 +32,9 @@
 #include "secretfs/secmem.h"
 #include "secretfs/timing.h"
 
+/* Registered in backend.c. */
+extern const struct backend_ops backend_aws_ops;
+
 #define AWS_MAX_CLIENTS 8             /* concurrent requests per backend */
 #define AWS_REFRESH_AHEAD_S (15 * 60) /* maintain() refreshes this early */
 #define AWS_REFRESH_HARD_S (10 * 60)  /* requests refresh first past this */

@@ -18,6 +18,9 @@
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
 
+/* Registered in backend.c. */
+extern const struct backend_ops backend_dev_ops;
+
 #define DEV_DEFAULT_TTL_MS (30 * 1000)
 #define DEV_DEFAULT_GRACE_MS (5 * 1000)
 #define DEV_PASSWORD_LEN 24

@@ -24,6 +24,9 @@
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
 
+/* Registered in backend.c. */
+extern const struct backend_ops backend_file_ops;
+
 #define FILE_BACKEND_MAX (16 * 1024 * 1024)
 
 struct file_backend {

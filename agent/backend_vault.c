@@ -34,6 +34,9 @@
 #include "secretfs/timing.h"
 #include "vault.h"
 
+/* Registered in backend.c. */
+extern const struct backend_ops backend_vault_ops;
+
 #define VAULT_LOGIN_BASE_MS 1000
 #define VAULT_LOGIN_CAP_MS (5 * 60 * 1000)
 #define VAULT_MAX_MOUNTS 64
@@ -189,19 +192,32 @@ int vault_unstash(struct vault *v, char **out, size_t *cap)
 	return rc;
 }
 
+/* The auth registry: one line per method (auth_<method>.c). */
+static const struct vault_auth_ops *const auth_methods[] = {
+    &vault_auth_token,
+    &vault_auth_approle,
+    &vault_auth_kubernetes,
+    &vault_auth_jwt,
+};
+#define NAUTH (sizeof auth_methods / sizeof auth_methods[0])
+
 const struct vault_auth_ops *vault_auth_find(const char *method)
 {
-	static const struct vault_auth_ops *const methods[] = {
-	    &vault_auth_token,
-	    &vault_auth_approle,
-	    &vault_auth_kubernetes,
-	    &vault_auth_jwt,
-	};
-
-	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (strcmp(methods[i]->method, method) == 0)
-			return methods[i];
+	for (size_t i = 0; i < NAUTH; i++)
+		if (strcmp(auth_methods[i]->method, method) == 0)
+			return auth_methods[i];
 	return NULL;
+}
+
+const char *vault_auth_names(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < NAUTH && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+		                         auth_methods[i]->method);
+	return buf;
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -635,14 +651,18 @@ static const struct vault_mount *vault_mount_for(struct vault *v, const char *pa
 	json_t *reply = NULL;
 	const json_t *data;
 	const char *type, *prefix, *version;
-	char p[1024];
+	char *p = NULL;
 	int kv;
 
 	*rc = 0;
 	if ((m = mount_lookup(v, path)))
 		return m;
-	snprintf(p, sizeof p, "sys/internal/ui/mounts/%s", path);
+	if (asprintf(&p, "sys/internal/ui/mounts/%s", path) < 0) {
+		*rc = SFS_ENOMEM;
+		return NULL;
+	}
 	*rc = vault_call_authed(v, "GET", p, NULL, NULL, &reply, err);
+	free(p);
 	if (*rc == SFS_EDENIED || *rc == SFS_ENOTFOUND || *rc == SFS_EBACKEND) {
 		/* No permission to look, or no such mount: read the path as is. */
 		json_decref(reply);
@@ -877,7 +897,7 @@ static int vault_check_auth(const json_t *auth, const char *keypath, struct diag
 	const char *method;
 	const char *key;
 	json_t *val;
-	char kp[512];
+	char kp[512], names[128];
 	int rc = 0;
 
 	if (!json_is_object(auth)) {
@@ -886,16 +906,15 @@ static int vault_check_auth(const json_t *auth, const char *keypath, struct diag
 	}
 	method = json_string_value(json_object_get(auth, "method"));
 	if (!method) {
-		diag_add(d, keypath,
-		         "missing required key \"method\" (token, approle, "
-		         "kubernetes or jwt)");
+		diag_add(d, keypath, "missing required key \"method\" (one of: %s)",
+		         vault_auth_names(names, sizeof names));
 		return SFS_EINVAL;
 	}
 	ops = vault_auth_find(method);
 	if (!ops) {
 		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "method"),
-		         "unknown auth method \"%s\" (token, approle, kubernetes, jwt)",
-		         method);
+		         "unknown auth method \"%s\" (one of: %s)", method,
+		         vault_auth_names(names, sizeof names));
 		return SFS_EINVAL;
 	}
 	json_object_foreach((json_t *)auth, key, val)
@@ -913,6 +932,12 @@ static int vault_check_auth(const json_t *auth, const char *keypath, struct diag
 	}
 	if (backend_check_string(auth, "mount", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
+	else if (json_string_length(json_object_get(auth, "mount")) >
+	         VAULT_MAX_MOUNT_LEN) {
+		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "mount"),
+		         "longer than %d bytes", VAULT_MAX_MOUNT_LEN);
+		rc = SFS_EINVAL;
+	}
 	if (ops->check(auth, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	return rc;

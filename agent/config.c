@@ -64,13 +64,6 @@ static const char *const onchange_keys[] = {"signal", "pid_file", "command", "de
                                             NULL};
 static const char *const no_keys[] = {NULL};
 
-static const char *const format_names[] = {
-    [RENDER_RAW] = "raw",
-    [RENDER_JSON] = "json",
-    [RENDER_ENV] = "env",
-    [RENDER_TEMPLATE] = "template",
-};
-
 static const struct {
 	const char *name;
 	int number;
@@ -728,16 +721,11 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 	if ((v = json_object_get(obj, "format"))) {
 		format_ok = false;
 		if (get_str(p, obj, kp, "format", false, 64, &str) == 1) {
-			for (size_t i = 0;
-			     i < sizeof format_names / sizeof format_names[0]; i++) {
-				if (strcmp(str, format_names[i]) == 0) {
-					s->format = (enum render_format)i;
-					format_ok = true;
-				}
-			}
+			format_ok = render_format_parse(str, &s->format) == 0;
 			if (!format_ok)
 				problem(p, diag_keypath(ckp, sizeof ckp, kp, "format"),
-				        "must be one of raw, json, env, template");
+				        "must be one of %s",
+				        render_format_names(list, sizeof list));
 		}
 	}
 

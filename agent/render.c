@@ -505,6 +505,37 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
  * the decoded bytes; the other formats parse the decoded bytes as a JSON
  * document (SFS_EINVAL if they are not one) and format that.
  */
+
+static const char *const format_names[] = {
+    [RENDER_RAW] = "raw",
+    [RENDER_JSON] = "json",
+    [RENDER_ENV] = "env",
+    [RENDER_TEMPLATE] = "template",
+};
+#define NFORMATS (sizeof format_names / sizeof format_names[0])
+
+int render_format_parse(const char *s, enum render_format *out)
+{
+	for (size_t i = 0; i < NFORMATS; i++) {
+		if (strcmp(s, format_names[i]) == 0) {
+			*out = (enum render_format)i;
+			return 0;
+		}
+	}
+	return SFS_EINVAL;
+}
+
+const char *render_format_names(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < NFORMATS && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+		                         format_names[i]);
+	return buf;
+}
+
 int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
            char *err, size_t errlen)
 {

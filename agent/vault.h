@@ -47,6 +47,13 @@ extern const struct vault_auth_ops vault_auth_jwt;
 /* The auth method by name, or NULL. */
 const struct vault_auth_ops *vault_auth_find(const char *method);
 
+/* The registered method names, comma-separated, into buf; returns buf. */
+const char *vault_auth_names(char *buf, size_t len);
+
+/* Bytes of an auth mount path: "auth/<mount>/login" must fit the login
+ * paths' buffers, so longer ones are refused by the config check. */
+#define VAULT_MAX_MOUNT_LEN 256
+
 /*
  * Calls the Vault API: method on /v1/<path>[?query], with body (may be
  * NULL) as JSON. With_token adds X-Vault-Token (token may override the

@@ -125,12 +125,6 @@ const struct backend_ops *backend_find(const char *type);
 /* Comma-separated list of the registered type names (static). */
 const char *backend_type_names(void);
 
-/* The registered implementations. */
-extern const struct backend_ops backend_file_ops;
-extern const struct backend_ops backend_dev_ops;
-extern const struct backend_ops backend_vault_ops;
-extern const struct backend_ops backend_aws_ops;
-
 /* Helpers for implementations. */
 void backend_error_set(struct backend_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -21,6 +21,13 @@ struct render_spec {
 	bool decode_base64;        /* decode the selected string first */
 };
 
+/* The format named s ("raw", "json", "env", "template"). Returns 0 or
+ * SFS_EINVAL. */
+int render_format_parse(const char *s, enum render_format *out);
+
+/* The format names, comma-separated, into buf; returns buf. */
+const char *render_format_names(char *buf, size_t len);
+
 /* Maximum size of one rendered file. */
 #define RENDER_MAX_LEN (1024 * 1024)
 
