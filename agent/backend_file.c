@@ -6,13 +6,18 @@
  * swaps are seen); a change in content makes every source of the backend
  * read again, a malformed edit is logged and counted and the last good
  * values stay. No parsed copy is kept between fetch rounds: only a keyed
- * hash of the bytes, to tell a real change from a touch.
+ * hash of the bytes, to tell a real change from a touch. Each refresh is a
+ * version probe that costs one stat(2) (device, inode, size and times of
+ * the file the path leads to): an idle daemon neither reads nor parses the
+ * file; inotify is what notices an edit at once, the probe is the fallback
+ * where watching fails.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <libgen.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -38,12 +43,28 @@ struct file_backend {
 	unsigned char *hash_key; /* secmem, crypto_generichash_KEYBYTES */
 	unsigned char last_hash[crypto_generichash_BYTES];
 	bool have_hash;
-	json_t *doc;    /* parsed document, only between batch_begin and batch_end,
-	                 * or from on_watch until the round of reads it triggers */
-	bool doc_fresh; /* doc was loaded by on_watch: the next round uses it */
-	int doc_err;    /* load result of this batch when doc is NULL */
+	json_t *doc;           /* parsed document, only between batch_begin and batch_end,
+	                        * or from on_watch until the round of reads it triggers */
+	bool doc_fresh;        /* doc was loaded by on_watch: the next round uses it */
+	int doc_err;           /* load result of this batch when doc is NULL */
+	char doc_version[128]; /* stat version of the file doc was read from */
 	unsigned long malformed_count;
 };
+
+/* The probe's version of the file: what stat(2) says of it, following
+ * links (a ..data swap changes it). Returns 0 or SFS_ENOTFOUND/SFS_EIO. */
+static int file_stat_version(const char *path, char *out, size_t len)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? SFS_ENOTFOUND : SFS_EIO;
+	snprintf(out, len, "%llx:%llx:%llx:%lld.%09ld:%lld.%09ld",
+	         (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+	         (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+	         st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+	return 0;
+}
 
 static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 {
@@ -84,6 +105,9 @@ static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
 	json_error_t jerr;
 	int rc;
 
+	/* Before the read: a change in between makes the next probe differ. */
+	if (file_stat_version(fb->path, fb->doc_version, sizeof fb->doc_version) < 0)
+		fb->doc_version[0] = '\0';
 	rc = secmem_read_file(fb->path, FILE_BACKEND_MAX, &buf, &len, &cap);
 	if (rc < 0)
 		return rc;
@@ -243,7 +267,19 @@ static int file_fetch(struct backend *be, const struct source_key *key,
 	}
 	memset(out, 0, sizeof *out);
 	out->value = json_incref(v);
+	snprintf(out->version, sizeof out->version, "%s", fb->doc_version);
 	return 0;
+}
+
+static int file_probe(struct backend *be, const struct source_key *key, char *version,
+                      size_t versionlen, struct backend_error *err)
+{
+	struct file_backend *fb = (struct file_backend *)be;
+	int rc = file_stat_version(fb->path, version, versionlen);
+
+	if (rc < 0)
+		backend_error_set(err, "secrets file %s: %s", fb->path, sfs_strerror(rc));
+	return rc;
 }
 
 static int file_watch_fd(struct backend *be)
@@ -298,6 +334,7 @@ const struct backend_ops backend_file_ops = {
     .secret_keys = file_secret_keys,
     .default_refresh_ms = 60 * 1000,
     .check = file_check,
+    .probe = file_probe,
     .create = file_create,
     .free = file_free,
     .fetch = file_fetch,

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from helpers.harness import rand_token, read_text, wait_until
+from helpers.harness import holds_for, rand_token, read_text, wait_until
 
 pytestmark = pytest.mark.fuse
 
@@ -86,3 +86,56 @@ def test_deleted_secrets_file_keeps_values_and_its_recreation_is_picked_up(sandb
     wait_until(lambda: d.read("app/token") == "t2", what="the recreated file to be read")
     assert d.read("db/password") == "p1"
     assert d.alive()
+
+
+class _OpenWatch:
+    """Counts opens of one file with inotify (IN_OPEN), through libc."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, path):
+        import ctypes
+        import ctypes.util
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0
+        wd = self._libc.inotify_add_watch(self.fd, path.encode(), self.IN_OPEN)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+
+    def opens(self):
+        n = 0
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return n
+            off = 0
+            while off < len(buf):
+                length = int.from_bytes(buf[off + 12:off + 16], "little")
+                n += 1
+                off += 16 + length
+
+    def close(self):
+        os.close(self.fd)
+
+
+def test_idle_refreshes_stat_the_file_without_reading_it(sandbox):
+    """Each refresh is a stat(2) probe: an idle daemon does not open, read or
+    parse the secrets file again (it did once per due source)."""
+    secrets = {f"s{i}": {"backend": "local", "path": f"k{i}", "refresh": "200ms"}
+               for i in range(20)}
+    data = {f"k{i}": rand_token(16) for i in range(20)}
+    d = sandbox.start(secrets, data=data)
+    watch = _OpenWatch(sandbox.data_path)
+    try:
+        # 20 sources at 200 ms for 2 s: ~200 refreshes, each an open before.
+        opened = []
+        holds_for(lambda: not opened.append(watch.opens()) and sum(opened) == 0, 2,
+                  what="no open of the secrets file while idle")
+        assert d.read("s0") == data["k0"]
+        # A change is still seen (inotify, and the probe behind it).
+        sandbox.write_data({**data, "k0": "changed"}, atomic=True)
+        wait_until(lambda: d.read("s0") == "changed", what="the edit")
+        assert watch.opens() >= 1
+    finally:
+        watch.close()
