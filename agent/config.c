@@ -32,6 +32,7 @@
 #define CONFIG_MAX_FILE (4u * 1024 * 1024) /* bytes of config text */
 #define CONFIG_MAX_BACKENDS 256
 #define CONFIG_MAX_SECRETS 4096
+#define DEFAULT_SHUTDOWN_TIMEOUT_MS 5000
 #define CONFIG_MAX_ARGS 256
 #define CONFIG_MAX_STR 4096 /* paths, fields, pid files, arguments */
 #define CONFIG_MAX_NAME 1024
@@ -51,8 +52,8 @@ struct parser {
 	bool oom;
 };
 
-static const char *const top_keys[] = {"mount", "backends",        "secrets",
-                                       "log",   "startup_timeout", NULL};
+static const char *const top_keys[] = {
+    "mount", "backends", "secrets", "log", "startup_timeout", "shutdown_timeout", NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
@@ -877,6 +878,8 @@ static void parse_root(struct parser *p, const json_t *root)
 		parse_log(p, v);
 	if ((v = json_object_get(root, "startup_timeout")))
 		parse_duration(p, v, "startup_timeout", &p->cfg->startup_timeout_ms);
+	if ((v = json_object_get(root, "shutdown_timeout")))
+		parse_duration(p, v, "shutdown_timeout", &p->cfg->shutdown_timeout_ms);
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -932,6 +935,7 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 	p.cfg->mount.dir_mode = 0555;
 	p.cfg->log.level = LOG_LVL_INFO;
 	p.cfg->startup_timeout_ms = DEFAULT_STARTUP_TIMEOUT_MS;
+	p.cfg->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
 	parse_root(&p, root);
 	if (p.oom) {
 		diag_add(d, NULL, "out of memory while reading the configuration");

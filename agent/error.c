@@ -32,6 +32,8 @@ const char *sfs_strerror(int err)
 		return "backend error";
 	case SFS_EEXPIRED:
 		return "lease or credential expired";
+	case SFS_ECANCELED:
+		return "cancelled: secretfs is stopping";
 	}
 	return "unknown error";
 }

@@ -12,6 +12,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,49 @@ struct http_client {
 	CURL *curl;
 	struct http_options opt;
 };
+
+/*
+ * The stop (http.h): RUNNING, then STOPPED the moment SIGTERM/SIGINT
+ * arrives (every transfer is cut by its progress callback, every retry
+ * pause ends, no new request starts), then possibly a WINDOW for the
+ * shutdown's revocations, each bounded by its end. Lock-free: set from a
+ * signal handler.
+ */
+enum { HTTP_RUNNING, HTTP_STOPPED, HTTP_WINDOW };
+static _Atomic int stop_phase = HTTP_RUNNING;
+static _Atomic uint64_t window_end; /* monotonic ms */
+
+void http_stop(void)
+{
+	atomic_store(&stop_phase, HTTP_STOPPED);
+}
+
+void http_allow_until(uint64_t deadline_ms)
+{
+	atomic_store(&window_end, deadline_ms);
+	atomic_store(&stop_phase, HTTP_WINDOW);
+}
+
+bool http_stopping(void)
+{
+	return atomic_load(&stop_phase) != HTTP_RUNNING;
+}
+
+/* Whether a request may go on now, and until when at the latest (the end
+ * of the shutdown window; UINT64_MAX while running). */
+static bool may_run(uint64_t *until)
+{
+	switch (atomic_load(&stop_phase)) {
+	case HTTP_RUNNING:
+		*until = UINT64_MAX;
+		return true;
+	case HTTP_WINDOW:
+		*until = atomic_load(&window_end);
+		return timing_now_ms() < *until;
+	default:
+		return false;
+	}
+}
 
 /*
  * libcurl and OpenSSL are loaded only when a network backend needs them:
@@ -265,6 +309,17 @@ struct transfer {
 	bool too_big;
 };
 
+/* libcurl's progress callback: called often while data moves and about
+ * once a second while nothing does (connecting, a TLS handshake, a silent
+ * server), so a stop cuts any transfer within a second. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+	uint64_t until;
+
+	return may_run(&until) ? 0 : 1;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct transfer *t = arg;
@@ -351,8 +406,10 @@ out:
 }
 
 static int attempt(struct http_client *c, const struct http_request *req,
-                   struct http_response *resp, char *err, size_t errlen)
+                   uint64_t deadline, struct http_response *resp, char *err,
+                   size_t errlen)
 {
+	uint64_t now = timing_now_ms(), left = deadline > now ? deadline - now : 1;
 	struct transfer t = {.resp = resp, .max = c->opt.max_response};
 	struct curl_slist *headers = NULL, *grown, *connect_to = NULL;
 	CURL *h = c->curl;
@@ -390,8 +447,14 @@ static int attempt(struct http_client *c, const struct http_request *req,
 		api.easy_setopt(h, CURLOPT_SSLKEY, c->opt.client_key);
 	/* An empty proxy disables the *_proxy environment variables. */
 	api.easy_setopt(h, CURLOPT_PROXY, c->opt.proxy ? c->opt.proxy : "");
-	api.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opt.connect_timeout_ms);
-	api.easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opt.timeout_ms);
+	api.easy_setopt(
+	    h, CURLOPT_CONNECTTIMEOUT_MS,
+	    (long)(c->opt.connect_timeout_ms < left ? c->opt.connect_timeout_ms : left));
+	/* What is left of the whole request's time: a body that trickles
+	 * counts against it like a silent one. */
+	api.easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)left);
+	api.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	api.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	api.easy_setopt(h, CURLOPT_MAXLIFETIME_CONN,
 	                (long)(c->opt.max_conn_lifetime_ms / 1000));
 	api.easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opt.max_response);
@@ -437,6 +500,13 @@ static int attempt(struct http_client *c, const struct http_request *req,
 		snprintf(err, errlen, "response larger than %zu bytes",
 		         c->opt.max_response);
 		rc = SFS_ETOOBIG;
+	} else if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		snprintf(err, errlen, "cancelled: secretfs is stopping");
+		rc = SFS_ECANCELED;
+	} else if (cc == CURLE_OPERATION_TIMEDOUT && timing_now_ms() >= deadline) {
+		snprintf(err, errlen, "no complete answer within %llu ms",
+		         (unsigned long long)c->opt.timeout_ms);
+		rc = SFS_ETRANSIENT;
 	} else if (cc != CURLE_OK) {
 		snprintf(err, errlen, "%s", api.easy_strerror(cc));
 		rc = SFS_ETRANSIENT;
@@ -456,18 +526,43 @@ static bool retryable_status(long status)
 	       status == 504;
 }
 
+/* Sleeps ms, or less when the stop comes or deadline passes. Returns
+ * false when the request must not go on. */
+static bool pause_for(uint64_t ms, uint64_t deadline)
+{
+	uint64_t end = timing_now_ms() + ms, until, now;
+
+	while ((now = timing_now_ms()) < end) {
+		uint64_t slice = end - now < 50 ? end - now : 50;
+		struct timespec ts = {0, (long)slice * 1000000};
+
+		if (!may_run(&until) || now >= deadline)
+			return false;
+		nanosleep(&ts, NULL);
+	}
+	return may_run(&until) && timing_now_ms() < deadline;
+}
+
 int http_do(struct http_client *c, const struct http_request *req,
             struct http_response *resp, char *err, size_t errlen)
 {
+	uint64_t deadline = timing_now_ms() + c->opt.timeout_ms, until;
 	int rc = 0;
 
 	err[0] = '\0';
+	if (!may_run(&until)) {
+		http_response_release(resp);
+		snprintf(err, errlen, "cancelled: secretfs is stopping");
+		return SFS_ECANCELED;
+	}
+	if (until < deadline)
+		deadline = until;
 	for (unsigned i = 0;; i++) {
 		uint64_t delay;
-		struct timespec ts;
 
-		rc = attempt(c, req, resp, err, errlen);
-		if (i >= c->opt.max_retries || rc == SFS_ETOOBIG || rc == SFS_ENOMEM)
+		rc = attempt(c, req, deadline, resp, err, errlen);
+		if (i >= c->opt.max_retries || rc == SFS_ETOOBIG || rc == SFS_ENOMEM ||
+		    rc == SFS_ECANCELED)
 			break;
 		if (rc == SFS_ETRANSIENT && !req->idempotent)
 			break;
@@ -481,13 +576,12 @@ int http_do(struct http_client *c, const struct http_request *req,
 		delay = timing_backoff(i, c->opt.retry_base_ms, c->opt.retry_cap_ms,
 		                       resp->retry_after_ms, timing_random());
 		/* A server asking for a long pause gets it from the scheduler,
-		 * not from a blocked thread. */
-		if (delay > c->opt.retry_cap_ms)
+		 * not from a blocked thread; and no retry outlives the request's
+		 * time. */
+		if (delay > c->opt.retry_cap_ms || timing_now_ms() + delay >= deadline)
 			break;
-		ts.tv_sec = (time_t)(delay / 1000);
-		ts.tv_nsec = (long)(delay % 1000) * 1000000;
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
+		if (!pause_for(delay, deadline))
+			break;
 	}
 	return rc;
 }

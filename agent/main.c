@@ -23,6 +23,7 @@
 #include "secretfs/config.h"
 #include "secretfs/error.h"
 #include "secretfs/fs.h"
+#include "secretfs/http.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
@@ -199,6 +200,7 @@ static int run(const struct config *cfg, bool once)
 	}
 	if (create_backends(cfg, st, backends) < 0)
 		goto out;
+	fs_set_stop_hook(http_stop);
 	if (fs_install_signals(fs) < 0 ||
 	    sched_new(cfg, backends, fs, st, stats, &sched) < 0 ||
 	    sched_start(sched) < 0) {

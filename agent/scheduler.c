@@ -27,6 +27,7 @@
 #include "scheduler.h"
 #include "secretfs/error.h"
 #include "secretfs/fs.h"
+#include "secretfs/http.h"
 #include "secretfs/lease.h"
 #include "secretfs/log.h"
 #include "secretfs/render.h"
@@ -130,7 +131,8 @@ struct sched {
 	pthread_cond_t ready_cond;
 	size_t nready, nsettled;
 	bool stopping;
-	struct stats *stats; /* borrowed */
+	struct stats *stats;      /* borrowed */
+	uint64_t revoke_deadline; /* after sched_stop began; UINT64_MAX before */
 };
 
 /* The metrics of each source and file (stats.h). */
@@ -284,6 +286,7 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->store = st;
 	s->stats = stats;
 	s->wake_fd = -1;
+	s->revoke_deadline = UINT64_MAX;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ready_cond, NULL);
 	pthread_mutex_init(&s->work_lock, NULL);
@@ -507,6 +510,12 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 {
 	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
 	                                err->retry_after_ms, timing_random());
+
+	/* Cut by the stop: nothing failed, and nothing is to change. */
+	if (rc == SFS_ECANCELED) {
+		log_debug("source %s: %s cancelled (stopping)", src->label, what);
+		return;
+	}
 
 	src->attempt++;
 	src->due = now + delay;
@@ -813,12 +822,27 @@ static void run_due_sources(struct sched *s, uint64_t now)
 static void revoke_one(struct sched *s, struct revocation *r)
 {
 	struct backend_error err = {0};
-	int rc = r->be->ops->revoke(r->be, r->lease_id, &err);
+	int rc;
 
+	if (timing_now_ms() >= s->revoke_deadline) {
+		stats_inc(r->stats, SRC_REVOKE_FAILURES);
+		log_warn("source %s: lease %s not revoked: the shutdown budget "
+		         "(shutdown_timeout, %llu ms) was spent",
+		         r->label, r->lease_id,
+		         (unsigned long long)s->cfg->shutdown_timeout_ms);
+		return;
+	}
+	rc = r->be->ops->revoke(r->be, r->lease_id, &err);
 	if (rc < 0) {
 		stats_inc(r->stats, SRC_REVOKE_FAILURES);
-		log_warn("source %s: cannot revoke lease %s: %s%s%s", r->label,
-		         r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg);
+		if (s->revoke_deadline != UINT64_MAX)
+			log_warn("source %s: lease %s not revoked: %s%s%s", r->label,
+			         r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
+			         err.msg);
+		else
+			log_warn("source %s: cannot revoke lease %s: %s%s%s", r->label,
+			         r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
+			         err.msg);
 	} else {
 		stats_inc(r->stats, SRC_REVOCATIONS);
 		log_info("source %s: revoked lease %s", r->label, r->lease_id);
@@ -1049,6 +1073,9 @@ void sched_stop(struct sched *s)
 
 	if (!s || !s->started)
 		return;
+	/* Requests in flight end now (the signal handler may have done so
+	 * already); the threads then have nothing left to wait for. */
+	http_stop();
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
 	pthread_cond_broadcast(&s->ready_cond);
@@ -1064,6 +1091,9 @@ void sched_stop(struct sched *s)
 		pthread_join(s->workers[i], NULL);
 	s->nworkers = 0;
 	s->started = false;
+	/* The only network work left: revocations, all within the budget. */
+	s->revoke_deadline = timing_now_ms() + s->cfg->shutdown_timeout_ms;
+	http_allow_until(s->revoke_deadline);
 	/* Leases already replaced are of no use to anyone: revoke them now. */
 	run_revocations(s, timing_now_ms(), true);
 	/* Current leases too, where the operator asked for it. */

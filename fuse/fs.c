@@ -15,6 +15,7 @@
 
 static struct fs *signal_fs; /* for the signal handler only */
 static volatile sig_atomic_t stop_requested;
+static void (*volatile stop_hook)(void); /* async-signal-safe, set before signals */
 
 int fs_new(const struct fs_options *opt, struct store *st, struct fs **out)
 {
@@ -76,6 +77,8 @@ static void on_stop_signal(int sig)
 	struct fs *fs = signal_fs;
 
 	stop_requested = 1;
+	if (stop_hook)
+		stop_hook();
 	if (fs && fs->ops->interrupt)
 		fs->ops->interrupt(fs);
 }
@@ -95,6 +98,11 @@ int fs_install_signals(struct fs *fs)
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	return 0;
+}
+
+void fs_set_stop_hook(void (*hook)(void))
+{
+	stop_hook = hook;
 }
 
 bool fs_stop_requested(void)

@@ -72,6 +72,7 @@ struct config {
 	struct config_log log;
 	uint64_t
 	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
+	uint64_t shutdown_timeout_ms; /* default 5s: revocations after SIGTERM */
 };
 
 /*

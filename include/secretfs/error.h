@@ -19,6 +19,7 @@ enum sfs_error {
 	SFS_EDENIED = -9,    /* backend refused (authentication/authorisation) */
 	SFS_EBACKEND = -10,  /* backend answered with an error */
 	SFS_EEXPIRED = -11,  /* a lease or credential expired */
+	SFS_ECANCELED = -12, /* cut short because secretfs is stopping */
 };
 
 /* Static description of an error code; never NULL. */

@@ -85,6 +85,11 @@ int fs_mount(struct fs *fs, const char *path);
  * ignores SIGHUP and SIGPIPE. Call once, early. Returns 0 or SFS_EIO. */
 int fs_install_signals(struct fs *fs);
 
+/* hook runs inside the SIGTERM/SIGINT handler, right after the stop flag
+ * is set: it must be async-signal-safe (e.g. http_stop). Set it before
+ * fs_install_signals; NULL for none. */
+void fs_set_stop_hook(void (*hook)(void));
+
 /* True once SIGTERM or SIGINT arrived. Async-signal-safe. */
 bool fs_stop_requested(void);
 

@@ -31,7 +31,8 @@ struct http_options {
 	                                  host is an address or another name */
 	const char *proxy;             /* NULL: never a proxy, whatever the environment */
 	uint64_t connect_timeout_ms;   /* 0: 5 s */
-	uint64_t timeout_ms;           /* whole request; 0: 30 s */
+	uint64_t timeout_ms;           /* whole request, retries and pauses included;
+	                                  0: 30 s */
 	uint64_t max_conn_lifetime_ms; /* 0: 5 min */
 	size_t max_response;           /* 0: 4 MiB */
 	unsigned max_retries;          /* extra attempts on transport errors, 429, 5xx */
@@ -75,7 +76,10 @@ void http_client_free(struct http_client *c);
  * last response (release it with http_response_release even on failure).
  * Returns 0 when a response arrived (any status), SFS_ETRANSIENT for
  * transport failures (connect, TLS, timeout; err says which, without
- * secrets), SFS_ETOOBIG when the body passed the cap.
+ * secrets), SFS_ETOOBIG when the body passed the cap, SFS_ECANCELED when
+ * the stop (http_stop) cut it or came before it. The whole call, retries
+ * included, ends within the client's timeout_ms: a body that trickles
+ * counts like a silent one.
  */
 int http_do(struct http_client *c, const struct http_request *req,
             struct http_response *resp, char *err, size_t errlen);
@@ -119,6 +123,19 @@ char *http_escape_path(const char *s, bool keep_slash);
 /* The same into out, which has room for strlen(s) * 3 + 1 bytes (e.g.
  * guarded memory for a secret); returns the length written. */
 size_t http_escape_to(char *out, const char *s, bool keep_slash);
+
+/*
+ * The stop. http_stop() (async-signal-safe: call it from the SIGTERM
+ * handler) cuts every transfer in flight within about a second, ends
+ * every retry pause, and makes every later http_do return SFS_ECANCELED.
+ * http_allow_until(deadline) then opens a window for the shutdown's own
+ * requests (lease revocations): they run, each ending by deadline
+ * (monotonic ms), and none starts after it. http_stopping() tells whether
+ * http_stop() was called.
+ */
+void http_stop(void);
+void http_allow_until(uint64_t deadline_ms);
+bool http_stopping(void);
 
 /* Global libcurl set-up; call once before threads start. */
 int http_global_init(void);

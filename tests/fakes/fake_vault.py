@@ -585,6 +585,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.wfile.flush()
 
+    def trickle(self, stop, interval):
+        """A 200 answer whose chunked body trickles one byte per interval
+        until stop is set; then the connection is closed."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        body = b'{"data": {"data": {"padding": "' + b"x" * 1000000
+        for i in range(len(body)):
+            try:
+                self.wfile.write(b"1\r\n" + body[i:i + 1] + b"\r\n")
+                self.wfile.flush()
+            except OSError:
+                break
+            if stop.wait(interval):
+                break
+        self.abort()
+
     def abort(self):
         """Close the connection without a reply."""
         self.close_connection = True
@@ -797,7 +816,8 @@ class FakeVault:
         default), "hang" (sleep `seconds` then answer normally; seconds=None: never
         answer until stop()), "close" (drop the connection without a reply).
         times: 1 = once, N, or None = until cleared. Returns the fault id."""
-        if kind not in ("status", "sealed", "rate_limit", "malformed", "hang", "close"):
+        if kind not in ("status", "sealed", "rate_limit", "malformed", "hang", "close",
+                        "trickle"):
             raise ValueError(f"unknown fault kind {kind!r}")
         headers = dict(headers or {})
         if kind == "sealed":
@@ -837,6 +857,12 @@ class FakeVault:
 
     def fault_close(self, prefix="", times=1, method=None):
         return self.add_fault(prefix, "close", times=times, method=method)
+
+    def fault_trickle(self, prefix="", seconds=0.5, times=1, method=None):
+        """Answer 200 with a chunked body that never ends: one byte of a JSON
+        document every `seconds`, until stop() (a server stuck mid-answer)."""
+        return self.add_fault(prefix, "trickle", seconds=seconds, times=times,
+                              method=method)
 
     def remove_fault(self, fault_id):
         with self._lock:
@@ -1362,6 +1388,8 @@ class FakeVault:
                     return h.abort()
             elif fault.kind == "close":
                 return h.abort()
+            elif fault.kind == "trickle":
+                return h.trickle(self._stop, fault.seconds or 0.5)
             elif fault.kind == "malformed":
                 bad = fault.body if fault.body is not None else \
                     b'{"request_id": "' + _uuid().encode() + b'", "data": {"data": {"key": "va'

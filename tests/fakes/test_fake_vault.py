@@ -558,6 +558,23 @@ def test_fault_hang_then_answer_and_close(vault):
     assert closed.fault == "close" and closed.status is None
 
 
+def test_fault_trickle_sends_one_byte_at_a_time_and_never_ends(vault):
+    vault.kv_put("secret/app", {"k": "v"})
+    vault.fault_trickle("secret/data/app", seconds=0.01)
+    conn = http.client.HTTPConnection(vault.host, vault.port, timeout=5)
+    conn.request("GET", "/v1/secret/data/app", headers={"X-Vault-Token": "root"})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
+    got = b""
+    while len(got) < 40:
+        got += r.read1(1)
+    assert got.startswith(b"{\"data\": {\"data\": {\"padding\": \"xx"), got
+    conn.close()
+    assert vault.find_requests("GET", "secret/data/app")[0].fault == "trickle"
+    # Once: the next request is answered.
+    assert call(vault, "GET", "/v1/secret/data/app").status == 200
+
+
 def test_hang_forever_and_prompt_stop():
     v = FakeVault().start()
     v.fault_hang("", seconds=None, times=None)

@@ -79,7 +79,7 @@ static const char full_config[] =
     "   'x/y/z.json': {'backend': 'local', 'path': 'nested', 'format': 'json',"
     "                  'field': 'a.b', 'refresh': 90}},"
     " 'log': {'level': 'debug', 'format': 'json'},"
-    " 'startup_timeout': '2m'}";
+    " 'startup_timeout': '2m', 'shutdown_timeout': '2.5s'}";
 
 TEST(test_full_config_round_trips_every_field)
 {
@@ -170,6 +170,7 @@ TEST(test_full_config_round_trips_every_field)
 	CHECK_EQ_INT(cfg->log.level, LOG_LVL_DEBUG);
 	CHECK(cfg->log.json);
 	CHECK_EQ_INT(cfg->startup_timeout_ms, 120000);
+	CHECK_EQ_INT(cfg->shutdown_timeout_ms, 2500);
 	config_free(cfg);
 	diag_release(&d);
 }
@@ -196,6 +197,7 @@ TEST(test_minimal_config_gets_defaults)
 		CHECK_EQ_INT(cfg->log.level, LOG_LVL_INFO);
 		CHECK(!cfg->log.json);
 		CHECK_EQ_INT(cfg->startup_timeout_ms, 30000);
+		CHECK_EQ_INT(cfg->shutdown_timeout_ms, 5000);
 		CHECK_EQ_INT(cfg->secrets[0].format, RENDER_RAW);
 		CHECK(cfg->secrets[0].extra != NULL);
 		CHECK(cfg->secrets[0].on_change == NULL);
@@ -349,6 +351,10 @@ static const struct bad_case bad_cases[] = {
      CFG(MNT ", " BK ", " SC ", 'startup_timeout': 'forever'"),
      1,
      {"startup_timeout: invalid duration 'forever': expected a number"}},
+    {"shutdown_timeout bad",
+     CFG(MNT ", " BK ", " SC ", 'shutdown_timeout': '5 seconds'"),
+     1,
+     {"shutdown_timeout: invalid duration '5 seconds': unknown unit"}},
 
     /* mount */
     {"mount not an object",
