@@ -12,7 +12,9 @@
  * - KV paths are written as for `vault kv get`; each mount's type and KV
  *   version come from sys/internal/ui/mounts, and "data/" or "metadata/" is
  *   inserted for KV v2. probe() reads KV v2 metadata, so a full read happens
- *   only when current_version changed.
+ *   only when current_version changed; when a policy refuses metadata/
+ *   (403), the mount's probes read data/ and take the version from its own
+ *   metadata instead (logged once, counted).
  * - Anything else is read as is (GET, or POST/PUT with params): an answer
  *   with lease_id/lease_duration/renewable is a lease that the scheduler
  *   renews, replaces and revokes through renew() and revoke().
@@ -30,6 +32,7 @@
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
+#include "secretfs/stats.h"
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
 #include "vault.h"
@@ -41,8 +44,10 @@
 #define VAULT_GENERATIONS 32 /* past logins whose end is remembered */
 
 struct vault_mount {
-	char *prefix;   /* "secret/" */
-	int kv_version; /* 0: not KV; 1 or 2 */
+	char *prefix;         /* "secret/" */
+	int kv_version;       /* 0: not KV; 1 or 2 */
+	bool metadata_denied; /* KV v2 metadata/ refused: probe by reading data/
+	                         (guarded by the backend's lock) */
 };
 
 struct vault_generation {
@@ -82,7 +87,22 @@ struct vault {
 
 	struct vault_mount mounts[VAULT_MAX_MOUNTS];
 	size_t nmounts;
+
+	struct stats_set *stats; /* vault_family; NULL-safe */
 };
+
+/* The metrics of each Vault backend (stats.h). */
+enum { VAULT_METADATA_DENIED, VAULT_PROBES_BY_READING };
+static const struct stats_field vault_fields[] = {
+    [VAULT_METADATA_DENIED] = {STATS_COUNTER, "secretfs_vault_metadata_denied_total",
+                               "KV v2 mounts whose metadata/ the policy refused, "
+                               "so new versions are found by reading data/"},
+    [VAULT_PROBES_BY_READING] = {STATS_COUNTER, "secretfs_vault_probes_by_reading_total",
+                                 "Version checks made by reading data/ because "
+                                 "metadata/ is refused"},
+};
+static const struct stats_family vault_family = {
+    vault_fields, sizeof vault_fields / sizeof vault_fields[0], "backend"};
 
 /* ---- helpers shared with the auth methods ------------------------------ */
 
@@ -780,6 +800,48 @@ out:
 	return rc;
 }
 
+static bool metadata_denied(struct vault *v, const struct vault_mount *m)
+{
+	bool denied;
+
+	pthread_mutex_lock(&v->lock);
+	denied = m->metadata_denied;
+	pthread_mutex_unlock(&v->lock);
+	return denied;
+}
+
+/* Marks m's metadata/ as refused; returns true the first time (to log and
+ * count it once). */
+static bool metadata_deny(struct vault *v, const struct vault_mount *m)
+{
+	bool first;
+
+	pthread_mutex_lock(&v->lock);
+	first = !m->metadata_denied;
+	((struct vault_mount *)m)->metadata_denied = true;
+	pthread_mutex_unlock(&v->lock);
+	if (first)
+		stats_inc(v->stats, VAULT_METADATA_DENIED);
+	return first;
+}
+
+/* A version check without metadata/: the version of a full read of data/
+ * (its own metadata), which the scheduler compares with the last one. */
+static int probe_by_reading(struct vault *v, const struct vault_mount *m,
+                            const struct source_key *key, char *version,
+                            size_t versionlen, struct backend_error *err)
+{
+	struct fetch_result r = {0};
+	int rc;
+
+	stats_inc(v->stats, VAULT_PROBES_BY_READING);
+	rc = vault_fetch_kv2(v, m, key, &r, err);
+	if (rc == 0)
+		snprintf(version, versionlen, "%s", r.version);
+	fetch_result_release(&r);
+	return rc;
+}
+
 static int vault_probe(struct backend *be, const struct source_key *key, char *version,
                        size_t versionlen, struct backend_error *err)
 {
@@ -801,6 +863,8 @@ static int vault_probe(struct backend *be, const struct source_key *key, char *v
 		version[0] = '\0'; /* unversioned: the scheduler reads in full */
 		return 0;
 	}
+	if (metadata_denied(v, m))
+		return probe_by_reading(v, m, key, version, versionlen, err);
 	path = kv2_path(m, key->path, "metadata/");
 	if (!path)
 		return SFS_ENOMEM;
@@ -811,6 +875,18 @@ static int vault_probe(struct backend *be, const struct source_key *key, char *v
 		             json_object_get(reply, "data"), "current_version")));
 	json_decref(reply);
 	free(path);
+	if (rc == SFS_EDENIED) {
+		/* A policy granting data/ but not metadata/ is common (and
+		 * enough for Vault Agent): read the data each interval. */
+		if (metadata_deny(v, m))
+			log_warn(
+			    "backend %s: %s; checking %s for new versions by reading "
+			    "its data instead (grant read on %smetadata/* for cheaper "
+			    "probes)",
+			    v->base.name, err->msg, m->prefix, m->prefix);
+		memset(err, 0, sizeof *err);
+		return probe_by_reading(v, m, key, version, versionlen, err);
+	}
 	return rc;
 }
 
@@ -1036,6 +1112,7 @@ static int vault_create(const struct backend_env *env, const char *name,
 	pthread_mutex_init(&v->login_lock, NULL);
 	v->store = env->store;
 	v->base.name = strdup(name);
+	v->stats = stats_register(env->stats, &vault_family, name);
 	addr = backend_conf_or_env(conf, "address", "VAULT_ADDR");
 	ns = backend_conf_or_env(conf, "namespace", "VAULT_NAMESPACE");
 	v->address = addr ? strdup(addr) : NULL;

@@ -17,12 +17,14 @@
 #include "secretfs/diag.h"
 
 struct backend;
+struct stats;
 struct store;
 
 /* What a backend gets from the daemon when it is built. */
 struct backend_env {
 	const char *config_dir; /* directory of the config file, for relative paths */
 	struct store *store;    /* seals tokens and credentials kept between requests */
+	struct stats *stats;    /* registry for the backend's counters; may be NULL */
 };
 
 /* What the scheduler asks a backend for: one source. */

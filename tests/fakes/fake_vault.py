@@ -646,6 +646,7 @@ class FakeVault:
         self._httpd = None
         self._thread = None
         self._reaper = None
+        self._policy_denied = []              # path prefixes refused by "policy"
 
         self.add_namespace("")
         for ns in namespaces or ():
@@ -1447,6 +1448,7 @@ class FakeVault:
             return self._unwrap(ns, headers, body)
 
         tok = self._authenticate(ns, headers, vpath)
+        self._check_policy(vpath)
 
         if vpath == "auth/token/lookup-self" and method in ("GET", "POST", "PUT"):
             return self._lookup_self(tok)
@@ -1481,6 +1483,28 @@ class FakeVault:
             params.update(body)
             return self._issue(ns, mount, mm.group(2), mm.group(1), params, tok)
         raise VaultError(404, [f'no handler for route "{vpath}". route entry not found.'])
+
+    # -- policies
+
+    def deny_by_policy(self, prefix):
+        """Refuses every request under prefix (e.g. "secret/metadata/") for
+        every token, as a Vault ACL policy without a matching path does: 403
+        with Vault's multierror "permission denied" body. The token itself
+        stays valid (lookup-self works)."""
+        with self._lock:
+            self._policy_denied.append(prefix.strip("/") + "/")
+
+    def allow_by_policy(self, prefix=None):
+        """Lifts deny_by_policy for prefix (None: all)."""
+        with self._lock:
+            self._policy_denied = [] if prefix is None else \
+                [p for p in self._policy_denied if p != prefix.strip("/") + "/"]
+
+    def _check_policy(self, vpath):
+        with self._lock:
+            denied = any((vpath.strip("/") + "/").startswith(p) for p in self._policy_denied)
+        if denied:
+            raise VaultError(403, ["1 error occurred:\n\t* permission denied\n\n"])
 
     # -- sys
 

@@ -638,3 +638,15 @@ def test_script_mode(pki, tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(5) == 0
+
+
+def test_policy_denial_refuses_only_the_prefix_and_keeps_the_token_valid(vault):
+    vault.kv_put("secret/app/config", {"user": "a"})
+    vault.deny_by_policy("secret/metadata/")
+    r = call(vault, "GET", "/v1/secret/metadata/app/config")
+    assert r.status == 403
+    assert r.json == {"errors": ["1 error occurred:\n\t* permission denied\n\n"]}
+    assert call(vault, "GET", "/v1/secret/data/app/config").status == 200
+    assert call(vault, "GET", "/v1/auth/token/lookup-self").status == 200
+    vault.allow_by_policy("secret/metadata/")
+    assert call(vault, "GET", "/v1/secret/metadata/app/config").status == 200
