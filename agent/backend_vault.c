@@ -17,13 +17,17 @@
  *   metadata instead (logged once, counted).
  * - Anything else is read as is (GET, or POST/PUT with params): an answer
  *   with lease_id/lease_duration/renewable is a lease that the scheduler
- *   renews, replaces and revokes through renew() and revoke().
+ *   renews, replaces and revokes through renew() and revoke(). A write
+ *   answered without a lease (PKI issues unleased certificates) is marked
+ *   issued, with its validity from "expiration" or the certificate's
+ *   notAfter, so that it is not re-issued every refresh.
  */
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "secretfs/duration.h"
 #include "secretfs/error.h"
@@ -36,6 +40,7 @@
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
 #include "vault.h"
+#include "x509.h"
 
 #define VAULT_LOGIN_BASE_MS 1000
 #define VAULT_LOGIN_CAP_MS (5 * 60 * 1000)
@@ -750,6 +755,32 @@ out:
 	return rc;
 }
 
+/*
+ * How long a value issued by a write without a lease stays valid, in ms
+ * from now, or 0 when it does not say: "expiration" (Unix seconds, as PKI
+ * answers), else the notAfter of a PEM "certificate".
+ */
+static uint64_t issued_validity(struct vault *v, const struct source_key *key,
+                                const json_t *data)
+{
+	const json_t *exp = json_object_get(data, "expiration");
+	const json_t *cert = json_object_get(data, "certificate");
+	int64_t end = 0, now = (int64_t)time(NULL);
+
+	if (json_is_integer(exp) && json_integer_value(exp) > 0)
+		end = json_integer_value(exp);
+	else if (!json_is_string(cert) ||
+	         x509_pem_not_after(json_string_value(cert), json_string_length(cert),
+	                            &end) < 0)
+		return 0;
+	if (end <= now) {
+		log_warn("backend %s: %s: the value it issued has already expired",
+		         v->base.name, key->path);
+		return 1;
+	}
+	return (uint64_t)(end - now) * 1000;
+}
+
 static int vault_fetch(struct backend *be, const struct source_key *key,
                        struct fetch_result *out, struct backend_error *err)
 {
@@ -794,6 +825,10 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 		out->renewable = json_is_true(json_object_get(reply, "renewable"));
 		if (out->lease_ms == 0)
 			out->lease_id[0] = '\0';
+	}
+	if (method && strcmp(method, "GET") != 0 && !out->lease_id[0]) {
+		out->issued = true;
+		out->valid_ms = issued_validity(v, key, data);
 	}
 out:
 	json_decref(reply);
@@ -1073,6 +1108,14 @@ static int vault_check_secret(const json_t *extra, const char *keypath, struct d
 	return rc;
 }
 
+/* Writes (POST/PUT) issue a new value at each read. */
+static const char *vault_issues_on_read(const json_t *extra)
+{
+	const char *method = json_string_value(json_object_get(extra, "method"));
+
+	return method && strcmp(method, "GET") != 0 ? method : NULL;
+}
+
 static void vault_free(struct backend *be)
 {
 	struct vault *v = (struct vault *)be;
@@ -1175,6 +1218,7 @@ const struct backend_ops backend_vault_ops = {
     .default_refresh_ms = 5 * 60 * 1000,
     .check = vault_check,
     .check_secret = vault_check_secret,
+    .issues_on_read = vault_issues_on_read,
     .create = vault_create,
     .free = vault_free,
     .fetch = vault_fetch,

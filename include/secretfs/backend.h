@@ -48,6 +48,11 @@ struct fetch_result {
 	bool renewable;
 	uint64_t auth_generation; /* which login the lease was made under (see
 	                             lease_deadline); 0 when not applicable */
+	/* Each read issues a new value without a lease (a write such as a PKI
+	 * certificate): the scheduler reads it again only before valid_ms runs
+	 * out, or every refresh when the user set one, else never. */
+	bool issued;
+	uint64_t valid_ms; /* issued values: validity left when read; 0 unknown */
 };
 
 struct backend_ops {
@@ -66,6 +71,9 @@ struct backend_ops {
 	int (*check)(const json_t *conf, const char *keypath, struct diag *d);
 	/* Validates a secret's backend-specific keys (extra); optional. */
 	int (*check_secret)(const json_t *extra, const char *keypath, struct diag *d);
+	/* When each read of a checked secret issues a new value (a write), the
+	 * name of that operation ("POST") for messages, else NULL; optional. */
+	const char *(*issues_on_read)(const json_t *extra);
 
 	/* Builds a backend from a checked config. Returns 0 or SFS_ code. */
 	int (*create)(const struct backend_env *env, const char *name, const json_t *conf,
