@@ -94,6 +94,7 @@ struct vault {
 	size_t nmounts;
 
 	struct stats_set *stats; /* vault_family; NULL-safe */
+	struct backend_proxy proxy;
 };
 
 /* The metrics of each Vault backend (stats.h). */
@@ -170,6 +171,45 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 	json_decref(body);
 	json_decref(reply);
 	return rc;
+}
+
+const char *vault_env(const char *suffix)
+{
+	char name[64];
+	const char *e;
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof name, "%s_%s", i == 0 ? "BAO" : "VAULT", suffix);
+		e = getenv(name);
+		if (e && *e)
+			return e;
+	}
+	return NULL;
+}
+
+/* A config string, else BAO_<suffix> or VAULT_<suffix>. */
+static const char *conf_or_env(const json_t *obj, const char *key, const char *suffix)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return s ? s : vault_env(suffix);
+}
+
+/* VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY set to a true value (Go's
+ * strconv.ParseBool spellings), which secretfs refuses: it never turns TLS
+ * verification off. Returns the variable's name, or NULL. */
+static const char *skip_verify_asked(void)
+{
+	static const char *const names[] = {"VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"};
+	static const char *const truths[] = {"1", "t", "T", "true", "TRUE", "True"};
+
+	for (size_t i = 0; i < 2; i++) {
+		const char *e = getenv(names[i]);
+		for (size_t j = 0; e && j < sizeof truths / sizeof truths[0]; j++)
+			if (strcmp(e, truths[j]) == 0)
+				return names[i];
+	}
+	return NULL;
 }
 
 /* The sealed slots' names: distinct per backend and purpose. */
@@ -1020,9 +1060,18 @@ static int vault_check_auth(const json_t *auth, const char *keypath, struct diag
 
 static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 {
-	static const char *const keys[] = {
-	    "type",    "address",      "namespace",          "tls",   "auth",
-	    "timeout", "revoke_grace", "revoke_on_shutdown", "proxy", NULL};
+	static const char *const keys[] = {"type",
+	                                   "address",
+	                                   "namespace",
+	                                   "tls",
+	                                   "auth",
+	                                   "timeout",
+	                                   "revoke_grace",
+	                                   "revoke_on_shutdown",
+	                                   "proxy",
+	                                   "proxy_from_environment",
+	                                   NULL};
+	const char *skip = skip_verify_asked();
 	const json_t *addr = json_object_get(conf, "address");
 	char kp[512];
 	int rc;
@@ -1030,14 +1079,24 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 	rc = backend_check_keys(
 	    conf, keypath, keys,
 	    "vault backends take: type, address, namespace, tls, auth, "
-	    "timeout, revoke_grace, revoke_on_shutdown, proxy",
+	    "timeout, revoke_grace, revoke_on_shutdown, proxy, proxy_from_environment",
 	    d);
+	if (skip) {
+		diag_add(d, keypath,
+		         "%s is set to a true value, but secretfs never turns TLS "
+		         "verification off: unset it, and give a private CA with "
+		         "tls.ca_file or VAULT_CACERT",
+		         skip);
+		rc = SFS_EINVAL;
+	}
 	if (backend_check_string(conf, "address", false, keypath, d) < 0 ||
 	    backend_check_string(conf, "namespace", false, keypath, d) < 0 ||
 	    backend_check_string(conf, "proxy", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
-	if (!addr && !getenv("VAULT_ADDR")) {
-		diag_add(d, keypath, "missing \"address\" (and VAULT_ADDR is not set)");
+	if (!addr && !vault_env("ADDR")) {
+		diag_add(
+		    d, keypath,
+		    "missing \"address\" (and neither VAULT_ADDR nor BAO_ADDR is set)");
 		rc = SFS_EINVAL;
 	}
 	if (json_is_string(addr) &&
@@ -1062,7 +1121,8 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 	if (backend_check_duration(conf, "timeout", keypath, d) < 0 ||
 	    backend_check_duration(conf, "revoke_grace", keypath, d) < 0)
 		rc = SFS_EINVAL;
-	if (backend_check_bool(conf, "revoke_on_shutdown", keypath, d) < 0)
+	if (backend_check_bool(conf, "revoke_on_shutdown", keypath, d) < 0 ||
+	    backend_check_bool(conf, "proxy_from_environment", keypath, d) < 0)
 		rc = SFS_EINVAL;
 	return rc;
 }
@@ -1116,6 +1176,26 @@ static const char *vault_issues_on_read(const json_t *extra)
 	return method && strcmp(method, "GET") != 0 ? method : NULL;
 }
 
+/* Both token variables are wiped, whichever was used: /proc/<pid>/environ
+ * must not show them. */
+static void vault_wipe_env_tokens(void)
+{
+	static const char *const names[] = {"VAULT_TOKEN", "BAO_TOKEN"};
+
+	for (size_t i = 0; i < 2; i++) {
+		char *tok = getenv(names[i]);
+		if (tok) {
+			sodium_memzero(tok, strlen(tok));
+			unsetenv(names[i]);
+		}
+	}
+}
+
+/* Proxies meant for Vault alone, before the standard variables (as the
+ * Vault CLI reads them: for every request, whatever NO_PROXY says). */
+static const char *const vault_proxy_env[] = {"VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY",
+                                              NULL};
+
 static void vault_free(struct backend *be)
 {
 	struct vault *v = (struct vault *)be;
@@ -1123,6 +1203,7 @@ static void vault_free(struct backend *be)
 	if (!v)
 		return;
 	http_pool_destroy(&v->pool);
+	backend_proxy_release(&v->proxy);
 	store_slot_clear(&v->token);
 	store_slot_clear(&v->stash);
 	json_decref(v->auth_conf);
@@ -1156,8 +1237,8 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->store = env->store;
 	v->base.name = strdup(name);
 	v->stats = stats_register(env->stats, &vault_family, name);
-	addr = backend_conf_or_env(conf, "address", "VAULT_ADDR");
-	ns = backend_conf_or_env(conf, "namespace", "VAULT_NAMESPACE");
+	addr = conf_or_env(conf, "address", "ADDR");
+	ns = conf_or_env(conf, "namespace", "NAMESPACE");
 	v->address = addr ? strdup(addr) : NULL;
 	v->namespace = ns ? strdup(ns) : NULL;
 	if (!v->base.name || !v->address || (ns && !v->namespace))
@@ -1173,13 +1254,17 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->base.revoke_on_shutdown =
 	    json_is_true(json_object_get(conf, "revoke_on_shutdown"));
 
-	hopt.ca_file = backend_conf_or_env(tls, "ca_file", "VAULT_CACERT");
-	hopt.ca_dir = backend_conf_or_env(tls, "ca_dir", "VAULT_CAPATH");
-	hopt.client_cert = backend_conf_or_env(tls, "client_cert", "VAULT_CLIENT_CERT");
-	hopt.client_key = backend_conf_or_env(tls, "client_key", "VAULT_CLIENT_KEY");
-	hopt.server_name =
-	    backend_conf_or_env(tls, "server_name", "VAULT_TLS_SERVER_NAME");
-	hopt.proxy = json_string_value(json_object_get(conf, "proxy"));
+	hopt.ca_file = conf_or_env(tls, "ca_file", "CACERT");
+	hopt.ca_dir = conf_or_env(tls, "ca_dir", "CAPATH");
+	hopt.client_cert = conf_or_env(tls, "client_cert", "CLIENT_CERT");
+	hopt.client_key = conf_or_env(tls, "client_key", "CLIENT_KEY");
+	hopt.server_name = conf_or_env(tls, "server_name", "TLS_SERVER_NAME");
+	rc = backend_proxy_init(&v->proxy, conf, v->address, vault_proxy_env);
+	if (rc < 0)
+		goto out;
+	hopt.proxy = v->proxy.url;
+	hopt.noproxy = v->proxy.noproxy;
+	backend_proxy_log(&v->proxy, name);
 	if (json_object_get(conf, "timeout") &&
 	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		hopt.timeout_ms = ms;
@@ -1188,14 +1273,11 @@ static int vault_create(const struct backend_env *env, const char *name,
 	 * environment stays readable in /proc/<pid>/environ and in memory. */
 	if (v->auth == &vault_auth_token &&
 	    !json_object_get(v->auth_conf, "token_file")) {
-		char *tok = getenv("VAULT_TOKEN");
-		if (tok && *tok) {
-			rc = vault_stash(v, tok, strlen(tok));
-			sodium_memzero(tok, strlen(tok));
-			unsetenv("VAULT_TOKEN");
-			if (rc < 0)
-				goto out;
-		}
+		const char *tok = vault_env("TOKEN");
+		rc = tok ? vault_stash(v, tok, strlen(tok)) : 0;
+		vault_wipe_env_tokens();
+		if (rc < 0)
+			goto out;
 	}
 	/* One client now, to check the TLS files at start-up; more on demand. */
 	rc = http_pool_init(&v->pool, &hopt, VAULT_MAX_CLIENTS, err, sizeof err);

@@ -168,6 +168,34 @@ int backend_check_tls(const json_t *tls, const char *keypath, struct diag *d);
  * else NULL. */
 const char *backend_conf_or_env(const json_t *obj, const char *key, const char *env);
 
+/*
+ * The proxy of a backend whose requests go to url, the way the Vault CLI
+ * and the AWS SDKs take it from the environment: a config "proxy" wins;
+ * "proxy_from_environment": false means none; else the first non-empty of
+ * the override variables (NULL-terminated list, may be NULL: e.g.
+ * VAULT_HTTP_PROXY, which applies to every request), else HTTPS_PROXY /
+ * https_proxy for an https:// url and HTTP_PROXY / http_proxy for http://,
+ * skipping the hosts NO_PROXY / no_proxy lists and loopback addresses (as
+ * Go's ProxyFromEnvironment does). Proxy URLs may hold credentials: never
+ * log them but through backend_proxy_redacted.
+ */
+struct backend_proxy {
+	char *url; /* owned; NULL: no proxy */
+	char
+	    *noproxy; /* owned; hosts that bypass url (CURLOPT_NOPROXY syntax), or NULL */
+	const char *from; /* where url came from ("config", a variable name), for logs */
+};
+/* Fills p (zeroed first). Returns 0 or SFS_ENOMEM. */
+int backend_proxy_init(struct backend_proxy *p, const json_t *conf, const char *url,
+                       const char *const *override_env);
+/* Frees p's strings (wiping them: they may hold credentials). NULL-safe. */
+void backend_proxy_release(struct backend_proxy *p);
+/* Logs (info) which proxy a backend uses, credentials redacted; nothing
+ * when none. */
+void backend_proxy_log(const struct backend_proxy *p, const char *backend);
+/* url with any user:password@ replaced by "***@", into buf. Returns buf. */
+const char *backend_proxy_redacted(const char *url, char *buf, size_t len);
+
 /* Reads a whole small file holding a token, a JWT or an ID into guarded
  * memory, trailing whitespace removed. Returns 0, SFS_ENOTFOUND, SFS_EIO,
  * SFS_ETOOBIG, or SFS_EINVAL when empty. Free with secmem_free(*out, *cap). */

@@ -142,3 +142,138 @@ def test_explicit_refresh_on_a_leaseless_write_reissues_it_and_check_notes_it(
     wait_until(lambda: len(issue_requests(vault)) >= 3, timeout=5 * SLOW,
                what="re-issued every refresh, as asked")
     assert d.alive()
+
+
+# =========================================================================== environment conventions
+
+def proc_environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read()
+
+
+@pytest.mark.fuse
+def test_bao_variables_supply_address_token_namespace_and_ca(sandbox, vault, vault_pki):
+    value = rand_token(24)
+    vault.kv_put(CFG, {"api_key": value})
+    token = vault.create_token(token_id="s." + rand_token(40))
+    be = {"type": "vault", "auth": {"method": "token"}}
+    # BAO_* wins over VAULT_* (as OpenBao's own client): the VAULT_ ones
+    # here point nowhere.
+    env = {"BAO_ADDR": vault.url, "BAO_TOKEN": token, "BAO_CACERT": vault_pki.ca_cert,
+           "BAO_NAMESPACE": "team-b", "VAULT_ADDR": "https://127.0.0.1:1",
+           "VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_TOKEN": "hvs.not-this-one"}
+    d = start(sandbox, {"api": kv(field="api_key")}, be, env=env)
+    assert d.read("api") == value
+    r = reqs(vault, "GET", DATA)[0]
+    assert r.header("X-Vault-Token") == token
+    assert r.header("X-Vault-Namespace") == "team-b"
+    environ = proc_environ(d.pid)
+    assert token.encode() not in environ and b"hvs.not-this-one" not in environ
+    # Both values were wiped in place (the names stay in the initial block).
+    assert b"BAO_TOKEN=\0" in environ and b"VAULT_TOKEN=\0" in environ
+    assert token not in d.log_text()
+
+
+@pytest.mark.parametrize("var,value", [("VAULT_SKIP_VERIFY", "true"),
+                                       ("BAO_SKIP_VERIFY", "1")])
+def test_skip_verify_is_refused_by_check_and_at_start(workdir, var, value):
+    cfg = workdir.config({"api": kv(field="api_key")},
+                         backends={"vault": {"type": "vault",
+                                             "address": "https://127.0.0.1:1",
+                                             "auth": {"method": "token",
+                                                      "token_file": "/dev/null"}}})
+    path = workdir.write_config(cfg, os.path.join(workdir.root, "cfg.json"))
+    r = workdir.run(["--config", path, "--check"], env=clean_env(**{var: value}))
+    assert r.returncode != 0
+    assert f"{var} is set to a true value" in r.stderr and "never" in r.stderr, r.stderr
+    r = workdir.run(["--config", path], env=clean_env(**{var: value}))
+    assert r.returncode != 0 and f"{var} is set" in r.stderr, r.stderr
+    r = workdir.run(["--config", path, "--check"], env=clean_env(**{var: "false"}))
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture
+def make_proxy():
+    from helpers.proxy import CountingProxy
+    started = []
+
+    def make(**kw):
+        p = CountingProxy(**kw).start()
+        started.append(p)
+        return p
+    try:
+        yield make
+    finally:
+        for p in started:
+            p.stop()
+
+
+@pytest.mark.fuse
+def test_vault_http_proxy_tunnels_vault_traffic_and_hides_its_credentials(
+        sandbox, vault, vault_pki, make_proxy):
+    password = "pw-" + rand_token(16)
+    proxy = make_proxy(credentials=("squid-user", password))
+    value = rand_token(24)
+    # VAULT_HTTP_PROXY is for Vault alone and applies even to loopback.
+    d = start_kv(sandbox, vault, vault_pki, data={"api_key": value},
+                 env={"VAULT_HTTP_PROXY": proxy.url(), "HTTPS_PROXY": "http://127.0.0.1:1"})
+    assert d.read("api") == value
+    assert proxy.count("CONNECT") >= 1
+    assert all(t == f"127.0.0.1:{vault.port}" for m, t, _ in proxy.requests)
+    assert password not in d.log_text()
+    assert lines_matching(d.log_text(), r"through proxy http://\*\*\*@127\.0\.0\.1")
+
+
+def plain_vault_on_non_loopback(make_vault):
+    from helpers.aws import non_loopback_ipv4
+    ip = non_loopback_ipv4()
+    if not ip:
+        pytest.skip("no non-loopback IPv4 address (loopback never goes through a proxy)")
+    return ip, make_vault(tls=False, host=ip)
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("case", ["proxied", "no_proxy", "switched_off"])
+def test_standard_proxy_variables_for_vault(sandbox, make_vault, make_proxy, case):
+    ip, vault = plain_vault_on_non_loopback(make_vault)
+    proxy = make_proxy()
+    value = rand_token(24)
+    env = {"http_proxy": proxy.url()}
+    be_kw = {}
+    if case == "no_proxy":
+        env["NO_PROXY"] = f"example.com,{ip}"
+    if case == "switched_off":
+        be_kw["proxy_from_environment"] = False
+    d = start_kv(sandbox, vault, None, data={"api_key": value}, env=env, **be_kw)
+    assert d.read("api") == value
+    through = [t for m, t, _ in proxy.requests if t.startswith(f"http://{ip}:{vault.port}/v1/")]
+    if case == "proxied":
+        assert through and len(through) == len(proxy.requests)
+        assert any(t.endswith("/v1/" + DATA) for t in through)
+    else:
+        assert proxy.requests == []
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("switched_off", [False, True], ids=["proxied", "switched_off"])
+def test_standard_proxy_variables_for_aws(sandbox, make_proxy, switched_off):
+    from helpers import aws as awsh
+    ip = awsh.non_loopback_ipv4()
+    if not ip:
+        pytest.skip("no non-loopback IPv4 address (loopback never goes through a proxy)")
+    fake = awsh.FakeAws(host=ip).start()
+    try:
+        proxy = make_proxy()
+        value = rand_token(24)
+        fake.add_secret("app/key", string=value)
+        env, _, _ = awsh.static_keys(fake, sandbox, HTTP_PROXY=proxy.url())
+        be = awsh.backend(fake, **({"proxy_from_environment": False} if switched_off else {}))
+        d = awsh.start(sandbox, {"key": awsh.sm("app/key")}, be, env)
+        assert d.read("key") == value
+        if switched_off:
+            assert proxy.requests == []
+        else:
+            assert proxy.count("POST") >= 1
+            assert all(t.startswith(f"http://{ip}:") for _, t, _ in proxy.requests)
+    finally:
+        fake.stop()
