@@ -168,7 +168,11 @@ int backend_proxy_init(struct backend_proxy *p, const json_t *conf, const char *
 		return 0;
 	p->url = strdup(proxy);
 	p->from = which;
-	if (!p->url) {
+	/* A proxy named for this backend serves every request: an empty
+	 * list keeps libcurl from reading NO_PROXY itself. */
+	if (!p->noproxy)
+		p->noproxy = strdup("");
+	if (!p->url || !p->noproxy) {
 		backend_proxy_release(p);
 		return SFS_ENOMEM;
 	}

@@ -180,10 +180,13 @@ const char *backend_conf_or_env(const json_t *obj, const char *key, const char *
  * log them but through backend_proxy_redacted.
  */
 struct backend_proxy {
-	char *url; /* owned; NULL: no proxy */
-	char
-	    *noproxy; /* owned; hosts that bypass url (CURLOPT_NOPROXY syntax), or NULL */
-	const char *from; /* where url came from ("config", a variable name), for logs */
+	/* owned; NULL: no proxy */
+	char *url;
+	/* owned; set whenever url is: the hosts that bypass it (CURLOPT_NOPROXY
+	 * syntax), "" for none */
+	char *noproxy;
+	/* where url came from ("config", a variable name), for logs */
+	const char *from;
 };
 /* Fills p (zeroed first). Returns 0 or SFS_ENOMEM. */
 int backend_proxy_init(struct backend_proxy *p, const json_t *conf, const char *url,

@@ -72,13 +72,13 @@ TEST(test_proxy_config_and_switch_and_override)
 	setenv("TEST_OVERRIDE_PROXY", "http://override:3128", 1);
 	CHECK(backend_proxy_init(&p, explicit, "https://v", override_env) == 0);
 	CHECK_STR_EQ(p.url, "http://conf:1");
-	CHECK(p.noproxy == NULL);
+	CHECK_STR_EQ(p.noproxy, ""); /* every request, whatever NO_PROXY says */
 	backend_proxy_release(&p);
 	CHECK(backend_proxy_init(&p, off, "https://v", override_env) == 0);
 	CHECK(p.url == NULL);
 	CHECK(backend_proxy_init(&p, none, "https://v", override_env) == 0);
 	CHECK_STR_EQ(p.url, "http://override:3128");
-	CHECK(p.noproxy == NULL); /* an override applies to every request */
+	CHECK_STR_EQ(p.noproxy, ""); /* an override applies to every request */
 	backend_proxy_release(&p);
 	clear_proxy_env();
 	json_decref(explicit);
