@@ -111,6 +111,23 @@ def test_leaseless_certificate_is_reissued_once_at_two_thirds_of_its_validity(
 
 
 @pytest.mark.fuse
+def test_leaseless_certificate_without_expiration_takes_its_validity_from_not_after(
+        sandbox, vault, vault_pki):
+    # No "expiration" in the answer: the certificate's own notAfter (one
+    # day: the openssl CLI's unit) sets when it is replaced.
+    vault.add_pki_role("web", ttl=60, expiration=False)
+    _, secrets = pki_secrets(sandbox)
+    _, auth = token_auth(sandbox, vault)
+    d = start(sandbox, secrets, backend(vault, vault_pki, auth))
+    d.wait_log(r"issued value valid for \d+ ms")
+    valid_ms = int(re.search(r"issued value valid for (\d+) ms", d.log_text()).group(1))
+    assert 86400_000 - 120_000 <= valid_ms <= 86400_000, valid_ms
+    holds_for(lambda: len(issue_requests(vault)) == 1, 2 * SLOW,
+              what="issued once, not every refresh")
+    assert not lines_matching(d.log_text(), r"not issued again")
+
+
+@pytest.mark.fuse
 def test_leaseless_write_without_validity_is_issued_once(sandbox, vault, vault_pki):
     vault.add_dynamic_role("database", "static", generate_lease=False)
     _, auth = token_auth(sandbox, vault)
