@@ -1,6 +1,6 @@
 /*
- * Vault auth method "token": a token from token_file, else VAULT_TOKEN (which
- * the backend seals away and wipes from the environment at start-up).
+ * Vault auth method "token": a token from token_file, else BAO_TOKEN or
+ * VAULT_TOKEN (which the backend seals away and wipes from the environment at start-up).
  * "Logging in" reads it and validates it with auth/token/lookup-self, which
  * also tells its TTL and whether it can be renewed. It cannot be replaced
  * by logging in again: when it expires, the operator must provide another.
@@ -18,8 +18,9 @@ static int token_check(const json_t *auth, const char *keypath, struct diag *d)
 {
 	int rc = backend_check_string(auth, "token_file", false, keypath, d);
 
-	if (!json_object_get(auth, "token_file") && !getenv("VAULT_TOKEN")) {
-		diag_add(d, keypath, "token auth needs \"token_file\" or VAULT_TOKEN");
+	if (!json_object_get(auth, "token_file") && !vault_env("TOKEN")) {
+		diag_add(d, keypath,
+		         "token auth needs \"token_file\" or VAULT_TOKEN (or BAO_TOKEN)");
 		rc = SFS_EINVAL;
 	}
 	return rc;
@@ -42,8 +43,8 @@ static int token_login(struct vault *v, const json_t *conf, struct vault_login *
 			return rc;
 		}
 	} else if (vault_unstash(v, &out->token, &out->token_cap) < 0) {
-		/* The backend sealed VAULT_TOKEN away at start-up. */
-		backend_error_set(err, "VAULT_TOKEN is not set");
+		/* The backend sealed the token variable away at start-up. */
+		backend_error_set(err, "VAULT_TOKEN (or BAO_TOKEN) is not set");
 		return SFS_EDENIED;
 	}
 	rc = vault_call(v, "GET", "auth/token/lookup-self", NULL, NULL, true, out->token,

@@ -68,6 +68,7 @@ struct aws {
 	unsigned retry_attempt;
 	char last_error[sizeof((struct backend_error *)0)->msg];
 	bool probe_denied; /* DescribeSecret refused: probe with GetSecretValue */
+	struct backend_proxy sm_proxy, sts_proxy; /* never for metadata endpoints */
 };
 
 static const char *slot_name(struct aws *a, char *buf, size_t len)
@@ -615,9 +616,9 @@ static bool is_url(const char *s)
 
 static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
 {
-	static const char *const keys[] = {"type",         "region",  "endpoint",
-	                                   "sts_endpoint", "profile", "tls",
-	                                   "timeout",      "proxy",   NULL};
+	static const char *const keys[] = {
+	    "type", "region",  "endpoint", "sts_endpoint",           "profile",
+	    "tls",  "timeout", "proxy",    "proxy_from_environment", NULL};
 	static const char *const strings[] = {"region", "endpoint", "sts_endpoint",
 	                                      "profile", "proxy"};
 	char kp[512];
@@ -626,7 +627,7 @@ static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
 	rc =
 	    backend_check_keys(conf, keypath, keys,
 	                       "aws backends take: type, region, endpoint, sts_endpoint, "
-	                       "profile, tls, timeout, proxy",
+	                       "profile, tls, timeout, proxy, proxy_from_environment",
 	                       d);
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		if (backend_check_string(conf, strings[i], false, keypath, d) < 0)
@@ -644,7 +645,8 @@ static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
 	    backend_check_tls(json_object_get(conf, "tls"),
 	                      diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
 		rc = SFS_EINVAL;
-	if (backend_check_duration(conf, "timeout", keypath, d) < 0)
+	if (backend_check_duration(conf, "timeout", keypath, d) < 0 ||
+	    backend_check_bool(conf, "proxy_from_environment", keypath, d) < 0)
 		rc = SFS_EINVAL;
 	return rc;
 }
@@ -672,6 +674,8 @@ static void aws_free(struct backend *be)
 		return;
 	http_pool_destroy(&a->pool);
 	http_client_free(a->cred_client);
+	backend_proxy_release(&a->sm_proxy);
+	backend_proxy_release(&a->sts_proxy);
 	store_slot_clear(&a->creds);
 	aws_profile_release(&a->env.profile);
 	pthread_mutex_destroy(&a->lock);
@@ -800,17 +804,29 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	h->client_cert = backend_conf_or_env(tls, "client_cert", NULL);
 	h->client_key = backend_conf_or_env(tls, "client_key", NULL);
 	h->server_name = backend_conf_or_env(tls, "server_name", NULL);
-	h->proxy = json_string_value(json_object_get(conf, "proxy"));
+	/* The proxy is chosen per endpoint (its scheme; NO_PROXY per host). */
+	if (backend_proxy_init(&a->sm_proxy, conf, a->endpoint, NULL) < 0 ||
+	    backend_proxy_init(&a->sts_proxy, conf,
+	                       a->env.sts_endpoint ? a->env.sts_endpoint : "https://",
+	                       NULL) < 0) {
+		rc = SFS_ENOMEM;
+		goto out;
+	}
+	h->proxy = a->sm_proxy.url;
+	h->noproxy = a->sm_proxy.noproxy;
+	backend_proxy_log(&a->sm_proxy, name);
 	if (json_object_get(conf, "timeout") &&
 	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		h->timeout_ms = ms;
 	h->max_retries = 2;
-	/* STS shares the CA and proxy but not the Secrets Manager endpoint's
+	/* STS shares the CA but not the Secrets Manager endpoint's
 	 * server name or client certificate. */
 	a->env.sts_http = *h;
 	a->env.sts_http.server_name = NULL;
 	a->env.sts_http.client_cert = NULL;
 	a->env.sts_http.client_key = NULL;
+	a->env.sts_http.proxy = a->sts_proxy.url;
+	a->env.sts_http.noproxy = a->sts_proxy.noproxy;
 	/* Link-local metadata endpoints: never a proxy, fail fast. */
 	a->env.meta_http = (struct http_options){
 	    .connect_timeout_ms = 1000,

@@ -12,16 +12,22 @@
  * - KV paths are written as for `vault kv get`; each mount's type and KV
  *   version come from sys/internal/ui/mounts, and "data/" or "metadata/" is
  *   inserted for KV v2. probe() reads KV v2 metadata, so a full read happens
- *   only when current_version changed.
+ *   only when current_version changed; when a policy refuses metadata/
+ *   (403), the mount's probes read data/ and take the version from its own
+ *   metadata instead (logged once, counted).
  * - Anything else is read as is (GET, or POST/PUT with params): an answer
  *   with lease_id/lease_duration/renewable is a lease that the scheduler
- *   renews, replaces and revokes through renew() and revoke().
+ *   renews, replaces and revokes through renew() and revoke(). A write
+ *   answered without a lease (PKI issues unleased certificates) is marked
+ *   issued, with its validity from "expiration" or the certificate's
+ *   notAfter, so that it is not re-issued every refresh.
  */
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "secretfs/duration.h"
 #include "secretfs/error.h"
@@ -30,9 +36,11 @@
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
+#include "secretfs/stats.h"
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
 #include "vault.h"
+#include "x509.h"
 
 /* Registered in backend.c. */
 extern const struct backend_ops backend_vault_ops;
@@ -45,8 +53,10 @@ extern const struct backend_ops backend_vault_ops;
 #define VAULT_MAX_TTL_S (10ll * 365 * 24 * 3600) /* longer TTLs count as this */
 
 struct vault_mount {
-	char *prefix;   /* "secret/" */
-	int kv_version; /* 0: not KV; 1 or 2 */
+	char *prefix;         /* "secret/" */
+	int kv_version;       /* 0: not KV; 1 or 2 */
+	bool metadata_denied; /* KV v2 metadata/ refused: probe by reading data/
+	                         (guarded by the backend's lock) */
 };
 
 struct vault_generation {
@@ -86,7 +96,23 @@ struct vault {
 
 	struct vault_mount mounts[VAULT_MAX_MOUNTS];
 	size_t nmounts;
+
+	struct stats_set *stats; /* vault_family; NULL-safe */
+	struct backend_proxy proxy;
 };
+
+/* The metrics of each Vault backend (stats.h). */
+enum { VAULT_METADATA_DENIED, VAULT_PROBES_BY_READING };
+static const struct stats_field vault_fields[] = {
+    [VAULT_METADATA_DENIED] = {STATS_COUNTER, "secretfs_vault_metadata_denied_total",
+                               "KV v2 mounts whose metadata/ the policy refused, "
+                               "so new versions are found by reading data/"},
+    [VAULT_PROBES_BY_READING] = {STATS_COUNTER, "secretfs_vault_probes_by_reading_total",
+                                 "Version checks made by reading data/ because "
+                                 "metadata/ is refused"},
+};
+static const struct stats_family vault_family = {
+    vault_fields, sizeof vault_fields / sizeof vault_fields[0], "backend"};
 
 /* ---- helpers shared with the auth methods ------------------------------ */
 
@@ -159,6 +185,45 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 	json_decref(body);
 	json_decref(reply);
 	return rc;
+}
+
+const char *vault_env(const char *suffix)
+{
+	char name[64];
+	const char *e;
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof name, "%s_%s", i == 0 ? "BAO" : "VAULT", suffix);
+		e = getenv(name);
+		if (e && *e)
+			return e;
+	}
+	return NULL;
+}
+
+/* A config string, else BAO_<suffix> or VAULT_<suffix>. */
+static const char *conf_or_env(const json_t *obj, const char *key, const char *suffix)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return s ? s : vault_env(suffix);
+}
+
+/* VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY set to a true value (Go's
+ * strconv.ParseBool spellings), which secretfs refuses: it never turns TLS
+ * verification off. Returns the variable's name, or NULL. */
+static const char *skip_verify_asked(void)
+{
+	static const char *const names[] = {"VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"};
+	static const char *const truths[] = {"1", "t", "T", "true", "TRUE", "True"};
+
+	for (size_t i = 0; i < 2; i++) {
+		const char *e = getenv(names[i]);
+		for (size_t j = 0; e && j < sizeof truths / sizeof truths[0]; j++)
+			if (strcmp(e, truths[j]) == 0)
+				return names[i];
+	}
+	return NULL;
 }
 
 /* The sealed slots' names: distinct per backend and purpose. */
@@ -761,6 +826,32 @@ out:
 	return rc;
 }
 
+/*
+ * How long a value issued by a write without a lease stays valid, in ms
+ * from now, or 0 when it does not say: "expiration" (Unix seconds, as PKI
+ * answers), else the notAfter of a PEM "certificate".
+ */
+static uint64_t issued_validity(struct vault *v, const struct source_key *key,
+                                const json_t *data)
+{
+	const json_t *exp = json_object_get(data, "expiration");
+	const json_t *cert = json_object_get(data, "certificate");
+	int64_t end = 0, now = (int64_t)time(NULL);
+
+	if (json_is_integer(exp) && json_integer_value(exp) > 0)
+		end = json_integer_value(exp);
+	else if (!json_is_string(cert) ||
+	         x509_pem_not_after(json_string_value(cert), json_string_length(cert),
+	                            &end) < 0)
+		return 0;
+	if (end <= now) {
+		log_warn("backend %s: %s: the value it issued has already expired",
+		         v->base.name, key->path);
+		return 1;
+	}
+	return (uint64_t)(end - now) * 1000;
+}
+
 static int vault_fetch(struct backend *be, const struct source_key *key,
                        struct fetch_result *out, struct backend_error *err)
 {
@@ -806,8 +897,54 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 		if (out->lease_ms == 0)
 			out->lease_id[0] = '\0';
 	}
+	if (method && strcmp(method, "GET") != 0 && !out->lease_id[0]) {
+		out->issued = true;
+		out->valid_ms = issued_validity(v, key, data);
+	}
 out:
 	json_decref(reply);
+	return rc;
+}
+
+static bool metadata_denied(struct vault *v, const struct vault_mount *m)
+{
+	bool denied;
+
+	pthread_mutex_lock(&v->lock);
+	denied = m->metadata_denied;
+	pthread_mutex_unlock(&v->lock);
+	return denied;
+}
+
+/* Marks m's metadata/ as refused; returns true the first time (to log and
+ * count it once). */
+static bool metadata_deny(struct vault *v, const struct vault_mount *m)
+{
+	bool first;
+
+	pthread_mutex_lock(&v->lock);
+	first = !m->metadata_denied;
+	((struct vault_mount *)m)->metadata_denied = true;
+	pthread_mutex_unlock(&v->lock);
+	if (first)
+		stats_inc(v->stats, VAULT_METADATA_DENIED);
+	return first;
+}
+
+/* A version check without metadata/: the version of a full read of data/
+ * (its own metadata), which the scheduler compares with the last one. */
+static int probe_by_reading(struct vault *v, const struct vault_mount *m,
+                            const struct source_key *key, char *version,
+                            size_t versionlen, struct backend_error *err)
+{
+	struct fetch_result r = {0};
+	int rc;
+
+	stats_inc(v->stats, VAULT_PROBES_BY_READING);
+	rc = vault_fetch_kv2(v, m, key, &r, err);
+	if (rc == 0)
+		snprintf(version, versionlen, "%s", r.version);
+	fetch_result_release(&r);
 	return rc;
 }
 
@@ -832,6 +969,8 @@ static int vault_probe(struct backend *be, const struct source_key *key, char *v
 		version[0] = '\0'; /* unversioned: the scheduler reads in full */
 		return 0;
 	}
+	if (metadata_denied(v, m))
+		return probe_by_reading(v, m, key, version, versionlen, err);
 	path = kv2_path(m, key->path, "metadata/");
 	if (!path)
 		return SFS_ENOMEM;
@@ -842,6 +981,18 @@ static int vault_probe(struct backend *be, const struct source_key *key, char *v
 		             json_object_get(reply, "data"), "current_version")));
 	json_decref(reply);
 	free(path);
+	if (rc == SFS_EDENIED) {
+		/* A policy granting data/ but not metadata/ is common (and
+		 * enough for Vault Agent): read the data each interval. */
+		if (metadata_deny(v, m))
+			log_warn(
+			    "backend %s: %s; checking %s for new versions by reading "
+			    "its data instead (grant read on %smetadata/* for cheaper "
+			    "probes)",
+			    v->base.name, err->msg, m->prefix, m->prefix);
+		memset(err, 0, sizeof *err);
+		return probe_by_reading(v, m, key, version, versionlen, err);
+	}
 	return rc;
 }
 
@@ -945,9 +1096,18 @@ static int vault_check_auth(const json_t *auth, const char *keypath, struct diag
 
 static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 {
-	static const char *const keys[] = {
-	    "type",    "address",      "namespace",          "tls",   "auth",
-	    "timeout", "revoke_grace", "revoke_on_shutdown", "proxy", NULL};
+	static const char *const keys[] = {"type",
+	                                   "address",
+	                                   "namespace",
+	                                   "tls",
+	                                   "auth",
+	                                   "timeout",
+	                                   "revoke_grace",
+	                                   "revoke_on_shutdown",
+	                                   "proxy",
+	                                   "proxy_from_environment",
+	                                   NULL};
+	const char *skip = skip_verify_asked();
 	const json_t *addr = json_object_get(conf, "address");
 	char kp[512];
 	int rc;
@@ -955,14 +1115,24 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 	rc = backend_check_keys(
 	    conf, keypath, keys,
 	    "vault backends take: type, address, namespace, tls, auth, "
-	    "timeout, revoke_grace, revoke_on_shutdown, proxy",
+	    "timeout, revoke_grace, revoke_on_shutdown, proxy, proxy_from_environment",
 	    d);
+	if (skip) {
+		diag_add(d, keypath,
+		         "%s is set to a true value, but secretfs never turns TLS "
+		         "verification off: unset it, and give a private CA with "
+		         "tls.ca_file or VAULT_CACERT",
+		         skip);
+		rc = SFS_EINVAL;
+	}
 	if (backend_check_string(conf, "address", false, keypath, d) < 0 ||
 	    backend_check_string(conf, "namespace", false, keypath, d) < 0 ||
 	    backend_check_string(conf, "proxy", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
-	if (!addr && !getenv("VAULT_ADDR")) {
-		diag_add(d, keypath, "missing \"address\" (and VAULT_ADDR is not set)");
+	if (!addr && !vault_env("ADDR")) {
+		diag_add(
+		    d, keypath,
+		    "missing \"address\" (and neither VAULT_ADDR nor BAO_ADDR is set)");
 		rc = SFS_EINVAL;
 	}
 	if (json_is_string(addr) &&
@@ -987,7 +1157,8 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 	if (backend_check_duration(conf, "timeout", keypath, d) < 0 ||
 	    backend_check_duration(conf, "revoke_grace", keypath, d) < 0)
 		rc = SFS_EINVAL;
-	if (backend_check_bool(conf, "revoke_on_shutdown", keypath, d) < 0)
+	if (backend_check_bool(conf, "revoke_on_shutdown", keypath, d) < 0 ||
+	    backend_check_bool(conf, "proxy_from_environment", keypath, d) < 0)
 		rc = SFS_EINVAL;
 	return rc;
 }
@@ -1033,6 +1204,34 @@ static int vault_check_secret(const json_t *extra, const char *keypath, struct d
 	return rc;
 }
 
+/* Writes (POST/PUT) issue a new value at each read. */
+static const char *vault_issues_on_read(const json_t *extra)
+{
+	const char *method = json_string_value(json_object_get(extra, "method"));
+
+	return method && strcmp(method, "GET") != 0 ? method : NULL;
+}
+
+/* Both token variables are wiped, whichever was used: /proc/<pid>/environ
+ * must not show them. */
+static void vault_wipe_env_tokens(void)
+{
+	static const char *const names[] = {"VAULT_TOKEN", "BAO_TOKEN"};
+
+	for (size_t i = 0; i < 2; i++) {
+		char *tok = getenv(names[i]);
+		if (tok) {
+			sodium_memzero(tok, strlen(tok));
+			unsetenv(names[i]);
+		}
+	}
+}
+
+/* Proxies meant for Vault alone, before the standard variables (as the
+ * Vault CLI reads them: for every request, whatever NO_PROXY says). */
+static const char *const vault_proxy_env[] = {"VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY",
+                                              NULL};
+
 static void vault_free(struct backend *be)
 {
 	struct vault *v = (struct vault *)be;
@@ -1040,6 +1239,7 @@ static void vault_free(struct backend *be)
 	if (!v)
 		return;
 	http_pool_destroy(&v->pool);
+	backend_proxy_release(&v->proxy);
 	store_slot_clear(&v->token);
 	store_slot_clear(&v->stash);
 	json_decref(v->auth_conf);
@@ -1072,8 +1272,9 @@ static int vault_create(const struct backend_env *env, const char *name,
 	pthread_mutex_init(&v->login_lock, NULL);
 	v->store = env->store;
 	v->base.name = strdup(name);
-	addr = backend_conf_or_env(conf, "address", "VAULT_ADDR");
-	ns = backend_conf_or_env(conf, "namespace", "VAULT_NAMESPACE");
+	v->stats = stats_register(env->stats, &vault_family, name);
+	addr = conf_or_env(conf, "address", "ADDR");
+	ns = conf_or_env(conf, "namespace", "NAMESPACE");
 	v->address = addr ? strdup(addr) : NULL;
 	v->namespace = ns ? strdup(ns) : NULL;
 	if (!v->base.name || !v->address || (ns && !v->namespace))
@@ -1089,13 +1290,17 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->base.revoke_on_shutdown =
 	    json_is_true(json_object_get(conf, "revoke_on_shutdown"));
 
-	hopt.ca_file = backend_conf_or_env(tls, "ca_file", "VAULT_CACERT");
-	hopt.ca_dir = backend_conf_or_env(tls, "ca_dir", "VAULT_CAPATH");
-	hopt.client_cert = backend_conf_or_env(tls, "client_cert", "VAULT_CLIENT_CERT");
-	hopt.client_key = backend_conf_or_env(tls, "client_key", "VAULT_CLIENT_KEY");
-	hopt.server_name =
-	    backend_conf_or_env(tls, "server_name", "VAULT_TLS_SERVER_NAME");
-	hopt.proxy = json_string_value(json_object_get(conf, "proxy"));
+	hopt.ca_file = conf_or_env(tls, "ca_file", "CACERT");
+	hopt.ca_dir = conf_or_env(tls, "ca_dir", "CAPATH");
+	hopt.client_cert = conf_or_env(tls, "client_cert", "CLIENT_CERT");
+	hopt.client_key = conf_or_env(tls, "client_key", "CLIENT_KEY");
+	hopt.server_name = conf_or_env(tls, "server_name", "TLS_SERVER_NAME");
+	rc = backend_proxy_init(&v->proxy, conf, v->address, vault_proxy_env);
+	if (rc < 0)
+		goto out;
+	hopt.proxy = v->proxy.url;
+	hopt.noproxy = v->proxy.noproxy;
+	backend_proxy_log(&v->proxy, name);
 	if (json_object_get(conf, "timeout") &&
 	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
 		hopt.timeout_ms = ms;
@@ -1104,14 +1309,11 @@ static int vault_create(const struct backend_env *env, const char *name,
 	 * environment stays readable in /proc/<pid>/environ and in memory. */
 	if (v->auth == &vault_auth_token &&
 	    !json_object_get(v->auth_conf, "token_file")) {
-		char *tok = getenv("VAULT_TOKEN");
-		if (tok && *tok) {
-			rc = vault_stash(v, tok, strlen(tok));
-			sodium_memzero(tok, strlen(tok));
-			unsetenv("VAULT_TOKEN");
-			if (rc < 0)
-				goto out;
-		}
+		const char *tok = vault_env("TOKEN");
+		rc = tok ? vault_stash(v, tok, strlen(tok)) : 0;
+		vault_wipe_env_tokens();
+		if (rc < 0)
+			goto out;
 	}
 	/* One client now, to check the TLS files at start-up; more on demand. */
 	rc = http_pool_init(&v->pool, &hopt, VAULT_MAX_CLIENTS, err, sizeof err);
@@ -1134,6 +1336,7 @@ const struct backend_ops backend_vault_ops = {
     .default_refresh_ms = 5 * 60 * 1000,
     .check = vault_check,
     .check_secret = vault_check_secret,
+    .issues_on_read = vault_issues_on_read,
     .create = vault_create,
     .free = vault_free,
     .fetch = vault_fetch,

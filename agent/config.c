@@ -497,8 +497,8 @@ static void parse_backends(struct parser *p, const json_t *obj)
 			        quote(q, sizeof q, type), backend_type_names());
 			continue;
 		}
-		before = p->d->count;
-		if (ops->check(v, kp, p->d) != 0 || p->d->count != before)
+		before = diag_problems(p->d);
+		if (ops->check(v, kp, p->d) != 0 || diag_problems(p->d) != before)
 			p->errors++;
 		if (!name_ok)
 			continue;
@@ -768,9 +768,24 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		parse_onchange(p, v, diag_keypath(ckp, sizeof ckp, kp, "on_change"), s);
 
 	if (ops && ops->check_secret) {
-		before = p->d->count;
-		if (ops->check_secret(s->extra, kp, p->d) != 0 || p->d->count != before)
+		before = diag_problems(p->d);
+		if (ops->check_secret(s->extra, kp, p->d) != 0 ||
+		    diag_problems(p->d) != before)
 			p->errors++;
+	}
+	/* A refresh on a write that issues a new value each time (a PKI
+	 * certificate) is honoured, but rarely what the user wants. */
+	if (ops && ops->issues_on_read && s->refresh_ms &&
+	    (str = ops->issues_on_read(s->extra))) {
+		bool whole = s->refresh_ms % 1000 == 0;
+		diag_note(
+		    p->d, kp,
+		    "its %s is re-issued every %llu %s (\"refresh\"); without "
+		    "\"refresh\" it is issued once and replaced only as its own "
+		    "validity ends",
+		    str,
+		    (unsigned long long)(whole ? s->refresh_ms / 1000 : s->refresh_ms),
+		    whole ? "s" : "ms");
 	}
 }
 

@@ -1,6 +1,7 @@
 /*
  * Diagnostics: a list of "file: key.path: reason" messages collected while
- * validating input, so that one pass reports every problem. The list is
+ * validating input, so that one pass reports every problem, and notes
+ * ("file: key.path: note: ...") that inform but do not fail a check. The list is
  * bounded (DIAG_MAX_MSGS messages of at most DIAG_MAX_LEN bytes); past the
  * bound one last message says that more problems were dropped. Allocation
  * failures drop the message: callers track failure themselves and never rely
@@ -21,6 +22,7 @@ void diag_init(struct diag *d, const char *file)
 {
 	d->msgs = NULL;
 	d->count = 0;
+	d->notes = 0;
 	d->file = file;
 }
 
@@ -64,11 +66,14 @@ static char *diag_format(const char *file, const char *keypath, const char *reas
 	return msg;
 }
 
-void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
+/* Appends a problem, or a note when note is set ("note: " before the
+ * reason); notes are counted apart. */
+static void diag_vadd(struct diag *d, bool note, const char *keypath, const char *fmt,
+                      va_list ap)
 {
 	char reason[DIAG_MAX_LEN];
 	char *msg;
-	va_list ap;
+	int n;
 
 	if (d->count >= DIAG_MAX_MSGS)
 		return;
@@ -79,13 +84,38 @@ void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
 			diag_push(d, msg);
 		return;
 	}
-	va_start(ap, fmt);
-	if (vsnprintf(reason, sizeof reason, fmt, ap) < 0)
+	n = snprintf(reason, sizeof reason, "%s", note ? "note: " : "");
+	if (vsnprintf(reason + n, sizeof reason - (size_t)n, fmt, ap) < 0)
 		snprintf(reason, sizeof reason, "(unprintable message)");
-	va_end(ap);
 	msg = diag_format(d->file, keypath, reason);
-	if (msg)
-		diag_push(d, msg);
+	if (!msg)
+		return;
+	diag_push(d, msg);
+	if (note)
+		d->notes++;
+}
+
+void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_vadd(d, false, keypath, fmt, ap);
+	va_end(ap);
+}
+
+void diag_note(struct diag *d, const char *keypath, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_vadd(d, true, keypath, fmt, ap);
+	va_end(ap);
+}
+
+size_t diag_problems(const struct diag *d)
+{
+	return d->count - d->notes;
 }
 
 void diag_release(struct diag *d)
@@ -95,6 +125,7 @@ void diag_release(struct diag *d)
 	free(d->msgs);
 	d->msgs = NULL;
 	d->count = 0;
+	d->notes = 0;
 }
 
 static bool diag_plain_char(unsigned char c)

@@ -447,6 +447,8 @@ static int attempt(struct http_client *c, const struct http_request *req,
 		api.easy_setopt(h, CURLOPT_SSLKEY, c->opt.client_key);
 	/* An empty proxy disables the *_proxy environment variables. */
 	api.easy_setopt(h, CURLOPT_PROXY, c->opt.proxy ? c->opt.proxy : "");
+	if (c->opt.proxy && c->opt.noproxy)
+		api.easy_setopt(h, CURLOPT_NOPROXY, c->opt.noproxy);
 	api.easy_setopt(
 	    h, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(c->opt.connect_timeout_ms < left ? c->opt.connect_timeout_ms : left));

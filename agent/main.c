@@ -96,10 +96,10 @@ static void log_stats(struct stats *st)
 }
 
 static int create_backends(const struct config *cfg, struct store *st,
-                           struct backend **out)
+                           struct stats *stats, struct backend **out)
 {
 	char dirbuf[PATH_MAX];
-	struct backend_env env = {.store = st};
+	struct backend_env env = {.store = st, .stats = stats};
 
 	if (realpath(cfg->file, dirbuf))
 		env.config_dir = dirname(dirbuf);
@@ -198,7 +198,7 @@ static int run(const struct config *cfg, bool once)
 		log_error("out of memory");
 		goto out;
 	}
-	if (create_backends(cfg, st, backends) < 0)
+	if (create_backends(cfg, st, stats, backends) < 0)
 		goto out;
 	fs_set_stop_hook(http_stop);
 	if (fs_install_signals(fs) < 0 ||

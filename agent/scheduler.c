@@ -62,6 +62,8 @@ struct source {
 	struct sched_file **files;
 	size_t nfiles;
 	uint64_t refresh_ms;
+	bool refresh_explicit; /* a file of it sets "refresh" */
+	bool issued_logged;    /* "issued once, not again" said */
 
 	enum source_step step;
 	uint64_t due;
@@ -260,6 +262,8 @@ static int sched_attach(struct sched *s, struct sched_file *f)
 		src->step = STEP_FETCH;
 		src->stats = stats_register(s->stats, &source_family, src->label);
 	}
+	if (cs->refresh_ms)
+		src->refresh_explicit = true;
 	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
 	if (refresh < src->refresh_ms)
 		src->refresh_ms = refresh;
@@ -606,6 +610,39 @@ static void source_schedule_static(struct source *src, uint64_t now, uint64_t in
 	src->due = now + interval;
 }
 
+/*
+ * Next read of a value that each read issues anew (fetch_result.issued): a
+ * refresh would only re-issue it, so it is read again at ~2/3 of its own
+ * validity (with jitter, never after its end), at the refresh the user set
+ * if that comes first, else never while secretfs runs.
+ */
+static void source_schedule_issued(struct source *src, uint64_t now, uint64_t valid_ms)
+{
+	uint64_t after = UINT64_MAX;
+
+	if (valid_ms)
+		after = timing_renew_after(valid_ms, timing_random());
+	if (src->refresh_explicit && src->refresh_ms < after)
+		after = src->refresh_ms;
+	src->step = STEP_FETCH;
+	if (after == UINT64_MAX) {
+		src->due = UINT64_MAX;
+		if (!src->issued_logged)
+			log_info("source %s: issued without a lease or a validity; not "
+			         "issued again while secretfs runs (set \"refresh\" to "
+			         "re-issue it periodically)",
+			         src->label);
+		src->issued_logged = true;
+		return;
+	}
+	/* Even a value issued already expired is not re-issued in a loop. */
+	src->due = now + (after < BACKOFF_BASE_MS ? BACKOFF_BASE_MS : after);
+	log_debug("source %s: issued value valid for %llu ms; issuing a new one in "
+	          "%llu ms",
+	          src->label, (unsigned long long)valid_ms,
+	          (unsigned long long)(src->due - now));
+}
+
 static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 {
 	struct backend_error err = {0};
@@ -640,6 +677,9 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		log_debug("source %s: lease %s for %llu ms, %s", src->label,
 		          src->lease_id, (unsigned long long)res.lease_ms,
 		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
+	} else if (res.issued) {
+		src->lease_id[0] = '\0';
+		source_schedule_issued(src, now, res.valid_ms);
 	} else {
 		src->lease_id[0] = '\0';
 		source_schedule_static(

@@ -74,6 +74,13 @@ const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *op
 /* A sealed slot an auth method may keep material in between logins (the
  * AppRole secret ID after unwrapping). stash replaces it; unstash returns
  * a guarded copy (free with secmem_free(*out, *cap)) or SFS_ENOTFOUND. */
+/*
+ * The environment variable BAO_<suffix>, else VAULT_<suffix> ("ADDR",
+ * "TOKEN", ...), when non-empty; else NULL. OpenBao's own client prefers
+ * the BAO_ name when both are set, and so does secretfs.
+ */
+const char *vault_env(const char *suffix);
+
 int vault_stash(struct vault *v, const char *data, size_t len);
 int vault_unstash(struct vault *v, char **out, size_t *cap);
 

@@ -17,12 +17,14 @@
 #include "secretfs/diag.h"
 
 struct backend;
+struct stats;
 struct store;
 
 /* What a backend gets from the daemon when it is built. */
 struct backend_env {
 	const char *config_dir; /* directory of the config file, for relative paths */
 	struct store *store;    /* seals tokens and credentials kept between requests */
+	struct stats *stats;    /* registry for the backend's counters; may be NULL */
 };
 
 /* What the scheduler asks a backend for: one source. */
@@ -46,6 +48,11 @@ struct fetch_result {
 	bool renewable;
 	uint64_t auth_generation; /* which login the lease was made under (see
 	                             lease_deadline); 0 when not applicable */
+	/* Each read issues a new value without a lease (a write such as a PKI
+	 * certificate): the scheduler reads it again only before valid_ms runs
+	 * out, or every refresh when the user set one, else never. */
+	bool issued;
+	uint64_t valid_ms; /* issued values: validity left when read; 0 unknown */
 };
 
 struct backend_ops {
@@ -64,6 +71,9 @@ struct backend_ops {
 	int (*check)(const json_t *conf, const char *keypath, struct diag *d);
 	/* Validates a secret's backend-specific keys (extra); optional. */
 	int (*check_secret)(const json_t *extra, const char *keypath, struct diag *d);
+	/* When each read of a checked secret issues a new value (a write), the
+	 * name of that operation ("POST") for messages, else NULL; optional. */
+	const char *(*issues_on_read)(const json_t *extra);
 
 	/* Builds a backend from a checked config. Returns 0 or SFS_ code. */
 	int (*create)(const struct backend_env *env, const char *name, const json_t *conf,
@@ -151,6 +161,37 @@ int backend_check_tls(const json_t *tls, const char *keypath, struct diag *d);
 /* A config string, else a non-empty environment variable (env may be NULL),
  * else NULL. */
 const char *backend_conf_or_env(const json_t *obj, const char *key, const char *env);
+
+/*
+ * The proxy of a backend whose requests go to url, the way the Vault CLI
+ * and the AWS SDKs take it from the environment: a config "proxy" wins;
+ * "proxy_from_environment": false means none; else the first non-empty of
+ * the override variables (NULL-terminated list, may be NULL: e.g.
+ * VAULT_HTTP_PROXY, which applies to every request), else HTTPS_PROXY /
+ * https_proxy for an https:// url and HTTP_PROXY / http_proxy for http://,
+ * skipping the hosts NO_PROXY / no_proxy lists and loopback addresses (as
+ * Go's ProxyFromEnvironment does). Proxy URLs may hold credentials: never
+ * log them but through backend_proxy_redacted.
+ */
+struct backend_proxy {
+	/* owned; NULL: no proxy */
+	char *url;
+	/* owned; set whenever url is: the hosts that bypass it (CURLOPT_NOPROXY
+	 * syntax), "" for none */
+	char *noproxy;
+	/* where url came from ("config", a variable name), for logs */
+	const char *from;
+};
+/* Fills p (zeroed first). Returns 0 or SFS_ENOMEM. */
+int backend_proxy_init(struct backend_proxy *p, const json_t *conf, const char *url,
+                       const char *const *override_env);
+/* Frees p's strings (wiping them: they may hold credentials). NULL-safe. */
+void backend_proxy_release(struct backend_proxy *p);
+/* Logs (info) which proxy a backend uses, credentials redacted; nothing
+ * when none. */
+void backend_proxy_log(const struct backend_proxy *p, const char *backend);
+/* url with any user:password@ replaced by "***@", into buf. Returns buf. */
+const char *backend_proxy_redacted(const char *url, char *buf, size_t len);
 
 /* Reads a whole small file holding a token, a JWT or an ID into guarded
  * memory, trailing whitespace removed. Returns 0, SFS_ENOTFOUND, SFS_EIO,

@@ -8,8 +8,9 @@
 #include <stddef.h>
 
 struct diag {
-	char **msgs; /* owned, count entries */
+	char **msgs; /* owned, count entries: problems and notes, in order */
 	size_t count;
+	size_t notes;     /* how many of them are notes */
 	const char *file; /* borrowed: prefix of every message, may be NULL */
 };
 
@@ -19,6 +20,14 @@ void diag_init(struct diag *d, const char *file);
 /* Appends "file: keypath: <formatted reason>". keypath may be NULL or "". */
 void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Appends "file: keypath: note: <formatted text>": printed with the
+ * problems, but it does not make the input invalid. */
+void diag_note(struct diag *d, const char *keypath, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* How many messages are problems (count less the notes). */
+size_t diag_problems(const struct diag *d);
 
 /* Frees all messages; the struct may be reused after diag_init(). */
 void diag_release(struct diag *d);

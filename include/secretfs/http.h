@@ -2,8 +2,9 @@
  * The HTTP client shared by the Vault and AWS backends: libcurl with TLS
  * verification always on, optional CA file/dir, client certificate (mTLS)
  * and TLS server-name override, connect and total timeouts, connection
- * reuse with a bounded connection lifetime, a response size cap, proxies
- * only when configured, and a few quick retries with capped exponential
+ * reuse with a bounded connection lifetime, a response size cap, a proxy
+ * only when the backend gives one (it never reads the environment itself:
+ * see backend_proxy_init), and a few quick retries with capped exponential
  * backoff and full jitter that honour Retry-After.
  *
  * Response bodies live in guarded memory and request bodies and secret
@@ -27,9 +28,10 @@ struct http_options {
 	const char *ca_dir;      /* hashed CA directory; NULL: none */
 	const char *client_cert; /* PEM; with client_key for mTLS */
 	const char *client_key;
-	const char *server_name;       /* TLS name to verify (and SNI), when the URL's
-	                                  host is an address or another name */
-	const char *proxy;             /* NULL: never a proxy, whatever the environment */
+	const char *server_name; /* TLS name to verify (and SNI), when the URL's
+	                            host is an address or another name */
+	const char *proxy;       /* NULL: never a proxy, whatever the environment */
+	const char *noproxy;     /* hosts that bypass proxy (CURLOPT_NOPROXY), or NULL */
 	uint64_t connect_timeout_ms;   /* 0: 5 s */
 	uint64_t timeout_ms;           /* whole request, retries and pauses included;
 	                                  0: 30 s */

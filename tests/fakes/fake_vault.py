@@ -81,6 +81,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections import Counter
 
 __all__ = ["FakeVault", "VaultError", "TestPKI", "make_test_pki", "parse_duration",
@@ -665,6 +666,7 @@ class FakeVault:
         self._httpd = None
         self._thread = None
         self._reaper = None
+        self._policy_denied = []              # path prefixes refused by "policy"
 
         self.add_namespace("")
         for ns in namespaces or ():
@@ -1258,6 +1260,55 @@ class FakeVault:
             m.roles[role] = DynamicRole(role, default_ttl, max_ttl, renewable, issue, revoke,
                                         generate_lease, renew)
 
+    def add_pki_role(self, role, ttl=3600, mount="pki", namespace="", expiration=True):
+        """A PKI role as Vault's PKI engine has it by default (generate_lease
+        false): POST/PUT <mount>/issue/<role> answers, without a lease, a real
+        certificate signed by a CA of the fake (openssl CLI), with issuing_ca,
+        ca_chain, private_key, private_key_type, serial_number and
+        expiration (Unix seconds on the fake's clock, now + ttl; omitted when
+        expiration is False). The certificate's notAfter is whole days (the
+        openssl CLI's unit): at least ttl, and exact only for multiples of a
+        day. Returns nothing; issued certificates are in self.pki_issued."""
+        self.add_dynamic_role(mount, role, default_ttl=ttl, max_ttl=max(ttl, DEFAULT_MAX_TTL),
+                              renewable=False, generate_lease=False, namespace=namespace,
+                              issue=lambda req: self._pki_issue(req, expiration))
+
+    def _pki_issue(self, req, with_expiration):
+        with self._lock:
+            if getattr(self, "_pki_ca", None) is None:
+                self._pki_ca = make_test_pki(days=3650)
+                weakref.finalize(self, self._pki_ca.cleanup)
+            self._pki_serial = getattr(self, "_pki_serial", 0) + 1
+            ca, n = self._pki_ca, self._pki_serial
+            self.pki_issued = getattr(self, "pki_issued", [])
+        cn = req.params.get("common_name", "example.com")
+        days = max(1, -(-int(req.ttl) // 86400))
+        key, csr, cert = (os.path.join(ca.dir, f"issued-{n}.{x}") for x in ("key", "csr", "pem"))
+        serial = secrets.token_hex(16)
+        for args in (["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={cn}"],
+                     ["x509", "-req", "-in", csr, "-CA", ca.ca_cert, "-CAkey", ca.ca_key,
+                      "-set_serial", "0x" + serial, "-out", cert, "-days", str(days)]):
+            r = subprocess.run(["openssl", *args], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"openssl {args[0]} failed: {r.stderr.strip()}")
+        with open(cert) as f:
+            pem = f.read().strip()
+        with open(key) as f:
+            private_key = f.read().strip()
+        with open(ca.ca_cert) as f:
+            ca_pem = f.read().strip()
+        for path in (key, csr, cert):
+            os.unlink(path)
+        data = {"certificate": pem, "issuing_ca": ca_pem, "ca_chain": [ca_pem],
+                "private_key": private_key, "private_key_type": "ec",
+                "serial_number": ":".join(serial[i:i + 2] for i in range(0, len(serial), 2))}
+        if with_expiration:
+            data["expiration"] = int(self.now() + req.ttl)
+        with self._lock:
+            self.pki_issued.append(data["serial_number"])
+        return data
+
     def lease(self, lease_id):
         with self._lock:
             return self.leases.get(lease_id)
@@ -1475,6 +1526,7 @@ class FakeVault:
             return self._unwrap(ns, headers, body)
 
         tok = self._authenticate(ns, headers, vpath)
+        self._check_policy(vpath)
 
         if vpath == "auth/token/lookup-self" and method in ("GET", "POST", "PUT"):
             return self._lookup_self(tok)
@@ -1509,6 +1561,28 @@ class FakeVault:
             params.update(body)
             return self._issue(ns, mount, mm.group(2), mm.group(1), params, tok)
         raise VaultError(404, [f'no handler for route "{vpath}". route entry not found.'])
+
+    # -- policies
+
+    def deny_by_policy(self, prefix):
+        """Refuses every request under prefix (e.g. "secret/metadata/") for
+        every token, as a Vault ACL policy without a matching path does: 403
+        with Vault's multierror "permission denied" body. The token itself
+        stays valid (lookup-self works)."""
+        with self._lock:
+            self._policy_denied.append(prefix.strip("/") + "/")
+
+    def allow_by_policy(self, prefix=None):
+        """Lifts deny_by_policy for prefix (None: all)."""
+        with self._lock:
+            self._policy_denied = [] if prefix is None else \
+                [p for p in self._policy_denied if p != prefix.strip("/") + "/"]
+
+    def _check_policy(self, vpath):
+        with self._lock:
+            denied = any((vpath.strip("/") + "/").startswith(p) for p in self._policy_denied)
+        if denied:
+            raise VaultError(403, ["1 error occurred:\n\t* permission denied\n\n"])
 
     # -- sys
 

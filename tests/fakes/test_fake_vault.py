@@ -655,3 +655,34 @@ def test_script_mode(pki, tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(5) == 0
+
+
+def test_policy_denial_refuses_only_the_prefix_and_keeps_the_token_valid(vault):
+    vault.kv_put("secret/app/config", {"user": "a"})
+    vault.deny_by_policy("secret/metadata/")
+    r = call(vault, "GET", "/v1/secret/metadata/app/config")
+    assert r.status == 403
+    assert r.json == {"errors": ["1 error occurred:\n\t* permission denied\n\n"]}
+    assert call(vault, "GET", "/v1/secret/data/app/config").status == 200
+    assert call(vault, "GET", "/v1/auth/token/lookup-self").status == 200
+    vault.allow_by_policy("secret/metadata/")
+    assert call(vault, "GET", "/v1/secret/metadata/app/config").status == 200
+
+
+def test_pki_issue_answers_a_real_certificate_without_a_lease(vault):
+    vault.add_pki_role("web", ttl=90)
+    r = call(vault, "POST", "/v1/pki/issue/web", body={"common_name": "app.example"})
+    assert r.status == 200
+    body = r.json
+    assert body["lease_id"] == "" and body["lease_duration"] == 0 and body["renewable"] is False
+    data = body["data"]
+    assert data["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    assert data["private_key_type"] == "ec" and "PRIVATE KEY" in data["private_key"]
+    assert data["ca_chain"] == [data["issuing_ca"]]
+    assert abs(data["expiration"] - (time.time() + 90)) < 5
+    out = subprocess.run(["openssl", "x509", "-noout", "-subject", "-serial"],
+                         input=data["certificate"], capture_output=True, text=True, check=True)
+    assert "app.example" in out.stdout
+    assert out.stdout.split("serial=")[1].strip().lower() == \
+        data["serial_number"].replace(":", "").lower()
+    assert vault.pki_issued == [data["serial_number"]]

@@ -26,10 +26,10 @@ VAULT_ENV = ("VAULT_ADDR", "VAULT_TOKEN", "VAULT_NAMESPACE", "VAULT_CACERT", "VA
 
 
 def clean_env(**extra):
-    """The test process's environment without any VAULT_* or proxy
+    """The test process's environment without any VAULT_*, BAO_* or proxy
     variables, plus extra."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("VAULT_") and k.lower() not in (
+           if not k.startswith(("VAULT_", "BAO_")) and k.lower() not in (
                "http_proxy", "https_proxy", "all_proxy", "no_proxy")}
     env.update(extra)
     return env
