@@ -438,15 +438,11 @@ static void parse_log(struct parser *p, const json_t *obj)
 		if (log_level_parse(s, &level) == 0)
 			p->cfg->log.level = (int)level;
 		else
-			problem(p, "log.level",
-			        "must be one of debug, info, warn, error");
+			problem(p, "log.level", "must be one of " LOG_LEVEL_CHOICES);
 	}
-	if (get_str(p, obj, "log", "format", false, 64, &s) == 1) {
-		if (strcmp(s, "text") == 0 || strcmp(s, "json") == 0)
-			p->cfg->log.json = strcmp(s, "json") == 0;
-		else
-			problem(p, "log.format", "must be \"text\" or \"json\"");
-	}
+	if (get_str(p, obj, "log", "format", false, 64, &s) == 1 &&
+	    log_format_parse(s, &p->cfg->log.json) < 0)
+		problem(p, "log.format", "must be " LOG_FORMAT_CHOICES);
 }
 
 static void parse_backends(struct parser *p, const json_t *obj)

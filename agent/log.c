@@ -41,6 +41,14 @@ int log_level_parse(const char *s, enum log_level *out)
 	return SFS_EINVAL;
 }
 
+int log_format_parse(const char *s, bool *json)
+{
+	if (strcmp(s, "text") != 0 && strcmp(s, "json") != 0)
+		return SFS_EINVAL;
+	*json = strcmp(s, "json") == 0;
+	return 0;
+}
+
 /* Appends s JSON-escaped to buf at *pos, never past cap - 1. */
 static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
 {

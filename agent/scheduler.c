@@ -334,6 +334,15 @@ size_t sched_source_count(const struct sched *s)
 	return s->nsources;
 }
 
+size_t sched_published_count(const struct sched *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nfiles; i++)
+		n += s->files[i].version != 0;
+	return n;
+}
+
 /* Records (or clears, with NULL) why a file could not be rendered. */
 static void file_set_problem(struct sched_file *f, const char *why)
 {
