@@ -301,3 +301,18 @@ def test_help_lists_every_exit_code(workdir):
                  "3 --once wrote only some files", "4 --once wrote nothing",
                  "5 start-up failure", "6 --ready: not ready"):
         assert code in text, r.stdout
+
+
+def test_check_refuses_a_consul_template_it_cannot_render(workdir):
+    cfg = valid_config(workdir)
+    cfg["secrets"]["app.conf"] = {
+        "backend": "local", "path": "db", "format": "template",
+        "template": 'user={{ with secret "secret/data/app" }}{{ .Data.data.username }}'
+                    '{{ end }}\n'}
+    workdir.write_config(cfg, workdir.file("cfg.json"))
+    r = workdir.run(["--config", "cfg.json", "--check"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.splitlines() == [
+        'cfg.json: secrets."app.conf".template: line 1, column 9: "with" is a '
+        'consul-template/Go template action; the template format substitutes {{key}} '
+        'and {{a.b}} only'], r.stderr
