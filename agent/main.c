@@ -360,7 +360,8 @@ static void log_stats(struct stats *st)
 		n += (size_t)snprintf(line + n, sizeof line - n, "%s%s=%lld",
 		                      i ? " " : "", shown[i].key,
 		                      (long long)stats_total(st, shown[i].metric));
-	log_info("stats: %s", line);
+	log_event(LOG_LVL_INFO, &(struct log_fields){.event = "daemon.stats"},
+	          "stats: %s", line);
 }
 
 static int create_backends(const struct config *cfg, struct store *st,
@@ -377,7 +378,10 @@ static int create_backends(const struct config *cfg, struct store *st,
 		int rc =
 		    ops ? ops->create(&env, cb->name, cb->json, &out[i]) : SFS_EINVAL;
 		if (rc < 0) {
-			log_error("backend %s: cannot start: %s", cb->name,
+			log_event(LOG_LVL_ERROR,
+			          &(struct log_fields){.event = "backend.start_failed",
+			                               .backend = cb->name},
+			          "backend %s: cannot start: %s", cb->name,
 			          sfs_strerror(rc));
 			return rc;
 		}
@@ -492,10 +496,13 @@ static int run(const struct config *cfg, bool once)
 		goto out;
 	}
 	if (missing)
-		log_warn("startup: %zu of %zu sources not read yet after %llu ms; their "
-		         "files stay absent until they are",
-		         missing, sched_source_count(sched),
-		         (unsigned long long)(timing_now_ms() - started));
+		log_event(LOG_LVL_WARN,
+		          &(struct log_fields){.event = "daemon.sources_missing",
+		                               .mount = cfg->mount.path},
+		          "startup: %zu of %zu sources not read yet after %llu ms; their "
+		          "files stay absent until they are",
+		          missing, sched_source_count(sched),
+		          (unsigned long long)(timing_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
 	harden_after_mount(fopt.output == FS_OUTPUT_FUSE);
@@ -505,11 +512,13 @@ static int run(const struct config *cfg, bool once)
 	/* A source can be read while a file of it failed to render: count the
 	 * files served, not the sources read. */
 	served = sched_published_count(sched);
-	log_info("%s %s: %zu of %zu files from %zu sources (%zu ready) in %llu ms",
-	         fopt.output == FS_OUTPUT_FUSE ? "mounted" : "wrote", cfg->mount.path,
-	         served, cfg->nsecrets, sched_source_count(sched),
-	         sched_source_count(sched) - missing,
-	         (unsigned long long)(timing_now_ms() - started));
+	log_event(
+	    LOG_LVL_INFO,
+	    &(struct log_fields){.event = "daemon.mounted", .mount = cfg->mount.path},
+	    "%s %s: %zu of %zu files from %zu sources (%zu ready) in %llu ms",
+	    fopt.output == FS_OUTPUT_FUSE ? "mounted" : "wrote", cfg->mount.path, served,
+	    cfg->nsecrets, sched_source_count(sched), sched_source_count(sched) - missing,
+	    (unsigned long long)(timing_now_ms() - started));
 	if (once) {
 		sched_report_missing(sched, print_missing, NULL);
 		rc = served == cfg->nsecrets ? EXIT_SUCCESS
@@ -518,7 +527,10 @@ static int run(const struct config *cfg, bool once)
 		goto out;
 	}
 	fs_run(fs);
-	log_info("stopping");
+	log_event(
+	    LOG_LVL_INFO,
+	    &(struct log_fields){.event = "daemon.stopping", .mount = cfg->mount.path},
+	    "stopping");
 	rc = EXIT_SUCCESS;
 out:
 	sched_stop(sched);
@@ -535,10 +547,13 @@ out:
 			backends[i]->ops->free(backends[i]);
 	free(backends);
 	if (rc == EXIT_SUCCESS && !once)
-		log_info("stopped; %s %s", cfg->mount.path,
-		         fopt.output == FS_OUTPUT_FUSE ? "unmounted"
-		         : fopt.keep_on_exit           ? "left in place"
-		                                       : "cleared");
+		log_event(LOG_LVL_INFO,
+		          &(struct log_fields){.event = "daemon.stopped",
+		                               .mount = cfg->mount.path},
+		          "stopped; %s %s", cfg->mount.path,
+		          fopt.output == FS_OUTPUT_FUSE ? "unmounted"
+		          : fopt.keep_on_exit           ? "left in place"
+		                                        : "cleared");
 	return rc;
 }
 
@@ -588,8 +603,10 @@ int main(int argc, char **argv)
 	log_setup(cli.log_level >= 0 ? (enum log_level)cli.log_level
 	                             : (enum log_level)cfg->log.level,
 	          cli.log_json >= 0 ? cli.log_json != 0 : cfg->log.json);
-	log_info("secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION,
-	         (int)getpid(), cli.config_path);
+	log_event(LOG_LVL_INFO,
+	          &(struct log_fields){.event = "daemon.starting", .pid = (long)getpid()},
+	          "secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION,
+	          (int)getpid(), cli.config_path);
 	rc = run(cfg, cli.mode == MODE_ONCE);
 	config_free(cfg);
 	return rc;
