@@ -138,7 +138,9 @@ static const struct option *long_option_of(const char *name, size_t n)
 {
 	const struct option *found = long_option_named(name, n);
 
-	for (const struct option *o = longopts; !found && o->name; o++) {
+	if (found)
+		return found;
+	for (const struct option *o = longopts; o->name; o++) {
 		if (strncmp(o->name, name, n) != 0)
 			continue;
 		if (found)
@@ -153,16 +155,20 @@ static void refuse_single_dash(const char *arg)
 {
 	const char *name = arg + 1;
 	size_t n = strcspn(name, "="), best = SIZE_MAX;
-	const struct option *near = NULL;
+	const struct option *near, *nearest = NULL;
 
-	for (const struct option *o = longopts; o->name; o++) {
+	/* An abbreviation names its option; else the nearest spelling. */
+	near = long_option_of(name, n);
+	for (const struct option *o = longopts; !near && o->name; o++) {
 		size_t d = edit_distance(name, n, o->name);
 		if (d < best) {
 			best = d;
-			near = o;
+			nearest = o;
 		}
 	}
-	if (near && best <= 2)
+	if (!near && best <= 2)
+		near = nearest;
+	if (near)
 		fprintf(stderr, "secretfs: unknown option %.*s; did you mean --%s?\n",
 		        (int)n + 1, arg, near->name);
 	else if (name[0] == 'c')
@@ -202,8 +208,13 @@ static int check_single_dash_words(int argc, char **argv)
 			o = long_option_of(arg + 2, n);
 			n += 2;
 		} else if (arg[2] == '\0') {
+			/* getopt_long_only would take -o for --once. */
 			const char *letter = strchr(shortopts, arg[1]);
-			if (letter && letter[1] == ':')
+			if (!letter || arg[1] == ':') {
+				refuse_single_dash(arg);
+				return -1;
+			}
+			if (letter[1] == ':')
 				i++;
 			continue;
 		} else {

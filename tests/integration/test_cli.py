@@ -209,7 +209,9 @@ def test_long_options_take_one_or_two_dashes(workdir, args):
                                "(--config fg.json)?"),
     (["-c", "cfg.json", "-nV"], "unknown option -nV: a single dash takes one letter"),
     (["-conf=cfg.json", "-check"], "unknown option -conf; did you mean --config?"),
-], ids=["misspelled", "abbreviated", "glued_value", "cluster", "abbreviated_with_value"])
+    (["-c", "cfg.json", "-o"], "unknown option -o; did you mean --once?"),
+], ids=["misspelled", "abbreviated", "glued_value", "cluster", "abbreviated_with_value",
+        "one_letter_abbreviation"])
 def test_other_single_dash_words_are_refused_naming_the_right_form(workdir, args, message):
     workdir.write_config(directory_config(workdir), workdir.file("cfg.json"))
     r = run_never_starting(workdir, args)
