@@ -514,51 +514,35 @@ TEST(test_template_check_names_a_consul_template_action_with_its_position)
 	CHECK(strstr(check_err_, "secret/data/app") == NULL);
 }
 
-TEST(test_template_check_names_go_field_syntax_on_a_later_line)
-{
-	CHECK_EQ_INT(check_tpl("a={{a.b}}\nuser={{ .Data.data.username }}\n"),
-	             SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_,
-	                   "line 2, column 9: a key path starting with \".\"");
-	CHECK_STR_CONTAINS(check_err_, "Go template syntax");
-	CHECK_STR_CONTAINS(check_err_, "substitutes {{key}} and {{a.b}} only");
-}
+/* Templates render_template_check refuses, and where and why. */
+static const struct {
+	const char *tpl, *why;
+} refused_templates[] = {
+    {"a={{a.b}}\nuser={{ .Data.data.username }}\n",
+     "line 2, column 9: a key path starting with \".\" (.Data.x) is Go template syntax; "
+     "the template format substitutes {{key}} and {{a.b}} only"},
+    {"x\n  {{ a.b | toUpper }}", "line 2, column 10: a pipe \"|\" is Go template syntax"},
+    {"{{$x}}", "line 1, column 3: a variable \"$\" is Go template syntax"},
+    {"{{ index \"k\" }}",
+     "line 1, column 4: \"index\" is a consul-template/Go template action"},
+    {"{{ printf(a) }}", "line 1, column 10: quotes and parentheses are Go template"},
+    {"{{- a.b }}", "line 1, column 3: \"-\" next to the braces (a trim marker)"},
+    {"{{ a.b -}}", "line 1, column 8: \"-\" next to the braces (a trim marker)"},
+    {"{{ a b }}", "line 1, column 5: not a key path: it has a space"},
+    {"{{a..b}}", "line 1, column 4: not a key path: it has an empty segment"},
+    {"{{a.}}", "line 1, column 4: not a key path: it has an empty segment"},
+    {"{{{a}}}", "line 1, column 3: not a key path: it has a brace"},
+    {"ok\n\n   {{ a", "line 3, column 4: unterminated \"{{\" in template"},
+    {"{{ }}", "line 1, column 1: empty \"{{ }}\" in template"},
+};
 
-TEST(test_template_check_names_pipes_variables_quotes_and_trim_markers)
+TEST(test_template_check_refuses_each_with_its_position_and_reason)
 {
-	CHECK_EQ_INT(check_tpl("x\n  {{ a.b | toUpper }}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_,
-	                   "line 2, column 10: a pipe \"|\" is Go template syntax");
-	CHECK_EQ_INT(check_tpl("{{$x}}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_, "line 1, column 3: a variable \"$\"");
-	CHECK_EQ_INT(check_tpl("{{ index \"k\" }}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_,
-	                   "\"index\" is a consul-template/Go template action");
-	CHECK_EQ_INT(check_tpl("{{ printf(a) }}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_, "line 1, column 10: quotes and parentheses");
-	CHECK_EQ_INT(check_tpl("{{- a.b }}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_, "line 1, column 3: \"-\" next to the braces");
-	CHECK_EQ_INT(check_tpl("{{ a.b -}}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_, "line 1, column 8: \"-\" next to the braces");
-}
-
-TEST(test_template_check_refuses_what_is_no_key_path)
-{
-	CHECK_EQ_INT(check_tpl("{{ a b }}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_,
-	                   "line 1, column 5: not a key path: it has a space");
-	CHECK_EQ_INT(check_tpl("{{a..b}}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_,
-	                   "line 1, column 4: not a key path: it has an empty");
-	CHECK_EQ_INT(check_tpl("{{a.}}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_, "empty segment");
-	CHECK_EQ_INT(check_tpl("{{{a}}}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_,
-	                   "line 1, column 3: not a key path: it has a brace");
-	CHECK_EQ_INT(check_tpl("ok\n\n   {{ a"), SFS_EINVAL);
-	CHECK_STR_EQ(check_err_, "line 3, column 4: unterminated \"{{\" in template");
-	CHECK_EQ_INT(check_tpl("{{ }}"), SFS_EINVAL);
-	CHECK_STR_CONTAINS(check_err_, "line 1, column 1: empty");
+	for (size_t i = 0; i < sizeof refused_templates / sizeof refused_templates[0];
+	     i++) {
+		CHECK_EQ_INT(check_tpl(refused_templates[i].tpl), SFS_EINVAL);
+		CHECK_STR_CONTAINS(check_err_, refused_templates[i].why);
+	}
 }
 
 TEST(test_template_check_never_quotes_the_text)
@@ -754,9 +738,7 @@ TEST_MAIN(
     test_template_empty_tag_and_missing_text_are_einval,
     test_template_on_a_string_value_finds_no_keys, test_template_check_accepts_key_paths,
     test_template_check_names_a_consul_template_action_with_its_position,
-    test_template_check_names_go_field_syntax_on_a_later_line,
-    test_template_check_names_pipes_variables_quotes_and_trim_markers,
-    test_template_check_refuses_what_is_no_key_path,
+    test_template_check_refuses_each_with_its_position_and_reason,
     test_template_check_never_quotes_the_text,
     test_output_may_reach_render_max_len_exactly,
     test_raw_output_past_render_max_len_is_etoobig,
