@@ -432,15 +432,11 @@ static void parse_log(struct parser *p, const json_t *obj)
 		if (log_level_parse(s, &level) == 0)
 			p->cfg->log.level = (int)level;
 		else
-			problem(p, "log.level",
-			        "must be one of debug, info, warn, error");
+			problem(p, "log.level", "must be one of " LOG_LEVEL_CHOICES);
 	}
-	if (get_str(p, obj, "log", "format", false, 64, &s) == 1) {
-		if (strcmp(s, "text") == 0 || strcmp(s, "json") == 0)
-			p->cfg->log.json = strcmp(s, "json") == 0;
-		else
-			problem(p, "log.format", "must be \"text\" or \"json\"");
-	}
+	if (get_str(p, obj, "log", "format", false, 64, &s) == 1 &&
+	    log_format_parse(s, &p->cfg->log.json) < 0)
+		problem(p, "log.format", "must be " LOG_FORMAT_CHOICES);
 }
 
 static void parse_backends(struct parser *p, const json_t *obj)
@@ -666,7 +662,7 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
                          const char *kp, struct config_secret *s)
 {
 	const struct backend_ops *ops = NULL;
-	char ckp[KP_MAX], q[QUOTE_MAX * 4 + 8], list[512];
+	char ckp[KP_MAX], q[QUOTE_MAX * 4 + 8], list[512], why[256];
 	bool format_ok = true;
 	const char *key, *str;
 	json_t *v, *tv;
@@ -737,8 +733,14 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 	else if (format_ok && s->format != RENDER_TEMPLATE && tv)
 		problem(p, diag_keypath(ckp, sizeof ckp, kp, "template"),
 		        "is only valid with format \"template\"");
-	else if (tv && get_str(p, obj, kp, "template", false, RENDER_MAX_LEN, &str) == 1)
+	else if (tv &&
+	         get_str(p, obj, kp, "template", false, RENDER_MAX_LEN, &str) == 1) {
 		s->template_text = dup_str(p, str);
+		/* The renderer's own parser: --check refuses what it cannot render. */
+		if (format_ok && render_template_check(str, why, sizeof why) < 0)
+			problem(p, diag_keypath(ckp, sizeof ckp, kp, "template"), "%s",
+			        why);
+	}
 
 	if ((v = json_object_get(obj, "decode"))) {
 		diag_keypath(ckp, sizeof ckp, kp, "decode");

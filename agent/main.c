@@ -31,38 +31,318 @@
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
 
-#define EXIT_CONFIG 1
-#define EXIT_USAGE 2
-#define EXIT_INCOMPLETE 3 /* --once: some files could not be written */
+/* Exit codes (usage() and README.md list them). */
+#define EXIT_CONFIG 1    /* invalid configuration */
+#define EXIT_USAGE 2     /* bad command line or environment */
+#define EXIT_SOME 3      /* --once: some files written, not all */
+#define EXIT_NONE 4      /* --once: nothing written */
+#define EXIT_STARTUP 5   /* a backend, the mount or the process could not start */
+#define EXIT_NOT_READY 6 /* --ready: not every file is served */
 
 enum mode { MODE_RUN, MODE_CHECK, MODE_ONCE, MODE_READY };
+
+/* Options without a one-letter form. */
+enum { OPT_ONCE = 256, OPT_READY, OPT_LOG_LEVEL, OPT_LOG_FORMAT };
+
+static const char shortopts[] = "c:nVh";
+static const struct option longopts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"check", no_argument, NULL, 'n'},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"ready", no_argument, NULL, OPT_READY},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
 
 static void usage(FILE *out)
 {
 	fprintf(
 	    out,
 	    "Usage: secretfs --config FILE [--check | --once | --ready]\n"
+	    "                [--log-level LEVEL] [--log-format text|json]\n"
 	    "       secretfs --version | --help\n"
 	    "\n"
 	    "Serves secrets from Vault, AWS Secrets Manager or development backends\n"
 	    "as read-only files through a FUSE mount, encrypted in memory, or\n"
 	    "writes them into a directory (\"mount\": {\"type\": \"directory\"}).\n"
 	    "\n"
-	    "  -c, --config FILE   the JSON configuration (see README.md)\n"
+	    "  -c, --config FILE   the JSON configuration (see README.md); default:\n"
+	    "                      $SECRETFS_CONFIG\n"
 	    "  -n, --check         validate the configuration and exit: 0 when valid\n"
 	    "      --once          (directory mounts) fetch every secret once, write\n"
 	    "                      the files, leave them and exit: 0 when all were\n"
-	    "                      written, 3 when some failed (one line each)\n"
+	    "                      written, 3 when only some, 4 when none (one line\n"
+	    "                      per missing file)\n"
 	    "      --ready         a probe: exit 0 when a running secretfs serves\n"
-	    "                      every file at the mount path, else 1 naming what\n"
+	    "                      every file at the mount path, else 6 naming what\n"
 	    "                      is missing; starts no backend, mounts nothing\n"
+	    "      --log-level LEVEL  debug, info, warn or error (overrides\n"
+	    "                      $SECRETFS_LOG_LEVEL, which overrides log.level)\n"
+	    "      --log-format FMT   text or json (overrides $SECRETFS_LOG_FORMAT,\n"
+	    "                      which overrides log.format)\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
+	    "Long options may be written with one dash too (-config FILE, -check,\n"
+	    "-config=FILE), spelled in full.\n"
+	    "\n"
 	    "Runs in the foreground. SIGTERM or SIGINT unmounts (a directory mount:\n"
 	    "removes the files unless keep_on_exit) and exits 0.\n"
-	    "Exit codes: 0 success, 1 invalid configuration or start-up failure (or\n"
-	    "not ready), 2 usage error, 3 --once wrote only some files.\n");
+	    "Exit codes: 0 success; 1 invalid configuration; 2 usage error (options,\n"
+	    "environment); 3 --once wrote only some files; 4 --once wrote nothing;\n"
+	    "5 start-up failure (a backend cannot start, cannot mount); 6 --ready:\n"
+	    "not ready.\n");
+}
+
+/* Edit distance between a[0..an) and b, both short; larger ones count as far. */
+static size_t edit_distance(const char *a, size_t an, const char *b)
+{
+	size_t bn = strlen(b), row[32], diag, up;
+
+	if (an >= sizeof row / sizeof row[0] || bn >= sizeof row / sizeof row[0])
+		return SIZE_MAX;
+	for (size_t j = 0; j <= bn; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= an; i++) {
+		diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= bn; j++) {
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+
+			up = row[j];
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[bn];
+}
+
+/* The long option called exactly name[0..n), or NULL. */
+static const struct option *long_option_named(const char *name, size_t n)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (strlen(o->name) == n && strncmp(o->name, name, n) == 0)
+			return o;
+	return NULL;
+}
+
+/* The long option that "--name" selects as getopt_long would: an exact
+ * name, else the only one it abbreviates. NULL when none or ambiguous. */
+static const struct option *long_option_of(const char *name, size_t n)
+{
+	const struct option *found = long_option_named(name, n);
+
+	if (found)
+		return found;
+	for (const struct option *o = longopts; o->name; o++) {
+		if (strncmp(o->name, name, n) != 0)
+			continue;
+		if (found)
+			return NULL;
+		found = o;
+	}
+	return found;
+}
+
+/* Why a single-dash word that is no option was refused, and its right form. */
+static void refuse_single_dash(const char *arg)
+{
+	const char *name = arg + 1;
+	size_t n = strcspn(name, "="), best = SIZE_MAX;
+	const struct option *near, *nearest = NULL;
+
+	/* An abbreviation names its option; else the nearest spelling. */
+	near = long_option_of(name, n);
+	for (const struct option *o = longopts; !near && o->name; o++) {
+		size_t d = edit_distance(name, n, o->name);
+		if (d < best) {
+			best = d;
+			nearest = o;
+		}
+	}
+	if (!near && best <= 2)
+		near = nearest;
+	if (near)
+		fprintf(stderr, "secretfs: unknown option %.*s; did you mean --%s?\n",
+		        (int)n + 1, arg, near->name);
+	else if (name[0] == 'c')
+		fprintf(
+		    stderr,
+		    "secretfs: unknown option %s; did you mean -c %s (--config %s)?\n",
+		    arg, name + 1, name + 1);
+	else
+		fprintf(
+		    stderr,
+		    "secretfs: unknown option %.*s: a single dash takes one letter "
+		    "(-c FILE) or a whole option name (-config FILE, --config FILE)\n",
+		    (int)n + 1, arg);
+	fprintf(stderr, "Try 'secretfs --help'.\n");
+}
+
+/*
+ * Before getopt: every word of one dash and several letters must be a whole
+ * long option name, Go style (-config FILE, -check, -config=FILE); anything
+ * else (-chek, -cfoo.json) is refused, where getopt would read -check as
+ * "-c heck" and start the daemon. Values of options are skipped. Returns 0,
+ * or -1 after explaining the refusal.
+ */
+static int check_single_dash_words(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const struct option *o = NULL;
+		size_t n;
+
+		if (strcmp(arg, "--") == 0)
+			break;
+		if (arg[0] != '-' || arg[1] == '\0')
+			continue;
+		if (arg[1] == '-') {
+			n = strcspn(arg + 2, "=");
+			o = long_option_of(arg + 2, n);
+			n += 2;
+		} else if (arg[2] == '\0') {
+			/* getopt_long_only would take -o for --once. */
+			const char *letter = strchr(shortopts, arg[1]);
+			if (!letter || arg[1] == ':') {
+				refuse_single_dash(arg);
+				return -1;
+			}
+			if (letter[1] == ':')
+				i++;
+			continue;
+		} else {
+			n = strcspn(arg + 1, "=");
+			o = long_option_named(arg + 1, n);
+			if (!o) {
+				refuse_single_dash(arg);
+				return -1;
+			}
+			n += 1;
+		}
+		if (o && o->has_arg == required_argument && arg[n] != '=')
+			i++;
+	}
+	return 0;
+}
+
+/* The command line, with the environment filled in where it is silent. */
+struct cli {
+	const char *config_path;
+	enum mode mode;
+	int log_level; /* enum log_level, or -1: the config's */
+	int log_json;  /* 0 or 1, or -1: the config's */
+};
+
+/* Parses one log setting from where (an option or a variable name). */
+static int parse_log_setting(const char *where, int opt, const char *value,
+                             struct cli *cli)
+{
+	enum log_level level;
+	bool json;
+
+	if (opt == OPT_LOG_LEVEL) {
+		if (log_level_parse(value, &level) < 0) {
+			fprintf(stderr,
+			        "secretfs: %s: must be one of " LOG_LEVEL_CHOICES "\n",
+			        where);
+			return -1;
+		}
+		cli->log_level = (int)level;
+	} else {
+		if (log_format_parse(value, &json) < 0) {
+			fprintf(stderr, "secretfs: %s: must be " LOG_FORMAT_CHOICES "\n",
+			        where);
+			return -1;
+		}
+		cli->log_json = json;
+	}
+	return 0;
+}
+
+/* SECRETFS_CONFIG, SECRETFS_LOG_LEVEL and SECRETFS_LOG_FORMAT, where the
+ * command line did not say. An empty variable counts as unset. */
+static int apply_environment(struct cli *cli)
+{
+	const char *v;
+
+	if (!cli->config_path && (v = getenv("SECRETFS_CONFIG")) && *v)
+		cli->config_path = v;
+	if (cli->log_level < 0 && (v = getenv("SECRETFS_LOG_LEVEL")) && *v &&
+	    parse_log_setting("SECRETFS_LOG_LEVEL", OPT_LOG_LEVEL, v, cli) < 0)
+		return -1;
+	if (cli->log_json < 0 && (v = getenv("SECRETFS_LOG_FORMAT")) && *v &&
+	    parse_log_setting("SECRETFS_LOG_FORMAT", OPT_LOG_FORMAT, v, cli) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * Parses argv into cli. Returns -1 to go on, or the exit status to leave
+ * with at once (--version, --help, a usage error already explained).
+ */
+static int parse_command_line(int argc, char **argv, struct cli *cli)
+{
+	int opt;
+
+	if (check_single_dash_words(argc, argv) < 0)
+		return EXIT_USAGE;
+	/* _only: the single-dash words left are whole long option names. */
+	while ((opt = getopt_long_only(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			cli->config_path = optarg;
+			break;
+		case 'n':
+		case OPT_ONCE:
+		case OPT_READY: {
+			enum mode m = opt == 'n'        ? MODE_CHECK
+			              : opt == OPT_ONCE ? MODE_ONCE
+			                                : MODE_READY;
+			if (cli->mode != MODE_RUN && cli->mode != m) {
+				fprintf(stderr, "secretfs: --check, --once and --ready "
+				                "exclude each other\n");
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+			cli->mode = m;
+			break;
+		}
+		case OPT_LOG_LEVEL:
+		case OPT_LOG_FORMAT:
+			if (parse_log_setting(opt == OPT_LOG_LEVEL ? "--log-level"
+			                                           : "--log-format",
+			                      opt, optarg, cli) < 0)
+				return EXIT_USAGE;
+			break;
+		case 'V':
+			printf("secretfs %s\n", SECRETFS_VERSION);
+			return EXIT_SUCCESS;
+		case 'h':
+			usage(stdout);
+			return EXIT_SUCCESS;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (apply_environment(cli) < 0)
+		return EXIT_USAGE;
+	if (optind < argc || !cli->config_path || !*cli->config_path) {
+		fprintf(stderr, "secretfs: %s\n",
+		        optind < argc ? "unexpected argument"
+		                      : "--config FILE (or SECRETFS_CONFIG) is required");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return -1;
 }
 
 /* The shutdown summary: each counter summed over its sources and files. */
@@ -92,7 +372,8 @@ static void log_stats(struct stats *st)
 		n += (size_t)snprintf(line + n, sizeof line - n, "%s%s=%lld",
 		                      i ? " " : "", shown[i].key,
 		                      (long long)stats_total(st, shown[i].metric));
-	log_info("stats: %s", line);
+	log_event(LOG_LVL_INFO, &(struct log_fields){.event = "daemon.stats"},
+	          "stats: %s", line);
 }
 
 static int create_backends(const struct config *cfg, struct store *st,
@@ -109,7 +390,10 @@ static int create_backends(const struct config *cfg, struct store *st,
 		int rc =
 		    ops ? ops->create(&env, cb->name, cb->json, &out[i]) : SFS_EINVAL;
 		if (rc < 0) {
-			log_error("backend %s: cannot start: %s", cb->name,
+			log_event(LOG_LVL_ERROR,
+			          &(struct log_fields){.event = "backend.start_failed",
+			                               .backend = cb->name},
+			          "backend %s: cannot start: %s", cb->name,
 			          sfs_strerror(rc));
 			return rc;
 		}
@@ -147,12 +431,12 @@ static int check_ready(const struct config *cfg)
 {
 	struct fs_options fopt = fs_options_of(cfg, false);
 	struct fs *fs = NULL;
-	int rc = EXIT_FAILURE, problems;
+	int rc = EXIT_STARTUP, problems;
 	size_t id;
 
 	if (fs_new(&fopt, NULL, &fs) < 0) {
 		fprintf(stderr, "secretfs: out of memory\n");
-		return EXIT_FAILURE;
+		return EXIT_STARTUP;
 	}
 	for (size_t i = 0; i < cfg->nsecrets; i++) {
 		const struct config_secret *cs = &cfg->secrets[i];
@@ -166,10 +450,9 @@ static int check_ready(const struct config *cfg)
 	}
 	problems =
 	    fs_check_ready(fs, cfg->mount.path, print_ready_problem, cfg->mount.path);
-	if (problems == 0) {
+	if (problems == 0)
 		printf("ready: %zu files in %s\n", cfg->nsecrets, cfg->mount.path);
-		rc = EXIT_SUCCESS;
-	}
+	rc = problems == 0 ? EXIT_SUCCESS : EXIT_NOT_READY;
 out:
 	fs_free(fs);
 	return rc;
@@ -190,8 +473,8 @@ static int run(const struct config *cfg, bool once)
 	struct fs *fs = NULL;
 	struct sched *sched = NULL;
 	uint64_t started = timing_now_ms();
-	size_t missing = 0;
-	int rc = EXIT_FAILURE;
+	size_t missing = 0, served;
+	int rc = EXIT_STARTUP;
 
 	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0 ||
 	    (fopt.stats = stats, fs_new(&fopt, st, &fs) < 0)) {
@@ -222,30 +505,45 @@ static int run(const struct config *cfg, bool once)
 	if (fs_stop_requested()) {
 		if (once)
 			log_warn("interrupted before anything was written");
-		rc = once ? EXIT_FAILURE : EXIT_SUCCESS;
+		rc = once ? EXIT_NONE : EXIT_SUCCESS;
 		goto out;
 	}
 	if (missing)
-		log_warn("startup: %zu of %zu sources not read yet after %llu ms; their "
-		         "files stay absent until they are",
-		         missing, sched_source_count(sched),
-		         (unsigned long long)(timing_now_ms() - started));
+		log_event(LOG_LVL_WARN,
+		          &(struct log_fields){.event = "daemon.sources_missing",
+		                               .mount = cfg->mount.path},
+		          "startup: %zu of %zu sources not read yet after %llu ms; their "
+		          "files stay absent until they are",
+		          missing, sched_source_count(sched),
+		          (unsigned long long)(timing_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
 	harden_after_mount(fopt.output == FS_OUTPUT_FUSE);
-	log_info("%s %s: %zu files from %zu sources (%zu ready) in %llu ms",
-	         fopt.output == FS_OUTPUT_FUSE ? "mounted" : "wrote", cfg->mount.path,
-	         cfg->nsecrets, sched_source_count(sched),
-	         sched_source_count(sched) - missing,
-	         (unsigned long long)(timing_now_ms() - started));
-	if (once) {
+	/* --once leaves what is written now: count it once nothing changes. */
+	if (once)
 		sched_stop(sched);
-		rc = sched_report_missing(sched, print_missing, NULL) ? EXIT_INCOMPLETE
-		                                                      : EXIT_SUCCESS;
+	/* A source can be read while a file of it failed to render: count the
+	 * files served, not the sources read. */
+	served = sched_published_count(sched);
+	log_event(
+	    LOG_LVL_INFO,
+	    &(struct log_fields){.event = "daemon.mounted", .mount = cfg->mount.path},
+	    "%s %s: %zu of %zu files from %zu sources (%zu ready) in %llu ms",
+	    fopt.output == FS_OUTPUT_FUSE ? "mounted" : "wrote", cfg->mount.path, served,
+	    cfg->nsecrets, sched_source_count(sched), sched_source_count(sched) - missing,
+	    (unsigned long long)(timing_now_ms() - started));
+	if (once) {
+		sched_report_missing(sched, print_missing, NULL);
+		rc = served == cfg->nsecrets ? EXIT_SUCCESS
+		     : served == 0           ? EXIT_NONE
+		                             : EXIT_SOME;
 		goto out;
 	}
 	fs_run(fs);
-	log_info("stopping");
+	log_event(
+	    LOG_LVL_INFO,
+	    &(struct log_fields){.event = "daemon.stopping", .mount = cfg->mount.path},
+	    "stopping");
 	rc = EXIT_SUCCESS;
 out:
 	sched_stop(sched);
@@ -262,104 +560,67 @@ out:
 			backends[i]->ops->free(backends[i]);
 	free(backends);
 	if (rc == EXIT_SUCCESS && !once)
-		log_info("stopped; %s %s", cfg->mount.path,
-		         fopt.output == FS_OUTPUT_FUSE ? "unmounted"
-		         : fopt.keep_on_exit           ? "left in place"
-		                                       : "cleared");
+		log_event(LOG_LVL_INFO,
+		          &(struct log_fields){.event = "daemon.stopped",
+		                               .mount = cfg->mount.path},
+		          "stopped; %s %s", cfg->mount.path,
+		          fopt.output == FS_OUTPUT_FUSE ? "unmounted"
+		          : fopt.keep_on_exit           ? "left in place"
+		                                        : "cleared");
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"check", no_argument, NULL, 'n'},
-	    {"once", no_argument, NULL, 'O'},
-	    {"ready", no_argument, NULL, 'R'},
-	    {"version", no_argument, NULL, 'V'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *config_path = NULL;
-	enum mode mode = MODE_RUN;
+	struct cli cli = {.mode = MODE_RUN, .log_level = -1, .log_json = -1};
 	struct config *cfg = NULL;
 	struct diag d;
-	int opt, rc;
+	int rc;
 
-	while ((opt = getopt_long(argc, argv, "c:nVh", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'n':
-		case 'O':
-		case 'R': {
-			enum mode m = opt == 'n'   ? MODE_CHECK
-			              : opt == 'O' ? MODE_ONCE
-			                           : MODE_READY;
-			if (mode != MODE_RUN && mode != m) {
-				fprintf(stderr, "secretfs: --check, --once and --ready "
-				                "exclude each other\n");
-				usage(stderr);
-				return EXIT_USAGE;
-			}
-			mode = m;
-			break;
-		}
-		case 'V':
-			printf("secretfs %s\n", SECRETFS_VERSION);
-			return EXIT_SUCCESS;
-		case 'h':
-			usage(stdout);
-			return EXIT_SUCCESS;
-		default:
-			usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc || !config_path) {
-		fprintf(stderr, "secretfs: %s\n",
-		        optind < argc ? "unexpected argument"
-		                      : "--config FILE is required");
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	rc = parse_command_line(argc, argv, &cli);
+	if (rc >= 0)
+		return rc;
 
 	harden_process();
 	secjson_init();
 	if (secmem_init() < 0) {
 		fprintf(stderr, "secretfs: cannot initialise libsodium\n");
-		return EXIT_FAILURE;
+		return EXIT_STARTUP;
 	}
 
-	diag_init(&d, config_path);
-	rc = config_load(config_path, &d, &cfg);
+	diag_init(&d, cli.config_path);
+	rc = config_load(cli.config_path, &d, &cfg);
 	for (size_t i = 0; i < d.count; i++)
 		fprintf(stderr, "%s\n", d.msgs[i]);
 	diag_release(&d);
 	if (rc < 0)
 		return EXIT_CONFIG;
-	if (mode == MODE_CHECK) {
+	if (cli.mode == MODE_CHECK) {
 		printf("configuration OK\n");
 		config_free(cfg);
 		return EXIT_SUCCESS;
 	}
-	if (mode == MODE_READY) {
+	if (cli.mode == MODE_READY) {
 		rc = check_ready(cfg);
 		config_free(cfg);
 		return rc;
 	}
-	if (mode == MODE_ONCE && cfg->mount.type != MOUNT_DIRECTORY) {
+	if (cli.mode == MODE_ONCE && cfg->mount.type != MOUNT_DIRECTORY) {
 		fprintf(stderr, "secretfs: --once needs a directory mount "
 		                "(\"mount\": {\"type\": \"directory\"})\n");
 		config_free(cfg);
 		return EXIT_USAGE;
 	}
 
-	log_setup((enum log_level)cfg->log.level, cfg->log.json);
-	log_info("secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION,
-	         (int)getpid(), config_path);
-	rc = run(cfg, mode == MODE_ONCE);
+	/* The command line, then the environment, then the config file. */
+	log_setup(cli.log_level >= 0 ? (enum log_level)cli.log_level
+	                             : (enum log_level)cfg->log.level,
+	          cli.log_json >= 0 ? cli.log_json != 0 : cfg->log.json);
+	log_event(LOG_LVL_INFO,
+	          &(struct log_fields){.event = "daemon.starting", .pid = (long)getpid()},
+	          "secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION,
+	          (int)getpid(), cli.config_path);
+	rc = run(cfg, cli.mode == MODE_ONCE);
 	config_free(cfg);
 	return rc;
 }

@@ -137,20 +137,30 @@ static void onchange_signal(struct onchange *oc)
 
 	if (read_pid_file(oc->cfg->pid_file, &pid) < 0) {
 		stats_inc(oc->stats, OC_FAILURES);
-		log_warn("on_change: cannot read a pid from %s; signal %s not sent "
-		         "(files: %s)",
-		         oc->cfg->pid_file, sigabbrev_np(oc->cfg->signal), oc->files);
+		log_event(
+		    LOG_LVL_WARN,
+		    &(struct log_fields){.event = "onchange.failed", .files = oc->files},
+		    "on_change: cannot read a pid from %s; signal %s not sent "
+		    "(files: %s)",
+		    oc->cfg->pid_file, sigabbrev_np(oc->cfg->signal), oc->files);
 		return;
 	}
 	if (kill(pid, oc->cfg->signal) < 0) {
 		stats_inc(oc->stats, OC_FAILURES);
-		log_warn("on_change: cannot send SIG%s to pid %d (from %s): %s",
-		         sigabbrev_np(oc->cfg->signal), (int)pid, oc->cfg->pid_file,
-		         strerror(errno));
+		log_event(LOG_LVL_WARN,
+		          &(struct log_fields){.event = "onchange.failed",
+		                               .files = oc->files,
+		                               .pid = (long)pid},
+		          "on_change: cannot send SIG%s to pid %d (from %s): %s",
+		          sigabbrev_np(oc->cfg->signal), (int)pid, oc->cfg->pid_file,
+		          strerror(errno));
 		return;
 	}
-	log_info("on_change: sent SIG%s to pid %d (files: %s)",
-	         sigabbrev_np(oc->cfg->signal), (int)pid, oc->files);
+	log_event(LOG_LVL_INFO,
+	          &(struct log_fields){
+	              .event = "onchange.ran", .files = oc->files, .pid = (long)pid},
+	          "on_change: sent SIG%s to pid %d (files: %s)",
+	          sigabbrev_np(oc->cfg->signal), (int)pid, oc->files);
 }
 
 static void onchange_spawn(struct onchange *oc, uint64_t now)
@@ -193,13 +203,19 @@ static void onchange_spawn(struct onchange *oc, uint64_t now)
 	posix_spawnattr_destroy(&attr);
 	if (rc != 0) {
 		stats_inc(oc->stats, OC_FAILURES);
-		log_warn("on_change: cannot run %s: %s", oc->cfg->argv[0], strerror(rc));
+		log_event(
+		    LOG_LVL_WARN,
+		    &(struct log_fields){.event = "onchange.failed", .files = oc->files},
+		    "on_change: cannot run %s: %s", oc->cfg->argv[0], strerror(rc));
 		goto out;
 	}
 	oc->child = pid;
 	oc->child_started = now;
-	log_info("on_change: started %s as pid %d (files: %s)", oc->cfg->argv[0],
-	         (int)pid, oc->files);
+	log_event(LOG_LVL_INFO,
+	          &(struct log_fields){
+	              .event = "onchange.ran", .files = oc->files, .pid = (long)pid},
+	          "on_change: started %s as pid %d (files: %s)", oc->cfg->argv[0],
+	          (int)pid, oc->files);
 out:
 	free(env_mount);
 	free(env_files);
@@ -215,7 +231,11 @@ static void onchange_reap(struct onchange *oc, uint64_t now)
 	r = waitpid(oc->child, &status, WNOHANG);
 	if (r == 0) {
 		if (now - oc->child_started > ONCHANGE_COMMAND_TIMEOUT_MS) {
-			log_warn(
+			log_event(
+			    LOG_LVL_WARN,
+			    &(struct log_fields){.event = "onchange.failed",
+			                         .files = oc->files,
+			                         .pid = (long)oc->child},
 			    "on_change: %s (pid %d) ran longer than %d s; killing it",
 			    oc->cfg->argv[0], (int)oc->child,
 			    ONCHANGE_COMMAND_TIMEOUT_MS / 1000);
@@ -228,16 +248,28 @@ static void onchange_reap(struct onchange *oc, uint64_t now)
 		return;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		log_info("on_change: %s (pid %d) exited 0", oc->cfg->argv[0],
-		         (int)oc->child);
+		log_event(LOG_LVL_INFO,
+		          &(struct log_fields){.event = "onchange.exited",
+		                               .files = oc->files,
+		                               .pid = (long)oc->child},
+		          "on_change: %s (pid %d) exited 0", oc->cfg->argv[0],
+		          (int)oc->child);
 	} else {
 		stats_inc(oc->stats, OC_FAILURES);
 		if (WIFEXITED(status))
-			log_warn("on_change: %s (pid %d) exited %d", oc->cfg->argv[0],
-			         (int)oc->child, WEXITSTATUS(status));
+			log_event(LOG_LVL_WARN,
+			          &(struct log_fields){.event = "onchange.failed",
+			                               .files = oc->files,
+			                               .pid = (long)oc->child},
+			          "on_change: %s (pid %d) exited %d", oc->cfg->argv[0],
+			          (int)oc->child, WEXITSTATUS(status));
 		else
-			log_warn("on_change: %s (pid %d) killed by signal %d",
-			         oc->cfg->argv[0], (int)oc->child, WTERMSIG(status));
+			log_event(LOG_LVL_WARN,
+			          &(struct log_fields){.event = "onchange.failed",
+			                               .files = oc->files,
+			                               .pid = (long)oc->child},
+			          "on_change: %s (pid %d) killed by signal %d",
+			          oc->cfg->argv[0], (int)oc->child, WTERMSIG(status));
 	}
 	oc->child = 0;
 }

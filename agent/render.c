@@ -438,6 +438,114 @@ out:
 	return rc;
 }
 
+/* Words that open a consul-template or Go template action. */
+static const char *const go_words[] = {
+    "with",    "range",        "if",      "else", "end",          "define", "template",
+    "block",   "secret",       "secrets", "key",  "keyOrDefault", "ls",     "tree",
+    "service", "services",     "env",     "file", "pkiCert",      "printf", "print",
+    "index",   "len",          "not",     "and",  "or",           "eq",     "ne",
+    "toJSON",  "base64Decode", NULL};
+
+#define TEMPLATE_ONLY "the template format substitutes {{key}} and {{a.b}} only"
+
+/* Line and column (from 1, in bytes) of at in tpl. */
+static void template_position(const char *tpl, const char *at, unsigned *line,
+                              unsigned *col)
+{
+	const char *bol = tpl;
+
+	*line = 1;
+	for (const char *q = tpl; q < at; q++) {
+		if (*q == '\n') {
+			(*line)++;
+			bol = q + 1;
+		}
+	}
+	*col = (unsigned)(at - bol) + 1;
+}
+
+/*
+ * Why k[0..n), the trimmed inside of a {{ }} tag, is not a key path
+ * (dot-separated non-empty names without spaces, braces, quotes, pipes or
+ * control characters), or NULL. *at is where the problem is; *action is
+ * the length of the Go template keyword at k that opens the tag, else 0.
+ * Reasons name Go template syntax when it looks like it; they never quote
+ * the text.
+ */
+static const char *template_key_problem(const char *k, size_t n, const char **at,
+                                        size_t *action)
+{
+	size_t word = 0;
+
+	*at = k;
+	*action = 0;
+	while (word < n && k[word] != ' ' && k[word] != '\t')
+		word++;
+	if (word < n) {
+		for (size_t i = 0; go_words[i]; i++) {
+			if (strlen(go_words[i]) == word &&
+			    strncmp(k, go_words[i], word) == 0) {
+				*action = word;
+				return "is a consul-template/Go template action";
+			}
+		}
+	}
+	if ((word == 1 && k[0] == '-') ||
+	    (n >= 2 && k[n - 1] == '-' && (k[n - 2] == ' ' || k[n - 2] == '\t'))) {
+		*at = k[0] == '-' ? k : k + n - 1;
+		return "\"-\" next to the braces (a trim marker) is Go template "
+		       "syntax; " TEMPLATE_ONLY;
+	}
+	if (k[0] == '.')
+		return "a key path starting with \".\" (.Data.x) is Go template "
+		       "syntax; " TEMPLATE_ONLY;
+	/* Go template syntax anywhere first: it explains the spaces too. */
+	for (size_t i = 0; i < n; i++) {
+		*at = k + i;
+		if (k[i] == '|')
+			return "a pipe \"|\" is Go template syntax; " TEMPLATE_ONLY;
+		if (k[i] == '$')
+			return "a variable \"$\" is Go template syntax; " TEMPLATE_ONLY;
+		if (k[i] && strchr("\"`()", k[i]))
+			return "quotes and parentheses are Go template "
+			       "syntax; " TEMPLATE_ONLY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)k[i];
+
+		*at = k + i;
+		if (c == ' ' || c == '\t')
+			return "not a key path: it has a space; " TEMPLATE_ONLY;
+		if (c < 0x20 || c == 0x7f)
+			return "not a key path: it has a control character";
+		if (c == '{' || c == '}')
+			return "not a key path: it has a brace";
+		if (c == '.' && (i + 1 == n || k[i + 1] == '.'))
+			return "not a key path: it has an empty segment";
+	}
+	return NULL;
+}
+
+/* Writes "line L, column C: " and the reason for at into err. */
+static void template_err(char *err, size_t errlen, const char *tpl, const char *at,
+                         const char *word, size_t word_len, const char *why)
+{
+	unsigned line, col;
+
+	template_position(tpl, at, &line, &col);
+	if (word)
+		render_err(err, errlen, "line %u, column %u: \"%.*s\" %s; %s", line, col,
+		           (int)word_len, word, why, TEMPLATE_ONLY);
+	else
+		render_err(err, errlen, "line %u, column %u: %s", line, col, why);
+}
+
+/*
+ * Walks tpl: literal text and "{{{{" go to out, each {{ key }} is replaced
+ * by the raw rendering of key in base. With out NULL it only checks the
+ * syntax (render_template_check), so the check and the rendering can never
+ * disagree.
+ */
 static int render_template(const char *tpl, const json_t *base, struct secbuf *out,
                            char *err, size_t errlen)
 {
@@ -450,27 +558,27 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
 		return SFS_EINVAL;
 	}
 	while (rc == 0 && *p) {
-		const char *open = strstr(p, "{{"), *close, *k, *kend;
+		const char *open = strstr(p, "{{"), *close, *k, *kend, *at, *why;
 		const json_t *v;
 		int budget = RENDER_SELECT_BUDGET;
+		size_t action;
 
 		if (!open) {
-			rc = out_puts(out, p);
+			rc = out ? out_puts(out, p) : 0;
 			break;
 		}
-		rc = out_put(out, p, (size_t)(open - p));
+		rc = out ? out_put(out, p, (size_t)(open - p)) : 0;
 		if (rc != 0)
 			break;
 		if (strncmp(open, "{{{{", 4) == 0) {
-			rc = out_put(out, "{{", 2);
+			rc = out ? out_put(out, "{{", 2) : 0;
 			p = open + 4;
 			continue;
 		}
 		close = strstr(open + 2, "}}");
 		if (!close) {
-			render_err(err, errlen,
-			           "unterminated \"{{\" in template at offset %zu",
-			           (size_t)(open - tpl));
+			template_err(err, errlen, tpl, open, NULL, 0,
+			             "unterminated \"{{\" in template");
 			return SFS_EINVAL;
 		}
 		k = open + 2;
@@ -480,11 +588,19 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
 		while (kend > k && (kend[-1] == ' ' || kend[-1] == '\t'))
 			kend--;
 		if (k == kend) {
-			render_err(err, errlen,
-			           "empty \"{{ }}\" in template at offset %zu",
-			           (size_t)(open - tpl));
+			template_err(err, errlen, tpl, open, NULL, 0,
+			             "empty \"{{ }}\" in template");
 			return SFS_EINVAL;
 		}
+		why = template_key_problem(k, (size_t)(kend - k), &at, &action);
+		if (why) {
+			template_err(err, errlen, tpl, at, action ? k : NULL, action,
+			             why);
+			return SFS_EINVAL;
+		}
+		p = close + 2;
+		if (!out)
+			continue;
 		v = select_n(base, k, (size_t)(kend - k), &budget);
 		if (!v) {
 			render_err(
@@ -493,9 +609,16 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
 			return SFS_ENOTFOUND;
 		}
 		rc = put_raw(out, v);
-		p = close + 2;
 	}
 	return rc;
+}
+
+/* Checks the syntax of a template (see render.h). */
+int render_template_check(const char *tpl, char *err, size_t errlen)
+{
+	if (err && errlen > 0)
+		err[0] = '\0';
+	return render_template(tpl, NULL, NULL, err, errlen);
 }
 
 /*

@@ -341,6 +341,15 @@ size_t sched_source_count(const struct sched *s)
 	return s->nsources;
 }
 
+size_t sched_published_count(const struct sched *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nfiles; i++)
+		n += s->files[i].version != 0;
+	return n;
+}
+
 /* Records (or clears, with NULL) why a file could not be rendered. */
 static void file_set_problem(struct sched_file *f, const char *why)
 {
@@ -369,7 +378,12 @@ static int render_file(struct sched *s, struct source *src, struct sched_file *f
 	secbuf_init(&out, RENDER_MAX_LEN);
 	rc = render(&spec, value, &out, err, sizeof err);
 	if (rc < 0) {
-		log_error("file %s: cannot render from %s: %s; keeping %s", cs->name,
+		log_event(LOG_LVL_ERROR,
+		          &(struct log_fields){.event = "file.render_failed",
+		                               .file = cs->name,
+		                               .source = src->label,
+		                               .backend = src->be->name},
+		          "file %s: cannot render from %s: %s; keeping %s", cs->name,
 		          src->label, err[0] ? err : sfs_strerror(rc),
 		          f->version ? "the last good content" : "it absent");
 		file_set_problem(f, err[0] ? err : sfs_strerror(rc));
@@ -421,7 +435,11 @@ static int source_publish(struct sched *s, struct source *src, const json_t *val
 	if (n == 0)
 		goto out;
 	if (fs_publish(s->fs, upd, n) < 0) {
-		log_error("source %s: cannot publish %zu files", src->label, n);
+		log_event(LOG_LVL_ERROR,
+		          &(struct log_fields){.event = "source.publish_failed",
+		                               .source = src->label,
+		                               .backend = src->be->name},
+		          "source %s: cannot publish %zu files", src->label, n);
 		rc = SFS_EIO;
 		goto out;
 	}
@@ -434,9 +452,16 @@ static int source_publish(struct sched *s, struct source *src, const json_t *val
 		/* Only now: a failed publish must be tried again next time. */
 		memcpy(f->hash, hashes[i], HASH_LEN);
 		upd[i].blob = NULL; /* the fs owns it now */
-		log_info("file %s: %s version %llu from %s", f->cs->name,
-		         first ? "published" : "updated to",
-		         (unsigned long long)f->version, src->label);
+		log_event(LOG_LVL_INFO,
+		          &(struct log_fields){
+		              .event = (first ? "file.published" : "file.updated"),
+		              .file = f->cs->name,
+		              .source = src->label,
+		              .backend = src->be->name,
+		              .version = f->version},
+		          "file %s: %s version %llu from %s", f->cs->name,
+		          first ? "published" : "updated to",
+		          (unsigned long long)f->version, src->label);
 		if (!first && f->action) {
 			pthread_mutex_lock(&s->shared_lock);
 			onchange_trigger(f->action, f->cs->name, now);
@@ -502,9 +527,14 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 	s->revocations = r;
 	pthread_mutex_unlock(&s->shared_lock);
 	if (!shutdown)
-		log_info("source %s: lease %s replaced; revoking it in %llu ms",
-		         src->label, src->lease_id,
-		         (unsigned long long)src->be->revoke_grace_ms);
+		log_event(LOG_LVL_INFO,
+		          &(struct log_fields){.event = "lease.replaced",
+		                               .source = src->label,
+		                               .backend = src->be->name,
+		                               .lease = src->lease_id},
+		          "source %s: lease %s replaced; revoking it in %llu ms",
+		          src->label, src->lease_id,
+		          (unsigned long long)src->be->revoke_grace_ms);
 }
 
 /* After a failure: back off, and make files absent once a lease has truly
@@ -526,14 +556,28 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 	snprintf(src->problem, sizeof src->problem, "%s%s%s", sfs_strerror(rc),
 	         err->msg[0] ? ": " : "", err->msg);
 	source_mark_settled(s, src, rc);
-	log_warn("source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
-	         src->label, what, src->attempt, sfs_strerror(rc),
-	         err->msg[0] ? ": " : "", err->msg, (unsigned long long)delay,
-	         src->ready ? "; serving the last good value" : "");
+	log_event(LOG_LVL_WARN,
+	          &(struct log_fields){.event = (strcmp(what, "read") == 0
+	                                             ? "source.read_failed"
+	                                         : strcmp(what, "version probe") == 0
+	                                             ? "source.probe_failed"
+	                                             : "lease.renew_failed"),
+	                               .source = src->label,
+	                               .backend = src->be->name,
+	                               .lease = src->lease_id[0] ? src->lease_id : NULL},
+	          "source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
+	          src->label, what, src->attempt, sfs_strerror(rc),
+	          err->msg[0] ? ": " : "", err->msg, (unsigned long long)delay,
+	          src->ready ? "; serving the last good value" : "");
 
 	if (src->lease_id[0] && now >= src->lease_expires) {
 		struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
-		log_error(
+		log_event(
+		    LOG_LVL_ERROR,
+		    &(struct log_fields){.event = "lease.expired",
+		                         .source = src->label,
+		                         .backend = src->be->name,
+		                         .lease = src->lease_id},
 		    "source %s: lease %s expired; its files are removed until a new "
 		    "value is read",
 		    src->label, src->lease_id);
@@ -596,9 +640,14 @@ static void lease_check_deadline(struct source *src, uint64_t now)
 	src->deadline = dl;
 	if (dl == UINT64_MAX || dl >= src->lease_expires)
 		return;
-	log_info("source %s: lease %s ends with its login in %llu ms; replacing it first",
-	         src->label, src->lease_id,
-	         (unsigned long long)(dl > now ? dl - now : 0));
+	log_event(
+	    LOG_LVL_INFO,
+	    &(struct log_fields){.event = "lease.login_ending",
+	                         .source = src->label,
+	                         .backend = src->be->name,
+	                         .lease = src->lease_id},
+	    "source %s: lease %s ends with its login in %llu ms; replacing it first",
+	    src->label, src->lease_id, (unsigned long long)(dl > now ? dl - now : 0));
 	lease_plan(src, now, src->lease_expires > now ? src->lease_expires - now : 0,
 	           true);
 }
@@ -674,7 +723,12 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		src->deadline = UINT64_MAX;
 		src->lease_issued = now;
 		lease_plan(src, now, res.lease_ms, false);
-		log_debug("source %s: lease %s for %llu ms, %s", src->label,
+		log_event(LOG_LVL_DEBUG,
+		          &(struct log_fields){.event = "lease.granted",
+		                               .source = src->label,
+		                               .backend = src->be->name,
+		                               .lease = src->lease_id},
+		          "source %s: lease %s for %llu ms, %s", src->label,
 		          src->lease_id, (unsigned long long)res.lease_ms,
 		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
 	} else if (res.issued) {
@@ -720,7 +774,11 @@ static void source_probe(struct sched *s, struct source *src, uint64_t now)
 		source_schedule_static(src, now, src->refresh_ms);
 		return;
 	}
-	log_info("source %s: version %s -> %s", src->label, src->version, version);
+	log_event(LOG_LVL_INFO,
+	          &(struct log_fields){.event = "source.changed",
+	                               .source = src->label,
+	                               .backend = src->be->name},
+	          "source %s: version %s -> %s", src->label, src->version, version);
 	source_fetch(s, src, now);
 }
 
@@ -733,7 +791,12 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	rc = src->be->ops->renew(src->be, src->lease_id, src->lease_ms, &left, &err);
 	if (rc == SFS_ENOTFOUND || rc == SFS_EEXPIRED) {
 		stats_inc(src->stats, SRC_RENEW_FAILURES);
-		log_warn(
+		log_event(
+		    LOG_LVL_WARN,
+		    &(struct log_fields){.event = "lease.unrenewable",
+		                         .source = src->label,
+		                         .backend = src->be->name,
+		                         .lease = src->lease_id},
 		    "source %s: lease %s can no longer be renewed (%s); replacing it",
 		    src->label, src->lease_id, err.msg);
 		src->lease_id[0] = '\0';
@@ -750,12 +813,22 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	/* Vault grants the increment asked for unless max TTL caps it. */
 	lease_plan(src, now, left, left + 1000 < src->lease_ms);
 	if (src->step == STEP_FETCH) {
-		log_info("source %s: lease %s renewed for only %llu ms; replacing it in "
-		         "%llu ms",
-		         src->label, src->lease_id, (unsigned long long)left,
-		         (unsigned long long)(src->due - now));
+		log_event(LOG_LVL_INFO,
+		          &(struct log_fields){.event = "lease.renewed",
+		                               .source = src->label,
+		                               .backend = src->be->name,
+		                               .lease = src->lease_id},
+		          "source %s: lease %s renewed for only %llu ms; replacing it in "
+		          "%llu ms",
+		          src->label, src->lease_id, (unsigned long long)left,
+		          (unsigned long long)(src->due - now));
 	} else {
-		log_debug("source %s: lease %s renewed for %llu ms", src->label,
+		log_event(LOG_LVL_DEBUG,
+		          &(struct log_fields){.event = "lease.renewed",
+		                               .source = src->label,
+		                               .backend = src->be->name,
+		                               .lease = src->lease_id},
+		          "source %s: lease %s renewed for %llu ms", src->label,
 		          src->lease_id, (unsigned long long)left);
 	}
 }
@@ -866,26 +939,38 @@ static void revoke_one(struct sched *s, struct revocation *r)
 
 	if (timing_now_ms() >= s->revoke_deadline) {
 		stats_inc(r->stats, SRC_REVOKE_FAILURES);
-		log_warn("source %s: lease %s not revoked: the shutdown budget "
-		         "(shutdown_timeout, %llu ms) was spent",
-		         r->label, r->lease_id,
-		         (unsigned long long)s->cfg->shutdown_timeout_ms);
+		log_event(LOG_LVL_WARN,
+		          &(struct log_fields){.event = "lease.revoke_failed",
+		                               .source = r->label,
+		                               .backend = r->be->name,
+		                               .lease = r->lease_id},
+		          "source %s: lease %s not revoked: the shutdown budget "
+		          "(shutdown_timeout, %llu ms) was spent",
+		          r->label, r->lease_id,
+		          (unsigned long long)s->cfg->shutdown_timeout_ms);
 		return;
 	}
 	rc = r->be->ops->revoke(r->be, r->lease_id, &err);
 	if (rc < 0) {
 		stats_inc(r->stats, SRC_REVOKE_FAILURES);
-		if (s->revoke_deadline != UINT64_MAX)
-			log_warn("source %s: lease %s not revoked: %s%s%s", r->label,
-			         r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
-			         err.msg);
-		else
-			log_warn("source %s: cannot revoke lease %s: %s%s%s", r->label,
-			         r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
-			         err.msg);
+		log_event(LOG_LVL_WARN,
+		          &(struct log_fields){.event = "lease.revoke_failed",
+		                               .source = r->label,
+		                               .backend = r->be->name,
+		                               .lease = r->lease_id},
+		          s->revoke_deadline != UINT64_MAX
+		              ? "source %s: lease %s not revoked: %s%s%s"
+		              : "source %s: cannot revoke lease %s: %s%s%s",
+		          r->label, r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
+		          err.msg);
 	} else {
 		stats_inc(r->stats, SRC_REVOCATIONS);
-		log_info("source %s: revoked lease %s", r->label, r->lease_id);
+		log_event(LOG_LVL_INFO,
+		          &(struct log_fields){.event = "lease.revoked",
+		                               .source = r->label,
+		                               .backend = r->be->name,
+		                               .lease = r->lease_id},
+		          "source %s: revoked lease %s", r->label, r->lease_id);
 	}
 }
 

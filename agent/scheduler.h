@@ -55,6 +55,12 @@ size_t sched_report_missing(struct sched *s, sched_report_fn report, void *arg);
 /* Number of sources. */
 size_t sched_source_count(const struct sched *s);
 
+/* Number of files whose content is published (served, or written by the
+ * directory output); files that were never rendered or whose lease expired
+ * do not count. A snapshot while the scheduler runs; exact after
+ * sched_stop(). */
+size_t sched_published_count(const struct sched *s);
+
 /* Stops the thread (joins it), revoking leases that were waiting for their
  * grace period to end. Idempotent. */
 void sched_stop(struct sched *s);

@@ -53,8 +53,21 @@ const json_t *render_select(const json_t *value, const char *path);
  *           values as their JSON text; keys must match [A-Za-z_][A-Za-z0-9_]*.
  * template: {{key}} and {{ a.b }} replaced by the raw rendering of that path
  *           (relative to the selected value); "{{{{" is a literal "{{".
+ *           A template that render_template_check refuses fails with
+ *           SFS_EINVAL and the same reason.
  */
 int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
            char *err, size_t errlen);
+
+/*
+ * Checks a template's syntax without a value, as render() parses it: every
+ * {{ }} tag must be closed and hold a key path (dot-separated non-empty
+ * names; no spaces, braces, quotes, parentheses, pipes, "$" or control
+ * characters). Returns 0, or SFS_EINVAL with err "line L, column C: why"
+ * (position in the template, from 1); a consul-template/Go template action
+ * ({{ with secret ... }}, {{ .Data.x }}, pipes, $variables) is named as
+ * such. err never quotes the template's text beyond such keywords.
+ */
+int render_template_check(const char *tpl, char *err, size_t errlen);
 
 #endif

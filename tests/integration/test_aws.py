@@ -528,7 +528,7 @@ def test_no_usable_credential_source_fails_start_up(sandbox, aws, case):
     d = start(sandbox, {"key": sm("app/key")}, backend(aws), clean_env(sandbox, **extra),
               wait=False)
     rc = call_with_timeout(lambda: d.proc.wait(), what="secretfs to exit")
-    assert rc == 1, d.log_text()
+    assert rc == 5, d.log_text()                 # start-up failure
     log = d.log_text()
     assert re.search(expected, log), log
     if case == "no_source":
@@ -960,7 +960,7 @@ def test_no_region_anywhere_fails_start_up(workdir):
     env = clean_env(workdir, AWS_ACCESS_KEY_ID="AKIA" + rand_token(16).upper(),
                     AWS_SECRET_ACCESS_KEY=rand_token(40))
     r = workdir.run(["--config", "cfg.json"], env=env)
-    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.returncode == 5, (r.stdout, r.stderr)
     assert re.search(r"backend aws: no region: set \"region\", AWS_REGION, AWS_DEFAULT_REGION "
                      r"or region in profile default", r.stderr), r.stderr
 

@@ -238,7 +238,7 @@ def test_a_planted_symlink_under_a_file_name_refuses_the_start(workdir):
     d = workdir.start(config=dir_config(workdir, {"password": local("pw"),
                                                   "other": local("pw")}),
                       data={"pw": "s3cret"}, wait=False)
-    assert d.proc.wait(TIMEOUT) == 1
+    assert d.proc.wait(TIMEOUT) == 5             # start-up failure
     log = d.log_text()
     assert re.search(r"password is a symbolic link that secretfs did not make", log), log
     with open(target) as f:
@@ -256,7 +256,7 @@ def test_a_planted_regular_file_under_a_file_name_refuses_the_start(workdir):
         f.write("mine")
     d = workdir.start(config=dir_config(workdir, {"token": local("t")}), data={"t": "v"},
                       wait=False)
-    assert d.proc.wait(TIMEOUT) == 1
+    assert d.proc.wait(TIMEOUT) == 5             # start-up failure
     assert "token is a regular file that secretfs did not make" in d.log_text()
     with open(os.path.join(workdir.mount, "token")) as f:
         assert f.read() == "mine"
@@ -400,6 +400,36 @@ def test_once_with_a_failing_secret_writes_the_others_and_exits_3(workdir):
     assert not os.path.lexists(os.path.join(workdir.mount, "missing-key"))
 
 
+def test_once_that_writes_nothing_exits_4(workdir):
+    workdir.write_data({"a": "va"})
+    r = run_once(workdir, dir_config(workdir, {"x": local("nope"), "y": local("gone")}),
+                 timeout=TIMEOUT)
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert len([ln for ln in r.stderr.splitlines() if "not written" in ln]) == 2, r.stderr
+    assert not os.path.lexists(os.path.join(workdir.mount, "x"))
+
+
+def test_once_counts_files_written_not_sources_read(workdir):
+    # The source is read ("ready") but its only file cannot be rendered.
+    workdir.write_data({"a": {"user": "u"}})
+    r = run_once(workdir, dir_config(workdir, {
+        "app.conf": local("a", format="template", template="pw={{ password }}\n")}),
+        timeout=TIMEOUT)
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert re.search(r"info  wrote \S+: 0 of 1 files from 1 sources \(1 ready\)", r.stderr), \
+        r.stderr
+    assert "secretfs: app.conf: not written: template key \"password\" not found" in r.stderr
+
+
+def test_once_that_wrote_some_logs_how_many(workdir):
+    workdir.write_data({"a": "va"})
+    r = run_once(workdir, dir_config(workdir, {"a": local("a"), "b": local("nope")}),
+                 timeout=TIMEOUT)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert re.search(r"info  wrote \S+: 1 of 2 files from 2 sources \(1 ready\)", r.stderr), \
+        r.stderr
+
+
 @pytest.mark.fuse
 @pytest.mark.parametrize("revoke", [True, False], ids=["revoke_on_shutdown", "default"])
 def test_once_leaves_leases_alive_unless_revoke_on_shutdown(sandbox, vault, vault_pki, revoke):
@@ -441,7 +471,7 @@ def test_ready_fails_before_the_first_fetch_and_passes_after(workdir):
     d = workdir.start(config=cfg, wait=False)       # secrets.json does not exist yet
     d.wait_log(r"source local:a: read failed")
     r = ready(workdir)
-    assert r.returncode == 1, r.stdout
+    assert r.returncode == 6, r.stdout
     assert "not ready" in r.stdout and "nothing written yet" in r.stdout, r.stdout
     assert not os.path.lexists(os.path.join(workdir.mount, "..data"))
     workdir.write_data({"a": "va", "b": "vb"})
@@ -454,7 +484,7 @@ def test_ready_names_each_missing_file(workdir):
     d = workdir.start(config=dir_config(workdir, {"a": local("a"), "late/b": local("b")},
                                         startup_timeout="500ms"), data={"a": "va"})
     r = ready(workdir)
-    assert r.returncode == 1
+    assert r.returncode == 6
     assert r.stdout.splitlines() == ["not ready: late/b: missing"], r.stdout
     workdir.write_data({"a": "va", "b": "vb"})
     wait_until(lambda: ready(workdir).returncode == 0, what="--ready to pass")
@@ -470,7 +500,7 @@ def test_ready_does_not_follow_or_accept_a_foreign_link(workdir):
     os.unlink(d.path("a"))
     os.symlink(target, d.path("a"))
     r = ready(workdir)
-    assert r.returncode == 1 and "a: its top-level entry was not made by secretfs" in r.stdout, \
+    assert r.returncode == 6 and "a: its top-level entry was not made by secretfs" in r.stdout, \
         r.stdout
 
 
@@ -478,6 +508,6 @@ def test_ready_touches_nothing_when_the_directory_is_missing(workdir):
     missing = workdir.file("nowhere")
     workdir.write_config(dir_config(workdir, {"a": local("a")}, mount={"path": missing}))
     r = ready(workdir)
-    assert r.returncode == 1 and "not ready" in r.stdout
+    assert r.returncode == 6 and "not ready" in r.stdout
     assert not os.path.exists(missing)
     assert errno_of(lambda: os.lstat(missing)) == "ENOENT"

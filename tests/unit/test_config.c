@@ -594,6 +594,22 @@ static const struct bad_case bad_cases[] = {
      CFG(MNT ", " BK ", " SEC(", 'format': 'template', 'template': 3")),
      1,
      {"secrets.a.template: must be a string"}},
+    {"template in consul-template syntax",
+     CFG(MNT ", " BK ", " SEC(", 'format': 'template', 'template': "
+                              "'{{ with secret \\'secret/data/app\\' }}"
+                              "{{ .Data.data.username }}{{ end }}'")),
+     1,
+     {"secrets.a.template: line 1, column 4: 'with' is a consul-template/Go template "
+      "action; the template format substitutes {{key}} and {{a.b}} only"}},
+    {"template key with Go field syntax on line 2",
+     CFG(MNT ", " BK
+             ", " SEC(", 'format': 'template', 'template': 'a={{a}}\\nb={{ .b }}'")),
+     1,
+     {"secrets.a.template: line 2, column 6: a key path starting with '.'"}},
+    {"template tag unterminated",
+     CFG(MNT ", " BK ", " SEC(", 'format': 'template', 'template': 'x={{ a'")),
+     1,
+     {"secrets.a.template: line 1, column 3: unterminated '{{' in template"}},
     {"decode not base64",
      CFG(MNT ", " BK ", " SEC(", 'decode': 'hex'")),
      1,

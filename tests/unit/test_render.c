@@ -472,6 +472,85 @@ TEST(test_template_on_a_string_value_finds_no_keys)
 	CHECK_FAILS(SFS_ENOTFOUND, "template key \"a\" not found");
 }
 
+/* --- template syntax check (render_template_check) --- */
+
+static char check_err_[256];
+
+/* render_template_check(tpl); also asserts render() refuses it the same way. */
+static int check_tpl(const char *tpl)
+{
+	int rc;
+
+	memset(check_err_, 'x', sizeof(check_err_) - 1);
+	check_err_[sizeof(check_err_) - 1] = '\0';
+	rc = render_template_check(tpl, check_err_, sizeof(check_err_));
+	run(RENDER_TEMPLATE, NULL, tpl, false, "{\"a\":{\"b\":\"" SECRET "\"}}");
+	if (rc == 0) {
+		CHECK_EQ_INT(check_err_[0], '\0');
+	} else {
+		CHECK_EQ_INT(rc_, rc);
+		CHECK_STR_EQ(err_, check_err_);
+	}
+	return rc;
+}
+
+TEST(test_template_check_accepts_key_paths)
+{
+	CHECK_EQ_INT(check_tpl("u={{a.b}}\n{{ a.b }} {{{{ literal }} {{\ta.b\t}}"), 0);
+	CHECK_EQ_INT(check_tpl("no tags, } and { alone"), 0);
+	CHECK_EQ_INT(check_tpl(""), 0);
+}
+
+TEST(test_template_check_names_a_consul_template_action_with_its_position)
+{
+	CHECK_EQ_INT(
+	    check_tpl("{{ with secret \"secret/data/app\" }}{{ .Data.data.username "
+	              "}}{{ end }}"),
+	    SFS_EINVAL);
+	CHECK_STR_EQ(
+	    check_err_,
+	    "line 1, column 4: \"with\" is a consul-template/Go template action; "
+	    "the template format substitutes {{key}} and {{a.b}} only");
+	CHECK(strstr(check_err_, "secret/data/app") == NULL);
+}
+
+/* Templates render_template_check refuses, and where and why. */
+static const struct {
+	const char *tpl, *why;
+} refused_templates[] = {
+    {"a={{a.b}}\nuser={{ .Data.data.username }}\n",
+     "line 2, column 9: a key path starting with \".\" (.Data.x) is Go template syntax; "
+     "the template format substitutes {{key}} and {{a.b}} only"},
+    {"x\n  {{ a.b | toUpper }}", "line 2, column 10: a pipe \"|\" is Go template syntax"},
+    {"{{$x}}", "line 1, column 3: a variable \"$\" is Go template syntax"},
+    {"{{ index \"k\" }}",
+     "line 1, column 4: \"index\" is a consul-template/Go template action"},
+    {"{{ printf(a) }}", "line 1, column 10: quotes and parentheses are Go template"},
+    {"{{- a.b }}", "line 1, column 3: \"-\" next to the braces (a trim marker)"},
+    {"{{ a.b -}}", "line 1, column 8: \"-\" next to the braces (a trim marker)"},
+    {"{{ a b }}", "line 1, column 5: not a key path: it has a space"},
+    {"{{a..b}}", "line 1, column 4: not a key path: it has an empty segment"},
+    {"{{a.}}", "line 1, column 4: not a key path: it has an empty segment"},
+    {"{{{a}}}", "line 1, column 3: not a key path: it has a brace"},
+    {"ok\n\n   {{ a", "line 3, column 4: unterminated \"{{\" in template"},
+    {"{{ }}", "line 1, column 1: empty \"{{ }}\" in template"},
+};
+
+TEST(test_template_check_refuses_each_with_its_position_and_reason)
+{
+	for (size_t i = 0; i < sizeof refused_templates / sizeof refused_templates[0];
+	     i++) {
+		CHECK_EQ_INT(check_tpl(refused_templates[i].tpl), SFS_EINVAL);
+		CHECK_STR_CONTAINS(check_err_, refused_templates[i].why);
+	}
+}
+
+TEST(test_template_check_never_quotes_the_text)
+{
+	CHECK_EQ_INT(check_tpl("pw=" SECRET "{{ " SECRET " x }}"), SFS_EINVAL);
+	CHECK(strstr(check_err_, SECRET) == NULL);
+}
+
 /* --- size cap --- */
 
 static char *big_string_json(size_t n)
@@ -631,38 +710,39 @@ TEST(test_render_leaves_no_arena_memory_in_use)
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before);
 }
 
-TEST_MAIN(test_raw_string_is_its_bytes, test_raw_string_keeps_nul_bytes,
-          test_raw_numbers_booleans_null_as_json_text,
-          test_raw_object_is_compact_json_with_sorted_keys, test_json_string_is_escaped,
-          test_json_object_has_sorted_keys_at_every_level, test_json_number_and_field,
-          test_field_selects_a_key, test_field_dotted_path_descends,
-          test_field_key_containing_a_dot_matches_whole_first,
-          test_field_backtracks_when_a_dotted_key_leads_nowhere,
-          test_missing_field_names_the_field,
-          test_field_through_a_non_object_is_not_found, test_render_select_contract,
-          test_render_select_is_bounded_on_pathological_paths, test_base64_standard,
-          test_base64_url_safe, test_base64_without_padding,
-          test_base64_ignores_whitespace, test_base64_binary_and_empty,
-          test_base64_invalid_is_einval, test_base64_of_a_non_string_is_einval,
-          test_base64_decoded_json_feeds_other_formats,
-          test_base64_decoded_non_json_is_einval_for_structured_formats,
-          test_env_lines_are_sorted_by_key_bytes,
-          test_env_quotes_quotes_newlines_and_spaces,
-          test_env_non_string_values_are_json_text, test_env_with_field_and_empty_object,
-          test_env_bad_key_is_named_without_its_value,
-          test_env_key_with_control_bytes_is_sanitised_in_error,
-          test_env_value_with_nul_is_einval, test_env_needs_an_object,
-          test_template_substitutes_keys, test_template_allows_spaces_in_tags,
-          test_template_nested_paths, test_template_is_relative_to_the_field,
-          test_template_non_strings_render_as_json_text,
-          test_template_missing_key_is_named, test_template_unterminated_tag_is_einval,
-          test_template_quadruple_brace_is_literal, test_template_plain_and_empty_text,
-          test_template_empty_tag_and_missing_text_are_einval,
-          test_template_on_a_string_value_finds_no_keys,
-          test_output_may_reach_render_max_len_exactly,
-          test_raw_output_past_render_max_len_is_etoobig,
-          test_template_expanding_past_render_max_len_is_etoobig,
-          test_callers_smaller_cap_is_etoobig, test_deeply_nested_value_is_refused,
-          test_render_without_err_buffer, test_render_rejects_null_arguments,
-          test_long_names_are_truncated_in_errors,
-          test_render_leaves_no_arena_memory_in_use)
+TEST_MAIN(
+    test_raw_string_is_its_bytes, test_raw_string_keeps_nul_bytes,
+    test_raw_numbers_booleans_null_as_json_text,
+    test_raw_object_is_compact_json_with_sorted_keys, test_json_string_is_escaped,
+    test_json_object_has_sorted_keys_at_every_level, test_json_number_and_field,
+    test_field_selects_a_key, test_field_dotted_path_descends,
+    test_field_key_containing_a_dot_matches_whole_first,
+    test_field_backtracks_when_a_dotted_key_leads_nowhere,
+    test_missing_field_names_the_field, test_field_through_a_non_object_is_not_found,
+    test_render_select_contract, test_render_select_is_bounded_on_pathological_paths,
+    test_base64_standard, test_base64_url_safe, test_base64_without_padding,
+    test_base64_ignores_whitespace, test_base64_binary_and_empty,
+    test_base64_invalid_is_einval, test_base64_of_a_non_string_is_einval,
+    test_base64_decoded_json_feeds_other_formats,
+    test_base64_decoded_non_json_is_einval_for_structured_formats,
+    test_env_lines_are_sorted_by_key_bytes, test_env_quotes_quotes_newlines_and_spaces,
+    test_env_non_string_values_are_json_text, test_env_with_field_and_empty_object,
+    test_env_bad_key_is_named_without_its_value,
+    test_env_key_with_control_bytes_is_sanitised_in_error,
+    test_env_value_with_nul_is_einval, test_env_needs_an_object,
+    test_template_substitutes_keys, test_template_allows_spaces_in_tags,
+    test_template_nested_paths, test_template_is_relative_to_the_field,
+    test_template_non_strings_render_as_json_text, test_template_missing_key_is_named,
+    test_template_unterminated_tag_is_einval, test_template_quadruple_brace_is_literal,
+    test_template_plain_and_empty_text,
+    test_template_empty_tag_and_missing_text_are_einval,
+    test_template_on_a_string_value_finds_no_keys, test_template_check_accepts_key_paths,
+    test_template_check_names_a_consul_template_action_with_its_position,
+    test_template_check_refuses_each_with_its_position_and_reason,
+    test_template_check_never_quotes_the_text,
+    test_output_may_reach_render_max_len_exactly,
+    test_raw_output_past_render_max_len_is_etoobig,
+    test_template_expanding_past_render_max_len_is_etoobig,
+    test_callers_smaller_cap_is_etoobig, test_deeply_nested_value_is_refused,
+    test_render_without_err_buffer, test_render_rejects_null_arguments,
+    test_long_names_are_truncated_in_errors, test_render_leaves_no_arena_memory_in_use)
