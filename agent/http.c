@@ -506,8 +506,8 @@ static int attempt(struct http_client *c, const struct http_request *req,
 		snprintf(err, errlen, "cancelled: secretfs is stopping");
 		rc = SFS_ECANCELED;
 	} else if (cc == CURLE_OPERATION_TIMEDOUT && timing_now_ms() >= deadline) {
-		snprintf(err, errlen, "no complete answer within %llu ms",
-		         (unsigned long long)c->opt.timeout_ms);
+		snprintf(err, errlen, "%s (no complete answer within %llu ms)",
+		         api.easy_strerror(cc), (unsigned long long)c->opt.timeout_ms);
 		rc = SFS_ETRANSIENT;
 	} else if (cc != CURLE_OK) {
 		snprintf(err, errlen, "%s", api.easy_strerror(cc));
