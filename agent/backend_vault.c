@@ -1228,9 +1228,11 @@ static void vault_wipe_env_tokens(void)
 }
 
 /* Proxies meant for Vault alone, before the standard variables (as the
- * Vault CLI reads them: for every request, whatever NO_PROXY says). */
-static const char *const vault_proxy_env[] = {"VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY",
-                                              NULL};
+ * Vault CLI reads them: for every request, whatever NO_PROXY says;
+ * *_PROXY_ADDR supersedes *_HTTP_PROXY, and BAO_ comes first as for the
+ * other variables). */
+static const char *const vault_proxy_env[] = {"BAO_PROXY_ADDR", "VAULT_PROXY_ADDR",
+                                              "BAO_HTTP_PROXY", "VAULT_HTTP_PROXY", NULL};
 
 static void vault_free(struct backend *be)
 {

@@ -226,14 +226,16 @@ def make_proxy():
 
 
 @pytest.mark.fuse
+@pytest.mark.parametrize("var", ["VAULT_HTTP_PROXY", "BAO_PROXY_ADDR"])
 def test_vault_http_proxy_tunnels_vault_traffic_and_hides_its_credentials(
-        sandbox, vault, vault_pki, make_proxy):
+        sandbox, vault, vault_pki, make_proxy, var):
     password = "pw-" + rand_token(16)
     proxy = make_proxy(credentials=("squid-user", password))
     value = rand_token(24)
-    # VAULT_HTTP_PROXY is for Vault alone and applies even to loopback.
+    # VAULT_HTTP_PROXY (or its OpenBao name) is for Vault alone and applies
+    # even to loopback.
     d = start_kv(sandbox, vault, vault_pki, data={"api_key": value},
-                 env={"VAULT_HTTP_PROXY": proxy.url(), "HTTPS_PROXY": "http://127.0.0.1:1"})
+                 env={var: proxy.url(), "HTTPS_PROXY": "http://127.0.0.1:1"})
     assert d.read("api") == value
     assert proxy.count("CONNECT") >= 1
     assert all(t == f"127.0.0.1:{vault.port}" for m, t, _ in proxy.requests)
