@@ -69,6 +69,9 @@ static char *diag_format(const char *file, const char *keypath, const char *reas
 /* Appends a problem, or a note when note is set ("note: " before the
  * reason); notes are counted apart. */
 static void diag_vadd(struct diag *d, bool note, const char *keypath, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void diag_vadd(struct diag *d, bool note, const char *keypath, const char *fmt,
                       va_list ap)
 {
 	char reason[DIAG_MAX_LEN];

@@ -175,6 +175,9 @@ static void line_put_number(struct log_line *l, const char *key, long long n)
 }
 
 static void log_write(enum log_level level, const struct log_fields *f, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void log_write(enum log_level level, const struct log_fields *f, const char *fmt,
                       va_list ap)
 {
 	/* Room is kept for the message until the fields are in. */
