@@ -477,6 +477,10 @@ static int vault_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 	struct vault_login login = {0};
 	int rc;
 
+	/* After the stop signal the only network work is revoking leases;
+	 * a new login is not part of it. */
+	if (http_stopping())
+		return SFS_ECANCELED;
 	pthread_mutex_lock(&v->login_lock);
 	pthread_mutex_lock(&v->lock);
 	if (v->token.blob && v->token.version != seen) {
@@ -634,6 +638,7 @@ static int vault_ensure_token(struct vault *v, struct backend_error *err)
 {
 	uint64_t now = timing_now_ms();
 	bool have, backing_off;
+	int rc;
 
 	pthread_mutex_lock(&v->lock);
 	have = v->token.blob != NULL;
@@ -646,9 +651,11 @@ static int vault_ensure_token(struct vault *v, struct backend_error *err)
 		                  "not logged in to Vault yet (login is backing off)");
 		return SFS_ETRANSIENT;
 	}
-	if (vault_login(v, now, 0, false) < 0) {
-		backend_error_set(err, "cannot log in to Vault");
-		return SFS_ETRANSIENT;
+	if ((rc = vault_login(v, now, 0, false)) < 0) {
+		backend_error_set(err, rc == SFS_ECANCELED
+		                           ? "not logged in, and no login while stopping"
+		                           : "cannot log in to Vault");
+		return rc == SFS_ECANCELED ? rc : SFS_ETRANSIENT;
 	}
 	return 0;
 }

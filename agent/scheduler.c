@@ -996,8 +996,16 @@ static uint64_t run_revocations(struct sched *s, uint64_t now, bool force)
 	}
 	pthread_mutex_unlock(&s->shared_lock);
 	/* The network calls happen outside the lock. */
-	while (due) {
+	for (size_t left = 0; due; left = 0) {
 		struct revocation *r = due;
+
+		/* At shutdown each gets its share of what is left of the
+		 * budget, so one hung revoke cannot starve the others. */
+		for (struct revocation *q = due; q; q = q->next)
+			left++;
+		now = timing_now_ms();
+		if (s->revoke_deadline != UINT64_MAX && now < s->revoke_deadline)
+			http_allow_until(now + (s->revoke_deadline - now) / left);
 		due = r->next;
 		revoke_one(s, r);
 		free(r->label);
@@ -1219,9 +1227,8 @@ void sched_stop(struct sched *s)
 	/* The only network work left: revocations, all within the budget. */
 	s->revoke_deadline = timing_now_ms() + s->cfg->shutdown_timeout_ms;
 	http_allow_until(s->revoke_deadline);
-	/* Leases already replaced are of no use to anyone: revoke them now. */
-	run_revocations(s, timing_now_ms(), true);
-	/* Current leases too, where the operator asked for it. */
+	/* Leases already replaced are of no use to anyone: revoke them now,
+	 * and the current ones where the operator asked for it. */
 	for (size_t i = 0; i < s->nsources; i++) {
 		struct source *src = &s->sources[i];
 		if (!src->lease_id[0] || !src->be->revoke_on_shutdown ||
