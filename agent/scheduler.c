@@ -185,6 +185,20 @@ static const struct stats_field file_fields[] = {
 static const struct stats_family file_family = {
     file_fields, sizeof file_fields / sizeof file_fields[0], "file"};
 
+/* The log fields (log.h) naming a source and its current lease, if any,
+ * or a revocation; compound literals that live until the end of the
+ * enclosing block. */
+#define SOURCE_FIELDS(src, ev)                                                           \
+	(&(struct log_fields){.event = (ev),                                             \
+	                      .source = (src)->label,                                    \
+	                      .backend = (src)->be->name,                                \
+	                      .lease = (src)->lease_id[0] ? (src)->lease_id : NULL})
+#define REVOCATION_FIELDS(r, ev)                                                         \
+	(&(struct log_fields){.event = (ev),                                             \
+	                      .source = (r)->label,                                      \
+	                      .backend = (r)->be->name,                                  \
+	                      .lease = (r)->lease_id})
+
 static char *source_identity(const struct config_secret *cs)
 {
 	char *extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
@@ -435,10 +449,7 @@ static int source_publish(struct sched *s, struct source *src, const json_t *val
 	if (n == 0)
 		goto out;
 	if (fs_publish(s->fs, upd, n) < 0) {
-		log_event(LOG_LVL_ERROR,
-		          &(struct log_fields){.event = "source.publish_failed",
-		                               .source = src->label,
-		                               .backend = src->be->name},
+		log_event(LOG_LVL_ERROR, SOURCE_FIELDS(src, "source.publish_failed"),
 		          "source %s: cannot publish %zu files", src->label, n);
 		rc = SFS_EIO;
 		goto out;
@@ -527,11 +538,7 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 	s->revocations = r;
 	pthread_mutex_unlock(&s->shared_lock);
 	if (!shutdown)
-		log_event(LOG_LVL_INFO,
-		          &(struct log_fields){.event = "lease.replaced",
-		                               .source = src->label,
-		                               .backend = src->be->name,
-		                               .lease = src->lease_id},
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.replaced"),
 		          "source %s: lease %s replaced; revoking it in %llu ms",
 		          src->label, src->lease_id,
 		          (unsigned long long)src->be->revoke_grace_ms);
@@ -540,7 +547,8 @@ static void schedule_revocation(struct sched *s, struct source *src, uint64_t no
 /* After a failure: back off, and make files absent once a lease has truly
  * expired (they would only hand out dead credentials). */
 static void source_failed(struct sched *s, struct source *src, int rc,
-                          const struct backend_error *err, const char *what, uint64_t now)
+                          const struct backend_error *err, const char *what,
+                          const char *event, uint64_t now)
 {
 	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
 	                                err->retry_after_ms, timing_random());
@@ -556,15 +564,7 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 	snprintf(src->problem, sizeof src->problem, "%s%s%s", sfs_strerror(rc),
 	         err->msg[0] ? ": " : "", err->msg);
 	source_mark_settled(s, src, rc);
-	log_event(LOG_LVL_WARN,
-	          &(struct log_fields){.event = (strcmp(what, "read") == 0
-	                                             ? "source.read_failed"
-	                                         : strcmp(what, "version probe") == 0
-	                                             ? "source.probe_failed"
-	                                             : "lease.renew_failed"),
-	                               .source = src->label,
-	                               .backend = src->be->name,
-	                               .lease = src->lease_id[0] ? src->lease_id : NULL},
+	log_event(LOG_LVL_WARN, SOURCE_FIELDS(src, event),
 	          "source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
 	          src->label, what, src->attempt, sfs_strerror(rc),
 	          err->msg[0] ? ": " : "", err->msg, (unsigned long long)delay,
@@ -573,11 +573,7 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 	if (src->lease_id[0] && now >= src->lease_expires) {
 		struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 		log_event(
-		    LOG_LVL_ERROR,
-		    &(struct log_fields){.event = "lease.expired",
-		                         .source = src->label,
-		                         .backend = src->be->name,
-		                         .lease = src->lease_id},
+		    LOG_LVL_ERROR, SOURCE_FIELDS(src, "lease.expired"),
 		    "source %s: lease %s expired; its files are removed until a new "
 		    "value is read",
 		    src->label, src->lease_id);
@@ -641,11 +637,7 @@ static void lease_check_deadline(struct source *src, uint64_t now)
 	if (dl == UINT64_MAX || dl >= src->lease_expires)
 		return;
 	log_event(
-	    LOG_LVL_INFO,
-	    &(struct log_fields){.event = "lease.login_ending",
-	                         .source = src->label,
-	                         .backend = src->be->name,
-	                         .lease = src->lease_id},
+	    LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.login_ending"),
 	    "source %s: lease %s ends with its login in %llu ms; replacing it first",
 	    src->label, src->lease_id, (unsigned long long)(dl > now ? dl - now : 0));
 	lease_plan(src, now, src->lease_expires > now ? src->lease_expires - now : 0,
@@ -702,7 +694,7 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 	rc = src->be->ops->fetch(src->be, &src->key, &res, &err);
 	if (rc < 0) {
 		stats_inc(src->stats, SRC_READ_FAILURES);
-		source_failed(s, src, rc, &err, "read", now);
+		source_failed(s, src, rc, &err, "read", "source.read_failed", now);
 		return;
 	}
 	stats_inc(src->stats, SRC_READS);
@@ -723,11 +715,7 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		src->deadline = UINT64_MAX;
 		src->lease_issued = now;
 		lease_plan(src, now, res.lease_ms, false);
-		log_event(LOG_LVL_DEBUG,
-		          &(struct log_fields){.event = "lease.granted",
-		                               .source = src->label,
-		                               .backend = src->be->name,
-		                               .lease = src->lease_id},
+		log_event(LOG_LVL_DEBUG, SOURCE_FIELDS(src, "lease.granted"),
 		          "source %s: lease %s for %llu ms, %s", src->label,
 		          src->lease_id, (unsigned long long)res.lease_ms,
 		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
@@ -766,7 +754,8 @@ static void source_probe(struct sched *s, struct source *src, uint64_t now)
 	stats_inc(src->stats, SRC_PROBES);
 	rc = src->be->ops->probe(src->be, &src->key, version, sizeof version, &err);
 	if (rc < 0) {
-		source_failed(s, src, rc, &err, "version probe", now);
+		source_failed(s, src, rc, &err, "version probe", "source.probe_failed",
+		              now);
 		return;
 	}
 	src->attempt = 0;
@@ -774,10 +763,7 @@ static void source_probe(struct sched *s, struct source *src, uint64_t now)
 		source_schedule_static(src, now, src->refresh_ms);
 		return;
 	}
-	log_event(LOG_LVL_INFO,
-	          &(struct log_fields){.event = "source.changed",
-	                               .source = src->label,
-	                               .backend = src->be->name},
+	log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "source.changed"),
 	          "source %s: version %s -> %s", src->label, src->version, version);
 	source_fetch(s, src, now);
 }
@@ -792,11 +778,7 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	if (rc == SFS_ENOTFOUND || rc == SFS_EEXPIRED) {
 		stats_inc(src->stats, SRC_RENEW_FAILURES);
 		log_event(
-		    LOG_LVL_WARN,
-		    &(struct log_fields){.event = "lease.unrenewable",
-		                         .source = src->label,
-		                         .backend = src->be->name,
-		                         .lease = src->lease_id},
+		    LOG_LVL_WARN, SOURCE_FIELDS(src, "lease.unrenewable"),
 		    "source %s: lease %s can no longer be renewed (%s); replacing it",
 		    src->label, src->lease_id, err.msg);
 		src->lease_id[0] = '\0';
@@ -805,7 +787,8 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	}
 	if (rc < 0) {
 		stats_inc(src->stats, SRC_RENEW_FAILURES);
-		source_failed(s, src, rc, &err, "lease renewal", now);
+		source_failed(s, src, rc, &err, "lease renewal", "lease.renew_failed",
+		              now);
 		return;
 	}
 	stats_inc(src->stats, SRC_RENEWALS);
@@ -813,21 +796,13 @@ static void source_renew(struct sched *s, struct source *src, uint64_t now)
 	/* Vault grants the increment asked for unless max TTL caps it. */
 	lease_plan(src, now, left, left + 1000 < src->lease_ms);
 	if (src->step == STEP_FETCH) {
-		log_event(LOG_LVL_INFO,
-		          &(struct log_fields){.event = "lease.renewed",
-		                               .source = src->label,
-		                               .backend = src->be->name,
-		                               .lease = src->lease_id},
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.renewed"),
 		          "source %s: lease %s renewed for only %llu ms; replacing it in "
 		          "%llu ms",
 		          src->label, src->lease_id, (unsigned long long)left,
 		          (unsigned long long)(src->due - now));
 	} else {
-		log_event(LOG_LVL_DEBUG,
-		          &(struct log_fields){.event = "lease.renewed",
-		                               .source = src->label,
-		                               .backend = src->be->name,
-		                               .lease = src->lease_id},
+		log_event(LOG_LVL_DEBUG, SOURCE_FIELDS(src, "lease.renewed"),
 		          "source %s: lease %s renewed for %llu ms", src->label,
 		          src->lease_id, (unsigned long long)left);
 	}
@@ -935,41 +910,28 @@ static void run_due_sources(struct sched *s, uint64_t now)
 static void revoke_one(struct sched *s, struct revocation *r)
 {
 	struct backend_error err = {0};
+	bool stopping = s->revoke_deadline != UINT64_MAX;
 	int rc;
 
-	if (timing_now_ms() >= s->revoke_deadline) {
-		stats_inc(r->stats, SRC_REVOKE_FAILURES);
-		log_event(LOG_LVL_WARN,
-		          &(struct log_fields){.event = "lease.revoke_failed",
-		                               .source = r->label,
-		                               .backend = r->be->name,
-		                               .lease = r->lease_id},
-		          "source %s: lease %s not revoked: the shutdown budget "
-		          "(shutdown_timeout, %llu ms) was spent",
-		          r->label, r->lease_id,
-		          (unsigned long long)s->cfg->shutdown_timeout_ms);
-		return;
+	if (stopping && timing_now_ms() >= s->revoke_deadline) {
+		backend_error_set(&err,
+		                  "the shutdown budget (shutdown_timeout, %llu ms) "
+		                  "was spent",
+		                  (unsigned long long)s->cfg->shutdown_timeout_ms);
+		rc = SFS_ECANCELED;
+	} else {
+		rc = r->be->ops->revoke(r->be, r->lease_id, &err);
 	}
-	rc = r->be->ops->revoke(r->be, r->lease_id, &err);
 	if (rc < 0) {
 		stats_inc(r->stats, SRC_REVOKE_FAILURES);
-		log_event(LOG_LVL_WARN,
-		          &(struct log_fields){.event = "lease.revoke_failed",
-		                               .source = r->label,
-		                               .backend = r->be->name,
-		                               .lease = r->lease_id},
-		          s->revoke_deadline != UINT64_MAX
-		              ? "source %s: lease %s not revoked: %s%s%s"
-		              : "source %s: cannot revoke lease %s: %s%s%s",
+		log_event(LOG_LVL_WARN, REVOCATION_FIELDS(r, "lease.revoke_failed"),
+		          stopping ? "source %s: lease %s not revoked: %s%s%s"
+		                   : "source %s: cannot revoke lease %s: %s%s%s",
 		          r->label, r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
 		          err.msg);
 	} else {
 		stats_inc(r->stats, SRC_REVOCATIONS);
-		log_event(LOG_LVL_INFO,
-		          &(struct log_fields){.event = "lease.revoked",
-		                               .source = r->label,
-		                               .backend = r->be->name,
-		                               .lease = r->lease_id},
+		log_event(LOG_LVL_INFO, REVOCATION_FIELDS(r, "lease.revoked"),
 		          "source %s: revoked lease %s", r->label, r->lease_id);
 	}
 }
@@ -979,6 +941,7 @@ static uint64_t run_revocations(struct sched *s, uint64_t now, bool force)
 {
 	struct revocation **pp, *due = NULL;
 	uint64_t next = UINT64_MAX;
+	size_t left = 0;
 
 	pthread_mutex_lock(&s->shared_lock);
 	pp = &s->revocations;
@@ -995,14 +958,14 @@ static uint64_t run_revocations(struct sched *s, uint64_t now, bool force)
 		pp = &r->next;
 	}
 	pthread_mutex_unlock(&s->shared_lock);
+	for (struct revocation *q = due; q; q = q->next)
+		left++;
 	/* The network calls happen outside the lock. */
-	for (size_t left = 0; due; left = 0) {
+	for (; due; left--) {
 		struct revocation *r = due;
 
 		/* At shutdown each gets its share of what is left of the
 		 * budget, so one hung revoke cannot starve the others. */
-		for (struct revocation *q = due; q; q = q->next)
-			left++;
 		now = timing_now_ms();
 		if (s->revoke_deadline != UINT64_MAX && now < s->revoke_deadline)
 			http_allow_until(now + (s->revoke_deadline - now) / left);
@@ -1224,9 +1187,9 @@ void sched_stop(struct sched *s)
 		pthread_join(s->workers[i], NULL);
 	s->nworkers = 0;
 	s->started = false;
-	/* The only network work left: revocations, all within the budget. */
+	/* The only network work left: revocations, all within the budget
+	 * (run_revocations opens the window for each). */
 	s->revoke_deadline = timing_now_ms() + s->cfg->shutdown_timeout_ms;
-	http_allow_until(s->revoke_deadline);
 	/* Leases already replaced are of no use to anyone: revoke them now,
 	 * and the current ones where the operator asked for it. */
 	for (size_t i = 0; i < s->nsources; i++) {
