@@ -68,18 +68,17 @@ static int approle_login(struct vault *v, const json_t *conf, struct vault_login
 	const char *sid_file = json_string_value(json_object_get(conf, "secret_id_file"));
 	const json_t *wrapped = json_object_get(conf, "secret_id_wrapped");
 	char *role_id = NULL, *sid = NULL, path[512];
-	size_t role_cap = 0, sid_cap = 0;
 	json_t *body = NULL, *reply = NULL;
 	int rc;
 
-	rc = backend_read_secret_file(role_file, &role_id, &role_cap);
+	rc = backend_read_secret_file(role_file, &role_id);
 	if (rc < 0) {
 		backend_error_set(err, "cannot read role_id_file %s: %s", role_file,
 		                  sfs_strerror(rc));
 		goto out;
 	}
-	if (sid_file && vault_unstash(v, &sid, &sid_cap) < 0) {
-		rc = backend_read_secret_file(sid_file, &sid, &sid_cap);
+	if (sid_file && vault_unstash(v, &sid) < 0) {
+		rc = backend_read_secret_file(sid_file, &sid);
 		if (rc < 0) {
 			backend_error_set(err, "cannot read secret_id_file %s: %s",
 			                  sid_file, sfs_strerror(rc));
@@ -88,11 +87,11 @@ static int approle_login(struct vault *v, const json_t *conf, struct vault_login
 		if (json_is_true(wrapped) ||
 		    (!wrapped && looks_like_wrapping_token(sid))) {
 			rc = approle_unwrap(v, sid, err);
-			secmem_free(sid, sid_cap);
+			secmem_free(sid);
 			sid = NULL;
 			if (rc < 0)
 				goto out;
-			if ((rc = vault_unstash(v, &sid, &sid_cap)) < 0)
+			if ((rc = vault_unstash(v, &sid)) < 0)
 				goto out;
 		}
 	}
@@ -110,8 +109,8 @@ static int approle_login(struct vault *v, const json_t *conf, struct vault_login
 out:
 	json_decref(body);
 	json_decref(reply);
-	secmem_free(role_id, role_cap);
-	secmem_free(sid, sid_cap);
+	secmem_free(role_id);
+	secmem_free(sid);
 	return rc;
 }
 

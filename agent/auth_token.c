@@ -36,13 +36,13 @@ static int token_login(struct vault *v, const json_t *conf, struct vault_login *
 
 	memset(out, 0, sizeof *out);
 	if (file) {
-		rc = backend_read_secret_file(file, &out->token, &out->token_cap);
+		rc = backend_read_secret_file(file, &out->token);
 		if (rc < 0) {
 			backend_error_set(err, "cannot read token_file %s: %s", file,
 			                  sfs_strerror(rc));
 			return rc;
 		}
-	} else if (vault_unstash(v, &out->token, &out->token_cap) < 0) {
+	} else if (vault_unstash(v, &out->token) < 0) {
 		/* The backend sealed the token variable away at start-up. */
 		backend_error_set(err, "VAULT_TOKEN (or BAO_TOKEN) is not set");
 		return SFS_EDENIED;
@@ -58,7 +58,7 @@ static int token_login(struct vault *v, const json_t *conf, struct vault_login *
 	return 0;
 fail:
 	json_decref(reply);
-	secmem_free(out->token, out->token_cap);
+	secmem_free(out->token);
 	memset(out, 0, sizeof *out);
 	return rc;
 }

@@ -89,9 +89,9 @@ extern const struct aws_cred_source aws_cred_imds;
 /* Seals AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
  * AWS_CONTAINER_AUTHORIZATION_TOKEN away and wipes them from the
  * environment (once per process); aws_env_secret returns a guarded copy
- * (free with secmem_free(*out, *cap)) or SFS_ENOTFOUND. */
+ * (free with secmem_free(*out)) or SFS_ENOTFOUND. */
 int aws_env_stash(struct store *st);
-int aws_env_secret(const char *var, char **out, size_t *cap);
+int aws_env_secret(const char *var, char **out);
 
 /* The first configured source in the SDKs' order, or NULL. */
 const struct aws_cred_source *aws_cred_choose(const struct aws_env *env);
@@ -104,15 +104,15 @@ int aws_profile_load(const char *name, struct aws_profile *out);
 void aws_profile_release(struct aws_profile *p);
 
 /* Reads one key of the profile's section from an INI file into guarded
- * memory (free with secmem_free(*out, *cap)). config_style: sections are
+ * memory (free with secmem_free(*out)). config_style: sections are
  * "[profile NAME]" (except "[default]"). Returns 0, SFS_ENOTFOUND, SFS_EIO. */
 int aws_ini_get(const char *file, const char *profile, bool config_style, const char *key,
-                char **out, size_t *cap);
+                char **out);
 
 /* The text of the first <tag>...</tag> in an XML document, entities
- * decoded, into guarded memory (free with secmem_free(*out, *cap)).
+ * decoded, into guarded memory (free with secmem_free(*out)).
  * Returns 0, SFS_ENOTFOUND or SFS_ENOMEM. */
-int aws_xml_text(const char *xml, size_t len, const char *tag, char **out, size_t *cap);
+int aws_xml_text(const char *xml, size_t len, const char *tag, char **out);
 
 /* Parses an ISO 8601 UTC time ("2026-11-22T10:00:00Z", fractions
  * allowed). Returns 0 or SFS_EINVAL. */

@@ -79,7 +79,7 @@ static int container_url(char **url, struct backend_error *err)
 /* The authorization token, or SFS_ENOTFOUND when none is configured.
  * Trailing white space is dropped (a value from a Kubernetes Secret often
  * ends in a newline); a line break inside would inject headers. */
-static int container_token(char **out, size_t *cap, struct backend_error *err)
+static int container_token(char **out, struct backend_error *err)
 {
 	const char *file = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
 	const char *what = file && *file ? "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
@@ -88,13 +88,13 @@ static int container_token(char **out, size_t *cap, struct backend_error *err)
 	int rc;
 
 	if (file && *file) {
-		rc = backend_read_secret_file(file, out, cap);
+		rc = backend_read_secret_file(file, out);
 		if (rc < 0) {
 			backend_error_set(err, "%s %s: %s", what, file, sfs_strerror(rc));
 			return rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
 		}
 	} else {
-		rc = aws_env_secret("AWS_CONTAINER_AUTHORIZATION_TOKEN", out, cap);
+		rc = aws_env_secret("AWS_CONTAINER_AUTHORIZATION_TOKEN", out);
 		if (rc < 0)
 			return rc;
 	}
@@ -102,9 +102,8 @@ static int container_token(char **out, size_t *cap, struct backend_error *err)
 	while (n > 0 && strchr(" \t\r\n", (*out)[n - 1]))
 		(*out)[--n] = '\0';
 	if (n == 0 || strpbrk(*out, "\r\n")) {
-		secmem_free(*out, *cap);
+		secmem_free(*out);
 		*out = NULL;
-		*cap = 0;
 		backend_error_set(err, "%s is empty or holds a line break", what);
 		return SFS_EINVAL;
 	}
@@ -118,14 +117,13 @@ static int container_fetch(const struct aws_env *env, struct http_client *client
 	struct http_request req = {.method = "GET", .headers = &hdr, .idempotent = true};
 	struct http_response resp = {0};
 	char *url = NULL, *token = NULL, msg[200];
-	size_t tcap = 0;
 	int rc;
 
 	(void)env;
 	rc = container_url(&url, err);
 	if (rc < 0)
 		return rc;
-	rc = container_token(&token, &tcap, err);
+	rc = container_token(&token, err);
 	if (rc < 0 && rc != SFS_ENOTFOUND)
 		goto out;
 	hdr.value = token;
@@ -146,7 +144,7 @@ static int container_fetch(const struct aws_env *env, struct http_client *client
 	}
 out:
 	http_response_release(&resp);
-	secmem_free(token, tcap);
+	secmem_free(token);
 	free(url);
 	return rc;
 }

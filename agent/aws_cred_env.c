@@ -15,13 +15,12 @@ static bool env_configured(const struct aws_env *env)
 {
 	const char *akid = getenv("AWS_ACCESS_KEY_ID");
 	char *secret = NULL;
-	size_t cap = 0;
 
 	if (env->profile_explicit || !akid || !*akid)
 		return false;
-	if (aws_env_secret("AWS_SECRET_ACCESS_KEY", &secret, &cap) < 0)
+	if (aws_env_secret("AWS_SECRET_ACCESS_KEY", &secret) < 0)
 		return false;
-	secmem_free(secret, cap);
+	secmem_free(secret);
 	return true;
 }
 
@@ -29,22 +28,21 @@ static int env_fetch(const struct aws_env *env, struct http_client *client,
                      struct aws_creds *out, struct backend_error *err)
 {
 	char *secret = NULL, *token = NULL;
-	size_t scap = 0, tcap = 0;
 	int rc;
 
 	(void)env;
 	(void)client;
-	rc = aws_env_secret("AWS_SECRET_ACCESS_KEY", &secret, &scap);
+	rc = aws_env_secret("AWS_SECRET_ACCESS_KEY", &secret);
 	if (rc == 0) {
-		aws_env_secret("AWS_SESSION_TOKEN", &token, &tcap);
+		aws_env_secret("AWS_SESSION_TOKEN", &token);
 		rc = aws_creds_set(out, getenv("AWS_ACCESS_KEY_ID"), secret, token, 0);
 	}
 	if (rc < 0)
 		backend_error_set(err, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY: %s",
 		                  rc == SFS_EINVAL ? "a value is empty or malformed"
 		                                   : sfs_strerror(rc));
-	secmem_free(secret, scap);
-	secmem_free(token, tcap);
+	secmem_free(secret);
+	secmem_free(token);
 	return rc;
 }
 

@@ -78,15 +78,14 @@ static int imds_fetch(const struct aws_env *env, struct http_client *client,
 	struct http_header tok = {"X-aws-ec2-metadata-token", NULL, true};
 	struct http_response resp = {0};
 	char *token = NULL, role[256], path[320];
-	size_t tcap = 0, n;
+	size_t n;
 	int rc;
 
 	(void)env;
 	rc = imds_call(client, "PUT", "/latest/api/token", &ttl, &resp, err);
 	if (rc < 0)
 		goto out;
-	tcap = resp.body.len + 1;
-	token = secmem_alloc(tcap);
+	token = secmem_alloc(resp.body.len + 1);
 	if (!token) {
 		rc = SFS_ENOMEM;
 		goto out;
@@ -112,7 +111,7 @@ static int imds_fetch(const struct aws_env *env, struct http_client *client,
 		                         "IMDS role credentials", out, err);
 out:
 	http_response_release(&resp);
-	secmem_free(token, tcap);
+	secmem_free(token);
 	return rc;
 }
 

@@ -14,13 +14,12 @@ static bool files_configured(const struct aws_env *env)
 }
 
 /* A key from the credentials file, else the config file. */
-static int profile_secret(const struct aws_profile *p, const char *key, char **out,
-                          size_t *cap)
+static int profile_secret(const struct aws_profile *p, const char *key, char **out)
 {
-	int rc = aws_ini_get(p->credentials_file, p->name, false, key, out, cap);
+	int rc = aws_ini_get(p->credentials_file, p->name, false, key, out);
 
 	if (rc == SFS_ENOTFOUND)
-		rc = aws_ini_get(p->config_file, p->name, true, key, out, cap);
+		rc = aws_ini_get(p->config_file, p->name, true, key, out);
 	return rc;
 }
 
@@ -29,15 +28,14 @@ static int files_fetch(const struct aws_env *env, struct http_client *client,
 {
 	const struct aws_profile *p = &env->profile;
 	char *akid = NULL, *secret = NULL, *token = NULL;
-	size_t acap = 0, scap = 0, tcap = 0;
 	int rc;
 
 	(void)client;
-	rc = profile_secret(p, "aws_access_key_id", &akid, &acap);
+	rc = profile_secret(p, "aws_access_key_id", &akid);
 	if (rc == 0)
-		rc = profile_secret(p, "aws_secret_access_key", &secret, &scap);
+		rc = profile_secret(p, "aws_secret_access_key", &secret);
 	if (rc == 0) {
-		profile_secret(p, "aws_session_token", &token, &tcap);
+		profile_secret(p, "aws_session_token", &token);
 		rc = aws_creds_set(out, akid, secret, token, 0);
 	}
 	if (rc < 0)
@@ -48,9 +46,9 @@ static int files_fetch(const struct aws_env *env, struct http_client *client,
 		                                        "aws_secret_access_key missing"
 		                  : rc == SFS_EINVAL  ? "a key is empty or malformed"
 		                                      : sfs_strerror(rc));
-	secmem_free(akid, acap);
-	secmem_free(secret, scap);
-	secmem_free(token, tcap);
+	secmem_free(akid);
+	secmem_free(secret);
+	secmem_free(token);
 	return rc;
 }
 

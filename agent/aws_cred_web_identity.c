@@ -55,15 +55,14 @@ static char *form_put(char *p, const char *name, const char *value, bool last)
 static void sts_error(const struct http_response *resp, struct backend_error *err)
 {
 	char *code = NULL, *msg = NULL;
-	size_t ccap = 0, mcap = 0;
 	const char *body = (const char *)resp->body.data;
 
-	aws_xml_text(body, resp->body.len, "Code", &code, &ccap);
-	aws_xml_text(body, resp->body.len, "Message", &msg, &mcap);
+	aws_xml_text(body, resp->body.len, "Code", &code);
+	aws_xml_text(body, resp->body.len, "Message", &msg);
 	backend_error_set(err, "STS AssumeRoleWithWebIdentity: HTTP %ld %s: %.160s",
 	                  resp->status, code ? code : "", msg ? msg : "");
-	secmem_free(code, ccap);
-	secmem_free(msg, mcap);
+	secmem_free(code);
+	secmem_free(msg);
 }
 
 static int webid_fetch(const struct aws_env *env, struct http_client *client,
@@ -79,7 +78,7 @@ static int webid_fetch(const struct aws_env *env, struct http_client *client,
 	struct http_response resp = {0};
 	char *jwt = NULL, *form = NULL, *url = NULL, *vals[4] = {0};
 	char gen_session[64], msg[200];
-	size_t jcap = 0, fcap = 0, vcap[4] = {0};
+	size_t fcap = 0;
 	time_t expiration = 0;
 	int rc;
 
@@ -90,7 +89,7 @@ static int webid_fetch(const struct aws_env *env, struct http_client *client,
 		         (long long)time(NULL));
 		session = gen_session;
 	}
-	rc = backend_read_secret_file(file, &jwt, &jcap);
+	rc = backend_read_secret_file(file, &jwt);
 	if (rc < 0) {
 		backend_error_set(err, "web identity token file %s: %s", file,
 		                  sfs_strerror(rc));
@@ -137,7 +136,7 @@ static int webid_fetch(const struct aws_env *env, struct http_client *client,
 	}
 	for (size_t i = 0; i < 4 && rc == 0; i++)
 		rc = aws_xml_text((const char *)resp.body.data, resp.body.len, fields[i],
-		                  &vals[i], &vcap[i]);
+		                  &vals[i]);
 	if (rc == 0 && aws_parse_time(vals[3], &expiration) < 0)
 		rc = SFS_EPARSE;
 	if (rc == 0)
@@ -150,9 +149,9 @@ static int webid_fetch(const struct aws_env *env, struct http_client *client,
 	}
 out:
 	for (size_t i = 0; i < 4; i++)
-		secmem_free(vals[i], vcap[i]);
-	secmem_free(jwt, jcap);
-	secmem_free(form, fcap);
+		secmem_free(vals[i]);
+	secmem_free(jwt);
+	secmem_free(form);
 	http_response_release(&resp);
 	free(url);
 	return rc;

@@ -55,7 +55,7 @@ int aws_creds_set(struct aws_creds *c, const char *akid, const char *secret,
 
 void aws_creds_release(struct aws_creds *c)
 {
-	secmem_free(c->buf, c->cap);
+	secmem_free(c->buf);
 	memset(c, 0, sizeof *c);
 }
 
@@ -96,14 +96,14 @@ int aws_env_stash(struct store *st)
 	return rc;
 }
 
-int aws_env_secret(const char *var, char **out, size_t *cap)
+int aws_env_secret(const char *var, char **out)
 {
 	int rc = SFS_ENOTFOUND;
 
 	pthread_mutex_lock(&env_lock);
 	for (size_t i = 0; i < NENV; i++)
 		if (env_store && strcmp(env_secrets[i], var) == 0)
-			rc = store_slot_get(env_store, &env_slots[i], var, out, cap);
+			rc = store_slot_get(env_store, &env_slots[i], var, out);
 	pthread_mutex_unlock(&env_lock);
 	return rc;
 }
@@ -155,7 +155,7 @@ static const struct {
     {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''},
 };
 
-int aws_xml_text(const char *xml, size_t len, const char *tag, char **out, size_t *cap)
+int aws_xml_text(const char *xml, size_t len, const char *tag, char **out)
 {
 	char open[80], close[80];
 	const char *start, *end;
@@ -189,7 +189,6 @@ int aws_xml_text(const char *xml, size_t len, const char *tag, char **out, size_
 			buf[n++] = *p++;
 	}
 	*out = buf;
-	*cap = (size_t)(end - start) + 1;
 	return 0;
 }
 

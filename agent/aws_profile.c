@@ -49,17 +49,17 @@ static bool section_matches(const char *hdr, const char *profile, bool config_st
 }
 
 int aws_ini_get(const char *file, const char *profile, bool config_style, const char *key,
-                char **out, size_t *cap)
+                char **out)
 {
 	unsigned char *text = NULL;
-	size_t len = 0, tcap = 0;
+	size_t len = 0;
 	bool in_section = false;
 	char *line, *next;
 	int rc;
 
 	if (!file)
 		return SFS_ENOTFOUND;
-	rc = secmem_read_file(file, AWS_INI_MAX, &text, &len, &tcap);
+	rc = secmem_read_file(file, AWS_INI_MAX, &text, &len);
 	if (rc < 0)
 		return rc;
 	rc = SFS_ENOTFOUND;
@@ -85,13 +85,13 @@ int aws_ini_get(const char *file, const char *profile, bool config_style, const 
 		v = trim(eq + 1, k + strlen(k));
 		if (strcmp(trim(k, eq), key) != 0)
 			continue;
-		*cap = strlen(v) + 1;
-		*out = secmem_alloc(*cap);
+		size_t n = strlen(v) + 1;
+		*out = secmem_alloc(n);
 		rc = *out ? 0 : SFS_ENOMEM;
 		if (*out)
-			memcpy(*out, v, *cap);
+			memcpy(*out, v, n);
 	}
-	secmem_free(text, tcap);
+	secmem_free(text);
 	return rc;
 }
 
@@ -99,14 +99,13 @@ int aws_ini_get(const char *file, const char *profile, bool config_style, const 
 static char *profile_value(const struct aws_profile *p, const char *key)
 {
 	char *v = NULL, *copy = NULL;
-	size_t cap = 0;
 
-	if (aws_ini_get(p->credentials_file, p->name, false, key, &v, &cap) < 0 &&
-	    aws_ini_get(p->config_file, p->name, true, key, &v, &cap) < 0)
+	if (aws_ini_get(p->credentials_file, p->name, false, key, &v) < 0 &&
+	    aws_ini_get(p->config_file, p->name, true, key, &v) < 0)
 		return NULL;
 	if (*v)
 		copy = strdup(v);
-	secmem_free(v, cap);
+	secmem_free(v);
 	return copy;
 }
 

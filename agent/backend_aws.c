@@ -106,7 +106,7 @@ static int creds_store(struct aws *a, const struct aws_creds *c)
 	         c->session_token ? c->session_token : "");
 	rc = store_slot_put(a->env.store, &a->creds, slot_name(a, name, sizeof name),
 	                    packed, strlen(packed));
-	secmem_free(packed, cap);
+	secmem_free(packed);
 	if (rc == 0) {
 		a->creds_gen++;
 		a->creds_obtained = time(NULL);
@@ -182,7 +182,6 @@ static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
                      struct backend_error *err)
 {
 	char name[300], *packed = NULL, *secret, *token;
-	size_t cap = 0;
 	bool stale;
 	int rc;
 
@@ -204,7 +203,7 @@ static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
 	pthread_mutex_lock(&a->lock);
 	*gen = a->creds_gen;
 	rc = store_slot_get(a->env.store, &a->creds, slot_name(a, name, sizeof name),
-	                    &packed, &cap);
+	                    &packed);
 	pthread_mutex_unlock(&a->lock);
 	if (rc < 0) {
 		backend_error_set(err, "no AWS credentials: %s", sfs_strerror(rc));
@@ -213,13 +212,13 @@ static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
 	secret = strchr(packed, '\n');
 	token = secret ? strchr(secret + 1, '\n') : NULL;
 	if (!token) {
-		secmem_free(packed, cap);
+		secmem_free(packed);
 		return SFS_ECRYPTO;
 	}
 	*secret++ = '\0';
 	*token++ = '\0';
 	rc = aws_creds_set(out, packed, secret, *token ? token : NULL, 0);
-	secmem_free(packed, cap);
+	secmem_free(packed);
 	return rc;
 }
 
@@ -490,7 +489,7 @@ static int secret_value(const json_t *reply, json_t **out, struct backend_error 
 			*out = json_stringn_nocheck((const char *)bin, len);
 			rc = *out ? 0 : SFS_ENOMEM;
 		}
-		secmem_free(bin, cap);
+		secmem_free(bin);
 		return rc;
 	}
 	backend_error_set(err, "GetSecretValue %s: neither SecretString nor SecretBinary",

@@ -142,7 +142,7 @@ static int dev_fetch(struct backend *be, const struct source_key *key,
 	snprintf(user + n, sizeof user - n, "-%lu", db->counter);
 
 	obj = json_pack("{s:s, s:s}", "username", user, "password", pw);
-	secmem_free(pw, DEV_PASSWORD_LEN + 1);
+	secmem_free(pw);
 	if (!obj) {
 		backend_error_set(err, "out of memory");
 		return SFS_ENOMEM;

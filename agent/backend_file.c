@@ -101,20 +101,20 @@ static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
 {
 	unsigned char *buf = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0;
 	json_error_t jerr;
 	int rc;
 
 	/* Before the read: a change in between makes the next probe differ. */
 	if (file_stat_version(fb->path, fb->doc_version, sizeof fb->doc_version) < 0)
 		fb->doc_version[0] = '\0';
-	rc = secmem_read_file(fb->path, FILE_BACKEND_MAX, &buf, &len, &cap);
+	rc = secmem_read_file(fb->path, FILE_BACKEND_MAX, &buf, &len);
 	if (rc < 0)
 		return rc;
 	crypto_generichash(hash, crypto_generichash_BYTES, buf, len, fb->hash_key,
 	                   crypto_generichash_KEYBYTES);
 	*doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	secmem_free(buf, cap);
+	secmem_free(buf);
 	if (!*doc || !json_is_object(*doc)) {
 		fb->malformed_count++;
 		/* jerr.text may quote the content near the error: log only where. */
@@ -163,7 +163,7 @@ static void file_free(struct backend *be)
 	json_decref(fb->doc);
 	if (fb->inotify_fd >= 0)
 		close(fb->inotify_fd);
-	secmem_free(fb->hash_key, crypto_generichash_KEYBYTES);
+	secmem_free(fb->hash_key);
 	free(fb->path);
 	free(fb->dir);
 	free(fb->basename);

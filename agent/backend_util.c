@@ -214,20 +214,20 @@ const char *backend_proxy_redacted(const char *url, char *buf, size_t len)
 	return buf;
 }
 
-int backend_read_secret_file(const char *path, char **out, size_t *cap)
+int backend_read_secret_file(const char *path, char **out)
 {
 	unsigned char *buf = NULL;
 	size_t n = 0;
 	int rc;
 
-	rc = secmem_read_file(path, BACKEND_MAX_SECRET_FILE, &buf, &n, cap);
+	rc = secmem_read_file(path, BACKEND_MAX_SECRET_FILE, &buf, &n);
 	if (rc < 0)
 		return rc;
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
 	                 buf[n - 1] == '\t'))
 		buf[--n] = '\0';
 	if (n == 0 || memchr(buf, '\0', n)) {
-		secmem_free(buf, *cap);
+		secmem_free(buf);
 		return SFS_EINVAL;
 	}
 	*out = (char *)buf;

@@ -144,11 +144,10 @@ int vault_login_from_reply(const json_t *reply, struct vault_login *out,
 		backend_error_set(err, "login reply has a negative auth.lease_duration");
 		return SFS_EPARSE;
 	}
-	out->token_cap = json_string_length(tok) + 1;
-	out->token = secmem_alloc(out->token_cap);
+	out->token = secmem_alloc(json_string_length(tok) + 1);
 	if (!out->token)
 		return SFS_ENOMEM;
-	memcpy(out->token, json_string_value(tok), out->token_cap);
+	memcpy(out->token, json_string_value(tok), json_string_length(tok));
 	/* Past ten years is "for ever" here, and must not overflow. */
 	out->ttl_ms = (uint64_t)(ttl > VAULT_MAX_TTL_S ? VAULT_MAX_TTL_S : ttl) * 1000;
 	out->renewable = json_is_true(json_object_get(auth, "renewable"));
@@ -163,19 +162,18 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 	const char *file = json_string_value(json_object_get(conf, "jwt_file"));
 	json_t *body = NULL, *reply = NULL;
 	char *jwt = NULL, path[512];
-	size_t cap = 0;
 	int rc;
 
 	if (!file)
 		file = default_file;
-	rc = backend_read_secret_file(file, &jwt, &cap);
+	rc = backend_read_secret_file(file, &jwt);
 	if (rc < 0) {
 		backend_error_set(err, "cannot read jwt_file %s: %s", file,
 		                  sfs_strerror(rc));
 		return rc;
 	}
 	body = json_pack("{s:s, s:s}", "role", role, "jwt", jwt);
-	secmem_free(jwt, cap);
+	secmem_free(jwt);
 	if (!body)
 		return SFS_ENOMEM;
 	snprintf(path, sizeof path, "auth/%s/login", vault_auth_mount(conf, ops));
@@ -245,14 +243,14 @@ int vault_stash(struct vault *v, const char *data, size_t len)
 	return rc;
 }
 
-int vault_unstash(struct vault *v, char **out, size_t *cap)
+int vault_unstash(struct vault *v, char **out)
 {
 	char name[300];
 	int rc;
 
 	pthread_mutex_lock(&v->lock);
 	rc = store_slot_get(v->store, &v->stash, slot_name(v, "stash", name, sizeof name),
-	                    out, cap);
+	                    out);
 	pthread_mutex_unlock(&v->lock);
 	return rc;
 }
@@ -314,7 +312,7 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 	struct http_response resp = {0};
 	struct http_client *client = NULL;
 	char *escaped = NULL, *url = NULL, *text = NULL, *tok = NULL, msg[160];
-	size_t tok_cap = 0, nh = 0;
+	size_t nh = 0;
 	json_error_t jerr;
 	json_t *reply = NULL;
 	int rc;
@@ -327,8 +325,7 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 	if (with_token) {
 		if (!token) {
 			rc = store_slot_get(v->store, &v->token,
-			                    slot_name(v, "token", msg, sizeof msg), &tok,
-			                    &tok_cap);
+			                    slot_name(v, "token", msg, sizeof msg), &tok);
 			if (rc < 0) {
 				backend_error_set(err, "not logged in to Vault");
 				return rc == SFS_ENOTFOUND ? SFS_ETRANSIENT : rc;
@@ -410,7 +407,7 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 out:
 	json_decref(reply);
 	secjson_free_buf(text);
-	secmem_free(tok, tok_cap);
+	secmem_free(tok);
 	http_response_release(&resp);
 	free(escaped);
 	free(url);
@@ -499,7 +496,7 @@ static int vault_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 		                    slot_name(v, "token", name, sizeof name), login.token,
 		                    strlen(login.token));
 	}
-	secmem_free(login.token, login.token_cap);
+	secmem_free(login.token);
 	if (rc < 0) {
 		uint64_t delay = timing_backoff(v->login_attempt++, VAULT_LOGIN_BASE_MS,
 		                                VAULT_LOGIN_CAP_MS, err.retry_after_ms,

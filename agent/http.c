@@ -476,7 +476,7 @@ static int attempt(struct http_client *c, const struct http_request *req,
 		}
 		snprintf(line, n, "%s: %s", req->headers[i].name, req->headers[i].value);
 		grown = api.slist_append(headers, line);
-		secmem_free(line, n);
+		secmem_free(line);
 		if (!grown) {
 			rc = SFS_ENOMEM;
 			goto out;

@@ -320,28 +320,27 @@ const json_t *render_select(const json_t *value, const char *path)
 }
 
 /*
- * Decodes the base64 string s into a secmem block (*bin, *bin_cap bytes
- * allocated, *bin_len used), trying the standard alphabet with and without
+ * Decodes the base64 string s into a secmem block (*bin, *bin_len bytes
+ * used), trying the standard alphabet with and without
  * padding, then the URL-safe one; whitespace is ignored.
  */
-static int decode_base64(const json_t *s, unsigned char **bin, size_t *bin_len,
-                         size_t *bin_cap)
+static int decode_base64(const json_t *s, unsigned char **bin, size_t *bin_len)
 {
 	static const int variants[] = {
 	    sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
 	    sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
 	const char *text = json_string_value(s);
-	size_t text_len = json_string_length(s);
+	size_t text_len = json_string_length(s), cap;
 
 	/* Generous: whitespace may pad the text, but not without bound. */
 	if (text_len / 4 > RENDER_MAX_LEN)
 		return SFS_ETOOBIG;
-	*bin_cap = text_len / 4 * 3 + 3;
-	*bin = secmem_alloc(*bin_cap);
+	cap = text_len / 4 * 3 + 3;
+	*bin = secmem_alloc(cap);
 	if (!*bin)
 		return SFS_ENOMEM;
 	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
-		if (sodium_base642bin(*bin, *bin_cap, text, text_len, " \t\r\n", bin_len,
+		if (sodium_base642bin(*bin, cap, text, text_len, " \t\r\n", bin_len,
 		                      NULL, variants[i]) == 0)
 			return 0;
 	}
@@ -667,7 +666,7 @@ int render(const struct render_spec *spec, const json_t *value, struct secbuf *o
 	const json_t *sel = value;
 	json_t *parsed = NULL;
 	unsigned char *bin = NULL;
-	size_t bin_len = 0, bin_cap = 0, limit = RENDER_MAX_LEN;
+	size_t bin_len = 0, limit = RENDER_MAX_LEN;
 	int rc = SFS_EINVAL;
 
 	if (err && errlen > 0)
@@ -697,7 +696,7 @@ int render(const struct render_spec *spec, const json_t *value, struct secbuf *o
 			rc = SFS_EINVAL;
 			goto out;
 		}
-		rc = decode_base64(sel, &bin, &bin_len, &bin_cap);
+		rc = decode_base64(sel, &bin, &bin_len);
 		if (rc == SFS_EINVAL) {
 			render_err(err, errlen, "%s%s%s%s is not valid base64", what,
 			           spec->field ? " \"" : "", spec->field ? name : "",
@@ -753,7 +752,7 @@ out:
 		else
 			render_err(err, errlen, "%s", sfs_strerror(rc));
 	}
-	secmem_free(bin, bin_cap);
+	secmem_free(bin);
 	json_decref(parsed);
 	return rc;
 }

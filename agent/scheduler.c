@@ -1228,7 +1228,7 @@ void sched_free(struct sched *s)
 	free(s->files);
 	free(s->maintain_due);
 	free(s->queue);
-	secmem_free(s->hash_key, crypto_generichash_KEYBYTES);
+	secmem_free(s->hash_key);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
 	pthread_cond_destroy(&s->ready_cond);

@@ -186,17 +186,15 @@ void *secmem_alloc(size_t len)
 /*
  * Wipes and releases p. Both kinds of block know their own size (an arena
  * records each run it hands out, sodium_free knows its mapping), so the
- * whole block is wiped and released even if len is off; len is part of the
- * contract but not trusted. Freeing a pointer that is not the start of a
+ * whole block is wiped and released. Freeing a pointer that is not the start of a
  * live arena run (a double or wild free) is a memory-safety bug and aborts.
  * NULL-safe.
  */
-void secmem_free(void *p, size_t len)
+void secmem_free(void *p)
 {
 	struct secmem_arena *a;
 	int bad = 0;
 
-	(void)len;
 	if (!p)
 		return;
 	pthread_mutex_lock(&secmem_lock);
@@ -270,7 +268,7 @@ int secbuf_append(struct secbuf *b, const void *p, size_t n)
 			return SFS_ENOMEM;
 		if (b->len)
 			memcpy(data, b->data, b->len);
-		secmem_free(b->data, b->cap);
+		secmem_free(b->data);
 		b->data = data;
 		b->cap = cap;
 	}
@@ -288,14 +286,13 @@ int secbuf_puts(struct secbuf *b, const char *s)
 /* Wipes and frees the contents; the buffer keeps its max and may be reused. */
 void secbuf_release(struct secbuf *b)
 {
-	secmem_free(b->data, b->cap);
+	secmem_free(b->data);
 	b->data = NULL;
 	b->len = 0;
 	b->cap = 0;
 }
 
-int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *len,
-                     size_t *cap_out)
+int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *len)
 {
 	struct stat st;
 	unsigned char *buf = NULL;
@@ -330,11 +327,10 @@ int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *
 	}
 	*out = buf;
 	*len = n;
-	*cap_out = cap;
 	buf = NULL;
 	rc = 0;
 out:
-	secmem_free(buf, cap);
+	secmem_free(buf);
 	close(fd);
 	return rc;
 }

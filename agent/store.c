@@ -131,7 +131,7 @@ out:
 
 /*
  * Opens a blob sealed as (name, version) into a fresh secmem block.
- * On success *out holds *len bytes (free with secmem_free(*out, *len); for
+ * On success *out holds *len bytes (free with secmem_free(*out); for
  * empty content *out is a 1-byte block and *len is 0). On failure nothing is
  * assigned and any partial plaintext is wiped. Returns 0, SFS_ECRYPTO
  * (tampered, or another name, version or key), SFS_ENOMEM or SFS_EINVAL.
@@ -169,7 +169,7 @@ int store_unseal(struct store *st, const struct store_blob *blob, const char *na
 	plain = NULL;
 	rc = 0;
 out:
-	secmem_free(plain, plain_len);
+	secmem_free(plain);
 	free(ad);
 	return rc;
 }
@@ -211,7 +211,7 @@ int store_slot_put(struct store *st, struct store_slot *slot, const char *name,
 }
 
 int store_slot_get(struct store *st, const struct store_slot *slot, const char *name,
-                   char **out, size_t *cap)
+                   char **out)
 {
 	unsigned char *plain = NULL;
 	size_t len = 0;
@@ -226,10 +226,9 @@ int store_slot_get(struct store *st, const struct store_slot *slot, const char *
 	*out = secmem_alloc(len + 1);
 	if (*out)
 		memcpy(*out, plain, len);
-	secmem_free(plain, len);
+	secmem_free(plain);
 	if (!*out)
 		return SFS_ENOMEM;
-	*cap = len + 1;
 	return 0;
 }
 

@@ -17,10 +17,9 @@
 struct vault;
 
 /* A successful login. The token is in guarded memory; the caller frees
- * it with secmem_free(token, token_cap). */
+ * it with secmem_free(token). */
 struct vault_login {
 	char *token;
-	size_t token_cap;
 	uint64_t ttl_ms; /* 0: does not expire */
 	bool renewable;
 };
@@ -73,7 +72,7 @@ const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *op
 
 /* A sealed slot an auth method may keep material in between logins (the
  * AppRole secret ID after unwrapping). stash replaces it; unstash returns
- * a guarded copy (free with secmem_free(*out, *cap)) or SFS_ENOTFOUND. */
+ * a guarded copy (free with secmem_free(*out)) or SFS_ENOTFOUND. */
 /*
  * The environment variable BAO_<suffix>, else VAULT_<suffix> ("ADDR",
  * "TOKEN", ...), when non-empty; else NULL. OpenBao's own client prefers
@@ -82,7 +81,7 @@ const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *op
 const char *vault_env(const char *suffix);
 
 int vault_stash(struct vault *v, const char *data, size_t len);
-int vault_unstash(struct vault *v, char **out, size_t *cap);
+int vault_unstash(struct vault *v, char **out);
 
 /* Logs in at auth/<mount>/login with {"role", "jwt"}, the JWT read from
  * conf "jwt_file" (else default_file) at every call. */

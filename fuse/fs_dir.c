@@ -404,7 +404,7 @@ static int write_file(struct fs_dir *d, int genfd, const struct dir_file *f)
 fail:
 	log_error("directory %s: cannot write %s: %s", d->path, f->name, strerror(errno));
 out:
-	secmem_free(data, len);
+	secmem_free(data);
 	if (fd >= 0)
 		close(fd);
 	if (pfd >= 0)

@@ -185,7 +185,7 @@ static void handle_release(struct fs_fuse *fs, struct fs_handle *h)
 	fs->nhandles--;
 	h->inode->nopen--;
 	inode_maybe_free(fs, h->inode);
-	secmem_free(h->data, h->len);
+	secmem_free(h->data);
 	free(h);
 }
 

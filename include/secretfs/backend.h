@@ -195,7 +195,7 @@ const char *backend_proxy_redacted(const char *url, char *buf, size_t len);
 
 /* Reads a whole small file holding a token, a JWT or an ID into guarded
  * memory, trailing whitespace removed. Returns 0, SFS_ENOTFOUND, SFS_EIO,
- * SFS_ETOOBIG, or SFS_EINVAL when empty. Free with secmem_free(*out, *cap). */
-int backend_read_secret_file(const char *path, char **out, size_t *cap);
+ * SFS_ETOOBIG, or SFS_EINVAL when empty. Free with secmem_free(*out). */
+int backend_read_secret_file(const char *path, char **out);
 
 #endif

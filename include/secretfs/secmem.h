@@ -16,9 +16,9 @@ int secmem_init(void);
  * NULL when out of memory. */
 void *secmem_alloc(size_t len);
 
-/* Wipes and releases a block from secmem_alloc; len must be the length given
- * at allocation. NULL-safe. */
-void secmem_free(void *p, size_t len);
+/* Wipes and releases a whole block from secmem_alloc (each block knows its
+ * own size). Freeing anything else aborts. NULL-safe. */
+void secmem_free(void *p);
 
 /*
  * Zeroes the stack below the caller (32 KiB): rendering, hashing and
@@ -28,13 +28,11 @@ void secmem_free(void *p, size_t len);
 void secmem_wipe_stack(void);
 
 /*
- * Reads a whole regular file of at most max bytes into a block of *cap
- * bytes holding its *len bytes of content and a NUL. Returns 0,
- * SFS_ENOTFOUND, SFS_ETOOBIG, SFS_EIO or SFS_ENOMEM. Free the block with
- * secmem_free(*out, *cap).
+ * Reads a whole regular file of at most max bytes into a guarded block
+ * holding its *len bytes of content and a NUL. Returns 0, SFS_ENOTFOUND,
+ * SFS_ETOOBIG, SFS_EIO or SFS_ENOMEM. Free the block with secmem_free(*out).
  */
-int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *len,
-                     size_t *cap);
+int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *len);
 
 /* A growable byte buffer in guarded memory with a hard cap given at init. */
 struct secbuf {

@@ -29,7 +29,7 @@ int store_seal(struct store *st, const char *name, uint64_t version, const void 
 
 /*
  * Opens a blob that must have been sealed as (name, version). On success
- * *out is a secmem block of *len bytes (free with secmem_free(*out, *len)).
+ * *out is a secmem block of *len bytes (free with secmem_free(*out)).
  * Returns 0, SFS_ECRYPTO if the blob was tampered with or was sealed under
  * another name or version, or SFS_ENOMEM.
  */
@@ -60,10 +60,10 @@ int store_slot_put(struct store *st, struct store_slot *slot, const char *name,
                    const void *data, size_t len);
 
 /* A NUL-terminated guarded copy of the slot's content: free it with
- * secmem_free(*out, *cap). Returns 0, SFS_ENOTFOUND (empty), SFS_ECRYPTO
- * or SFS_ENOMEM. */
+ * secmem_free(*out). Returns 0, SFS_ENOTFOUND (empty), SFS_ECRYPTO or
+ * SFS_ENOMEM. */
 int store_slot_get(struct store *st, const struct store_slot *slot, const char *name,
-                   char **out, size_t *cap);
+                   char **out);
 
 /* Empties the slot. */
 void store_slot_clear(struct store_slot *slot);

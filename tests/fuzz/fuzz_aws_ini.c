@@ -26,11 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int style = 0; style < 2; style++)
 			for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
 				char *v = NULL;
-				size_t cap = 0;
 
-				if (aws_ini_get(path, profiles[p], style, keys[k], &v,
-				                &cap) == 0)
-					secmem_free(v, cap);
+				if (aws_ini_get(path, profiles[p], style, keys[k], &v) == 0)
+					secmem_free(v);
 			}
 	close(fd);
 	return 0;

@@ -12,14 +12,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
 		char *text = NULL;
-		size_t cap = 0;
 		time_t t;
 
-		if (aws_xml_text(xml, size, tags[i], &text, &cap) == 0) {
-			if (strlen(text) >= cap)
+		if (aws_xml_text(xml, size, tags[i], &text) == 0) {
+			if (strlen(text) >= size)
 				abort();
 			aws_parse_time(text, &t);
-			secmem_free(text, cap);
+			secmem_free(text);
 		}
 	}
 	free(xml);

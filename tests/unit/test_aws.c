@@ -36,12 +36,11 @@ static char *ini(const char *file, const char *profile, bool config_style,
 {
 	static char copy[256];
 	char *v = NULL;
-	size_t cap = 0;
 
-	if (aws_ini_get(file, profile, config_style, key, &v, &cap) < 0)
+	if (aws_ini_get(file, profile, config_style, key, &v) < 0)
 		return NULL;
 	snprintf(copy, sizeof copy, "%s", v);
-	secmem_free(v, cap);
+	secmem_free(v);
 	return copy;
 }
 
@@ -112,7 +111,6 @@ TEST(test_chain_order)
 	struct aws_env env = {0};
 	struct store *st = NULL;
 	char *v = NULL;
-	size_t cap = 0;
 	const char *const vars[] = {"AWS_ACCESS_KEY_ID", "AWS_ROLE_ARN",
 	                            "AWS_WEB_IDENTITY_TOKEN_FILE",
 	                            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -140,9 +138,9 @@ TEST(test_chain_order)
 	CHECK_EQ_INT(aws_env_stash(st), 0);
 	CHECK(getenv("AWS_SECRET_ACCESS_KEY") == NULL); /* sealed and wiped */
 	CHECK(aws_cred_choose(&env) == &aws_cred_environment);
-	CHECK_EQ_INT(aws_env_secret("AWS_SECRET_ACCESS_KEY", &v, &cap), 0);
+	CHECK_EQ_INT(aws_env_secret("AWS_SECRET_ACCESS_KEY", &v), 0);
 	CHECK_STR_EQ(v, "secret-key-for-test");
-	secmem_free(v, cap);
+	secmem_free(v);
 	env.profile_explicit = true;
 	CHECK(aws_cred_choose(&env) == &aws_cred_web_identity);
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
@@ -171,19 +169,18 @@ TEST(test_xml_text)
 	                  "<SessionToken>a&amp;b&lt;c&gt;&quot;&apos;</SessionToken>"
 	                  "<Empty></Empty></Credentials></R>";
 	char *v = NULL;
-	size_t cap = 0;
 
-	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "AccessKeyId", &v, &cap), 0);
+	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "AccessKeyId", &v), 0);
 	CHECK_STR_EQ(v, "ASIA1");
-	secmem_free(v, cap);
-	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "SessionToken", &v, &cap), 0);
+	secmem_free(v);
+	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "SessionToken", &v), 0);
 	CHECK_STR_EQ(v, "a&b<c>\"'");
-	secmem_free(v, cap);
-	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "Empty", &v, &cap), 0);
+	secmem_free(v);
+	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "Empty", &v), 0);
 	CHECK_STR_EQ(v, "");
-	secmem_free(v, cap);
-	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "Missing", &v, &cap), SFS_ENOTFOUND);
-	CHECK_EQ_INT(aws_xml_text(xml, 20, "SessionToken", &v, &cap), SFS_ENOTFOUND);
+	secmem_free(v);
+	CHECK_EQ_INT(aws_xml_text(xml, strlen(xml), "Missing", &v), SFS_ENOTFOUND);
+	CHECK_EQ_INT(aws_xml_text(xml, 20, "SessionToken", &v), SFS_ENOTFOUND);
 }
 
 TEST(test_creds_from_json)

@@ -70,7 +70,7 @@ TEST(test_seal_unseal_round_trip_sizes)
 		CHECK(got != NULL);
 		CHECK_EQ_INT(got_len, n);
 		CHECK(got && memcmp(got, plain, n) == 0);
-		secmem_free(got, got_len);
+		secmem_free(got);
 		store_blob_free(blob);
 		free(plain);
 	}
@@ -88,7 +88,7 @@ TEST(test_seal_accepts_null_for_empty_content)
 	CHECK_EQ_INT(store_unseal(st, blob, "empty", 1, &got, &got_len), 0);
 	CHECK(got != NULL);
 	CHECK_EQ_INT(got_len, 0);
-	secmem_free(got, got_len);
+	secmem_free(got);
 	store_blob_free(blob);
 	store_free(st);
 }
@@ -246,7 +246,7 @@ TEST(test_free_functions_accept_null)
 {
 	store_free(NULL);
 	store_blob_free(NULL);
-	secmem_free(NULL, 10);
+	secmem_free(NULL);
 	CHECK(1);
 }
 
@@ -262,7 +262,7 @@ TEST(test_secmem_blocks_are_zero_filled)
 		CHECK(p && all_zero(p, n ? n : 1));
 		if (p)
 			memset(p, 0xa5, n ? n : 1);
-		secmem_free(p, n);
+		secmem_free(p);
 	}
 }
 
@@ -277,13 +277,13 @@ TEST(test_secmem_free_wipes_the_block)
 	CHECK(p != NULL);
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before + 1024);
 	memset(p, 0x5a, n);
-	secmem_free(p, n);
+	secmem_free(p);
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before);
 	q = secmem_alloc(n);
 	/* First fit with nothing else running: the same units come back. */
 	CHECK(q == p);
 	CHECK(q && all_zero(q, n));
-	secmem_free(q, n);
+	secmem_free(q);
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before);
 }
 
@@ -299,7 +299,7 @@ TEST(test_secmem_large_blocks_bypass_the_arenas)
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before);
 	if (p) {
 		memset(p, 0x11, 70000);
-		secmem_free(p, 70000);
+		secmem_free(p);
 	}
 }
 
@@ -323,7 +323,7 @@ TEST(test_secmem_falls_back_when_arenas_are_full)
 	for (int i = 0; i < N; i++) {
 		CHECK(blocks[i] && blocks[i][0] == (unsigned char)(i + 1) &&
 		      blocks[i][SZ - 1] == (unsigned char)(i + 1));
-		secmem_free(blocks[i], SZ);
+		secmem_free(blocks[i]);
 	}
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before);
 }
@@ -340,12 +340,12 @@ TEST(test_secmem_free_with_wrong_length_still_wipes_whole_block)
 	if (!p)
 		return;
 	memset(p, 0x77, 2000);
-	secmem_free(p, 100);
+	secmem_free(p);
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before);
 	q = secmem_alloc(2000);
 	CHECK(q == p);
 	CHECK(q && all_zero(q, 2000));
-	secmem_free(q, 2000);
+	secmem_free(q);
 }
 
 TEST(test_secmem_double_free_aborts)
@@ -359,8 +359,8 @@ TEST(test_secmem_double_free_aborts)
 		int fd = open("/dev/null", O_WRONLY);
 		unsigned char *p = secmem_alloc(100);
 		dup2(fd, 2);
-		secmem_free(p, 100);
-		secmem_free(p, 100);
+		secmem_free(p);
+		secmem_free(p);
 		_exit(0);
 	}
 	CHECK(pid > 0);
@@ -444,7 +444,7 @@ static void *secmem_worker(void *arg)
 				if (p[i][k] != want[0])
 					w->failures++;
 			}
-			secmem_free(p[i], len[i]);
+			secmem_free(p[i]);
 			p[i] = NULL;
 		} else {
 			size_t n = (size_t)(rand_r(&seed) % 5000);
@@ -462,7 +462,7 @@ static void *secmem_worker(void *arg)
 		}
 	}
 	for (int i = 0; i < LIVE; i++)
-		secmem_free(p[i], len[i]);
+		secmem_free(p[i]);
 	return NULL;
 }
 

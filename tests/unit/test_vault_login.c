@@ -41,7 +41,7 @@ TEST(login_reply_gives_token_ttl_and_renewable)
 	CHECK_STR_EQ(l.token, "hvs.abc");
 	CHECK_EQ_INT(l.ttl_ms, 3600000);
 	CHECK(l.renewable);
-	secmem_free(l.token, l.token_cap);
+	secmem_free(l.token);
 }
 
 TEST(login_reply_with_a_negative_ttl_is_refused)
@@ -76,7 +76,7 @@ TEST(login_reply_with_a_huge_ttl_is_capped_not_wrapped)
 	                   &l, &err),
 	             0);
 	CHECK_EQ_INT(l.ttl_ms, 10ull * 365 * 24 * 3600 * 1000);
-	secmem_free(l.token, l.token_cap);
+	secmem_free(l.token);
 }
 
 TEST_MAIN(login_reply_gives_token_ttl_and_renewable,
