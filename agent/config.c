@@ -5,7 +5,8 @@
  * and one diag message per problem (file, key path, why).
  *
  * Backend objects and backend-specific per-secret keys are validated by the
- * backend named in their "type" (backend.h); the common keys are checked here.
+ * backend named in their "type" (backend.h), an on_change block by onchange.c;
+ * the common keys are checked here, with the value checks of confval.h.
  *
  * Messages name keys, backend names, types, durations and mount paths; they
  * never echo values that could be secret (template text, command arguments,
@@ -13,19 +14,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "confval.h"
+#include "onchange.h"
 #include "secretfs/backend.h"
 #include "secretfs/config.h"
-#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 
@@ -33,23 +31,16 @@
 #define CONFIG_MAX_BACKENDS 256
 #define CONFIG_MAX_SECRETS 4096
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 5000
-#define CONFIG_MAX_ARGS 256
-#define CONFIG_MAX_STR 4096 /* paths, fields, pid files, arguments */
 #define CONFIG_MAX_NAME 1024
 #define CONFIG_MAX_SEGMENT 255
 #define CONFIG_MAX_ID 4294967294u /* (uid_t)-1 means "unchanged" to chown */
 #define CONFIG_MAX_MODE 07777
 #define DEFAULT_STARTUP_TIMEOUT_MS 30000
-#define DEFAULT_DEBOUNCE_MS 1000
-#define KP_MAX 2048  /* key paths: a full secret name, escaped, plus a key */
-#define QUOTE_MAX 80 /* bytes of a user string echoed in a message */
 
 struct parser {
-	struct diag *d;
+	struct confval cv; /* the diag, the problem count, out of memory */
 	struct config *cfg;
 	const json_t *backends; /* the "backends" object, when it is one */
-	unsigned errors;
-	bool oom;
 };
 
 static const char *const top_keys[] = {
@@ -61,18 +52,7 @@ static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const secret_keys[] = {"backend",  "path",   "field",     "format",
                                           "template", "decode", "refresh",   "mode",
                                           "uid",      "gid",    "on_change", NULL};
-static const char *const onchange_keys[] = {"signal", "pid_file", "command", "debounce",
-                                            NULL};
 static const char *const no_keys[] = {NULL};
-
-static const struct {
-	const char *name;
-	int number;
-} signal_names[] = {
-    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
-    {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"ALRM", SIGALRM}, {"WINCH", SIGWINCH},
-    {"CONT", SIGCONT}, {"PIPE", SIGPIPE}, {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},
-};
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -81,155 +61,14 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-static void problem(struct parser *p, const char *kp, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void problem(struct parser *p, const char *kp, const char *fmt, ...)
-{
-	char reason[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vsnprintf(reason, sizeof reason, fmt, ap) < 0)
-		reason[0] = '\0';
-	va_end(ap);
-	p->errors++;
-	diag_add(p->d, kp, "%s", reason);
-}
-
-static char *dup_str(struct parser *p, const char *s)
-{
-	char *c = strdup(s);
-
-	if (!c)
-		p->oom = true;
-	return c;
-}
-
-/*
- * Writes s into buf as a double-quoted string with quotes, backslashes and
- * control characters escaped, cut after QUOTE_MAX bytes. Returns buf.
- */
-static const char *quote(char *buf, size_t len, const char *s)
-{
-	size_t pos = 0, n = 0;
-
-	if (len < 8)
-		return "\"\"";
-	buf[pos++] = '"';
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++, n++) {
-		if (n == QUOTE_MAX || pos + 8 >= len) {
-			memcpy(buf + pos, "...", 3);
-			pos += 3;
-			break;
-		}
-		if (*c == '"' || *c == '\\') {
-			buf[pos++] = '\\';
-			buf[pos++] = (char)*c;
-		} else if (*c < 0x20 || *c == 0x7f) {
-			pos += (size_t)snprintf(buf + pos, len - pos, "\\x%02x", *c);
-		} else {
-			buf[pos++] = (char)*c;
-		}
-	}
-	buf[pos++] = '"';
-	buf[pos] = '\0';
-	return buf;
-}
-
-static bool in_list(const char *const *list, const char *key)
-{
-	for (; list && *list; list++)
-		if (strcmp(*list, key) == 0)
-			return true;
-	return false;
-}
-
-/* Joins the names of a and b (either may be NULL) with ", " into buf. */
-static const char *join(char *buf, size_t len, const char *const *a, const char *const *b)
-{
-	const char *const *lists[2] = {a, b};
-	size_t pos = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < 2; i++) {
-		for (const char *const *k = lists[i]; k && *k; k++) {
-			int n =
-			    snprintf(buf + pos, len - pos, "%s%s", pos ? ", " : "", *k);
-			if (n < 0 || (size_t)n >= len - pos)
-				return buf;
-			pos += (size_t)n;
-		}
-	}
-	return buf;
-}
-
-/* Reports every key of obj missing from allowed (and from extra). */
-static void check_keys(struct parser *p, const json_t *obj, const char *kp,
-                       const char *const *allowed, const char *const *extra)
-{
-	char ckp[KP_MAX], q[QUOTE_MAX * 4 + 8], list[512];
-	const char *key;
-	json_t *v;
-
-	json_object_foreach((json_t *)obj, key, v)
-	{
-		if (in_list(allowed, key) || in_list(extra, key))
-			continue;
-		problem(p, diag_keypath(ckp, sizeof ckp, kp, key),
-		        "unknown key %s (%s takes: %s)", quote(q, sizeof q, key),
-		        kp && kp[0] ? kp : "the top level",
-		        join(list, sizeof list, allowed, extra));
-	}
-}
-
-/* The value of key in obj; reports it when required and absent. */
-static json_t *get(struct parser *p, const json_t *obj, const char *kp, const char *key,
-                   bool required)
-{
-	json_t *v = json_object_get(obj, key);
-
-	if (!v && required)
-		problem(p, kp, "missing required key \"%s\"", key);
-	return v;
-}
-
-/*
- * A non-empty string of at most maxlen bytes. Returns 1 and sets *out when
- * valid, 0 when absent, -1 when invalid (reported).
- */
-static int get_str(struct parser *p, const json_t *obj, const char *kp, const char *key,
-                   bool required, size_t maxlen, const char **out)
-{
-	char ckp[KP_MAX];
-	json_t *v = get(p, obj, kp, key, required);
-
-	if (!v)
-		return 0;
-	diag_keypath(ckp, sizeof ckp, kp, key);
-	if (!json_is_string(v)) {
-		problem(p, ckp, "must be a string");
-		return -1;
-	}
-	if (json_string_length(v) == 0) {
-		problem(p, ckp, "must not be empty");
-		return -1;
-	}
-	if (json_string_length(v) > maxlen) {
-		problem(p, ckp, "must be at most %zu bytes", maxlen);
-		return -1;
-	}
-	*out = json_string_value(v);
-	return 1;
-}
-
 /* A uid or gid: an integer from 0 to CONFIG_MAX_ID. */
 static int parse_id(struct parser *p, const json_t *v, const char *kp, uint32_t *out)
 {
 	json_int_t i;
 
 	if (!json_is_integer(v) || (i = json_integer_value(v)) < 0 || i > CONFIG_MAX_ID) {
-		problem(p, kp, "must be an integer from 0 to %u", CONFIG_MAX_ID);
+		confval_problem(&p->cv, kp, "must be an integer from 0 to %u",
+		                CONFIG_MAX_ID);
 		return -1;
 	}
 	*out = (uint32_t)i;
@@ -268,58 +107,30 @@ static int parse_mode(struct parser *p, const json_t *v, const char *kp, bool fi
 		goto bad;
 	}
 	if (m & 07000) {
-		problem(p, kp, "setuid, setgid and sticky bits are not allowed");
+		confval_problem(&p->cv, kp,
+		                "setuid, setgid and sticky bits are not allowed");
 		return -1;
 	}
 	if (file && (m & 0222)) {
-		problem(p, kp, "must not include write bits: the mount is read-only");
+		confval_problem(&p->cv, kp,
+		                "must not include write bits: the mount is read-only");
 		return -1;
 	}
 	*out = (mode_t)m;
 	return 0;
 bad:
-	problem(p, kp, "must be an octal mode like \"0400\"");
+	confval_problem(&p->cv, kp, "must be an octal mode like \"0400\"");
 	return -1;
 }
 
 static int parse_bool(struct parser *p, const json_t *v, const char *kp, bool *out)
 {
 	if (!json_is_boolean(v)) {
-		problem(p, kp, "must be true or false");
+		confval_problem(&p->cv, kp, "must be true or false");
 		return -1;
 	}
 	*out = json_is_true(v);
 	return 0;
-}
-
-/* --- durations ---------------------------------------------------------- */
-
-static int parse_duration(struct parser *p, const json_t *v, const char *kp,
-                          uint64_t *out)
-{
-	char q[QUOTE_MAX * 4 + 8];
-	const char *reason;
-
-	if (json_is_string(v)) {
-		reason = duration_from_string(json_string_value(v), out);
-		if (reason) {
-			problem(p, kp, "invalid duration %s: %s",
-			        quote(q, sizeof q, json_string_value(v)), reason);
-			return -1;
-		}
-		return 0;
-	}
-	if (json_is_number(v)) {
-		reason = duration_from_seconds(json_number_value(v), out);
-		if (reason) {
-			problem(p, kp, "invalid duration: %s", reason);
-			return -1;
-		}
-		return 0;
-	}
-	problem(p, kp,
-	        "must be a duration: a number of seconds or a string like \"90s\"");
-	return -1;
 }
 
 /* --- names -------------------------------------------------------------- */
@@ -373,23 +184,24 @@ static void parse_mount(struct parser *p, const json_t *obj)
 {
 	struct config_mount *m = &p->cfg->mount;
 	const char *kp = "mount", *s;
-	char ckp[KP_MAX];
+	char ckp[CONFVAL_KP_MAX];
 	json_t *v;
 
 	if (!json_is_object(obj)) {
-		problem(p, kp, "must be an object");
+		confval_problem(&p->cv, kp, "must be an object");
 		return;
 	}
-	check_keys(p, obj, kp, mount_keys, NULL);
-	if (get_str(p, obj, kp, "path", true, CONFIG_MAX_STR, &s) == 1)
-		m->path = dup_str(p, s);
-	if (get_str(p, obj, kp, "type", false, 64, &s) == 1) {
+	confval_check_keys(&p->cv, obj, kp, mount_keys, NULL);
+	if (confval_get_str(&p->cv, obj, kp, "path", true, CONFVAL_MAX_STR, &s) == 1)
+		m->path = confval_dup(&p->cv, s);
+	if (confval_get_str(&p->cv, obj, kp, "type", false, 64, &s) == 1) {
 		if (strcmp(s, "fuse") == 0)
 			m->type = MOUNT_FUSE;
 		else if (strcmp(s, "directory") == 0)
 			m->type = MOUNT_DIRECTORY;
 		else
-			problem(p, "mount.type", "must be \"fuse\" or \"directory\"");
+			confval_problem(&p->cv, "mount.type",
+			                "must be \"fuse\" or \"directory\"");
 	}
 	if ((v = json_object_get(obj, "uid")))
 		parse_id(p, v, "mount.uid", &m->uid);
@@ -407,14 +219,17 @@ static void parse_mount(struct parser *p, const json_t *obj)
 		           &m->keep_on_exit);
 	if (m->type == MOUNT_DIRECTORY) {
 		if (json_object_get(obj, "allow_other"))
-			problem(p, "mount.allow_other",
-			        "only for \"type\": \"fuse\" (a directory's files are "
-			        "governed by their modes and owners)");
+			confval_problem(
+			    &p->cv, "mount.allow_other",
+			    "only for \"type\": \"fuse\" (a directory's files are "
+			    "governed by their modes and owners)");
 		if (m->path && strncmp(m->path, "/dev/fd/", 8) == 0)
-			problem(p, "mount.path",
-			        "a /dev/fd/N descriptor is only for \"type\": \"fuse\"");
+			confval_problem(
+			    &p->cv, "mount.path",
+			    "a /dev/fd/N descriptor is only for \"type\": \"fuse\"");
 	} else if (json_object_get(obj, "keep_on_exit")) {
-		problem(p, "mount.keep_on_exit", "only for \"type\": \"directory\"");
+		confval_problem(&p->cv, "mount.keep_on_exit",
+		                "only for \"type\": \"directory\"");
 	}
 }
 
@@ -424,46 +239,47 @@ static void parse_log(struct parser *p, const json_t *obj)
 	const char *s;
 
 	if (!json_is_object(obj)) {
-		problem(p, "log", "must be an object");
+		confval_problem(&p->cv, "log", "must be an object");
 		return;
 	}
-	check_keys(p, obj, "log", log_keys, NULL);
-	if (get_str(p, obj, "log", "level", false, 64, &s) == 1) {
+	confval_check_keys(&p->cv, obj, "log", log_keys, NULL);
+	if (confval_get_str(&p->cv, obj, "log", "level", false, 64, &s) == 1) {
 		if (log_level_parse(s, &level) == 0)
 			p->cfg->log.level = (int)level;
 		else
-			problem(p, "log.level", "must be one of " LOG_LEVEL_CHOICES);
+			confval_problem(&p->cv, "log.level",
+			                "must be one of " LOG_LEVEL_CHOICES);
 	}
-	if (get_str(p, obj, "log", "format", false, 64, &s) == 1 &&
+	if (confval_get_str(&p->cv, obj, "log", "format", false, 64, &s) == 1 &&
 	    log_format_parse(s, &p->cfg->log.json) < 0)
-		problem(p, "log.format", "must be " LOG_FORMAT_CHOICES);
+		confval_problem(&p->cv, "log.format", "must be " LOG_FORMAT_CHOICES);
 }
 
 static void parse_backends(struct parser *p, const json_t *obj)
 {
 	struct config *cfg = p->cfg;
-	char kp[KP_MAX], tkp[KP_MAX], q[QUOTE_MAX * 4 + 8];
+	char kp[CONFVAL_KP_MAX], tkp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF];
 	const char *name, *type;
 	size_t n;
 	json_t *v;
 
 	if (!json_is_object(obj)) {
-		problem(p, "backends", "must be an object");
+		confval_problem(&p->cv, "backends", "must be an object");
 		return;
 	}
 	n = json_object_size(obj);
 	if (n == 0) {
-		problem(p, "backends", "must define at least one backend");
+		confval_problem(&p->cv, "backends", "must define at least one backend");
 		return;
 	}
 	if (n > CONFIG_MAX_BACKENDS) {
-		problem(p, "backends", "too many backends (at most %d)",
-		        CONFIG_MAX_BACKENDS);
+		confval_problem(&p->cv, "backends", "too many backends (at most %d)",
+		                CONFIG_MAX_BACKENDS);
 		return;
 	}
 	cfg->backends = calloc(n, sizeof *cfg->backends);
 	if (!cfg->backends) {
-		p->oom = true;
+		p->cv.oom = true;
 		return;
 	}
 	/* Only a usable section is a reference for the secrets' "backend". */
@@ -477,30 +293,32 @@ static void parse_backends(struct parser *p, const json_t *obj)
 
 		diag_keypath(kp, sizeof kp, "backends", name);
 		if (!name_ok)
-			problem(p, kp,
-			        "backend names must be non-empty and use only letters, "
-			        "digits, '_', '.' and '-'");
+			confval_problem(
+			    &p->cv, kp,
+			    "backend names must be non-empty and use only letters, "
+			    "digits, '_', '.' and '-'");
 		if (!json_is_object(v)) {
-			problem(p, kp, "must be an object");
+			confval_problem(&p->cv, kp, "must be an object");
 			continue;
 		}
-		if (get_str(p, v, kp, "type", true, 64, &type) != 1)
+		if (confval_get_str(&p->cv, v, kp, "type", true, 64, &type) != 1)
 			continue;
 		ops = backend_find(type);
 		if (!ops) {
-			problem(p, diag_keypath(tkp, sizeof tkp, kp, "type"),
-			        "unknown backend type %s (known: %s)",
-			        quote(q, sizeof q, type), backend_type_names());
+			confval_problem(&p->cv, diag_keypath(tkp, sizeof tkp, kp, "type"),
+			                "unknown backend type %s (known: %s)",
+			                confval_quote(q, sizeof q, type),
+			                backend_type_names());
 			continue;
 		}
-		before = diag_problems(p->d);
-		if (ops->check(v, kp, p->d) != 0 || diag_problems(p->d) != before)
-			p->errors++;
+		before = diag_problems(p->cv.d);
+		if (ops->check(v, kp, p->cv.d) != 0 || diag_problems(p->cv.d) != before)
+			p->cv.errors++;
 		if (!name_ok)
 			continue;
 		be = &cfg->backends[cfg->nbackends++];
-		be->name = dup_str(p, name);
-		be->type = dup_str(p, type);
+		be->name = confval_dup(&p->cv, name);
+		be->type = confval_dup(&p->cv, type);
 		be->json = json_incref(v);
 	}
 }
@@ -524,7 +342,7 @@ static bool any_backend_key(const char *key)
 			memcpy(type, names, n);
 			type[n] = '\0';
 			ops = backend_find(type);
-			if (ops && in_list(ops->secret_keys, key))
+			if (ops && confval_in_list(ops->secret_keys, key))
 				return true;
 		}
 		names += n;
@@ -533,156 +351,32 @@ static bool any_backend_key(const char *key)
 	return false;
 }
 
-static int signal_parse(const char *s)
-{
-	if (strncasecmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
-		if (strcasecmp(s, signal_names[i].name) == 0)
-			return signal_names[i].number;
-	return 0;
-}
-
-static void argv_free(char **argv)
-{
-	for (size_t i = 0; argv && argv[i]; i++)
-		free(argv[i]);
-	free(argv);
-}
-
-/* An argv array; *out is set only when every element is valid. */
-static void parse_command(struct parser *p, const json_t *v, const char *kp, char ***out)
-{
-	char ekp[KP_MAX];
-	char **argv = NULL;
-	size_t n = 0;
-	bool ok = true;
-
-	if (!json_is_array(v) || (n = json_array_size(v)) == 0) {
-		problem(p, kp, "must be a non-empty array of strings");
-		return;
-	}
-	if (n > CONFIG_MAX_ARGS) {
-		problem(p, kp, "must have at most %d elements", CONFIG_MAX_ARGS);
-		return;
-	}
-	argv = calloc(n + 1, sizeof *argv);
-	if (!argv) {
-		p->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const json_t *e = json_array_get(v, i);
-		const char *s;
-
-		snprintf(ekp, sizeof ekp, "%s[%zu]", kp, i);
-		if (!json_is_string(e)) {
-			problem(p, ekp, "must be a string");
-			ok = false;
-			continue;
-		}
-		s = json_string_value(e);
-		if (json_string_length(e) == 0) {
-			problem(p, ekp, "must not be empty");
-			ok = false;
-		} else if (json_string_length(e) > CONFIG_MAX_STR) {
-			problem(p, ekp, "must be at most %d bytes", CONFIG_MAX_STR);
-			ok = false;
-		} else if (i == 0 && s[0] != '/' && strchr(s, '/')) {
-			problem(
-			    p, ekp,
-			    "must be an absolute path or a command name without \"/\"");
-			ok = false;
-		} else if (ok) {
-			argv[i] = dup_str(p, s);
-			ok = argv[i] != NULL;
-		}
-	}
-	if (ok)
-		*out = argv;
-	else
-		argv_free(argv);
-}
-
-static void parse_onchange(struct parser *p, const json_t *obj, const char *kp,
-                           struct config_secret *s)
-{
-	struct config_onchange *oc;
-	char ckp[KP_MAX], q[QUOTE_MAX * 4 + 8];
-	json_t *sig, *cmd, *pid, *v;
-	const char *str;
-
-	if (!json_is_object(obj)) {
-		problem(p, kp, "must be an object");
-		return;
-	}
-	check_keys(p, obj, kp, onchange_keys, NULL);
-	oc = calloc(1, sizeof *oc);
-	if (!oc) {
-		p->oom = true;
-		return;
-	}
-	s->on_change = oc;
-	oc->debounce_ms = DEFAULT_DEBOUNCE_MS;
-	sig = json_object_get(obj, "signal");
-	cmd = json_object_get(obj, "command");
-	pid = json_object_get(obj, "pid_file");
-	if (sig && cmd)
-		problem(p, kp, "give either \"signal\" or \"command\", not both");
-	else if (!sig && !cmd)
-		problem(
-		    p, kp,
-		    "missing required key \"signal\" (with \"pid_file\") or \"command\"");
-	if (sig && get_str(p, obj, kp, "signal", false, 64, &str) == 1) {
-		oc->signal = signal_parse(str);
-		if (!oc->signal)
-			problem(
-			    p, diag_keypath(ckp, sizeof ckp, kp, "signal"),
-			    "unknown signal %s (known: HUP, INT, QUIT, USR1, USR2, TERM, "
-			    "ALRM, WINCH, CONT, PIPE, TTIN, TTOU)",
-			    quote(q, sizeof q, str));
-	}
-	if (sig && !cmd && !pid)
-		problem(p, kp,
-		        "missing required key \"pid_file\" (needed with \"signal\")");
-	if (pid && !sig)
-		problem(p, diag_keypath(ckp, sizeof ckp, kp, "pid_file"),
-		        "is only valid with \"signal\"");
-	else if (pid && get_str(p, obj, kp, "pid_file", false, CONFIG_MAX_STR, &str) == 1)
-		oc->pid_file = dup_str(p, str);
-	if (cmd)
-		parse_command(p, cmd, diag_keypath(ckp, sizeof ckp, kp, "command"),
-		              &oc->argv);
-	if ((v = json_object_get(obj, "debounce")))
-		parse_duration(p, v, diag_keypath(ckp, sizeof ckp, kp, "debounce"),
-		               &oc->debounce_ms);
-}
-
 static void parse_secret(struct parser *p, const char *name, const json_t *obj,
                          const char *kp, struct config_secret *s)
 {
 	const struct backend_ops *ops = NULL;
-	char ckp[KP_MAX], q[QUOTE_MAX * 4 + 8], list[512], why[256];
+	char ckp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF], list[512], why[256];
 	bool format_ok = true;
 	const char *key, *str;
 	json_t *v, *tv;
 	size_t before;
 
-	s->name = dup_str(p, name);
+	s->name = confval_dup(&p->cv, name);
 	s->extra = json_object();
 	if (!s->extra) {
-		p->oom = true;
+		p->cv.oom = true;
 		return;
 	}
 
-	if (get_str(p, obj, kp, "backend", true, 256, &str) == 1) {
-		s->backend = dup_str(p, str);
+	if (confval_get_str(&p->cv, obj, kp, "backend", true, 256, &str) == 1) {
+		s->backend = confval_dup(&p->cv, str);
 		/* Without a valid backends section every reference would be
 		 * reported again; that problem is reported once already. */
 		if (p->backends && !json_object_get(p->backends, str)) {
-			problem(p, diag_keypath(ckp, sizeof ckp, kp, "backend"),
-			        "backend %s is not defined in backends",
-			        quote(q, sizeof q, str));
+			confval_problem(&p->cv,
+			                diag_keypath(ckp, sizeof ckp, kp, "backend"),
+			                "backend %s is not defined in backends",
+			                confval_quote(q, sizeof q, str));
 		} else if (p->backends) {
 			const struct config_backend *be =
 			    config_backend_find(p->cfg, str);
@@ -694,68 +388,73 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 
 	json_object_foreach((json_t *)obj, key, v)
 	{
-		if (in_list(secret_keys, key))
+		if (confval_in_list(secret_keys, key))
 			continue;
-		if (ops && in_list(ops->secret_keys, key)) {
+		if (ops && confval_in_list(ops->secret_keys, key)) {
 			if (json_object_set(s->extra, key, v) != 0)
-				p->oom = true;
+				p->cv.oom = true;
 			continue;
 		}
 		if (!ops && any_backend_key(key))
 			continue;
-		problem(p, diag_keypath(ckp, sizeof ckp, kp, key),
-		        "unknown key %s (secrets take: %s)", quote(q, sizeof q, key),
-		        join(list, sizeof list, secret_keys,
-		             ops ? ops->secret_keys : no_keys));
+		confval_problem(&p->cv, diag_keypath(ckp, sizeof ckp, kp, key),
+		                "unknown key %s (secrets take: %s)",
+		                confval_quote(q, sizeof q, key),
+		                confval_join(list, sizeof list, secret_keys,
+		                             ops ? ops->secret_keys : no_keys));
 	}
 
-	if (get_str(p, obj, kp, "path", true, CONFIG_MAX_STR, &str) == 1)
-		s->path = dup_str(p, str);
-	if (get_str(p, obj, kp, "field", false, CONFIG_MAX_STR, &str) == 1)
-		s->field = dup_str(p, str);
+	if (confval_get_str(&p->cv, obj, kp, "path", true, CONFVAL_MAX_STR, &str) == 1)
+		s->path = confval_dup(&p->cv, str);
+	if (confval_get_str(&p->cv, obj, kp, "field", false, CONFVAL_MAX_STR, &str) == 1)
+		s->field = confval_dup(&p->cv, str);
 
 	s->format = RENDER_RAW;
 	if ((v = json_object_get(obj, "format"))) {
 		format_ok = false;
-		if (get_str(p, obj, kp, "format", false, 64, &str) == 1) {
+		if (confval_get_str(&p->cv, obj, kp, "format", false, 64, &str) == 1) {
 			format_ok = render_format_parse(str, &s->format) == 0;
 			if (!format_ok)
-				problem(p, diag_keypath(ckp, sizeof ckp, kp, "format"),
-				        "must be one of %s",
-				        render_format_names(list, sizeof list));
+				confval_problem(
+				    &p->cv, diag_keypath(ckp, sizeof ckp, kp, "format"),
+				    "must be one of %s",
+				    render_format_names(list, sizeof list));
 		}
 	}
 
 	tv = json_object_get(obj, "template");
 	if (format_ok && s->format == RENDER_TEMPLATE && !tv)
-		problem(p, kp,
-		        "missing required key \"template\" (format is \"template\")");
+		confval_problem(
+		    &p->cv, kp,
+		    "missing required key \"template\" (format is \"template\")");
 	else if (format_ok && s->format != RENDER_TEMPLATE && tv)
-		problem(p, diag_keypath(ckp, sizeof ckp, kp, "template"),
-		        "is only valid with format \"template\"");
-	else if (tv &&
-	         get_str(p, obj, kp, "template", false, RENDER_MAX_LEN, &str) == 1) {
-		s->template_text = dup_str(p, str);
+		confval_problem(&p->cv, diag_keypath(ckp, sizeof ckp, kp, "template"),
+		                "is only valid with format \"template\"");
+	else if (tv && confval_get_str(&p->cv, obj, kp, "template", false, RENDER_MAX_LEN,
+	                               &str) == 1) {
+		s->template_text = confval_dup(&p->cv, str);
 		/* The renderer's own parser: --check refuses what it cannot render. */
 		if (format_ok && render_template_check(str, why, sizeof why) < 0)
-			problem(p, diag_keypath(ckp, sizeof ckp, kp, "template"), "%s",
-			        why);
+			confval_problem(&p->cv,
+			                diag_keypath(ckp, sizeof ckp, kp, "template"),
+			                "%s", why);
 	}
 
 	if ((v = json_object_get(obj, "decode"))) {
 		diag_keypath(ckp, sizeof ckp, kp, "decode");
 		if (!json_is_string(v) || strcmp(json_string_value(v), "base64") != 0)
-			problem(p, ckp, "must be \"base64\"");
+			confval_problem(&p->cv, ckp, "must be \"base64\"");
 		else if (format_ok && s->format != RENDER_RAW)
-			problem(p, ckp, "is only valid with format \"raw\"");
+			confval_problem(&p->cv, ckp, "is only valid with format \"raw\"");
 		else
 			s->decode_base64 = true;
 	}
 
 	if ((v = json_object_get(obj, "refresh"))) {
 		diag_keypath(ckp, sizeof ckp, kp, "refresh");
-		if (parse_duration(p, v, ckp, &s->refresh_ms) == 0 && s->refresh_ms == 0)
-			problem(p, ckp, "must be greater than zero");
+		if (confval_duration(&p->cv, v, ckp, &s->refresh_ms) == 0 &&
+		    s->refresh_ms == 0)
+			confval_problem(&p->cv, ckp, "must be greater than zero");
 	}
 	if ((v = json_object_get(obj, "mode")))
 		s->has_mode = parse_mode(p, v, diag_keypath(ckp, sizeof ckp, kp, "mode"),
@@ -767,13 +466,14 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		s->has_gid = parse_id(p, v, diag_keypath(ckp, sizeof ckp, kp, "gid"),
 		                      &s->gid) == 0;
 	if ((v = json_object_get(obj, "on_change")))
-		parse_onchange(p, v, diag_keypath(ckp, sizeof ckp, kp, "on_change"), s);
+		onchange_parse(&p->cv, v, diag_keypath(ckp, sizeof ckp, kp, "on_change"),
+		               &s->on_change);
 
 	if (ops && ops->check_secret) {
-		before = diag_problems(p->d);
-		if (ops->check_secret(s->extra, kp, p->d) != 0 ||
-		    diag_problems(p->d) != before)
-			p->errors++;
+		before = diag_problems(p->cv.d);
+		if (ops->check_secret(s->extra, kp, p->cv.d) != 0 ||
+		    diag_problems(p->cv.d) != before)
+			p->cv.errors++;
 	}
 	/* A refresh on a write that issues a new value each time (a PKI
 	 * certificate) is honoured, but rarely what the user wants. */
@@ -781,7 +481,7 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 	    (str = ops->issues_on_read(s->extra))) {
 		bool whole = s->refresh_ms % 1000 == 0;
 		diag_note(
-		    p->d, kp,
+		    p->cv.d, kp,
 		    "its %s is re-issued every %llu %s (\"refresh\"); without "
 		    "\"refresh\" it is issued once and replaced only as its own "
 		    "validity ends",
@@ -797,13 +497,13 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
  */
 static void check_clashes(struct parser *p, const json_t *secrets)
 {
-	char prefix[CONFIG_MAX_NAME + 1], kp[KP_MAX], q1[QUOTE_MAX * 4 + 8],
-	    q2[QUOTE_MAX * 4 + 8];
+	char prefix[CONFIG_MAX_NAME + 1], kp[CONFVAL_KP_MAX], q1[CONFVAL_QUOTE_BUF],
+	    q2[CONFVAL_QUOTE_BUF];
 	json_t *reported = json_object(), *v;
 	const char *name;
 
 	if (!reported) {
-		p->oom = true;
+		p->cv.oom = true;
 		return;
 	}
 	json_object_foreach((json_t *)secrets, name, v)
@@ -818,11 +518,13 @@ static void check_clashes(struct parser *p, const json_t *secrets)
 				continue;
 			memcpy(prefix, name, n);
 			prefix[n] = '\0';
-			problem(p, diag_keypath(kp, sizeof kp, "secrets", prefix),
-			        "%s is a file but %s needs it to be a directory",
-			        quote(q1, sizeof q1, prefix), quote(q2, sizeof q2, name));
+			confval_problem(&p->cv,
+			                diag_keypath(kp, sizeof kp, "secrets", prefix),
+			                "%s is a file but %s needs it to be a directory",
+			                confval_quote(q1, sizeof q1, prefix),
+			                confval_quote(q2, sizeof q2, name));
 			if (json_object_setn_new(reported, name, n, json_true()) != 0)
-				p->oom = true;
+				p->cv.oom = true;
 		}
 	}
 	json_decref(reported);
@@ -831,44 +533,45 @@ static void check_clashes(struct parser *p, const json_t *secrets)
 static void parse_secrets(struct parser *p, const json_t *obj)
 {
 	struct config *cfg = p->cfg;
-	char kp[KP_MAX], q[QUOTE_MAX * 4 + 8];
+	char kp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF];
 	const char *name, *why;
 	size_t n;
 	json_t *v;
 
 	if (!json_is_object(obj)) {
-		problem(p, "secrets", "must be an object");
+		confval_problem(&p->cv, "secrets", "must be an object");
 		return;
 	}
 	n = json_object_size(obj);
 	if (n == 0) {
-		problem(p, "secrets", "must define at least one secret");
+		confval_problem(&p->cv, "secrets", "must define at least one secret");
 		return;
 	}
 	if (n > CONFIG_MAX_SECRETS) {
-		problem(p, "secrets", "too many secrets (at most %d)",
-		        CONFIG_MAX_SECRETS);
+		confval_problem(&p->cv, "secrets", "too many secrets (at most %d)",
+		                CONFIG_MAX_SECRETS);
 		return;
 	}
 	cfg->secrets = calloc(n, sizeof *cfg->secrets);
 	if (!cfg->secrets) {
-		p->oom = true;
+		p->cv.oom = true;
 		return;
 	}
 	json_object_foreach((json_t *)obj, name, v)
 	{
 		diag_keypath(kp, sizeof kp, "secrets", name);
 		if ((why = config_name_problem(name)))
-			problem(p, kp, "%s is not allowed: %s", quote(q, sizeof q, name),
-			        why);
+			confval_problem(&p->cv, kp, "%s is not allowed: %s",
+			                confval_quote(q, sizeof q, name), why);
 		else if (cfg->mount.type == MOUNT_DIRECTORY &&
 		         strncmp(name, "..", 2) == 0)
-			problem(p, kp,
-			        "%s is not allowed: names beginning with \"..\" are "
-			        "reserved in a directory mount (..data, generations)",
-			        quote(q, sizeof q, name));
+			confval_problem(
+			    &p->cv, kp,
+			    "%s is not allowed: names beginning with \"..\" are "
+			    "reserved in a directory mount (..data, generations)",
+			    confval_quote(q, sizeof q, name));
 		if (!json_is_object(v)) {
-			problem(p, kp, "must be an object");
+			confval_problem(&p->cv, kp, "must be an object");
 			continue;
 		}
 		parse_secret(p, name, v, kp, &cfg->secrets[cfg->nsecrets++]);
@@ -881,22 +584,24 @@ static void parse_root(struct parser *p, const json_t *root)
 	json_t *v;
 
 	if (!json_is_object(root)) {
-		problem(p, NULL, "the top level must be a JSON object");
+		confval_problem(&p->cv, NULL, "the top level must be a JSON object");
 		return;
 	}
-	check_keys(p, root, NULL, top_keys, NULL);
-	if ((v = get(p, root, NULL, "mount", true)))
+	confval_check_keys(&p->cv, root, NULL, top_keys, NULL);
+	if ((v = confval_get(&p->cv, root, NULL, "mount", true)))
 		parse_mount(p, v);
-	if ((v = get(p, root, NULL, "backends", true)))
+	if ((v = confval_get(&p->cv, root, NULL, "backends", true)))
 		parse_backends(p, v);
-	if ((v = get(p, root, NULL, "secrets", true)))
+	if ((v = confval_get(&p->cv, root, NULL, "secrets", true)))
 		parse_secrets(p, v);
 	if ((v = json_object_get(root, "log")))
 		parse_log(p, v);
 	if ((v = json_object_get(root, "startup_timeout")))
-		parse_duration(p, v, "startup_timeout", &p->cfg->startup_timeout_ms);
+		confval_duration(&p->cv, v, "startup_timeout",
+		                 &p->cfg->startup_timeout_ms);
 	if ((v = json_object_get(root, "shutdown_timeout")))
-		parse_duration(p, v, "shutdown_timeout", &p->cfg->shutdown_timeout_ms);
+		confval_duration(&p->cv, v, "shutdown_timeout",
+		                 &p->cfg->shutdown_timeout_ms);
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -925,7 +630,7 @@ static void report_json_error(struct diag *d, const json_error_t *e)
 static int config_parse_buf(const char *text, size_t len, const char *name,
                             struct diag *d, struct config **out)
 {
-	struct parser p = {.d = d};
+	struct parser p = {.cv.d = d};
 	const char *saved_file = d->file;
 	json_error_t jerr;
 	json_t *root;
@@ -944,7 +649,7 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 		rc = SFS_ENOMEM;
 		goto out;
 	}
-	p.cfg->file = name ? dup_str(&p, name) : NULL;
+	p.cfg->file = name ? confval_dup(&p.cv, name) : NULL;
 	p.cfg->mount.type = MOUNT_FUSE;
 	p.cfg->mount.uid = geteuid();
 	p.cfg->mount.gid = getegid();
@@ -954,10 +659,10 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 	p.cfg->startup_timeout_ms = DEFAULT_STARTUP_TIMEOUT_MS;
 	p.cfg->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
 	parse_root(&p, root);
-	if (p.oom) {
+	if (p.cv.oom) {
 		diag_add(d, NULL, "out of memory while reading the configuration");
 		rc = SFS_ENOMEM;
-	} else if (p.errors) {
+	} else if (p.cv.errors) {
 		rc = SFS_EINVAL;
 	} else {
 		*out = p.cfg;
@@ -1042,11 +747,7 @@ static void secret_release(struct config_secret *s)
 	free(s->path);
 	free(s->field);
 	free(s->template_text);
-	if (s->on_change) {
-		free(s->on_change->pid_file);
-		argv_free(s->on_change->argv);
-		free(s->on_change);
-	}
+	onchange_config_free(s->on_change);
 	json_decref(s->extra);
 }
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,8 @@
 #define ONCHANGE_COMMAND_TIMEOUT_MS (60 * 1000)
 #define ONCHANGE_REAP_INTERVAL_MS 50
 #define ONCHANGE_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define ONCHANGE_MAX_ARGS 256
+#define ONCHANGE_DEFAULT_DEBOUNCE_MS 1000
 
 struct onchange {
 	const struct config_onchange *cfg;
@@ -44,6 +47,174 @@ static const struct stats_field onchange_fields[] = {
 };
 static const struct stats_family onchange_family = {
     onchange_fields, sizeof onchange_fields / sizeof onchange_fields[0], "action"};
+
+/* --- the config block -------------------------------------------------- */
+
+static const char *const onchange_keys[] = {"signal", "pid_file", "command", "debounce",
+                                            NULL};
+
+static const struct {
+	const char *name;
+	int number;
+} signal_names[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+    {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"ALRM", SIGALRM}, {"WINCH", SIGWINCH},
+    {"CONT", SIGCONT}, {"PIPE", SIGPIPE}, {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},
+};
+#define NSIGNALS (sizeof signal_names / sizeof signal_names[0])
+
+/* A signal name, with or without "SIG", in any case; 0 when unknown. */
+static int signal_parse(const char *s)
+{
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (size_t i = 0; i < NSIGNALS; i++)
+		if (strcasecmp(s, signal_names[i].name) == 0)
+			return signal_names[i].number;
+	return 0;
+}
+
+/* The accepted signal names, comma-separated, into buf; returns buf. */
+static const char *signal_list(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < NSIGNALS && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+		                         signal_names[i].name);
+	return buf;
+}
+
+static void argv_free(char **argv)
+{
+	for (size_t i = 0; argv && argv[i]; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+/* An argv array; *out is set only when every element is valid. */
+static void parse_command(struct confval *cv, const json_t *v, const char *kp,
+                          char ***out)
+{
+	char ekp[CONFVAL_KP_MAX];
+	char **argv = NULL;
+	size_t n = 0;
+	bool ok = true;
+
+	if (!json_is_array(v) || (n = json_array_size(v)) == 0) {
+		confval_problem(cv, kp, "must be a non-empty array of strings");
+		return;
+	}
+	if (n > ONCHANGE_MAX_ARGS) {
+		confval_problem(cv, kp, "must have at most %d elements",
+		                ONCHANGE_MAX_ARGS);
+		return;
+	}
+	argv = calloc(n + 1, sizeof *argv);
+	if (!argv) {
+		cv->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(v, i);
+		const char *s;
+
+		snprintf(ekp, sizeof ekp, "%s[%zu]", kp, i);
+		if (!json_is_string(e)) {
+			confval_problem(cv, ekp, "must be a string");
+			ok = false;
+			continue;
+		}
+		s = json_string_value(e);
+		if (json_string_length(e) == 0) {
+			confval_problem(cv, ekp, "must not be empty");
+			ok = false;
+		} else if (json_string_length(e) > CONFVAL_MAX_STR) {
+			confval_problem(cv, ekp, "must be at most %d bytes",
+			                CONFVAL_MAX_STR);
+			ok = false;
+		} else if (i == 0 && s[0] != '/' && strchr(s, '/')) {
+			confval_problem(
+			    cv, ekp,
+			    "must be an absolute path or a command name without \"/\"");
+			ok = false;
+		} else if (ok) {
+			argv[i] = confval_dup(cv, s);
+			ok = argv[i] != NULL;
+		}
+	}
+	if (ok)
+		*out = argv;
+	else
+		argv_free(argv);
+}
+
+void onchange_parse(struct confval *cv, const json_t *obj, const char *kp,
+                    struct config_onchange **out)
+{
+	char ckp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF], names[128];
+	struct config_onchange *oc;
+	json_t *sig, *cmd, *pid, *v;
+	const char *str;
+
+	if (!json_is_object(obj)) {
+		confval_problem(cv, kp, "must be an object");
+		return;
+	}
+	confval_check_keys(cv, obj, kp, onchange_keys, NULL);
+	oc = calloc(1, sizeof *oc);
+	if (!oc) {
+		cv->oom = true;
+		return;
+	}
+	*out = oc;
+	oc->debounce_ms = ONCHANGE_DEFAULT_DEBOUNCE_MS;
+	sig = json_object_get(obj, "signal");
+	cmd = json_object_get(obj, "command");
+	pid = json_object_get(obj, "pid_file");
+	if (sig && cmd)
+		confval_problem(cv, kp,
+		                "give either \"signal\" or \"command\", not both");
+	else if (!sig && !cmd)
+		confval_problem(
+		    cv, kp,
+		    "missing required key \"signal\" (with \"pid_file\") or \"command\"");
+	if (sig && confval_get_str(cv, obj, kp, "signal", false, 64, &str) == 1) {
+		oc->signal = signal_parse(str);
+		if (!oc->signal)
+			confval_problem(cv, diag_keypath(ckp, sizeof ckp, kp, "signal"),
+			                "unknown signal %s (known: %s)",
+			                confval_quote(q, sizeof q, str),
+			                signal_list(names, sizeof names));
+	}
+	if (sig && !cmd && !pid)
+		confval_problem(
+		    cv, kp, "missing required key \"pid_file\" (needed with \"signal\")");
+	if (pid && !sig)
+		confval_problem(cv, diag_keypath(ckp, sizeof ckp, kp, "pid_file"),
+		                "is only valid with \"signal\"");
+	else if (pid && confval_get_str(cv, obj, kp, "pid_file", false, CONFVAL_MAX_STR,
+	                                &str) == 1)
+		oc->pid_file = confval_dup(cv, str);
+	if (cmd)
+		parse_command(cv, cmd, diag_keypath(ckp, sizeof ckp, kp, "command"),
+		              &oc->argv);
+	if ((v = json_object_get(obj, "debounce")))
+		confval_duration(cv, v, diag_keypath(ckp, sizeof ckp, kp, "debounce"),
+		                 &oc->debounce_ms);
+}
+
+void onchange_config_free(struct config_onchange *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->pid_file);
+	argv_free(cfg->argv);
+	free(cfg);
+}
+
+/* --- the action ---------------------------------------------------------- */
 
 struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path,
                               struct stats *stats)

@@ -3,7 +3,7 @@
  * command run without a shell. Files that share the same action share one
  * object, so a burst of changes across them runs the action once (trailing
  * debounce, bounded so a steady stream still runs it). Runs only from the
- * scheduler thread.
+ * scheduler thread. The config block of an action is parsed here too.
  */
 #ifndef SECRETFS_ONCHANGE_H
 #define SECRETFS_ONCHANGE_H
@@ -11,10 +11,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "confval.h"
 #include "secretfs/config.h"
 #include "secretfs/stats.h"
 
 struct onchange;
+
+/*
+ * Parses the "on_change" object obj found at key path kp: {"signal": NAME,
+ * "pid_file": PATH} or {"command": [argv...]}, optional "debounce". Each
+ * problem is reported through cv at its key path. Sets *out to a new
+ * action config whenever obj is an object (even with problems: the caller
+ * refuses the whole config then); free it with onchange_config_free.
+ */
+void onchange_parse(struct confval *cv, const json_t *obj, const char *kp,
+                    struct config_onchange **out);
+
+/* Frees an action config from onchange_parse. NULL-safe. */
+void onchange_config_free(struct config_onchange *cfg);
 
 /* A new action for cfg (borrowed; must outlive the action). mount_path is
  * passed to commands as SECRETFS_MOUNT. Its runs and failures are counted
