@@ -358,6 +358,7 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 	char ckp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF], list[512], why[256];
 	bool format_ok = true;
 	const char *key, *str;
+	int takes;
 	json_t *v, *tv;
 	size_t before;
 
@@ -422,14 +423,17 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		}
 	}
 
+	/* Which keys a format needs or refuses is the renderer's to say. */
 	tv = json_object_get(obj, "template");
-	if (format_ok && s->format == RENDER_TEMPLATE && !tv)
-		confval_problem(
-		    &p->cv, kp,
-		    "missing required key \"template\" (format is \"template\")");
-	else if (format_ok && s->format != RENDER_TEMPLATE && tv)
+	takes = format_ok ? render_format_takes(s->format, "template") : 0;
+	if (takes > 0 && !tv)
+		confval_problem(&p->cv, kp,
+		                "missing required key \"template\" (format is \"%s\")",
+		                render_format_name(s->format));
+	else if (takes < 0 && tv)
 		confval_problem(&p->cv, diag_keypath(ckp, sizeof ckp, kp, "template"),
-		                "is only valid with format \"template\"");
+		                "is only valid with format %s",
+		                render_formats_taking("template", list, sizeof list));
 	else if (tv && confval_get_str(&p->cv, obj, kp, "template", false, RENDER_MAX_LEN,
 	                               &str) == 1) {
 		s->template_text = confval_dup(&p->cv, str);
@@ -444,8 +448,10 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		diag_keypath(ckp, sizeof ckp, kp, "decode");
 		if (!json_is_string(v) || strcmp(json_string_value(v), "base64") != 0)
 			confval_problem(&p->cv, ckp, "must be \"base64\"");
-		else if (format_ok && s->format != RENDER_RAW)
-			confval_problem(&p->cv, ckp, "is only valid with format \"raw\"");
+		else if (format_ok && render_format_takes(s->format, "decode") < 0)
+			confval_problem(
+			    &p->cv, ckp, "is only valid with format %s",
+			    render_formats_taking("decode", list, sizeof list));
 		else
 			s->decode_base64 = true;
 	}

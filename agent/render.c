@@ -12,6 +12,7 @@
  * they quote the input.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -621,30 +622,46 @@ int render_template_check(const char *tpl, char *err, size_t errlen)
 }
 
 /*
- * Renders value per spec into out (see render.h). On failure out is released
- * (any partial output wiped), a negative SFS_ code is returned and err holds
- * a reason naming fields and keys only. With decode_base64, raw output is
- * the decoded bytes; the other formats parse the decoded bytes as a JSON
- * document (SFS_EINVAL if they are not one) and format that.
+ * The formats, and the secret keys that depend on the format: each format
+ * names the keys it needs and those it takes besides; a format-dependent
+ * key that a format neither needs nor takes is refused with it.
  */
+static const char *const format_dependent_keys[] = {"template", "decode", NULL};
 
-static const char *const format_names[] = {
-    [RENDER_RAW] = "raw",
-    [RENDER_JSON] = "json",
-    [RENDER_ENV] = "env",
-    [RENDER_TEMPLATE] = "template",
+static const struct {
+	const char *name;
+	const char *const *needs; /* NULL-terminated, or NULL */
+	const char *const *takes; /* NULL-terminated, or NULL */
+} formats[] = {
+    [RENDER_RAW] = {"raw", NULL, (const char *const[]){"decode", NULL}},
+    [RENDER_JSON] = {"json", NULL, NULL},
+    [RENDER_ENV] = {"env", NULL, NULL},
+    [RENDER_TEMPLATE] = {"template", (const char *const[]){"template", NULL}, NULL},
 };
-#define NFORMATS (sizeof format_names / sizeof format_names[0])
+#define NFORMATS (sizeof formats / sizeof formats[0])
+
+static bool listed(const char *const *list, const char *key)
+{
+	for (; list && *list; list++)
+		if (strcmp(*list, key) == 0)
+			return true;
+	return false;
+}
 
 int render_format_parse(const char *s, enum render_format *out)
 {
 	for (size_t i = 0; i < NFORMATS; i++) {
-		if (strcmp(s, format_names[i]) == 0) {
+		if (strcmp(s, formats[i].name) == 0) {
 			*out = (enum render_format)i;
 			return 0;
 		}
 	}
 	return SFS_EINVAL;
+}
+
+const char *render_format_name(enum render_format f)
+{
+	return (size_t)f < NFORMATS ? formats[f].name : "?";
 }
 
 const char *render_format_names(char *buf, size_t len)
@@ -654,10 +671,46 @@ const char *render_format_names(char *buf, size_t len)
 	buf[0] = '\0';
 	for (size_t i = 0; i < NFORMATS && used < len; i++)
 		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-		                         format_names[i]);
+		                         formats[i].name);
 	return buf;
 }
 
+int render_format_takes(enum render_format f, const char *key)
+{
+	if (!listed(format_dependent_keys, key) || (size_t)f >= NFORMATS)
+		return 0;
+	if (listed(formats[f].needs, key))
+		return 1;
+	return listed(formats[f].takes, key) ? 0 : -1;
+}
+
+const char *render_formats_taking(const char *key, char *buf, size_t len)
+{
+	size_t used = 0, n = 0, total = 0;
+
+	for (size_t i = 0; i < NFORMATS; i++)
+		total += render_format_takes((enum render_format)i, key) >= 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < NFORMATS && used < len; i++) {
+		if (render_format_takes((enum render_format)i, key) < 0)
+			continue;
+		n++;
+		used += (size_t)snprintf(buf + used, len - used, "%s\"%s\"",
+		                         n == 1       ? ""
+		                         : n == total ? " or "
+		                                      : ", ",
+		                         formats[i].name);
+	}
+	return buf;
+}
+
+/*
+ * Renders value per spec into out (see render.h). On failure out is released
+ * (any partial output wiped), a negative SFS_ code is returned and err holds
+ * a reason naming fields and keys only. With decode_base64, raw output is
+ * the decoded bytes; the other formats parse the decoded bytes as a JSON
+ * document (SFS_EINVAL if they are not one) and format that.
+ */
 int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
            char *err, size_t errlen)
 {

@@ -25,8 +25,22 @@ struct render_spec {
  * SFS_EINVAL. */
 int render_format_parse(const char *s, enum render_format *out);
 
+/* The name of format f ("raw", ...). */
+const char *render_format_name(enum render_format f);
+
 /* The format names, comma-separated, into buf; returns buf. */
 const char *render_format_names(char *buf, size_t len);
+
+/*
+ * How format f uses a secret's config key: 1 it needs key, 0 it may take
+ * it (or key does not depend on the format), -1 key is refused with f (a
+ * key such as "template" or "decode" that only some formats take).
+ */
+int render_format_takes(enum render_format f, const char *key);
+
+/* The formats that take key, quoted, as "\"raw\"" or "\"a\", \"b\" or
+ * \"c\"", into buf; returns buf. */
+const char *render_formats_taking(const char *key, char *buf, size_t len);
 
 /* Maximum size of one rendered file. */
 #define RENDER_MAX_LEN (1024 * 1024)

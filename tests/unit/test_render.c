@@ -710,7 +710,29 @@ TEST(test_render_leaves_no_arena_memory_in_use)
 	CHECK_EQ_INT(secmem_arena_bytes_in_use(), before);
 }
 
+TEST(test_format_table_says_which_keys_a_format_needs_or_refuses)
+{
+	char buf[128];
+	enum render_format f;
+
+	CHECK_STR_EQ(render_format_names(buf, sizeof buf), "raw, json, env, template");
+	CHECK_EQ_INT(render_format_parse("template", &f), 0);
+	CHECK_STR_EQ(render_format_name(f), "template");
+	CHECK_EQ_INT(render_format_parse("yaml", &f), SFS_EINVAL);
+	CHECK_EQ_INT(render_format_takes(RENDER_TEMPLATE, "template"), 1);
+	CHECK_EQ_INT(render_format_takes(RENDER_RAW, "template"), -1);
+	CHECK_EQ_INT(render_format_takes(RENDER_RAW, "decode"), 0);
+	CHECK_EQ_INT(render_format_takes(RENDER_ENV, "decode"), -1);
+	/* Keys that do not depend on the format. */
+	CHECK_EQ_INT(render_format_takes(RENDER_ENV, "field"), 0);
+	CHECK_STR_EQ(render_formats_taking("template", buf, sizeof buf), "\"template\"");
+	CHECK_STR_EQ(render_formats_taking("decode", buf, sizeof buf), "\"raw\"");
+	CHECK_STR_EQ(render_formats_taking("field", buf, sizeof buf),
+	             "\"raw\", \"json\", \"env\" or \"template\"");
+}
+
 TEST_MAIN(
+    test_format_table_says_which_keys_a_format_needs_or_refuses,
     test_raw_string_is_its_bytes, test_raw_string_keeps_nul_bytes,
     test_raw_numbers_booleans_null_as_json_text,
     test_raw_object_is_compact_json_with_sorted_keys, test_json_string_is_escaped,
