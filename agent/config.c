@@ -13,15 +13,14 @@
  * tokens in a malformed document).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "confval.h"
 #include "onchange.h"
+#include "readfile.h"
 #include "secretfs/backend.h"
 #include "secretfs/config.h"
 #include "secretfs/error.h"
@@ -690,57 +689,25 @@ int config_parse(const char *text, const char *name, struct diag *d, struct conf
 int config_load(const char *path, struct diag *d, struct config **out)
 {
 	const char *saved_file = d->file;
-	size_t len = 0, cap = 64 * 1024;
-	char *buf = NULL, *grown;
-	int fd = -1, rc;
-	ssize_t n;
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int rc;
 
 	if (!d->file)
 		d->file = path;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		goto io_error;
-	buf = malloc(cap);
-	if (!buf) {
-		rc = SFS_ENOMEM;
-		goto out;
+	/* To the end of the file, never past the cap: st_size may lie
+	 * (pipes, /proc). */
+	rc = readfile(path, CONFIG_MAX_FILE, 0, &readfile_heap, &buf, &len);
+	if (rc == 0) {
+		rc = config_parse_buf((const char *)buf, len, path, d, out);
+	} else if (rc == SFS_ETOOBIG) {
+		diag_add(d, NULL, "cannot read: the file is larger than %u MiB",
+		         CONFIG_MAX_FILE / (1024 * 1024));
+		rc = SFS_EINVAL;
+	} else if (rc != SFS_ENOMEM) {
+		diag_add(d, NULL, "cannot read: %s", strerror(errno));
+		rc = SFS_EIO;
 	}
-	/* Read to EOF, never past the cap: st_size may lie (pipes, /proc). */
-	for (;;) {
-		if (len == cap) {
-			if (cap > CONFIG_MAX_FILE) {
-				diag_add(d, NULL,
-				         "cannot read: the file is larger than %u MiB",
-				         CONFIG_MAX_FILE / (1024 * 1024));
-				rc = SFS_EINVAL;
-				goto out;
-			}
-			cap =
-			    cap * 2 > CONFIG_MAX_FILE + 1 ? CONFIG_MAX_FILE + 1 : cap * 2;
-			grown = realloc(buf, cap);
-			if (!grown) {
-				rc = SFS_ENOMEM;
-				goto out;
-			}
-			buf = grown;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto io_error;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	rc = config_parse_buf(buf, len, path, d, out);
-	goto out;
-io_error:
-	diag_add(d, NULL, "cannot read: %s", strerror(errno));
-	rc = SFS_EIO;
-out:
-	if (fd >= 0)
-		close(fd);
 	free(buf);
 	d->file = saved_file;
 	return rc;

@@ -15,12 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <sodium.h>
 
+#include "readfile.h"
 #include "secretfs/error.h"
 #include "secretfs/secmem.h"
 
@@ -292,47 +289,11 @@ void secbuf_release(struct secbuf *b)
 	b->cap = 0;
 }
 
+static const struct readfile_alloc secmem_readfile = {secmem_alloc, secmem_free};
+
 int secmem_read_file(const char *path, size_t max, unsigned char **out, size_t *len)
 {
-	struct stat st;
-	unsigned char *buf = NULL;
-	size_t cap = 0, n = 0;
-	int fd, rc = SFS_EIO;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return errno == ENOENT ? SFS_ENOTFOUND : SFS_EIO;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		goto out;
-	if ((uint64_t)st.st_size > max) {
-		rc = SFS_ETOOBIG;
-		goto out;
-	}
-	cap = (size_t)st.st_size + 1;
-	buf = secmem_alloc(cap);
-	if (!buf) {
-		rc = SFS_ENOMEM;
-		goto out;
-	}
-	/* The file may shrink meanwhile; it cannot grow past cap - 1 here. */
-	while (n < cap - 1) {
-		ssize_t r = read(fd, buf + n, cap - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			goto out;
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	*out = buf;
-	*len = n;
-	buf = NULL;
-	rc = 0;
-out:
-	secmem_free(buf);
-	close(fd);
-	return rc;
+	return readfile(path, max, READFILE_REGULAR, &secmem_readfile, out, len);
 }
 
 __attribute__((noinline)) void secmem_wipe_stack(void)
