@@ -24,64 +24,47 @@ extern const struct backend_ops backend_dev_ops;
 #define DEV_DEFAULT_TTL_MS (30 * 1000)
 #define DEV_DEFAULT_GRACE_MS (5 * 1000)
 #define DEV_PASSWORD_LEN 24
+#define DEV_MAX_PREFIX 32
 
 struct dev_backend {
 	struct backend base;
 	uint64_t ttl_ms;
-	char prefix[64];
+	char prefix[DEV_MAX_PREFIX + 1];
 	unsigned long counter;
 };
 
-static int dev_check_duration(const json_t *v, const char *kp, uint64_t min_ms,
-                              struct diag *d)
-{
-	uint64_t ms;
+/* The backend's config object, parsed (strings borrowed from it). */
+struct dev_conf {
+	uint64_t ttl_ms;
+	uint64_t revoke_grace_ms;
+	const char *username_prefix;
+};
 
-	if (duration_parse(v, &ms) < 0) {
-		diag_add(d, kp,
-		         "must be a duration such as \"30s\" or a number of seconds");
-		return SFS_EINVAL;
-	}
-	if (ms < min_ms) {
-		diag_add(d, kp, "must be at least %llu ms", (unsigned long long)min_ms);
-		return SFS_EINVAL;
-	}
-	return 0;
+static const struct backend_conf_key dev_conf_keys[] = {
+    BACKEND_CONF_TYPE_KEY,
+    BACKEND_CONF_DURATION_KEY(struct dev_conf, ttl_ms, "ttl", .min = 1000),
+    BACKEND_CONF_DURATION_KEY(struct dev_conf, revoke_grace_ms, "revoke_grace"),
+    BACKEND_CONF_TEXT_KEY(struct dev_conf, username_prefix, "username_prefix",
+                          .max = DEV_MAX_PREFIX),
+};
+static const struct backend_conf_spec dev_conf_spec =
+    BACKEND_CONF_SPEC("dev backends take", dev_conf_keys);
+
+/* The config with its defaults; d may be NULL. Returns 0 or SFS_EINVAL. */
+static int dev_conf_parse(const json_t *conf, const char *keypath, struct diag *d,
+                          struct dev_conf *c)
+{
+	*c = (struct dev_conf){.ttl_ms = DEV_DEFAULT_TTL_MS,
+	                       .revoke_grace_ms = DEV_DEFAULT_GRACE_MS,
+	                       .username_prefix = "dev-"};
+	return backend_conf_parse(&dev_conf_spec, conf, keypath, d, c);
 }
 
 static int dev_check(const json_t *conf, const char *keypath, struct diag *d)
 {
-	const char *key;
-	json_t *v;
-	char kp[512];
-	int ok = 0;
+	struct dev_conf c;
 
-	json_object_foreach((json_t *)conf, key, v)
-	{
-		diag_keypath(kp, sizeof kp, keypath, key);
-		if (strcmp(key, "type") == 0)
-			continue;
-		if (strcmp(key, "ttl") == 0) {
-			if (dev_check_duration(v, kp, 1000, d) < 0)
-				ok = SFS_EINVAL;
-		} else if (strcmp(key, "revoke_grace") == 0) {
-			if (dev_check_duration(v, kp, 0, d) < 0)
-				ok = SFS_EINVAL;
-		} else if (strcmp(key, "username_prefix") == 0) {
-			if (!json_is_string(v) || json_string_length(v) > 32) {
-				diag_add(d, kp,
-				         "must be a string of at most 32 characters");
-				ok = SFS_EINVAL;
-			}
-		} else {
-			diag_add(d, kp,
-			         "unknown key \"%s\" (dev backends take: type, ttl, "
-			         "revoke_grace, username_prefix)",
-			         key);
-			ok = SFS_EINVAL;
-		}
-	}
-	return ok;
+	return dev_conf_parse(conf, keypath, d, &c);
 }
 
 static void dev_free(struct backend *be)
@@ -95,9 +78,12 @@ static void dev_free(struct backend *be)
 static int dev_create(const struct backend_env *env, const char *name, const json_t *conf,
                       struct backend **out)
 {
-	struct dev_backend *db = calloc(1, sizeof *db);
-	const json_t *v;
+	struct dev_backend *db;
+	struct dev_conf c;
 
+	if (dev_conf_parse(conf, name, NULL, &c) < 0)
+		return SFS_EINVAL;
+	db = calloc(1, sizeof *db);
 	if (!db)
 		return SFS_ENOMEM;
 	db->base.ops = &backend_dev_ops;
@@ -106,15 +92,9 @@ static int dev_create(const struct backend_env *env, const char *name, const jso
 		free(db);
 		return SFS_ENOMEM;
 	}
-	db->ttl_ms = DEV_DEFAULT_TTL_MS;
-	db->base.revoke_grace_ms = DEV_DEFAULT_GRACE_MS;
-	if ((v = json_object_get(conf, "ttl")))
-		duration_parse(v, &db->ttl_ms);
-	if ((v = json_object_get(conf, "revoke_grace")))
-		duration_parse(v, &db->base.revoke_grace_ms);
-	snprintf(db->prefix, sizeof db->prefix, "%s",
-	         (v = json_object_get(conf, "username_prefix")) ? json_string_value(v)
-	                                                        : "dev-");
+	db->ttl_ms = c.ttl_ms;
+	db->base.revoke_grace_ms = c.revoke_grace_ms;
+	snprintf(db->prefix, sizeof db->prefix, "%s", c.username_prefix);
 	*out = &db->base;
 	return 0;
 }

@@ -66,34 +66,23 @@ static int file_stat_version(const char *path, char *out, size_t len)
 	return 0;
 }
 
+/* The backend's config object, parsed (strings borrowed from it). */
+struct file_conf {
+	const char *path;
+};
+
+static const struct backend_conf_key file_conf_keys[] = {
+    BACKEND_CONF_TYPE_KEY,
+    BACKEND_CONF_STRING_KEY(struct file_conf, path, "path", .required = true),
+};
+static const struct backend_conf_spec file_conf_spec =
+    BACKEND_CONF_SPEC("file backends take", file_conf_keys);
+
 static int file_check(const json_t *conf, const char *keypath, struct diag *d)
 {
-	const char *key;
-	json_t *v;
-	char kp[512];
-	int ok = 0;
+	struct file_conf c = {0};
 
-	json_object_foreach((json_t *)conf, key, v)
-	{
-		diag_keypath(kp, sizeof kp, keypath, key);
-		if (strcmp(key, "type") == 0)
-			continue;
-		if (strcmp(key, "path") == 0) {
-			if (!json_is_string(v) || json_string_length(v) == 0) {
-				diag_add(d, kp, "must be a non-empty string");
-				ok = SFS_EINVAL;
-			}
-			continue;
-		}
-		diag_add(d, kp, "unknown key \"%s\" (file backends take: type, path)",
-		         key);
-		ok = SFS_EINVAL;
-	}
-	if (!json_object_get(conf, "path")) {
-		diag_add(d, keypath, "missing required key \"path\"");
-		ok = SFS_EINVAL;
-	}
-	return ok;
+	return backend_conf_parse(&file_conf_spec, conf, keypath, d, &c);
 }
 
 /* Loads and parses the file. On success *doc is the document and the
@@ -174,11 +163,13 @@ static void file_free(struct backend *be)
 static int file_create(const struct backend_env *env, const char *name,
                        const json_t *conf, struct backend **out)
 {
-	const char *p = json_string_value(json_object_get(conf, "path"));
+	struct file_conf c = {0};
 	struct file_backend *fb;
 	char *tmp1 = NULL, *tmp2 = NULL;
 	int rc = SFS_ENOMEM;
 
+	if (backend_conf_parse(&file_conf_spec, conf, name, NULL, &c) < 0)
+		return SFS_EINVAL;
 	fb = calloc(1, sizeof *fb);
 	if (!fb)
 		return SFS_ENOMEM;
@@ -186,9 +177,9 @@ static int file_create(const struct backend_env *env, const char *name,
 	fb->inotify_fd = -1;
 	fb->doc_err = 1;
 	fb->base.name = strdup(name);
-	if (p[0] == '/' || !env->config_dir)
-		fb->path = strdup(p);
-	else if (asprintf(&fb->path, "%s/%s", env->config_dir, p) < 0)
+	if (c.path[0] == '/' || !env->config_dir)
+		fb->path = strdup(c.path);
+	else if (asprintf(&fb->path, "%s/%s", env->config_dir, c.path) < 0)
 		fb->path = NULL;
 	fb->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	if (!fb->base.name || !fb->path || !fb->hash_key)

@@ -9,6 +9,7 @@
  */
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,7 @@ static void diag_vadd(struct diag *d, bool note, const char *keypath, const char
 	char *msg;
 	int n;
 
-	if (d->count >= DIAG_MAX_MSGS)
+	if (!d || d->count >= DIAG_MAX_MSGS)
 		return;
 	if (d->count == DIAG_MAX_MSGS - 1) {
 		msg = diag_format(d->file, NULL,
@@ -186,4 +187,17 @@ char *diag_keypath(char *buf, size_t len, const char *parent, const char *key)
 	}
 	diag_put(buf, len, &pos, "\"", 1);
 	return buf;
+}
+
+char *diag_keypath_new(const char *parent, const char *key)
+{
+	/* Escaping at most quadruples a byte ("\\x01"), plus the quotes,
+	 * the dot and the NUL. */
+	size_t plen = parent ? strlen(parent) : 0, klen = strlen(key);
+	size_t len = plen + 1 + 4 * klen + 3;
+	char *buf;
+
+	if (klen > (SIZE_MAX - plen - 4) / 4 || !(buf = malloc(len)))
+		return NULL;
+	return diag_keypath(buf, len, parent, key);
 }

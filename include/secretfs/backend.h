@@ -11,6 +11,7 @@
 #define SECRETFS_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
 
@@ -139,6 +140,95 @@ const char *backend_type_names(void);
 void backend_error_set(struct backend_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void fetch_result_release(struct fetch_result *r);
+
+/*
+ * Typed backend config (backend_conf.c): a backend describes its config
+ * object once, as a table of keys, each with its kind and the field of the
+ * backend's own struct it fills. One parse function validates the object
+ * against the table and fills the struct; check() calls it with a diag,
+ * create() with none, so the keys are named once and the "takes:" list of
+ * messages is derived from the table.
+ */
+enum backend_conf_kind {
+	BACKEND_CONF_CHECKED, /* accepted, not stored: the caller checks it ("type") */
+	BACKEND_CONF_STRING,  /* a non-empty string: const char * */
+	BACKEND_CONF_TEXT, /* a string of at most .max bytes, may be empty: const char *
+	                    */
+	BACKEND_CONF_DURATION, /* a duration (duration_parse) of at least .min ms:
+	                          uint64_t */
+	BACKEND_CONF_BOOL,     /* true or false: bool */
+	BACKEND_CONF_OBJECT,   /* an object the backend checks itself: const json_t * */
+};
+
+struct backend_conf_key {
+	const char *name;
+	enum backend_conf_kind kind;
+	size_t offset; /* of the field in the typed struct */
+	bool required;
+	uint64_t min; /* BACKEND_CONF_DURATION: least ms */
+	size_t max;   /* BACKEND_CONF_TEXT: most bytes */
+};
+
+struct backend_conf_spec {
+	/* Says what takes the keys, for "unknown key "x" (file backends take:
+	 * type, path)". */
+	const char *takes;
+	const struct backend_conf_key *keys;
+	size_t nkeys;
+};
+
+#define BACKEND_CONF_SPEC(takes_, keys_)                                                 \
+	{                                                                                \
+		takes_, keys_, sizeof keys_ / sizeof keys_[0]                            \
+	}
+
+/* The offset of field f of struct type st, which must have type ctype
+ * (a compile-time check that a key's kind matches its field). */
+#define BACKEND_CONF_FIELD(st, f, ctype)                                                 \
+	(offsetof(st, f) + 0 * sizeof(_Generic(((st *)0)->f, ctype : 1)))
+
+/* Table entries; optional members (.required, .min, .max) follow the key. */
+#define BACKEND_CONF_TYPE_KEY                                                            \
+	{                                                                                \
+		.name = "type", .kind = BACKEND_CONF_CHECKED                             \
+	}
+#define BACKEND_CONF_STRING_KEY(st, f, key, ...)                                         \
+	{                                                                                \
+		.name = key, .kind = BACKEND_CONF_STRING,                                \
+		.offset = BACKEND_CONF_FIELD(st, f, const char *), __VA_ARGS__           \
+	}
+#define BACKEND_CONF_TEXT_KEY(st, f, key, ...)                                           \
+	{                                                                                \
+		.name = key, .kind = BACKEND_CONF_TEXT,                                  \
+		.offset = BACKEND_CONF_FIELD(st, f, const char *), __VA_ARGS__           \
+	}
+#define BACKEND_CONF_DURATION_KEY(st, f, key, ...)                                       \
+	{                                                                                \
+		.name = key, .kind = BACKEND_CONF_DURATION,                              \
+		.offset = BACKEND_CONF_FIELD(st, f, uint64_t), __VA_ARGS__               \
+	}
+#define BACKEND_CONF_BOOL_KEY(st, f, key, ...)                                           \
+	{                                                                                \
+		.name = key, .kind = BACKEND_CONF_BOOL,                                  \
+		.offset = BACKEND_CONF_FIELD(st, f, bool), __VA_ARGS__                   \
+	}
+#define BACKEND_CONF_OBJECT_KEY(st, f, key, ...)                                         \
+	{                                                                                \
+		.name = key, .kind = BACKEND_CONF_OBJECT,                                \
+		.offset = BACKEND_CONF_FIELD(st, f, const json_t *), __VA_ARGS__         \
+	}
+
+/*
+ * Validates obj against spec and fills out, the struct the table describes:
+ * each key present is checked against its kind and stored in its field
+ * (strings and objects borrowed from obj); fields of absent keys keep what
+ * they held, so set the defaults first. Adds one diag per problem, at
+ * keypath.key, in the order of obj's keys, then one per missing required
+ * key at keypath; d may be NULL (create() re-parsing a checked config).
+ * Returns 0, or SFS_EINVAL when any problem was found.
+ */
+int backend_conf_parse(const struct backend_conf_spec *spec, const json_t *obj,
+                       const char *keypath, struct diag *d, void *out);
 
 /* Config checks (backend_util.c); each adds one diag per problem and
  * returns 0 or SFS_EINVAL. */

@@ -17,7 +17,8 @@ struct diag {
 /* Initialises an empty list; no allocation. */
 void diag_init(struct diag *d, const char *file);
 
-/* Appends "file: keypath: <formatted reason>". keypath may be NULL or "". */
+/* Appends "file: keypath: <formatted reason>". keypath may be NULL or "".
+ * With d NULL nothing is recorded (a caller that only wants the verdict). */
 void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -38,5 +39,9 @@ void diag_release(struct diag *d);
  * Returns buf.
  */
 char *diag_keypath(char *buf, size_t len, const char *parent, const char *key);
+
+/* The same key path in a new string of its own length (free()); NULL when
+ * out of memory. */
+char *diag_keypath_new(const char *parent, const char *key);
 
 #endif

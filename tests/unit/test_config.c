@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "secretfs/backend.h"
 #include "secretfs/config.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
@@ -1064,6 +1065,121 @@ TEST(test_load_rejects_files_over_4_mib)
 	free(big);
 }
 
+/* --- typed backend config ---------------------------------------------- */
+
+TEST(test_file_and_dev_backend_messages_are_exact)
+{
+	struct config *cfg = NULL;
+	struct diag d;
+
+	CHECK_EQ_INT(parse(CFG(MNT ", 'backends': {'l': {'type': 'file', 'path': '',"
+	                           " 'colour': 1}}, " SC),
+	                   &d, &cfg),
+	             SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 2);
+	if (d.count == 2) {
+		CHECK_STR_EQ(d.msgs[0],
+		             "cfg.json: backends.l.path: must be a non-empty string");
+		CHECK_STR_EQ(d.msgs[1],
+		             "cfg.json: backends.l.colour: unknown key \"colour\" "
+		             "(file backends take: type, path)");
+	}
+	diag_release(&d);
+
+	CHECK_EQ_INT(
+	    parse(CFG(MNT ", 'backends': {'l': {'type': 'file'}}, " SC), &d, &cfg),
+	    SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 1);
+	if (d.count == 1)
+		CHECK_STR_EQ(d.msgs[0],
+		             "cfg.json: backends.l: missing required key \"path\"");
+	diag_release(&d);
+
+	CHECK_EQ_INT(
+	    parse(CFG(MNT ", 'backends': {'l': {'type': 'dev', 'ttl': 0.5,"
+	                  " 'revoke_grace': 'x', 'username_prefix': 7, 'q': 1}}, " SC),
+	          &d, &cfg),
+	    SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 4);
+	if (d.count == 4) {
+		CHECK_STR_EQ(d.msgs[0],
+		             "cfg.json: backends.l.ttl: must be at least 1000 ms");
+		CHECK_STR_EQ(d.msgs[1],
+		             "cfg.json: backends.l.revoke_grace: must be a duration "
+		             "such as \"30s\" or a number of seconds");
+		CHECK_STR_EQ(d.msgs[2],
+		             "cfg.json: backends.l.username_prefix: must be a string "
+		             "of at most 32 characters");
+		CHECK_STR_EQ(d.msgs[3],
+		             "cfg.json: backends.l.q: unknown key \"q\" (dev "
+		             "backends take: type, ttl, revoke_grace, username_prefix)");
+	}
+	diag_release(&d);
+}
+
+struct sample_conf {
+	const char *name;
+	const char *label;
+	uint64_t wait_ms;
+	bool on;
+	const json_t *extra;
+};
+
+static const struct backend_conf_key sample_keys[] = {
+    BACKEND_CONF_TYPE_KEY,
+    BACKEND_CONF_STRING_KEY(struct sample_conf, name, "name", .required = true),
+    BACKEND_CONF_TEXT_KEY(struct sample_conf, label, "label", .max = 4),
+    BACKEND_CONF_DURATION_KEY(struct sample_conf, wait_ms, "wait", .min = 10),
+    BACKEND_CONF_BOOL_KEY(struct sample_conf, on, "on"),
+    BACKEND_CONF_OBJECT_KEY(struct sample_conf, extra, "extra"),
+};
+static const struct backend_conf_spec sample_spec =
+    BACKEND_CONF_SPEC("samples take", sample_keys);
+
+TEST(test_backend_conf_parse_fills_the_typed_struct_once)
+{
+	char *text =
+	    dq("{'type': 't', 'name': 'n', 'label': '', 'wait': '2s', 'on': true,"
+	       " 'extra': {'k': 1}}");
+	json_t *obj = json_loads(text, 0, NULL);
+	struct sample_conf c = {.wait_ms = 7};
+	struct diag d;
+
+	CHECK_EQ_INT(backend_conf_parse(&sample_spec, obj, "s", NULL, &c), 0);
+	CHECK_STR_EQ(c.name, "n");
+	CHECK_STR_EQ(c.label, "");
+	CHECK_EQ_INT(c.wait_ms, 2000);
+	CHECK(c.on);
+	CHECK(c.extra == json_object_get(obj, "extra"));
+	json_decref(obj);
+	free(text);
+
+	/* Absent keys keep their defaults; problems fail without a diag too. */
+	text = dq("{'label': 'toolong', 'wait': 0.001, 'on': 1, 'extra': [], 'x': 1}");
+	obj = json_loads(text, 0, NULL);
+	c = (struct sample_conf){.wait_ms = 7};
+	CHECK_EQ_INT(backend_conf_parse(&sample_spec, obj, "s", NULL, &c), SFS_EINVAL);
+	diag_init(&d, NULL);
+	CHECK_EQ_INT(backend_conf_parse(&sample_spec, obj, "s", &d, &c), SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 6);
+	if (d.count == 6) {
+		CHECK_STR_EQ(d.msgs[0],
+		             "s.label: must be a string of at most 4 characters");
+		CHECK_STR_EQ(d.msgs[1], "s.wait: must be at least 10 ms");
+		CHECK_STR_EQ(d.msgs[2], "s.on: must be true or false");
+		CHECK_STR_EQ(d.msgs[3], "s.extra: must be an object");
+		CHECK_STR_EQ(
+		    d.msgs[4],
+		    "s.x: unknown key \"x\" (samples take: type, name, label, wait, on, "
+		    "extra)");
+		CHECK_STR_EQ(d.msgs[5], "s: missing required key \"name\"");
+	}
+	CHECK_EQ_INT(c.wait_ms, 7);
+	diag_release(&d);
+	json_decref(obj);
+	free(text);
+}
+
 TEST(test_free_accepts_null)
 {
 	config_free(NULL);
@@ -1082,4 +1198,5 @@ TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_def
           test_diag_is_bounded, test_diag_keypath_quotes_unusual_keys,
           test_load_reads_a_file, test_load_names_the_file_in_messages,
           test_load_missing_file, test_load_rejects_files_over_4_mib,
-          test_free_accepts_null)
+          test_file_and_dev_backend_messages_are_exact,
+          test_backend_conf_parse_fills_the_typed_struct_once, test_free_accepts_null)
