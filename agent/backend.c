@@ -27,6 +27,11 @@ const struct backend_ops *backend_find(const char *type)
 	return NULL;
 }
 
+const struct backend_ops *backend_nth(size_t i)
+{
+	return i < sizeof registry / sizeof registry[0] ? registry[i] : NULL;
+}
+
 const char *backend_type_names(void)
 {
 	static char names[128];

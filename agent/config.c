@@ -31,10 +31,17 @@
 #define CONFIG_MAX_SECRETS 4096
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 5000
 #define CONFIG_MAX_NAME 1024
+#define CONFIG_MAX_BACKEND_NAME 256
 #define CONFIG_MAX_SEGMENT 255
 #define CONFIG_MAX_ID 4294967294u /* (uid_t)-1 means "unchanged" to chown */
 #define CONFIG_MAX_MODE 07777
 #define DEFAULT_STARTUP_TIMEOUT_MS 30000
+
+/* Every key path of a secret fits: "secrets.", its name escaped, and the
+ * longest path below it that the config defines. */
+_Static_assert(CONFVAL_KP_MAX >= sizeof "secrets." + 4 * CONFIG_MAX_NAME + 2 +
+                                     sizeof ".on_change.command[4294967295]",
+               "CONFVAL_KP_MAX cannot hold a secret's key paths");
 
 struct parser {
 	struct confval cv; /* the diag, the problem count, out of memory */
@@ -211,10 +218,10 @@ static void parse_mount(struct parser *p, const json_t *obj)
 	if ((v = json_object_get(obj, "dir_mode")))
 		parse_mode(p, v, "mount.dir_mode", false, &m->dir_mode);
 	if ((v = json_object_get(obj, "allow_other")))
-		parse_bool(p, v, diag_keypath(ckp, sizeof ckp, kp, "allow_other"),
+		parse_bool(p, v, confval_keypath(ckp, kp, "allow_other"),
 		           &m->allow_other);
 	if ((v = json_object_get(obj, "keep_on_exit")))
-		parse_bool(p, v, diag_keypath(ckp, sizeof ckp, kp, "keep_on_exit"),
+		parse_bool(p, v, confval_keypath(ckp, kp, "keep_on_exit"),
 		           &m->keep_on_exit);
 	if (m->type == MOUNT_DIRECTORY) {
 		if (json_object_get(obj, "allow_other"))
@@ -290,6 +297,14 @@ static void parse_backends(struct parser *p, const json_t *obj)
 		bool name_ok = backend_name_ok(name);
 		size_t before;
 
+		if (strnlen(name, CONFIG_MAX_BACKEND_NAME + 1) >
+		    CONFIG_MAX_BACKEND_NAME) {
+			/* Too long for a secret's "backend" to name it. */
+			confval_problem(
+			    &p->cv, "backends", "backend name %s is longer than %d bytes",
+			    confval_quote(q, sizeof q, name), CONFIG_MAX_BACKEND_NAME);
+			continue;
+		}
 		diag_keypath(kp, sizeof kp, "backends", name);
 		if (!name_ok)
 			confval_problem(
@@ -304,7 +319,7 @@ static void parse_backends(struct parser *p, const json_t *obj)
 			continue;
 		ops = backend_find(type);
 		if (!ops) {
-			confval_problem(&p->cv, diag_keypath(tkp, sizeof tkp, kp, "type"),
+			confval_problem(&p->cv, confval_keypath(tkp, kp, "type"),
 			                "unknown backend type %s (known: %s)",
 			                confval_quote(q, sizeof q, type),
 			                backend_type_names());
@@ -329,24 +344,11 @@ static void parse_backends(struct parser *p, const json_t *obj)
  */
 static bool any_backend_key(const char *key)
 {
-	const char *names = backend_type_names();
-	char type[64];
+	const struct backend_ops *ops;
 
-	while (*names) {
-		size_t n = strcspn(names, ", ");
-
-		if (n > 0 && n < sizeof type) {
-			const struct backend_ops *ops;
-
-			memcpy(type, names, n);
-			type[n] = '\0';
-			ops = backend_find(type);
-			if (ops && confval_in_list(ops->secret_keys, key))
-				return true;
-		}
-		names += n;
-		names += strspn(names, ", ");
-	}
+	for (size_t i = 0; (ops = backend_nth(i)); i++)
+		if (confval_in_list(ops->secret_keys, key))
+			return true;
 	return false;
 }
 
@@ -368,13 +370,13 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		return;
 	}
 
-	if (confval_get_str(&p->cv, obj, kp, "backend", true, 256, &str) == 1) {
+	if (confval_get_str(&p->cv, obj, kp, "backend", true, CONFIG_MAX_BACKEND_NAME,
+	                    &str) == 1) {
 		s->backend = confval_dup(&p->cv, str);
 		/* Without a valid backends section every reference would be
 		 * reported again; that problem is reported once already. */
 		if (p->backends && !json_object_get(p->backends, str)) {
-			confval_problem(&p->cv,
-			                diag_keypath(ckp, sizeof ckp, kp, "backend"),
+			confval_problem(&p->cv, confval_keypath(ckp, kp, "backend"),
 			                "backend %s is not defined in backends",
 			                confval_quote(q, sizeof q, str));
 		} else if (p->backends) {
@@ -397,7 +399,7 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		}
 		if (!ops && any_backend_key(key))
 			continue;
-		confval_problem(&p->cv, diag_keypath(ckp, sizeof ckp, kp, key),
+		confval_problem(&p->cv, confval_keypath(ckp, kp, key),
 		                "unknown key %s (secrets take: %s)",
 		                confval_quote(q, sizeof q, key),
 		                confval_join(list, sizeof list, secret_keys,
@@ -415,10 +417,10 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		if (confval_get_str(&p->cv, obj, kp, "format", false, 64, &str) == 1) {
 			format_ok = render_format_parse(str, &s->format) == 0;
 			if (!format_ok)
-				confval_problem(
-				    &p->cv, diag_keypath(ckp, sizeof ckp, kp, "format"),
-				    "must be one of %s",
-				    render_format_names(list, sizeof list));
+				confval_problem(&p->cv,
+				                confval_keypath(ckp, kp, "format"),
+				                "must be one of %s",
+				                render_format_names(list, sizeof list));
 		}
 	}
 
@@ -430,7 +432,7 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		                "missing required key \"template\" (format is \"%s\")",
 		                render_format_name(s->format));
 	else if (takes < 0 && tv)
-		confval_problem(&p->cv, diag_keypath(ckp, sizeof ckp, kp, "template"),
+		confval_problem(&p->cv, confval_keypath(ckp, kp, "template"),
 		                "is only valid with format %s",
 		                render_formats_taking("template", list, sizeof list));
 	else if (tv && confval_get_str(&p->cv, obj, kp, "template", false, RENDER_MAX_LEN,
@@ -438,40 +440,41 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		s->template_text = confval_dup(&p->cv, str);
 		/* The renderer's own parser: --check refuses what it cannot render. */
 		if (format_ok && render_template_check(str, why, sizeof why) < 0)
-			confval_problem(&p->cv,
-			                diag_keypath(ckp, sizeof ckp, kp, "template"),
+			confval_problem(&p->cv, confval_keypath(ckp, kp, "template"),
 			                "%s", why);
 	}
 
 	if ((v = json_object_get(obj, "decode"))) {
-		diag_keypath(ckp, sizeof ckp, kp, "decode");
+		const char *dkp = confval_keypath(ckp, kp, "decode");
+
 		if (!json_is_string(v) || strcmp(json_string_value(v), "base64") != 0)
-			confval_problem(&p->cv, ckp, "must be \"base64\"");
+			confval_problem(&p->cv, dkp, "must be \"base64\"");
 		else if (format_ok && render_format_takes(s->format, "decode") < 0)
 			confval_problem(
-			    &p->cv, ckp, "is only valid with format %s",
+			    &p->cv, dkp, "is only valid with format %s",
 			    render_formats_taking("decode", list, sizeof list));
 		else
 			s->decode_base64 = true;
 	}
 
 	if ((v = json_object_get(obj, "refresh"))) {
-		diag_keypath(ckp, sizeof ckp, kp, "refresh");
-		if (confval_duration(&p->cv, v, ckp, &s->refresh_ms) == 0 &&
+		const char *rkp = confval_keypath(ckp, kp, "refresh");
+
+		if (confval_duration(&p->cv, v, rkp, &s->refresh_ms) == 0 &&
 		    s->refresh_ms == 0)
-			confval_problem(&p->cv, ckp, "must be greater than zero");
+			confval_problem(&p->cv, rkp, "must be greater than zero");
 	}
 	if ((v = json_object_get(obj, "mode")))
-		s->has_mode = parse_mode(p, v, diag_keypath(ckp, sizeof ckp, kp, "mode"),
-		                         true, &s->mode) == 0;
+		s->has_mode = parse_mode(p, v, confval_keypath(ckp, kp, "mode"), true,
+		                         &s->mode) == 0;
 	if ((v = json_object_get(obj, "uid")))
-		s->has_uid = parse_id(p, v, diag_keypath(ckp, sizeof ckp, kp, "uid"),
-		                      &s->uid) == 0;
+		s->has_uid =
+		    parse_id(p, v, confval_keypath(ckp, kp, "uid"), &s->uid) == 0;
 	if ((v = json_object_get(obj, "gid")))
-		s->has_gid = parse_id(p, v, diag_keypath(ckp, sizeof ckp, kp, "gid"),
-		                      &s->gid) == 0;
+		s->has_gid =
+		    parse_id(p, v, confval_keypath(ckp, kp, "gid"), &s->gid) == 0;
 	if ((v = json_object_get(obj, "on_change")))
-		onchange_parse(&p->cv, v, diag_keypath(ckp, sizeof ckp, kp, "on_change"),
+		onchange_parse(&p->cv, v, confval_keypath(ckp, kp, "on_change"),
 		               &s->on_change);
 
 	if (ops && ops->check_secret) {
@@ -564,6 +567,14 @@ static void parse_secrets(struct parser *p, const json_t *obj)
 	}
 	json_object_foreach((json_t *)obj, name, v)
 	{
+		if (strnlen(name, CONFIG_MAX_NAME + 1) > CONFIG_MAX_NAME) {
+			/* Named by its start: its key path would not fit a
+			 * message, nor would those of its keys. */
+			confval_problem(&p->cv, "secrets", "%s is not allowed: %s",
+			                confval_quote(q, sizeof q, name),
+			                config_name_problem(name));
+			continue;
+		}
 		diag_keypath(kp, sizeof kp, "secrets", name);
 		if ((why = config_name_problem(name)))
 			confval_problem(&p->cv, kp, "%s is not allowed: %s",

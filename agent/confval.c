@@ -12,15 +12,16 @@
 
 void confval_problem(struct confval *cv, const char *kp, const char *fmt, ...)
 {
-	char reason[1024];
+	char *reason = NULL;
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (vsnprintf(reason, sizeof reason, fmt, ap) < 0)
-		reason[0] = '\0';
+	if (vasprintf(&reason, fmt, ap) < 0)
+		reason = NULL;
 	va_end(ap);
 	cv->errors++;
-	diag_add(cv->d, kp, "%s", reason);
+	diag_add(cv->d, kp, "%s", reason ? reason : "");
+	free(reason);
 }
 
 char *confval_dup(struct confval *cv, const char *s)
@@ -57,6 +58,16 @@ const char *confval_quote(char *buf, size_t len, const char *s)
 	buf[pos++] = '"';
 	buf[pos] = '\0';
 	return buf;
+}
+
+const char *confval_keypath(char *buf, const char *parent, const char *key)
+{
+	/* Escaping at most quadruples a byte; then the dot, quotes and NUL. */
+	size_t plen = parent ? strlen(parent) : 0, klen = strlen(key);
+
+	if (plen >= CONFVAL_KP_MAX || klen > (CONFVAL_KP_MAX - plen - 4) / 4)
+		return parent;
+	return diag_keypath(buf, CONFVAL_KP_MAX, parent, key);
 }
 
 bool confval_in_list(const char *const *list, const char *key)
@@ -97,11 +108,10 @@ void confval_check_keys(struct confval *cv, const json_t *obj, const char *kp,
 	{
 		if (confval_in_list(allowed, key) || confval_in_list(extra, key))
 			continue;
-		confval_problem(cv, diag_keypath(ckp, sizeof ckp, kp, key),
-		                "unknown key %s (%s takes: %s)",
-		                confval_quote(q, sizeof q, key),
-		                kp && kp[0] ? kp : "the top level",
-		                confval_join(list, sizeof list, allowed, extra));
+		confval_problem(
+		    cv, confval_keypath(ckp, kp, key), "unknown key %s (%s takes: %s)",
+		    confval_quote(q, sizeof q, key), kp && kp[0] ? kp : "the top level",
+		    confval_join(list, sizeof list, allowed, extra));
 	}
 }
 
@@ -118,12 +128,13 @@ json_t *confval_get(struct confval *cv, const json_t *obj, const char *kp,
 int confval_get_str(struct confval *cv, const json_t *obj, const char *kp,
                     const char *key, bool required, size_t maxlen, const char **out)
 {
-	char ckp[CONFVAL_KP_MAX];
+	char buf[CONFVAL_KP_MAX];
 	json_t *v = confval_get(cv, obj, kp, key, required);
+	const char *ckp;
 
 	if (!v)
 		return 0;
-	diag_keypath(ckp, sizeof ckp, kp, key);
+	ckp = confval_keypath(buf, kp, key);
 	if (!json_is_string(v)) {
 		confval_problem(cv, ckp, "must be a string");
 		return -1;

@@ -18,8 +18,10 @@
 
 #include "secretfs/diag.h"
 
-/* Key paths: a full secret name, escaped, plus a key. */
-#define CONFVAL_KP_MAX 2048
+/* Key paths: "secrets.", a secret name (at most 1024 bytes, four times
+ * that escaped), then keys. Longer ones are never cut: confval_keypath
+ * names the parent instead. */
+#define CONFVAL_KP_MAX 5120
 
 /* Longest path, field, pid file or command argument. */
 #define CONFVAL_MAX_STR 4096
@@ -48,6 +50,13 @@ char *confval_dup(struct confval *cv, const char *s);
  * escaped, cut after CONFVAL_QUOTE_MAX bytes. Returns buf.
  */
 const char *confval_quote(char *buf, size_t len, const char *s);
+
+/*
+ * The key path parent.key (diag_keypath) in buf, CONFVAL_KP_MAX bytes; when
+ * it would not fit (a key far longer than any the config defines), parent
+ * itself, so that a message names where the key is rather than a cut path.
+ */
+const char *confval_keypath(char *buf, const char *parent, const char *key);
 
 /* Whether key is in the NULL-terminated list (which may be NULL). */
 bool confval_in_list(const char *const *list, const char *key);

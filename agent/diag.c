@@ -17,7 +17,9 @@
 #include "secretfs/diag.h"
 
 #define DIAG_MAX_MSGS 256
-#define DIAG_MAX_LEN 4096
+/* A safety net for callers that echo unbounded input: the config's own
+ * messages are bounded far below it (confval.h). */
+#define DIAG_MAX_LEN (64 * 1024)
 
 void diag_init(struct diag *d, const char *file)
 {
@@ -41,29 +43,20 @@ static void diag_push(struct diag *d, char *msg)
 	d->msgs[d->count++] = msg;
 }
 
-static char *diag_format(const char *file, const char *keypath, const char *reason)
+static char *diag_format(const char *file, const char *keypath, const char *note,
+                         const char *reason)
 {
 	bool has_file = file && file[0];
 	bool has_kp = keypath && keypath[0];
 	char *msg;
 	int n;
 
-	msg = malloc(DIAG_MAX_LEN);
-	if (!msg)
+	n = asprintf(&msg, "%s%s%s%s%s%s", has_file ? file : "", has_file ? ": " : "",
+	             has_kp ? keypath : "", has_kp ? ": " : "", note, reason);
+	if (n < 0)
 		return NULL;
-	n = snprintf(msg, DIAG_MAX_LEN, "%s%s%s%s%s", has_file ? file : "",
-	             has_file ? ": " : "", has_kp ? keypath : "", has_kp ? ": " : "",
-	             reason);
-	if (n < 0) {
-		free(msg);
-		return NULL;
-	}
-	if ((size_t)n < DIAG_MAX_LEN) {
-		/* Give back the unused part of the buffer. */
-		char *shrunk = realloc(msg, (size_t)n + 1);
-		if (shrunk)
-			msg = shrunk;
-	}
+	if ((size_t)n >= DIAG_MAX_LEN)
+		msg[DIAG_MAX_LEN - 1] = '\0';
 	return msg;
 }
 
@@ -75,23 +68,22 @@ static void diag_vadd(struct diag *d, bool note, const char *keypath, const char
 static void diag_vadd(struct diag *d, bool note, const char *keypath, const char *fmt,
                       va_list ap)
 {
-	char reason[DIAG_MAX_LEN];
-	char *msg;
-	int n;
+	char *reason = NULL, *msg;
 
 	if (!d || d->count >= DIAG_MAX_MSGS)
 		return;
 	if (d->count == DIAG_MAX_MSGS - 1) {
-		msg = diag_format(d->file, NULL,
+		msg = diag_format(d->file, NULL, "",
 		                  "too many problems; the rest are not shown");
 		if (msg)
 			diag_push(d, msg);
 		return;
 	}
-	n = snprintf(reason, sizeof reason, "%s", note ? "note: " : "");
-	if (vsnprintf(reason + n, sizeof reason - (size_t)n, fmt, ap) < 0)
-		snprintf(reason, sizeof reason, "(unprintable message)");
-	msg = diag_format(d->file, keypath, reason);
+	if (vasprintf(&reason, fmt, ap) < 0)
+		reason = NULL;
+	msg = diag_format(d->file, keypath, note ? "note: " : "",
+	                  reason ? reason : "(unprintable message)");
+	free(reason);
 	if (!msg)
 		return;
 	diag_push(d, msg);

@@ -120,23 +120,26 @@ static void parse_command(struct confval *cv, const json_t *v, const char *kp,
 		const json_t *e = json_array_get(v, i);
 		const char *s;
 
-		snprintf(ekp, sizeof ekp, "%s[%zu]", kp, i);
+		/* kp is a secret's, which always leaves room (config.c). */
+		int w = snprintf(ekp, sizeof ekp, "%s[%zu]", kp, i);
+		const char *at = w >= 0 && (size_t)w < sizeof ekp ? ekp : kp;
+
 		if (!json_is_string(e)) {
-			confval_problem(cv, ekp, "must be a string");
+			confval_problem(cv, at, "must be a string");
 			ok = false;
 			continue;
 		}
 		s = json_string_value(e);
 		if (json_string_length(e) == 0) {
-			confval_problem(cv, ekp, "must not be empty");
+			confval_problem(cv, at, "must not be empty");
 			ok = false;
 		} else if (json_string_length(e) > CONFVAL_MAX_STR) {
-			confval_problem(cv, ekp, "must be at most %d bytes",
+			confval_problem(cv, at, "must be at most %d bytes",
 			                CONFVAL_MAX_STR);
 			ok = false;
 		} else if (i == 0 && s[0] != '/' && strchr(s, '/')) {
 			confval_problem(
-			    cv, ekp,
+			    cv, at,
 			    "must be an absolute path or a command name without \"/\"");
 			ok = false;
 		} else if (ok) {
@@ -183,7 +186,7 @@ void onchange_parse(struct confval *cv, const json_t *obj, const char *kp,
 	if (sig && confval_get_str(cv, obj, kp, "signal", false, 64, &str) == 1) {
 		oc->signal = signal_parse(str);
 		if (!oc->signal)
-			confval_problem(cv, diag_keypath(ckp, sizeof ckp, kp, "signal"),
+			confval_problem(cv, confval_keypath(ckp, kp, "signal"),
 			                "unknown signal %s (known: %s)",
 			                confval_quote(q, sizeof q, str),
 			                signal_list(names, sizeof names));
@@ -192,16 +195,15 @@ void onchange_parse(struct confval *cv, const json_t *obj, const char *kp,
 		confval_problem(
 		    cv, kp, "missing required key \"pid_file\" (needed with \"signal\")");
 	if (pid && !sig)
-		confval_problem(cv, diag_keypath(ckp, sizeof ckp, kp, "pid_file"),
+		confval_problem(cv, confval_keypath(ckp, kp, "pid_file"),
 		                "is only valid with \"signal\"");
 	else if (pid && confval_get_str(cv, obj, kp, "pid_file", false, CONFVAL_MAX_STR,
 	                                &str) == 1)
 		oc->pid_file = confval_dup(cv, str);
 	if (cmd)
-		parse_command(cv, cmd, diag_keypath(ckp, sizeof ckp, kp, "command"),
-		              &oc->argv);
+		parse_command(cv, cmd, confval_keypath(ckp, kp, "command"), &oc->argv);
 	if ((v = json_object_get(obj, "debounce")))
-		confval_duration(cv, v, diag_keypath(ckp, sizeof ckp, kp, "debounce"),
+		confval_duration(cv, v, confval_keypath(ckp, kp, "debounce"),
 		                 &oc->debounce_ms);
 }
 

@@ -133,6 +133,9 @@ struct backend {
 /* Registry: the ops for a type name, or NULL. */
 const struct backend_ops *backend_find(const char *type);
 
+/* The i-th registered backend (from 0), or NULL past the last. */
+const struct backend_ops *backend_nth(size_t i);
+
 /* Comma-separated list of the registered type names (static). */
 const char *backend_type_names(void);
 

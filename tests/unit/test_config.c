@@ -801,6 +801,99 @@ TEST(test_long_names_are_rejected)
 	diag_release(&d);
 }
 
+/* Builds a config around one secret named name (with ' for ") whose body is body. */
+static char *config_with_secret(const char *name, const char *body)
+{
+	char *text = NULL;
+
+	if (asprintf(&text, "{'mount': {'path': '/m'}, " BK ", 'secrets': {'%s': %s}}",
+	             name, body) < 0)
+		abort();
+	return text;
+}
+
+TEST(test_over_long_names_are_refused_at_their_parent_not_cut)
+{
+	char *name = malloc(5001), *text;
+	struct config *cfg = NULL;
+	struct diag d;
+
+	memset(name, 'a', 5000);
+	name[5000] = '\0';
+	text = config_with_secret(name, "{'backend': 'l', 'path': 'a', 'colour': 1}");
+	CHECK_EQ_INT(parse(text, &d, &cfg), SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 1);
+	if (d.count == 1)
+		CHECK_STR_EQ(d.msgs[0],
+		             "cfg.json: secrets: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\" is not "
+		             "allowed: longer than 1024 bytes");
+	diag_release(&d);
+	free(text);
+
+	/* A backend name no secret's "backend" could name. */
+	name[300] = '\0';
+	if (asprintf(&text,
+	             "{'mount': {'path': '/m'}, 'backends': {'l': {'type': 'file',"
+	             " 'path': 'x'}, '%s': {'type': 'file', 'path': 'x'}}, " SC "}",
+	             name) < 0)
+		abort();
+	CHECK_EQ_INT(parse(text, &d, &cfg), SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 1);
+	if (d.count == 1)
+		CHECK_STR_EQ(d.msgs[0],
+		             "cfg.json: backends: backend name \"aaaaaaaaaaaaaaaaaaaaaa"
+		             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		             "...\" is longer than 256 bytes");
+	diag_release(&d);
+	free(text);
+	free(name);
+}
+
+TEST(test_the_longest_key_paths_are_whole)
+{
+	/* 1024 control characters: the longest name escapes to 4096 bytes. */
+	char name[1024 * 6 + 1], want[8192], *text;
+	struct config *cfg = NULL;
+	struct diag d;
+	size_t n = 0;
+
+	for (int i = 0; i < 1024; i++)
+		n += (size_t)snprintf(name + n, sizeof name - n, "\\u0001");
+	text = config_with_secret(
+	    name, "{'backend': 'l', 'path': 'a', 'on_change': {'command': ['/x', 3]}}");
+	CHECK_EQ_INT(parse(text, &d, &cfg), SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 2);
+	n = (size_t)snprintf(want, sizeof want, "cfg.json: secrets.\"");
+	for (int i = 0; i < 1024; i++)
+		n += (size_t)snprintf(want + n, sizeof want - n, "\\x01");
+	snprintf(want + n, sizeof want - n, "\".on_change.command[1]: must be a string");
+	if (d.count == 2) {
+		CHECK_STR_CONTAINS(d.msgs[0], "is not allowed: control character");
+		CHECK_STR_EQ(d.msgs[1], want);
+	}
+	diag_release(&d);
+	free(text);
+
+	/* A key too long to name in a path is reported at its object, in full. */
+	char key[6001];
+	memset(key, 'k', 6000);
+	key[6000] = '\0';
+	if (asprintf(&text, "{'mount': {'path': '/m'}, " BK ", " SC ", '%s': 1}", key) <
+	    0)
+		abort();
+	CHECK_EQ_INT(parse(text, &d, &cfg), SFS_EINVAL);
+	CHECK_EQ_INT(d.count, 1);
+	if (d.count == 1) {
+		CHECK(strncmp(d.msgs[0], "cfg.json: unknown key \"kkk", 26) == 0);
+		CHECK_STR_CONTAINS(d.msgs[0],
+		                   "...\" (the top level takes: mount, backends, "
+		                   "secrets, log, startup_timeout, shutdown_timeout)");
+	}
+	diag_release(&d);
+	free(text);
+}
+
 TEST(test_messages_never_echo_secret_like_values)
 {
 	struct config *cfg = NULL;
@@ -1193,6 +1286,8 @@ TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_def
           test_modes_accept_octal_strings_and_integers,
           test_bad_configs_report_each_problem_once,
           test_at_least_thirty_bad_configs_are_covered, test_long_names_are_rejected,
+          test_over_long_names_are_refused_at_their_parent_not_cut,
+          test_the_longest_key_paths_are_whole,
           test_messages_never_echo_secret_like_values, test_name_problems,
           test_name_length_limits, test_diag_formats_file_keypath_and_reason,
           test_diag_is_bounded, test_diag_keypath_quotes_unusual_keys,
