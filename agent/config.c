@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "secretfs/audit.h"
 #include "secretfs/backend.h"
 #include "secretfs/config.h"
 #include "secretfs/duration.h"
@@ -53,7 +54,8 @@ struct parser {
 };
 
 static const char *const top_keys[] = {
-    "mount", "backends", "secrets", "log", "startup_timeout", "shutdown_timeout", NULL};
+    "mount",           "backends",         "secrets", "log",
+    "startup_timeout", "shutdown_timeout", "audit",   NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
@@ -897,6 +899,10 @@ static void parse_root(struct parser *p, const json_t *root)
 		parse_duration(p, v, "startup_timeout", &p->cfg->startup_timeout_ms);
 	if ((v = json_object_get(root, "shutdown_timeout")))
 		parse_duration(p, v, "shutdown_timeout", &p->cfg->shutdown_timeout_ms);
+	if ((v = json_object_get(root, "audit")) &&
+	    audit_config_parse(v, "audit", p->cfg->mount.type == MOUNT_DIRECTORY, p->d,
+	                       &p->cfg->audit) < 0)
+		p->errors++;
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -1065,6 +1071,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nsecrets; i++)
 		secret_release(&cfg->secrets[i]);
 	free(cfg->secrets);
+	audit_config_free(cfg->audit);
 	free(cfg);
 }
 
