@@ -4,7 +4,10 @@
  * that formats, coalesces and appends them.
  *
  * Producers take the ring's mutex only to copy one record in (never while
- * anything is written) and post a semaphore; a full ring drops the record.
+ * anything is written); a full ring drops the record. Only the record that
+ * finds the ring empty, or makes it half full, posts the semaphore: once
+ * woken the writer lets records gather for AUDIT_GATHER_MS, so a busy
+ * reader costs the writer a wake-up per batch, not per open.
  * The writer takes records out in batches and does all the I/O on a file
  * descriptor set O_NONBLOCK, so that a FIFO nobody drains cannot hold
  * shutdown: waiting for room is a bounded poll(2) that gives up once
@@ -37,6 +40,7 @@
 #define AUDIT_WINDOW_MS 1000 /* repeats within it share a line */
 #define AUDIT_WINDOWS 128    /* coalescing windows open at once */
 #define AUDIT_BATCH 64       /* records taken out of the ring at a time */
+#define AUDIT_GATHER_MS 20   /* the writer lets records gather this long */
 #define AUDIT_LINE_MAX 8192  /* an escaped 1024-byte name and the rest */
 #define AUDIT_DROP_LOG_S 10  /* at most one "dropped" log line per this */
 #define AUDIT_DRAIN_MS 1000  /* audit_free waits this long for a stuck file */
@@ -404,6 +408,16 @@ static size_t ring_take(struct audit *a, struct audit_rec *out)
 	return n;
 }
 
+/* sem_timedwait until ms from now (CLOCK_REALTIME) or a post. */
+static void wait_ms(struct audit *a, uint64_t ms)
+{
+	uint64_t until = realtime_ms() + ms;
+	struct timespec ts = {.tv_sec = (time_t)(until / 1000),
+	                      .tv_nsec = (long)(until % 1000) * 1000000};
+
+	sem_timedwait(&a->wake, &ts);
+}
+
 static void *writer_main(void *arg)
 {
 	struct audit *a = arg;
@@ -429,13 +443,13 @@ static void *writer_main(void *arg)
 		windows_flush(a, false);
 		next = next_flush_ms(a);
 		if (next) {
-			struct timespec until = {.tv_sec = (time_t)(next / 1000),
-			                         .tv_nsec =
-			                             (long)(next % 1000) * 1000000};
-			sem_timedwait(&a->wake, &until);
+			uint64_t now = realtime_ms();
+			wait_ms(a, next > now ? next - now : 0);
 		} else {
 			sem_wait(&a->wake);
 		}
+		if (!atomic_load(&a->stop) && !a->reopen)
+			wait_ms(a, AUDIT_GATHER_MS);
 	}
 	return NULL;
 }
@@ -539,7 +553,7 @@ void audit_open(struct audit *a, size_t file, uint64_t version, pid_t pid, uid_t
 	                      .uid = uid,
 	                      .gid = gid,
 	                      .err = err};
-	bool queued = false;
+	bool queued = false, wake = false;
 
 	if (!a)
 		return;
@@ -550,11 +564,12 @@ void audit_open(struct audit *a, size_t file, uint64_t version, pid_t pid, uid_t
 		a->ring[(a->head + a->count) % a->cap] = r;
 		a->count++;
 		queued = true;
+		wake = a->count == 1 || a->count == a->cap / 2 + 1;
 	}
 	pthread_mutex_unlock(&a->lock);
-	if (queued)
+	if (wake)
 		sem_post(&a->wake);
-	else
+	else if (!queued)
 		count_drop(a);
 }
 
