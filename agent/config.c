@@ -21,6 +21,7 @@
 #include "confval.h"
 #include "onchange.h"
 #include "readfile.h"
+#include "secretfs/audit.h"
 #include "secretfs/backend.h"
 #include "secretfs/config.h"
 #include "secretfs/error.h"
@@ -50,7 +51,8 @@ struct parser {
 };
 
 static const char *const top_keys[] = {
-    "mount", "backends", "secrets", "log", "startup_timeout", "shutdown_timeout", NULL};
+    "mount",           "backends",         "secrets", "log",
+    "startup_timeout", "shutdown_timeout", "audit",   NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
@@ -618,6 +620,10 @@ static void parse_root(struct parser *p, const json_t *root)
 	if ((v = json_object_get(root, "shutdown_timeout")))
 		confval_duration(&p->cv, v, "shutdown_timeout",
 		                 &p->cfg->shutdown_timeout_ms);
+	if ((v = json_object_get(root, "audit")) &&
+	    audit_config_parse(v, "audit", p->cfg->mount.type == MOUNT_DIRECTORY, p->cv.d,
+	                       &p->cfg->audit) < 0)
+		p->cv.errors++;
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -750,6 +756,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nsecrets; i++)
 		secret_release(&cfg->secrets[i]);
 	free(cfg->secrets);
+	audit_config_free(cfg->audit);
 	free(cfg);
 }
 

@@ -102,11 +102,7 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
-/* Appends s as the inside of a JSON string, cut where it stops fitting
- * (leaving one byte for the closing quote); returns whether all of it went
- * in. Bytes that are not UTF-8 become U+FFFD, so the line stays valid
- * JSON. */
-static bool line_put_escaped(struct log_line *l, const char *s)
+bool log_json_escape(char *dst, size_t cap, size_t *len, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 
@@ -127,12 +123,19 @@ static bool line_put_escaped(struct log_line *l, const char *s)
 		} else {
 			out = (const char *)p;
 		}
-		if (n + 1 > l->limit - l->len)
+		if (n + 1 > cap - *len)
 			return false;
-		line_put(l, out, n);
+		memcpy(dst + *len, out, n);
+		*len += n;
 		p += step;
 	}
 	return true;
+}
+
+/* log_json_escape into a line, up to its limit. */
+static bool line_put_escaped(struct log_line *l, const char *s)
+{
+	return log_json_escape(l->buf, l->limit, &l->len, s);
 }
 
 /* Appends ,"key":"value" whole, or nothing when it does not fit. */

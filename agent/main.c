@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include "harden.h"
 #include "scheduler.h"
+#include "secretfs/audit.h"
 #include "secretfs/backend.h"
 #include "secretfs/config.h"
 #include "secretfs/error.h"
@@ -364,6 +366,8 @@ static void log_stats(struct stats *st)
 	    {"expired", "secretfs_lease_expiries_total"},
 	    {"on_change", "secretfs_onchange_runs_total"},
 	    {"on_change_failures", "secretfs_onchange_failures_total"},
+	    {"audit_written", "secretfs_audit_lines_written_total"},
+	    {"audit_dropped", "secretfs_audit_lines_dropped_total"},
 	};
 	char line[1024];
 	size_t n = 0;
@@ -374,6 +378,31 @@ static void log_stats(struct stats *st)
 		                      (long long)stats_total(st, shown[i].metric));
 	log_event(LOG_LVL_INFO, &(struct log_fields){.event = "daemon.stats"},
 	          "stats: %s", line);
+}
+
+static struct audit *signal_audit; /* for on_reopen_signal only */
+
+static void on_reopen_signal(int sig)
+{
+	audit_request_reopen(signal_audit);
+}
+
+/* SIGUSR1 reopens the audit file (log rotation), or does nothing: a
+ * logrotate script sending it must never kill the daemon. a may be NULL;
+ * call again with NULL before freeing a. */
+static void set_reopen_signal(struct audit *a)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = a ? on_reopen_signal : SIG_IGN;
+	if (!a)
+		sigaction(SIGUSR1, &sa, NULL);
+	signal_audit = a;
+	if (a)
+		sigaction(SIGUSR1, &sa, NULL);
 }
 
 static int create_backends(const struct config *cfg, struct store *st,
@@ -469,6 +498,7 @@ static int run(const struct config *cfg, bool once)
 	struct backend **backends = calloc(cfg->nbackends, sizeof *backends);
 	struct fs_options fopt = fs_options_of(cfg, once);
 	struct stats *stats = NULL;
+	struct audit *audit = NULL;
 	struct store *st = NULL;
 	struct fs *fs = NULL;
 	struct sched *sched = NULL;
@@ -476,8 +506,16 @@ static int run(const struct config *cfg, bool once)
 	size_t missing = 0, served;
 	int rc = EXIT_STARTUP;
 
-	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0 ||
-	    (fopt.stats = stats, fs_new(&fopt, st, &fs) < 0)) {
+	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0) {
+		log_error("out of memory");
+		goto out;
+	}
+	if (cfg->audit && audit_new(cfg->audit, stats, &audit) < 0)
+		goto out;
+	set_reopen_signal(audit);
+	fopt.stats = stats;
+	fopt.audit = audit;
+	if (fs_new(&fopt, st, &fs) < 0) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -547,6 +585,9 @@ static int run(const struct config *cfg, bool once)
 	rc = EXIT_SUCCESS;
 out:
 	sched_stop(sched);
+	/* No FUSE request runs past fs_run: what is queued is all there is. */
+	set_reopen_signal(NULL);
+	audit_free(audit);
 	if (sched)
 		log_stats(stats);
 	if (fs)

@@ -7,7 +7,9 @@ Measures, against the targets in the project brief:
   - open+read+close of an unchanged file through the mount, compared with
     the same on tmpfs (target: page-cache speed, one daemon round trip),
   - repeated pread of an open file (page cache hits).
-Run as root: /usr/bin/python3 bench/files.py [path/to/secretfs]
+With --audit the mount audits every open (an "audit" block writing to a
+file in the temporary directory), to compare open+read+close both ways.
+Run as root: /usr/bin/python3 bench/files.py [--audit] [path/to/secretfs]
 """
 import json
 import os
@@ -20,7 +22,9 @@ import time
 
 N = 1000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "secretfs")
+AUDIT = "--audit" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--audit"]
+BIN = ARGS[0] if ARGS else os.path.join(ROOT, "build", "secretfs")
 
 
 def rss_kib(pid):
@@ -56,6 +60,8 @@ def main():
         "secrets": {f"d{i // 100}/s{i}": {"backend": "local", "path": f"s{i}"} for i in range(N)},
         "log": {"level": "warn"},
     }
+    if AUDIT:
+        cfg["audit"] = {"path": os.path.join(tmp, "audit.jsonl")}
     with open(os.path.join(tmp, "config.json"), "w") as f:
         json.dump(cfg, f)
 
@@ -93,7 +99,8 @@ def main():
 
         print(f"files={N} all_readable_s={ready:.3f} (target <= 0.5)")
         print(f"daemon_rss_kib={rss} (target <= {6 * 1024})")
-        print(f"open_read_close_us fuse={fuse_orc:.2f} tmpfs={tmpfs_orc:.2f}")
+        print(f"open_read_close_us fuse={fuse_orc:.2f} tmpfs={tmpfs_orc:.2f}"
+              f" audit={'on' if AUDIT else 'off'}")
         print(f"pread_cached_us fuse={fuse_pread:.2f}")
         ok = ready <= 0.5 and rss <= 6 * 1024
         print("targets:", "met" if ok else "NOT met")

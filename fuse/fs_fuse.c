@@ -9,6 +9,14 @@
  * no torn reads and no stale cache for new opens. Superseded inodes are
  * freed when the kernel forgets them and no handle has them open.
  *
+ * With an audit (fs_options.audit) every open of a file is recorded, and
+ * the mount goes without default_permissions so that refused opens reach
+ * the daemon too: the handlers check modes themselves (fs_perm.h), where
+ * the kernel would: search (x) on the directory in lookup, read in open and
+ * opendir, the mask of access(2). The kernel checks nothing on a cached
+ * dentry, so the entries of a directory that not everyone may search are
+ * not cached (every path walk through it asks lookup again).
+ *
  * One mutex guards the tables. The kernel is notified only after the mutex
  * is released and never from a request handler (the scheduler publishes):
  * an invalidation waits for the directory lock that an in-flight lookup
@@ -25,16 +33,34 @@
 #include <unistd.h>
 
 #include "fs_impl.h"
+#include "fs_perm.h"
 #include "mountpoint.h"
+#include "secretfs/audit.h"
 #include "secretfs/error.h"
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
+#include "secretfs/stats.h"
 #include "secretfs/store.h"
 
 /* Names and attributes change only through explicit invalidation. */
 #define FS_ENTRY_TIMEOUT 3600.0
 #define FS_ATTR_TIMEOUT 3600.0
+/* Supplementary groups read for a check; more are ignored (refusing what
+ * only a later group would allow). */
+#define FS_MAX_GROUPS 1024
+
+enum { OPENS_OK, OPENS_DENIED, OPENS_FAILED };
+static const struct stats_field open_fields[] = {
+    [OPENS_OK] = {STATS_COUNTER, "secretfs_file_opens_ok_total",
+                  "Opens of the file through the FUSE mount that succeeded."},
+    [OPENS_DENIED] = {STATS_COUNTER, "secretfs_file_opens_denied_total",
+                      "Opens refused by the file's or a directory's mode "
+                      "(seen only with audit on: otherwise the kernel refuses)."},
+    [OPENS_FAILED] = {STATS_COUNTER, "secretfs_file_opens_failed_total",
+                      "Opens that failed otherwise (EIO, ENOMEM, ...)."},
+};
+static const struct stats_family open_family = {open_fields, 3, "file"};
 
 struct fs_inode;
 
@@ -49,6 +75,8 @@ struct fs_node {
 	uid_t uid;
 	gid_t gid;
 	struct fs_inode *current; /* files: NULL while absent; dirs: their inode */
+	struct stats_set *opens;  /* files: open_family; NULL-safe */
+	size_t audit_id;          /* files, with an audit */
 };
 
 struct fs_inode {
@@ -299,6 +327,9 @@ static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t
 	n->mode = mode;
 	n->uid = uid;
 	n->gid = gid;
+	n->opens = stats_register(fs->opt.stats, &open_family, name);
+	if (fs->opt.audit && audit_add_file(fs->opt.audit, name, &n->audit_id) < 0)
+		return SFS_ENOMEM;
 	*id = fs->nfiles;
 	fs->files[fs->nfiles++] = n;
 	return 0;
@@ -396,12 +427,65 @@ static void fill_stat(const struct fs_inode *in, struct stat *st)
 	st->st_blksize = 4096;
 }
 
+/* Who sent a request; its supplementary groups are read (from /proc, by
+ * libfuse) once, when a check first depends on them. */
+struct caller {
+	fuse_req_t req;
+	pid_t pid;
+	struct perm_caller ids;
+	bool have_groups;
+	gid_t groups[FS_MAX_GROUPS];
+};
+
+static void caller_init(struct caller *c, fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	c->req = req;
+	c->pid = ctx->pid;
+	c->ids = (struct perm_caller){ctx->uid, ctx->gid, c->groups, 0};
+	c->have_groups = false;
+}
+
+/* 0, or EACCES when the caller may not access n for want (PERM_* bits).
+ * Without an audit the kernel has checked already (default_permissions). */
+static int caller_may(struct fs_fuse *fs, struct caller *c, const struct fs_node *n,
+                      int want)
+{
+	struct perm_obj o = {(n->is_dir ? S_IFDIR : S_IFREG) | n->mode, n->uid, n->gid};
+
+	if (!fs->opt.audit)
+		return 0;
+	if (!c->have_groups && perm_needs_groups(&o, c->ids.uid, c->ids.gid, want)) {
+		int k = fuse_req_getgroups(c->req, FS_MAX_GROUPS, c->groups);
+
+		c->ids.ngroups = k < 0               ? 0
+		                 : k > FS_MAX_GROUPS ? FS_MAX_GROUPS
+		                                     : (size_t)k;
+		c->have_groups = true;
+	}
+	return perm_check(&o, &c->ids, want) < 0 ? EACCES : 0;
+}
+
+/* Counts an open of file n that ended with err, and audits it. */
+static void count_open(struct fs_fuse *fs, const struct caller *c,
+                       const struct fs_node *n, uint64_t version, int err)
+{
+	stats_inc(n->opens, err == 0        ? OPENS_OK
+	                    : err == EACCES ? OPENS_DENIED
+	                                    : OPENS_FAILED);
+	audit_open(fs->opt.audit, n->audit_id, version, c->pid, c->ids.uid, c->ids.gid,
+	           err);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fuse_entry_param e;
 	struct fs_inode *dir, *in;
 	struct fs_node *child;
+	struct caller c;
+	uint64_t version;
 
 	memset(&e, 0, sizeof e);
 	pthread_mutex_lock(&fs->lock);
@@ -412,6 +496,17 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	child = node_child(dir->node, name, strlen(name));
+	caller_init(&c, req);
+	if (caller_may(fs, &c, dir->node, PERM_EXEC)) {
+		/* A probe for a secret through a directory it may not search:
+		 * audited like a refused open (it may have been a stat). */
+		version = child && child->current ? child->current->version : 0;
+		pthread_mutex_unlock(&fs->lock);
+		if (child && !child->is_dir)
+			count_open(fs, &c, child, version, EACCES);
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	in = child ? child->current : NULL;
 	if (!in) {
 		pthread_mutex_unlock(&fs->lock);
@@ -422,7 +517,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	e.ino = in->ino;
 	e.generation = 1;
 	e.attr_timeout = FS_ATTR_TIMEOUT;
-	e.entry_timeout = FS_ENTRY_TIMEOUT;
+	/* Checking ourselves, only a lookup can refuse the search. */
+	e.entry_timeout =
+	    fs->opt.audit && (dir->node->mode & 0111) != 0111 ? 0 : FS_ENTRY_TIMEOUT;
 	fill_stat(in, &e.attr);
 	pthread_mutex_unlock(&fs->lock);
 	if (fuse_reply_entry(req, &e) != 0) {
@@ -487,7 +584,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_handle *h = NULL;
+	struct fs_node *file = NULL;
 	struct fs_inode *in;
+	uint64_t version = 0;
+	struct caller c;
 	int err = 0, rc;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
@@ -499,12 +599,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	caller_init(&c, req);
 	pthread_mutex_lock(&fs->lock);
 	in = inode_find(fs, ino);
 	if (!in || !in->blob) {
 		err = in ? EISDIR : ENOENT;
 		goto out;
 	}
+	file = in->node;
+	version = in->version;
+	/* Under the lock, but the FUSE loop is single-threaded: a /proc read
+	 * for the groups delays only a publish. */
+	if ((err = caller_may(fs, &c, file, PERM_READ)))
+		goto out;
 	rc = store_unseal(fs->store, in->blob, in->node->path, in->version, &h->data,
 	                  &h->len);
 	if (rc < 0) {
@@ -517,6 +624,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	handle_link(fs, h);
 out:
 	pthread_mutex_unlock(&fs->lock);
+	if (file)
+		count_open(fs, &c, file, version, err);
 	if (err) {
 		free(h);
 		fuse_reply_err(req, err);
@@ -566,14 +675,18 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_inode *in;
+	struct caller c;
 	int err = 0;
 
+	caller_init(&c, req);
 	pthread_mutex_lock(&fs->lock);
 	in = inode_find(fs, ino);
 	if (!in)
 		err = ENOENT;
 	else if (!in->node->is_dir)
 		err = ENOTDIR;
+	else
+		err = caller_may(fs, &c, in->node, PERM_READ);
 	pthread_mutex_unlock(&fs->lock);
 	if (err)
 		fuse_reply_err(req, err);
@@ -641,6 +754,25 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/* Sent instead of a check of the kernel's for access(2) and chdir(2), only
+ * without default_permissions (audit on). */
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct fs_fuse *fs = fuse_req_userdata(req);
+	struct fs_inode *in;
+	struct caller c;
+	int err;
+
+	caller_init(&c, req);
+	pthread_mutex_lock(&fs->lock);
+	in = inode_find(fs, ino);
+	err =
+	    in ? caller_may(fs, &c, in->node, mask & (PERM_READ | PERM_WRITE | PERM_EXEC))
+	       : ENOENT;
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_err(req, err);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs sv;
@@ -670,6 +802,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
     .release = op_release,
     .opendir = op_opendir,
     .readdir = op_readdir,
+    .access = op_access,
     .statfs = op_statfs,
 };
 
@@ -691,7 +824,8 @@ static int fusefs_mount(struct fs *base, const char *path)
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 
 	snprintf(opts, sizeof opts,
-	         "ro,default_permissions,nosuid,nodev,fsname=secretfs,subtype=secretfs%s",
+	         "ro,%snosuid,nodev,fsname=secretfs,subtype=secretfs%s",
+	         fs->opt.audit ? "" : "default_permissions,",
 	         fs->opt.allow_other ? ",allow_other" : "");
 	if (mountpoint_prepare(path) < 0)
 		return SFS_EIO;

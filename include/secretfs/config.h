@@ -12,6 +12,8 @@
 #include <jansson.h>
 
 #include "secretfs/diag.h"
+
+struct audit_config;
 #include "secretfs/render.h"
 
 enum mount_type { MOUNT_FUSE = 0, MOUNT_DIRECTORY };
@@ -73,6 +75,7 @@ struct config {
 	uint64_t
 	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
 	uint64_t shutdown_timeout_ms; /* default 5s: revocations after SIGTERM */
+	struct audit_config *audit;   /* "audit" (audit.h); NULL when absent */
 };
 
 /*

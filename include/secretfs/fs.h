@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct audit;
 struct fs;
 struct stats;
 struct store;
@@ -41,6 +42,11 @@ struct fs_options {
 	bool allow_other;    /* FUSE only */
 	bool keep_on_exit;   /* directory only: leave the files in place at exit */
 	struct stats *stats; /* where the output counts its work; borrowed, may be NULL */
+	/* FUSE only; borrowed, may be NULL. When set, every open of a file is
+	 * audited, and the mount goes without default_permissions (the kernel
+	 * would refuse opens unseen): secretfs checks modes itself, as the
+	 * kernel would (fs_perm.h). */
+	struct audit *audit;
 };
 
 /* Creates an empty tree (only the root) served by opt->output. st is

@@ -7,6 +7,7 @@
 #define SECRETFS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
@@ -55,6 +56,15 @@ struct log_fields {
  */
 void log_event(enum log_level level, const struct log_fields *f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Appends s to dst at *len as the inside of a JSON string: quotes,
+ * backslashes and control characters escaped, bytes that are not UTF-8
+ * as U+FFFD (so the result is valid JSON). Stops before the first
+ * character that would leave less than one byte of cap free (room for a
+ * closing quote); returns whether all of s went in. *len is advanced.
+ */
+bool log_json_escape(char *dst, size_t cap, size_t *len, const char *s);
 
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

@@ -888,7 +888,7 @@ TEST(test_the_longest_key_paths_are_whole)
 		CHECK(strncmp(d.msgs[0], "cfg.json: unknown key \"kkk", 26) == 0);
 		CHECK_STR_CONTAINS(d.msgs[0],
 		                   "...\" (the top level takes: mount, backends, "
-		                   "secrets, log, startup_timeout, shutdown_timeout)");
+		                   "secrets, log, startup_timeout, shutdown_timeout");
 	}
 	diag_release(&d);
 	free(text);
