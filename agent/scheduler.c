@@ -25,6 +25,7 @@
 
 #include "onchange.h"
 #include "scheduler.h"
+#include "source.h"
 #include "secretfs/error.h"
 #include "secretfs/fs.h"
 #include "secretfs/http.h"
@@ -42,8 +43,6 @@
 #define BACKOFF_CAP_MS (5 * 60 * 1000)
 #define HASH_LEN crypto_generichash_BYTES
 
-enum source_step { STEP_FETCH, STEP_PROBE, STEP_RENEW };
-
 struct sched_file {
 	const struct config_secret *cs;
 	size_t fs_id;
@@ -52,38 +51,6 @@ struct sched_file {
 	struct onchange *action;      /* shared; NULL when none */
 	char *problem;                /* why the last render failed; NULL if it did not */
 	struct stats_set *stats;      /* file_family; NULL-safe */
-};
-
-struct source {
-	char *label; /* "backend:path" for logs */
-	struct backend *be;
-	struct source_key key;
-	char *identity; /* backend + path + options, for sharing */
-	struct sched_file **files;
-	size_t nfiles;
-	uint64_t refresh_ms;
-	bool refresh_explicit; /* a file of it sets "refresh" */
-	bool issued_logged;    /* "issued once, not again" said */
-
-	enum source_step step;
-	uint64_t due;
-	unsigned attempt;  /* consecutive failures */
-	bool ready;        /* read successfully at least once */
-	bool settled;      /* ready, or failed in a way retrying will not cure */
-	char problem[320]; /* why the last attempt failed (no secret values) */
-	char version[128];
-
-	/* The current lease, if the value is leased. */
-	char lease_id[256];
-	bool renewable;
-	uint64_t lease_ms;      /* as first granted */
-	uint64_t lease_expires; /* monotonic ms */
-	uint64_t lease_issued;  /* monotonic ms */
-	uint64_t auth_gen;      /* login the lease was made under */
-	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
-
-	bool in_flight;          /* a worker runs its step (guarded by work_lock) */
-	struct stats_set *stats; /* source_family; NULL-safe */
 };
 
 struct revocation {
@@ -137,19 +104,7 @@ struct sched {
 	uint64_t revoke_deadline; /* after sched_stop began; UINT64_MAX before */
 };
 
-/* The metrics of each source and file (stats.h). */
-enum {
-	SRC_READS,
-	SRC_READ_FAILURES,
-	SRC_PROBES,
-	SRC_PUBLISHES,
-	SRC_RENEWALS,
-	SRC_RENEW_FAILURES,
-	SRC_REPLACEMENTS,
-	SRC_REVOCATIONS,
-	SRC_REVOKE_FAILURES,
-	SRC_EXPIRIES,
-};
+/* The metrics of each source (source.h) and file (stats.h). */
 static const struct stats_field source_fields[] = {
     [SRC_READS] = {STATS_COUNTER, "secretfs_source_reads_total",
                    "Full reads of the source that succeeded"},
@@ -185,14 +140,7 @@ static const struct stats_field file_fields[] = {
 static const struct stats_family file_family = {
     file_fields, sizeof file_fields / sizeof file_fields[0], "file"};
 
-/* The log fields (log.h) naming a source and its current lease, if any,
- * or a revocation; compound literals that live until the end of the
- * enclosing block. */
-#define SOURCE_FIELDS(src, ev)                                                           \
-	(&(struct log_fields){.event = (ev),                                             \
-	                      .source = (src)->label,                                    \
-	                      .backend = (src)->be->name,                                \
-	                      .lease = (src)->lease_id[0] ? (src)->lease_id : NULL})
+/* The log fields (log.h) naming a revocation (see SOURCE_FIELDS). */
 #define REVOCATION_FIELDS(r, ev)                                                         \
 	(&(struct log_fields){.event = (ev),                                             \
 	                      .source = (r)->label,                                      \
