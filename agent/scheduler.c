@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "onchange.h"
+#include "revoke.h"
 #include "scheduler.h"
 #include "source.h"
 #include "secretfs/error.h"
@@ -53,15 +54,6 @@ struct sched_file {
 	struct stats_set *stats;      /* file_family; NULL-safe */
 };
 
-struct revocation {
-	struct backend *be;
-	struct stats_set *stats; /* of the source the lease came from */
-	char lease_id[256];
-	char *label;
-	uint64_t due;
-	struct revocation *next;
-};
-
 struct sched {
 	const struct config *cfg;
 	struct backend **backends;
@@ -76,7 +68,7 @@ struct sched {
 	size_t nfiles;
 	struct onchange **actions;
 	size_t nactions;
-	struct revocation *revocations;
+	struct revoke *revoke;  /* replaced leases waiting for their grace */
 	uint64_t *maintain_due; /* per backend */
 
 	pthread_t thread;
@@ -92,16 +84,15 @@ struct sched {
 	pthread_cond_t work_cond;
 	bool workers_stop;
 
-	/* Guards the on_change actions and the revocation list, which
-	 * workers and the scheduler thread both touch. */
+	/* Guards the on_change actions, which workers and the scheduler
+	 * thread both touch. */
 	pthread_mutex_t shared_lock;
 
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t ready_cond;
 	size_t nready, nsettled;
 	bool stopping;
-	struct stats *stats;      /* borrowed */
-	uint64_t revoke_deadline; /* after sched_stop began; UINT64_MAX before */
+	struct stats *stats; /* borrowed */
 };
 
 /* The metrics of each source (source.h) and file (stats.h). */
@@ -139,13 +130,6 @@ static const struct stats_field file_fields[] = {
 };
 static const struct stats_family file_family = {
     file_fields, sizeof file_fields / sizeof file_fields[0], "file"};
-
-/* The log fields (log.h) naming a revocation (see SOURCE_FIELDS). */
-#define REVOCATION_FIELDS(r, ev)                                                         \
-	(&(struct log_fields){.event = (ev),                                             \
-	                      .source = (r)->label,                                      \
-	                      .backend = (r)->be->name,                                  \
-	                      .lease = (r)->lease_id})
 
 static char *source_identity(const struct config_secret *cs)
 {
@@ -252,7 +236,6 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->store = st;
 	s->stats = stats;
 	s->wake_fd = -1;
-	s->revoke_deadline = UINT64_MAX;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ready_cond, NULL);
 	pthread_mutex_init(&s->work_lock, NULL);
@@ -266,6 +249,10 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->queue = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->queue);
 	if (!s->hash_key || !s->sources || !s->files || !s->maintain_due || !s->queue)
 		goto out;
+	rc = revoke_new(cfg->shutdown_timeout_ms, &s->revoke);
+	if (rc < 0)
+		goto out;
+	rc = SFS_ENOMEM;
 	randombytes_buf(s->hash_key, crypto_generichash_KEYBYTES);
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wake_fd < 0) {
@@ -466,25 +453,14 @@ static void source_mark_settled(struct sched *s, struct source *src, int rc)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Hands the lease of src, just replaced (or, at shutdown, current), to
+ * the revocation queue. */
 static void schedule_revocation(struct sched *s, struct source *src, uint64_t now,
                                 bool shutdown)
 {
-	struct revocation *r = calloc(1, sizeof *r);
-
-	if (!r || !(r->label = strdup(src->label))) {
-		free(r);
-		log_error("source %s: out of memory; lease %s will not be revoked",
-		          src->label, src->lease_id);
+	if (revoke_add(s->revoke, src->be, src->label, src->lease_id, src->stats,
+	               now + src->be->revoke_grace_ms) < 0)
 		return;
-	}
-	r->be = src->be;
-	r->stats = src->stats;
-	snprintf(r->lease_id, sizeof r->lease_id, "%s", src->lease_id);
-	r->due = now + src->be->revoke_grace_ms;
-	pthread_mutex_lock(&s->shared_lock);
-	r->next = s->revocations;
-	s->revocations = r;
-	pthread_mutex_unlock(&s->shared_lock);
 	if (!shutdown)
 		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.replaced"),
 		          "source %s: lease %s replaced; revoking it in %llu ms",
@@ -855,76 +831,6 @@ static void run_due_sources(struct sched *s, uint64_t now)
 	}
 }
 
-static void revoke_one(struct sched *s, struct revocation *r)
-{
-	struct backend_error err = {0};
-	bool stopping = s->revoke_deadline != UINT64_MAX;
-	int rc;
-
-	if (stopping && timing_now_ms() >= s->revoke_deadline) {
-		backend_error_set(&err,
-		                  "the shutdown budget (shutdown_timeout, %llu ms) "
-		                  "was spent",
-		                  (unsigned long long)s->cfg->shutdown_timeout_ms);
-		rc = SFS_ECANCELED;
-	} else {
-		rc = r->be->ops->revoke(r->be, r->lease_id, &err);
-	}
-	if (rc < 0) {
-		stats_inc(r->stats, SRC_REVOKE_FAILURES);
-		log_event(LOG_LVL_WARN, REVOCATION_FIELDS(r, "lease.revoke_failed"),
-		          stopping ? "source %s: lease %s not revoked: %s%s%s"
-		                   : "source %s: cannot revoke lease %s: %s%s%s",
-		          r->label, r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
-		          err.msg);
-	} else {
-		stats_inc(r->stats, SRC_REVOCATIONS);
-		log_event(LOG_LVL_INFO, REVOCATION_FIELDS(r, "lease.revoked"),
-		          "source %s: revoked lease %s", r->label, r->lease_id);
-	}
-}
-
-/* Runs due revocations (all when force); returns the next due time. */
-static uint64_t run_revocations(struct sched *s, uint64_t now, bool force)
-{
-	struct revocation **pp, *due = NULL;
-	uint64_t next = UINT64_MAX;
-	size_t left = 0;
-
-	pthread_mutex_lock(&s->shared_lock);
-	pp = &s->revocations;
-	while (*pp) {
-		struct revocation *r = *pp;
-		if (force || r->due <= now) {
-			*pp = r->next;
-			r->next = due;
-			due = r;
-			continue;
-		}
-		if (r->due < next)
-			next = r->due;
-		pp = &r->next;
-	}
-	pthread_mutex_unlock(&s->shared_lock);
-	for (struct revocation *q = due; q; q = q->next)
-		left++;
-	/* The network calls happen outside the lock. */
-	for (; due; left--) {
-		struct revocation *r = due;
-
-		/* At shutdown each gets its share of what is left of the
-		 * budget, so one hung revoke cannot starve the others. */
-		now = timing_now_ms();
-		if (s->revoke_deadline != UINT64_MAX && now < s->revoke_deadline)
-			http_allow_until(now + (s->revoke_deadline - now) / left);
-		due = r->next;
-		revoke_one(s, r);
-		free(r->label);
-		free(r);
-	}
-	return next;
-}
-
 static bool sched_stopping(struct sched *s)
 {
 	bool v;
@@ -959,7 +865,7 @@ static void *sched_main(void *arg)
 		run_due_sources(s, now);
 		secmem_wipe_stack();
 		now = timing_now_ms();
-		t = run_revocations(s, now, false);
+		t = revoke_run(s->revoke, now, false);
 		next = t < next ? t : next;
 		pthread_mutex_lock(&s->shared_lock);
 		for (size_t i = 0; i < s->nactions; i++) {
@@ -1136,8 +1042,8 @@ void sched_stop(struct sched *s)
 	s->nworkers = 0;
 	s->started = false;
 	/* The only network work left: revocations, all within the budget
-	 * (run_revocations opens the window for each). */
-	s->revoke_deadline = timing_now_ms() + s->cfg->shutdown_timeout_ms;
+	 * (revoke_run opens the window for each). */
+	revoke_begin_shutdown(s->revoke, timing_now_ms());
 	/* Leases already replaced are of no use to anyone: revoke them now,
 	 * and the current ones where the operator asked for it. */
 	for (size_t i = 0; i < s->nsources; i++) {
@@ -1148,7 +1054,7 @@ void sched_stop(struct sched *s)
 		schedule_revocation(s, src, 0, true);
 		src->lease_id[0] = '\0';
 	}
-	run_revocations(s, UINT64_MAX, true);
+	revoke_run(s->revoke, UINT64_MAX, true);
 }
 
 void sched_free(struct sched *s)
@@ -1156,12 +1062,7 @@ void sched_free(struct sched *s)
 	if (!s)
 		return;
 	sched_stop(s);
-	while (s->revocations) {
-		struct revocation *r = s->revocations;
-		s->revocations = r->next;
-		free(r->label);
-		free(r);
-	}
+	revoke_free(s->revoke);
 	for (size_t i = 0; i < s->nfiles; i++)
 		free(s->files[i].problem);
 	for (size_t i = 0; i < s->nsources; i++) {
