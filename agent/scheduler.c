@@ -15,7 +15,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,51 +22,30 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "onchange.h"
+#include "publish.h"
 #include "revoke.h"
 #include "scheduler.h"
 #include "source.h"
 #include "secretfs/error.h"
-#include "secretfs/fs.h"
 #include "secretfs/http.h"
 #include "secretfs/lease.h"
 #include "secretfs/log.h"
-#include "secretfs/render.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
 #include "secretfs/stats.h"
-#include "secretfs/store.h"
 #include "secretfs/timing.h"
 
 #define SCHED_WORKERS 8 /* concurrent requests to network backends */
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_CAP_MS (5 * 60 * 1000)
-#define HASH_LEN crypto_generichash_BYTES
-
-struct sched_file {
-	const struct config_secret *cs;
-	size_t fs_id;
-	uint64_t version;             /* of the published content; 0 = never published */
-	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
-	struct onchange *action;      /* shared; NULL when none */
-	char *problem;                /* why the last render failed; NULL if it did not */
-	struct stats_set *stats;      /* file_family; NULL-safe */
-};
 
 struct sched {
-	const struct config *cfg;
 	struct backend **backends;
 	size_t nbackends;
-	struct fs *fs;
-	struct store *store;
-	unsigned char *hash_key; /* secmem */
+	struct publish *publish; /* the files: render, seal, publish, on_change */
 
 	struct source *sources;
 	size_t nsources;
-	struct sched_file *files;
-	size_t nfiles;
-	struct onchange **actions;
-	size_t nactions;
 	struct revoke *revoke;  /* replaced leases waiting for their grace */
 	uint64_t *maintain_due; /* per backend */
 
@@ -84,10 +62,6 @@ struct sched {
 	pthread_cond_t work_cond;
 	bool workers_stop;
 
-	/* Guards the on_change actions, which workers and the scheduler
-	 * thread both touch. */
-	pthread_mutex_t shared_lock;
-
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t ready_cond;
 	size_t nready, nsettled;
@@ -95,7 +69,7 @@ struct sched {
 	struct stats *stats; /* borrowed */
 };
 
-/* The metrics of each source (source.h) and file (stats.h). */
+/* The metrics of each source (source.h). */
 static const struct stats_field source_fields[] = {
     [SRC_READS] = {STATS_COUNTER, "secretfs_source_reads_total",
                    "Full reads of the source that succeeded"},
@@ -121,16 +95,6 @@ static const struct stats_field source_fields[] = {
 static const struct stats_family source_family = {
     source_fields, sizeof source_fields / sizeof source_fields[0], "source"};
 
-enum { FILE_UPDATES, FILE_RENDER_FAILURES };
-static const struct stats_field file_fields[] = {
-    [FILE_UPDATES] = {STATS_COUNTER, "secretfs_file_updates_total",
-                      "New versions of the file published"},
-    [FILE_RENDER_FAILURES] = {STATS_COUNTER, "secretfs_file_render_failures_total",
-                              "Times the file could not be rendered from its source"},
-};
-static const struct stats_family file_family = {
-    file_fields, sizeof file_fields / sizeof file_fields[0], "file"};
-
 static char *source_identity(const struct config_secret *cs)
 {
 	char *extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
@@ -148,30 +112,6 @@ static struct backend *backend_by_name(struct sched *s, const char *name)
 		if (strcmp(s->backends[i]->name, name) == 0)
 			return s->backends[i];
 	return NULL;
-}
-
-static int sched_add_action(struct sched *s, struct sched_file *f)
-{
-	const struct config_onchange *oc = f->cs->on_change;
-	struct onchange **grown;
-
-	if (!oc)
-		return 0;
-	for (size_t i = 0; i < s->nactions; i++) {
-		if (onchange_same(s->actions[i], oc)) {
-			f->action = s->actions[i];
-			return 0;
-		}
-	}
-	grown = realloc(s->actions, (s->nactions + 1) * sizeof *grown);
-	if (!grown)
-		return SFS_ENOMEM;
-	s->actions = grown;
-	f->action = onchange_new(oc, s->cfg->mount.path, s->stats);
-	if (!f->action)
-		return SFS_ENOMEM;
-	s->actions[s->nactions++] = f->action;
-	return 0;
 }
 
 /* Finds or creates the source for a secret and attaches the file to it. */
@@ -229,51 +169,39 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 
 	if (!s)
 		return SFS_ENOMEM;
-	s->cfg = cfg;
 	s->backends = backends;
 	s->nbackends = cfg->nbackends;
-	s->fs = fs;
-	s->store = st;
 	s->stats = stats;
 	s->wake_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ready_cond, NULL);
 	pthread_mutex_init(&s->work_lock, NULL);
 	pthread_cond_init(&s->work_cond, NULL);
-	pthread_mutex_init(&s->shared_lock, NULL);
-	s->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	s->sources = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->sources);
-	s->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->files);
 	s->maintain_due =
 	    calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->maintain_due);
 	s->queue = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->queue);
-	if (!s->hash_key || !s->sources || !s->files || !s->maintain_due || !s->queue)
+	if (!s->sources || !s->maintain_due || !s->queue)
+		goto out;
+	rc = publish_new(cfg, fs, st, stats, &s->publish);
+	if (rc < 0)
 		goto out;
 	rc = revoke_new(cfg->shutdown_timeout_ms, &s->revoke);
 	if (rc < 0)
 		goto out;
 	rc = SFS_ENOMEM;
-	randombytes_buf(s->hash_key, crypto_generichash_KEYBYTES);
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wake_fd < 0) {
 		rc = SFS_EIO;
 		goto out;
 	}
 	for (size_t i = 0; i < cfg->nsecrets; i++) {
-		const struct config_secret *cs = &cfg->secrets[i];
-		struct sched_file *f = &s->files[s->nfiles++];
+		struct sched_file *f;
 
-		f->cs = cs;
-		f->stats = stats_register(s->stats, &file_family, cs->name);
-		rc = fs_add_file(fs, cs->name, cs->has_mode ? cs->mode : cfg->mount.mode,
-		                 cs->has_uid ? cs->uid : cfg->mount.uid,
-		                 cs->has_gid ? cs->gid : cfg->mount.gid, &f->fs_id);
+		rc = publish_add_file(s->publish, &cfg->secrets[i], &f);
 		if (rc < 0)
 			goto out;
 		rc = sched_attach(s, f);
-		if (rc < 0)
-			goto out;
-		rc = sched_add_action(s, f);
 		if (rc < 0)
 			goto out;
 	}
@@ -292,137 +220,7 @@ size_t sched_source_count(const struct sched *s)
 
 size_t sched_published_count(const struct sched *s)
 {
-	size_t n = 0;
-
-	for (size_t i = 0; i < s->nfiles; i++)
-		n += s->files[i].version != 0;
-	return n;
-}
-
-/* Records (or clears, with NULL) why a file could not be rendered. */
-static void file_set_problem(struct sched_file *f, const char *why)
-{
-	free(f->problem);
-	f->problem = why ? strdup(why) : NULL;
-}
-
-/* Renders one file from value; on a change seals it into *upd and its
- * keyed hash into hash (kept once published). Returns 1 when changed, 0
- * when the content is the same, negative on failure. */
-static int render_file(struct sched *s, struct source *src, struct sched_file *f,
-                       const json_t *value, struct fs_update *upd, unsigned char *hash)
-{
-	const struct config_secret *cs = f->cs;
-	struct render_spec spec = {
-	    .format = cs->format,
-	    .field = cs->field,
-	    .template_text = cs->template_text,
-	    .decode_base64 = cs->decode_base64,
-	};
-	struct secbuf out;
-	struct store_blob *blob = NULL;
-	char err[256] = "";
-	int rc;
-
-	secbuf_init(&out, RENDER_MAX_LEN);
-	rc = render(&spec, value, &out, err, sizeof err);
-	if (rc < 0) {
-		log_event(LOG_LVL_ERROR,
-		          &(struct log_fields){.event = "file.render_failed",
-		                               .file = cs->name,
-		                               .source = src->label,
-		                               .backend = src->be->name},
-		          "file %s: cannot render from %s: %s; keeping %s", cs->name,
-		          src->label, err[0] ? err : sfs_strerror(rc),
-		          f->version ? "the last good content" : "it absent");
-		file_set_problem(f, err[0] ? err : sfs_strerror(rc));
-		goto out;
-	}
-	file_set_problem(f, NULL);
-	crypto_generichash(hash, HASH_LEN, out.data, out.len, s->hash_key,
-	                   crypto_generichash_KEYBYTES);
-	if (f->version && sodium_memcmp(hash, f->hash, HASH_LEN) == 0) {
-		rc = 0;
-		goto out;
-	}
-	rc = store_seal(s->store, cs->name, f->version + 1, out.data, out.len, &blob);
-	if (rc < 0)
-		goto out;
-	upd->id = f->fs_id;
-	upd->blob = blob;
-	upd->version = f->version + 1;
-	rc = 1;
-out:
-	secbuf_release(&out);
-	return rc;
-}
-
-/* Renders and publishes every file of src from value, atomically.
- * Returns 0, or SFS_EIO when the changed files could not be published
- * (nothing of them changed; the caller retries). */
-static int source_publish(struct sched *s, struct source *src, const json_t *value,
-                          uint64_t now)
-{
-	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
-	struct sched_file **changed = calloc(src->nfiles, sizeof *changed);
-	unsigned char(*hashes)[HASH_LEN] = calloc(src->nfiles, sizeof *hashes);
-	size_t n = 0;
-	int rc = SFS_EIO;
-
-	if (!upd || !changed || !hashes) {
-		log_error("source %s: out of memory while publishing", src->label);
-		goto out;
-	}
-	for (size_t i = 0; i < src->nfiles; i++) {
-		int r = render_file(s, src, src->files[i], value, &upd[n], hashes[n]);
-		if (r < 0)
-			stats_inc(src->files[i]->stats, FILE_RENDER_FAILURES);
-		if (r == 1)
-			changed[n++] = src->files[i];
-	}
-	rc = 0;
-	if (n == 0)
-		goto out;
-	if (fs_publish(s->fs, upd, n) < 0) {
-		log_event(LOG_LVL_ERROR, SOURCE_FIELDS(src, "source.publish_failed"),
-		          "source %s: cannot publish %zu files", src->label, n);
-		rc = SFS_EIO;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct sched_file *f = changed[i];
-		bool first = f->version == 0;
-
-		f->version = upd[i].version;
-		stats_inc(f->stats, FILE_UPDATES);
-		/* Only now: a failed publish must be tried again next time. */
-		memcpy(f->hash, hashes[i], HASH_LEN);
-		upd[i].blob = NULL; /* the fs owns it now */
-		log_event(LOG_LVL_INFO,
-		          &(struct log_fields){
-		              .event = (first ? "file.published" : "file.updated"),
-		              .file = f->cs->name,
-		              .source = src->label,
-		              .backend = src->be->name,
-		              .version = f->version},
-		          "file %s: %s version %llu from %s", f->cs->name,
-		          first ? "published" : "updated to",
-		          (unsigned long long)f->version, src->label);
-		if (!first && f->action) {
-			pthread_mutex_lock(&s->shared_lock);
-			onchange_trigger(f->action, f->cs->name, now);
-			pthread_mutex_unlock(&s->shared_lock);
-		}
-	}
-	stats_inc(src->stats, SRC_PUBLISHES);
-out:
-	if (upd)
-		for (size_t i = 0; i < n; i++)
-			store_blob_free(upd[i].blob);
-	free(upd);
-	free(changed);
-	free(hashes);
-	return rc;
+	return publish_count(s->publish);
 }
 
 static void source_mark_ready(struct sched *s, struct source *src)
@@ -495,20 +293,12 @@ static void source_failed(struct sched *s, struct source *src, int rc,
 	          src->ready ? "; serving the last good value" : "");
 
 	if (src->lease_id[0] && now >= src->lease_expires) {
-		struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 		log_event(
 		    LOG_LVL_ERROR, SOURCE_FIELDS(src, "lease.expired"),
 		    "source %s: lease %s expired; its files are removed until a new "
 		    "value is read",
 		    src->label, src->lease_id);
-		if (upd) {
-			for (size_t i = 0; i < src->nfiles; i++)
-				upd[i].id = src->files[i]->fs_id;
-			fs_publish(s->fs, upd, src->nfiles);
-			free(upd);
-			for (size_t i = 0; i < src->nfiles; i++)
-				src->files[i]->version = 0;
-		}
+		publish_withdraw(s->publish, src);
 		src->lease_id[0] = '\0';
 		src->step = STEP_FETCH;
 		stats_inc(src->stats, SRC_EXPIRIES);
@@ -622,7 +412,7 @@ static void source_fetch(struct sched *s, struct source *src, uint64_t now)
 		return;
 	}
 	stats_inc(src->stats, SRC_READS);
-	published = source_publish(s, src, res.value, now);
+	published = publish_source(s->publish, src, res.value, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
 
@@ -867,12 +657,8 @@ static void *sched_main(void *arg)
 		now = timing_now_ms();
 		t = revoke_run(s->revoke, now, false);
 		next = t < next ? t : next;
-		pthread_mutex_lock(&s->shared_lock);
-		for (size_t i = 0; i < s->nactions; i++) {
-			t = onchange_poll(s->actions[i], now);
-			next = t < next ? t : next;
-		}
-		pthread_mutex_unlock(&s->shared_lock);
+		t = publish_run_actions(s->publish, now);
+		next = t < next ? t : next;
 		for (size_t i = 0; i < s->nsources; i++)
 			if (!source_busy(s, &s->sources[i]) && s->sources[i].due < next)
 				next = s->sources[i].due;
@@ -1063,27 +849,20 @@ void sched_free(struct sched *s)
 		return;
 	sched_stop(s);
 	revoke_free(s->revoke);
-	for (size_t i = 0; i < s->nfiles; i++)
-		free(s->files[i].problem);
 	for (size_t i = 0; i < s->nsources; i++) {
 		free(s->sources[i].label);
 		free(s->sources[i].identity);
 		free(s->sources[i].files);
 	}
-	for (size_t i = 0; i < s->nactions; i++)
-		onchange_free(s->actions[i]);
-	free(s->actions);
 	free(s->sources);
-	free(s->files);
 	free(s->maintain_due);
 	free(s->queue);
-	secmem_free(s->hash_key, crypto_generichash_KEYBYTES);
+	publish_free(s->publish);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
 	pthread_cond_destroy(&s->ready_cond);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->work_cond);
 	pthread_mutex_destroy(&s->work_lock);
-	pthread_mutex_destroy(&s->shared_lock);
 	free(s);
 }
