@@ -1,0 +1,89 @@
+/*
+ * The publisher: the files of the config, each declared in the filesystem
+ * (fs.h) at start, and the way from a source's fetched value to them:
+ * render each file (render.h) in guarded memory, skip one whose keyed hash
+ * did not change, seal the rest (store.h) and publish them in one atomic
+ * fs_publish, then trigger their on_change actions. Owns the files, the
+ * hash key and the actions; the actions have a lock of their own (workers
+ * trigger them, the scheduler thread runs them).
+ */
+#ifndef SECRETFS_PUBLISH_H
+#define SECRETFS_PUBLISH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sodium.h>
+
+#include "secretfs/config.h"
+
+#define HASH_LEN crypto_generichash_BYTES
+
+struct publish;
+struct source;
+struct fs;
+struct store;
+struct stats;
+struct stats_set;
+struct onchange;
+
+/*
+ * One file. Its source (source.h) renders it; its state changes only
+ * while that source's step runs (one thread at a time). Owned by the
+ * publisher; cs is borrowed from the config.
+ */
+struct sched_file {
+	const struct config_secret *cs;
+	size_t fs_id;
+	uint64_t version;             /* of the published content; 0 = never published */
+	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
+	struct onchange *action;      /* shared; NULL when none */
+	char *problem;                /* why the last render failed; NULL if it did not */
+	struct stats_set *stats;      /* file_family; NULL-safe */
+};
+
+/*
+ * A publisher for the files of cfg (room for cfg->nsecrets of them),
+ * writing to fs and sealing with st; its files and actions register their
+ * metrics in stats (may be NULL). All borrowed; they must outlive the
+ * publisher. Returns 0 or SFS_ENOMEM.
+ */
+int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
+                struct stats *stats, struct publish **out);
+
+/*
+ * Adds the file of cs (absent until published): declares it in the fs
+ * with its mode and owner and shares its on_change action with the files
+ * that have the same one. Sets *out to the file, owned by p. Returns 0,
+ * SFS_ENOMEM, or what fs_add_file returned.
+ */
+int publish_add_file(struct publish *p, const struct config_secret *cs,
+                     struct sched_file **out);
+
+/*
+ * Renders every file of src from value and publishes those that changed,
+ * atomically; a file that cannot be rendered keeps its last content (the
+ * failure is logged and kept for sched_report_missing). Triggers the
+ * on_change action of each file updated (not first published) at now.
+ * Returns 0, or SFS_EIO when the changed files could not be published
+ * (nothing of them changed; the caller retries).
+ */
+int publish_source(struct publish *p, struct source *src, const json_t *value,
+                   uint64_t now);
+
+/* Makes every file of src absent (its lease expired). */
+void publish_withdraw(struct publish *p, struct source *src);
+
+/* Runs the on_change actions that are due at now (onchange_poll); returns
+ * the next time one wants to run (UINT64_MAX: none). Scheduler thread. */
+uint64_t publish_run_actions(struct publish *p, uint64_t now);
+
+/* Number of files whose content is published now (see
+ * sched_published_count). */
+size_t publish_count(const struct publish *p);
+
+/* Frees the files and actions (a command still running is left to
+ * finish) and wipes the hash key. NULL-safe. */
+void publish_free(struct publish *p);
+
+#endif

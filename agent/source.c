@@ -1,0 +1,575 @@
+/*
+ * Sources (see source.h). Secrets that name the same backend, path and
+ * backend options share one source, so one read serves all their files.
+ * Each source has its own clock and its own backoff, so one failing
+ * source never delays another. The fetched value is wiped as soon as the
+ * files are rendered (publish.h): between reads no plaintext is held.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "publish.h"
+#include "revoke.h"
+#include "source.h"
+#include "secretfs/error.h"
+#include "secretfs/lease.h"
+#include "secretfs/log.h"
+#include "secretfs/secjson.h"
+#include "secretfs/stats.h"
+#include "secretfs/timing.h"
+
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_CAP_MS (5 * 60 * 1000)
+
+struct source_set {
+	struct backend **backends; /* borrowed */
+	size_t nbackends;
+	struct publish *publish; /* borrowed */
+	struct revoke *revoke;   /* borrowed */
+	struct stats *stats;     /* borrowed */
+	struct source *v;        /* room for max */
+	size_t n, max;
+
+	pthread_mutex_t lock; /* guards the fields below and each source's settled */
+	pthread_cond_t ready_cond;
+	size_t nready, nsettled;
+	bool waits_stopped;
+};
+
+/* The metrics of each source (source.h). */
+static const struct stats_field source_fields[] = {
+    [SRC_READS] = {STATS_COUNTER, "secretfs_source_reads_total",
+                   "Full reads of the source that succeeded"},
+    [SRC_READ_FAILURES] = {STATS_COUNTER, "secretfs_source_read_failures_total",
+                           "Full reads of the source that failed"},
+    [SRC_PROBES] = {STATS_COUNTER, "secretfs_source_probes_total",
+                    "Cheap version probes of the source"},
+    [SRC_PUBLISHES] = {STATS_COUNTER, "secretfs_source_publishes_total",
+                       "Times new content of the source's files was published"},
+    [SRC_RENEWALS] = {STATS_COUNTER, "secretfs_lease_renewals_total",
+                      "Lease renewals that succeeded"},
+    [SRC_RENEW_FAILURES] = {STATS_COUNTER, "secretfs_lease_renewal_failures_total",
+                            "Lease renewals that failed"},
+    [SRC_REPLACEMENTS] = {STATS_COUNTER, "secretfs_lease_replacements_total",
+                          "Leases replaced by a new one"},
+    [SRC_REVOCATIONS] = {STATS_COUNTER, "secretfs_lease_revocations_total",
+                         "Replaced (or, at shutdown, current) leases revoked"},
+    [SRC_REVOKE_FAILURES] = {STATS_COUNTER, "secretfs_lease_revocation_failures_total",
+                             "Lease revocations that failed"},
+    [SRC_EXPIRIES] = {STATS_COUNTER, "secretfs_lease_expiries_total",
+                      "Leases that expired before a replacement was read"},
+};
+static const struct stats_family source_family = {
+    source_fields, sizeof source_fields / sizeof source_fields[0], "source"};
+
+int source_set_new(size_t max, struct backend **backends, size_t nbackends,
+                   struct publish *p, struct revoke *rq, struct stats *stats,
+                   struct source_set **out)
+{
+	struct source_set *set = calloc(1, sizeof *set);
+
+	if (!set)
+		return SFS_ENOMEM;
+	set->backends = backends;
+	set->nbackends = nbackends;
+	set->publish = p;
+	set->revoke = rq;
+	set->stats = stats;
+	set->max = max;
+	pthread_mutex_init(&set->lock, NULL);
+	pthread_cond_init(&set->ready_cond, NULL);
+	set->v = calloc(max ? max : 1, sizeof *set->v);
+	if (!set->v) {
+		source_set_free(set);
+		return SFS_ENOMEM;
+	}
+	*out = set;
+	return 0;
+}
+
+size_t source_set_count(const struct source_set *set)
+{
+	return set->n;
+}
+
+struct source *source_set_get(struct source_set *set, size_t i)
+{
+	return &set->v[i];
+}
+
+static char *source_identity(const struct config_secret *cs)
+{
+	char *extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
+	char *id = NULL;
+
+	if (extra && asprintf(&id, "%s\n%s\n%s", cs->backend, cs->path, extra) < 0)
+		id = NULL;
+	secjson_free_buf(extra);
+	return id;
+}
+
+static struct backend *backend_by_name(struct source_set *set, const char *name)
+{
+	for (size_t i = 0; i < set->nbackends; i++)
+		if (strcmp(set->backends[i]->name, name) == 0)
+			return set->backends[i];
+	return NULL;
+}
+
+int source_set_attach(struct source_set *set, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct source *src = NULL;
+	struct sched_file **grown;
+	char *id = source_identity(cs);
+	uint64_t refresh;
+
+	if (!id)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < set->n; i++) {
+		if (strcmp(set->v[i].identity, id) == 0) {
+			src = &set->v[i];
+			free(id);
+			break;
+		}
+	}
+	if (!src && set->n == set->max) {
+		free(id);
+		return SFS_EINVAL;
+	}
+	if (!src) {
+		src = &set->v[set->n++];
+		src->identity = id;
+		src->be = backend_by_name(set, cs->backend);
+		src->key.path = cs->path;
+		src->key.extra = cs->extra;
+		if (asprintf(&src->label, "%s:%s", cs->backend, cs->path) < 0) {
+			src->label = NULL;
+			return SFS_ENOMEM;
+		}
+		if (!src->be)
+			return SFS_EINVAL;
+		src->refresh_ms = UINT64_MAX;
+		src->step = STEP_FETCH;
+		src->stats = stats_register(set->stats, &source_family, src->label);
+	}
+	if (cs->refresh_ms)
+		src->refresh_explicit = true;
+	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
+	if (refresh < src->refresh_ms)
+		src->refresh_ms = refresh;
+	grown = realloc(src->files, (src->nfiles + 1) * sizeof *grown);
+	if (!grown)
+		return SFS_ENOMEM;
+	src->files = grown;
+	src->files[src->nfiles++] = f;
+	return 0;
+}
+
+static void source_mark_ready(struct source_set *set, struct source *src)
+{
+	src->problem[0] = '\0';
+	if (src->ready)
+		return;
+	src->ready = true;
+	pthread_mutex_lock(&set->lock);
+	set->nready++;
+	if (!src->settled)
+		set->nsettled++;
+	src->settled = true;
+	pthread_cond_broadcast(&set->ready_cond);
+	pthread_mutex_unlock(&set->lock);
+}
+
+/* A failure of a source never read yet that retrying will not cure (not
+ * found, denied, malformed) settles it for sched_wait_settled. */
+static void source_mark_settled(struct source_set *set, struct source *src, int rc)
+{
+	if (src->settled || rc == SFS_ETRANSIENT)
+		return;
+	pthread_mutex_lock(&set->lock);
+	src->settled = true;
+	set->nsettled++;
+	pthread_cond_broadcast(&set->ready_cond);
+	pthread_mutex_unlock(&set->lock);
+}
+
+/* Hands the lease of src, just replaced (or, at shutdown, current), to
+ * the revocation queue. */
+static void source_revoke_lease(struct source_set *set, struct source *src, uint64_t now,
+                                bool shutdown)
+{
+	if (revoke_add(set->revoke, src->be, src->label, src->lease_id, src->stats,
+	               now + src->be->revoke_grace_ms) < 0)
+		return;
+	if (!shutdown)
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.replaced"),
+		          "source %s: lease %s replaced; revoking it in %llu ms",
+		          src->label, src->lease_id,
+		          (unsigned long long)src->be->revoke_grace_ms);
+}
+
+/* After a failure: back off, and make files absent once a lease has truly
+ * expired (they would only hand out dead credentials). */
+static void source_failed(struct source_set *set, struct source *src, int rc,
+                          const struct backend_error *err, const char *what,
+                          const char *event, uint64_t now)
+{
+	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
+	                                err->retry_after_ms, timing_random());
+
+	/* Cut by the stop: nothing failed, and nothing is to change. */
+	if (rc == SFS_ECANCELED) {
+		log_debug("source %s: %s cancelled (stopping)", src->label, what);
+		return;
+	}
+
+	src->attempt++;
+	src->due = now + delay;
+	snprintf(src->problem, sizeof src->problem, "%s%s%s", sfs_strerror(rc),
+	         err->msg[0] ? ": " : "", err->msg);
+	source_mark_settled(set, src, rc);
+	log_event(LOG_LVL_WARN, SOURCE_FIELDS(src, event),
+	          "source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
+	          src->label, what, src->attempt, sfs_strerror(rc),
+	          err->msg[0] ? ": " : "", err->msg, (unsigned long long)delay,
+	          src->ready ? "; serving the last good value" : "");
+
+	if (src->lease_id[0] && now >= src->lease_expires) {
+		log_event(
+		    LOG_LVL_ERROR, SOURCE_FIELDS(src, "lease.expired"),
+		    "source %s: lease %s expired; its files are removed until a new "
+		    "value is read",
+		    src->label, src->lease_id);
+		publish_withdraw(set->publish, src);
+		src->lease_id[0] = '\0';
+		src->step = STEP_FETCH;
+		stats_inc(src->stats, SRC_EXPIRIES);
+	}
+	/* A renewal that keeps failing must not outlive the lease: replace. */
+	if (src->step == STEP_RENEW && src->lease_id[0] &&
+	    src->due + BACKOFF_BASE_MS >= src->lease_expires)
+		src->step = STEP_FETCH;
+}
+
+/*
+ * Plans the next step of a leased source that has left ms of lease from
+ * now (lease.h): renew while a renewal still buys enough time, else fetch
+ * a replacement before the end; the login that made the lease ending
+ * first caps it too.
+ */
+static void lease_plan(struct source *src, uint64_t now, uint64_t left, bool capped)
+{
+	struct lease_terms terms = {
+	    .issued = src->lease_issued,
+	    .life_ms = src->lease_ms,
+	    .renewable = src->renewable && src->be->ops->renew,
+	    .capped = capped,
+	};
+
+	if (src->deadline != UINT64_MAX && src->deadline > now &&
+	    src->deadline - now < left) {
+		left = src->deadline - now;
+		terms.capped = true;
+	}
+	src->lease_expires = now + left;
+	src->step =
+	    lease_next(&terms, now, left, timing_random(), &src->due) == LEASE_RENEW
+	        ? STEP_RENEW
+	        : STEP_FETCH;
+}
+
+/* Leases die with the login that made them: when a backend learns when
+ * that is, bring the replacement forward. Scheduler thread, source idle. */
+void source_check_lease_deadline(struct source *src, uint64_t now)
+{
+	uint64_t dl;
+
+	if (!src->lease_id[0] || !src->be->ops->lease_deadline)
+		return;
+	dl = src->be->ops->lease_deadline(src->be, src->auth_gen);
+	if (dl == src->deadline)
+		return;
+	src->deadline = dl;
+	if (dl == UINT64_MAX || dl >= src->lease_expires)
+		return;
+	log_event(
+	    LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.login_ending"),
+	    "source %s: lease %s ends with its login in %llu ms; replacing it first",
+	    src->label, src->lease_id, (unsigned long long)(dl > now ? dl - now : 0));
+	lease_plan(src, now, src->lease_expires > now ? src->lease_expires - now : 0,
+	           true);
+}
+
+/* Next check of a static (unleased) source, after interval ms. */
+static void source_schedule_static(struct source *src, uint64_t now, uint64_t interval)
+{
+	src->step = src->be->ops->probe && src->version[0] ? STEP_PROBE : STEP_FETCH;
+	src->due = now + interval;
+}
+
+/*
+ * Next read of a value that each read issues anew (fetch_result.issued): a
+ * refresh would only re-issue it, so it is read again at ~2/3 of its own
+ * validity (with jitter, never after its end), at the refresh the user set
+ * if that comes first, else never while secretfs runs.
+ */
+static void source_schedule_issued(struct source *src, uint64_t now, uint64_t valid_ms)
+{
+	uint64_t after = UINT64_MAX;
+
+	if (valid_ms)
+		after = timing_renew_after(valid_ms, timing_random());
+	if (src->refresh_explicit && src->refresh_ms < after)
+		after = src->refresh_ms;
+	src->step = STEP_FETCH;
+	if (after == UINT64_MAX) {
+		src->due = UINT64_MAX;
+		if (!src->issued_logged)
+			log_info("source %s: issued without a lease or a validity; not "
+			         "issued again while secretfs runs (set \"refresh\" to "
+			         "re-issue it periodically)",
+			         src->label);
+		src->issued_logged = true;
+		return;
+	}
+	/* Even a value issued already expired is not re-issued in a loop. */
+	src->due = now + (after < BACKOFF_BASE_MS ? BACKOFF_BASE_MS : after);
+	log_debug("source %s: issued value valid for %llu ms; issuing a new one in "
+	          "%llu ms",
+	          src->label, (unsigned long long)valid_ms,
+	          (unsigned long long)(src->due - now));
+}
+
+static void source_fetch(struct source_set *set, struct source *src, uint64_t now)
+{
+	struct backend_error err = {0};
+	struct fetch_result res = {0};
+	bool had_lease = src->lease_id[0] != '\0';
+	int rc, published;
+
+	rc = src->be->ops->fetch(src->be, &src->key, &res, &err);
+	if (rc < 0) {
+		stats_inc(src->stats, SRC_READ_FAILURES);
+		source_failed(set, src, rc, &err, "read", "source.read_failed", now);
+		return;
+	}
+	stats_inc(src->stats, SRC_READS);
+	published = publish_source(set->publish, src, res.value, now);
+	src->attempt = published < 0 ? src->attempt + 1 : 0;
+	snprintf(src->version, sizeof src->version, "%s", res.version);
+
+	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
+		stats_inc(src->stats, SRC_REPLACEMENTS);
+		if (src->be->ops->revoke)
+			source_revoke_lease(set, src, now, false);
+	}
+	if (res.lease_id[0]) {
+		snprintf(src->lease_id, sizeof src->lease_id, "%s", res.lease_id);
+		src->renewable = res.renewable;
+		src->lease_ms = res.lease_ms;
+		src->auth_gen = res.auth_generation;
+		src->deadline = UINT64_MAX;
+		src->lease_issued = now;
+		lease_plan(src, now, res.lease_ms, false);
+		log_event(LOG_LVL_DEBUG, SOURCE_FIELDS(src, "lease.granted"),
+		          "source %s: lease %s for %llu ms, %s", src->label,
+		          src->lease_id, (unsigned long long)res.lease_ms,
+		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
+	} else if (res.issued) {
+		src->lease_id[0] = '\0';
+		source_schedule_issued(src, now, res.valid_ms);
+	} else {
+		src->lease_id[0] = '\0';
+		source_schedule_static(
+		    src, now,
+		    src->ready ? src->refresh_ms
+		               : timing_first_refresh(src->refresh_ms, timing_random()));
+	}
+	fetch_result_release(&res);
+	source_mark_ready(set, src);
+	if (published < 0) {
+		/* The files could not be written (a full disk, say): read again
+		 * soon, with backoff; the unchanged hash makes it publish. */
+		uint64_t delay = timing_backoff(src->attempt - 1, BACKOFF_BASE_MS,
+		                                BACKOFF_CAP_MS, 0, timing_random());
+		if (now + delay < src->due || src->step != STEP_FETCH) {
+			src->step = STEP_FETCH;
+			src->due = now + delay;
+		}
+		log_warn("source %s: reading it again in %llu ms to publish", src->label,
+		         (unsigned long long)(src->due - now));
+	}
+}
+
+static void source_probe(struct source_set *set, struct source *src, uint64_t now)
+{
+	struct backend_error err = {0};
+	char version[sizeof src->version];
+	int rc;
+
+	stats_inc(src->stats, SRC_PROBES);
+	rc = src->be->ops->probe(src->be, &src->key, version, sizeof version, &err);
+	if (rc < 0) {
+		source_failed(set, src, rc, &err, "version probe", "source.probe_failed",
+		              now);
+		return;
+	}
+	src->attempt = 0;
+	if (strcmp(version, src->version) == 0) {
+		source_schedule_static(src, now, src->refresh_ms);
+		return;
+	}
+	log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "source.changed"),
+	          "source %s: version %s -> %s", src->label, src->version, version);
+	source_fetch(set, src, now);
+}
+
+static void source_renew(struct source_set *set, struct source *src, uint64_t now)
+{
+	struct backend_error err = {0};
+	uint64_t left = 0;
+	int rc;
+
+	rc = src->be->ops->renew(src->be, src->lease_id, src->lease_ms, &left, &err);
+	if (rc == SFS_ENOTFOUND || rc == SFS_EEXPIRED) {
+		stats_inc(src->stats, SRC_RENEW_FAILURES);
+		log_event(
+		    LOG_LVL_WARN, SOURCE_FIELDS(src, "lease.unrenewable"),
+		    "source %s: lease %s can no longer be renewed (%s); replacing it",
+		    src->label, src->lease_id, err.msg);
+		src->lease_id[0] = '\0';
+		source_fetch(set, src, now);
+		return;
+	}
+	if (rc < 0) {
+		stats_inc(src->stats, SRC_RENEW_FAILURES);
+		source_failed(set, src, rc, &err, "lease renewal", "lease.renew_failed",
+		              now);
+		return;
+	}
+	stats_inc(src->stats, SRC_RENEWALS);
+	src->attempt = 0;
+	/* Vault grants the increment asked for unless max TTL caps it. */
+	lease_plan(src, now, left, left + 1000 < src->lease_ms);
+	if (src->step == STEP_FETCH) {
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.renewed"),
+		          "source %s: lease %s renewed for only %llu ms; replacing it in "
+		          "%llu ms",
+		          src->label, src->lease_id, (unsigned long long)left,
+		          (unsigned long long)(src->due - now));
+	} else {
+		log_event(LOG_LVL_DEBUG, SOURCE_FIELDS(src, "lease.renewed"),
+		          "source %s: lease %s renewed for %llu ms", src->label,
+		          src->lease_id, (unsigned long long)left);
+	}
+}
+
+void source_run(struct source_set *set, struct source *src, uint64_t now)
+{
+	switch (src->step) {
+	case STEP_PROBE:
+		source_probe(set, src, now);
+		break;
+	case STEP_RENEW:
+		source_renew(set, src, now);
+		break;
+	case STEP_FETCH:
+	default:
+		source_fetch(set, src, now);
+		break;
+	}
+}
+
+void source_read_now(struct source *src, uint64_t now)
+{
+	if (src->step == STEP_RENEW)
+		return;
+	src->step = STEP_FETCH;
+	src->due = now;
+}
+
+size_t source_set_wait(struct source_set *set, bool settled, uint64_t timeout_ms)
+{
+	const size_t *count = settled ? &set->nsettled : &set->nready;
+	struct timespec deadline;
+	size_t left;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += (time_t)(timeout_ms / 1000);
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&set->lock);
+	while (*count < set->n && !set->waits_stopped)
+		if (pthread_cond_timedwait(&set->ready_cond, &set->lock, &deadline) ==
+		    ETIMEDOUT)
+			break;
+	left = set->n - *count;
+	pthread_mutex_unlock(&set->lock);
+	return left;
+}
+
+void source_set_stop_waits(struct source_set *set)
+{
+	pthread_mutex_lock(&set->lock);
+	set->waits_stopped = true;
+	pthread_cond_broadcast(&set->ready_cond);
+	pthread_mutex_unlock(&set->lock);
+}
+
+void source_set_revoke_leases(struct source_set *set)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct source *src = &set->v[i];
+		if (!src->lease_id[0] || !src->be->revoke_on_shutdown ||
+		    !src->be->ops->revoke)
+			continue;
+		source_revoke_lease(set, src, 0, true);
+		src->lease_id[0] = '\0';
+	}
+}
+
+size_t source_set_report_missing(const struct source_set *set, sched_report_fn report,
+                                 void *arg)
+{
+	size_t missing = 0;
+
+	for (size_t i = 0; i < set->n; i++) {
+		const struct source *src = &set->v[i];
+
+		for (size_t j = 0; j < src->nfiles; j++) {
+			const struct sched_file *f = src->files[j];
+			const char *why = f->problem        ? f->problem
+			                  : src->problem[0] ? src->problem
+			                  : src->ready      ? "absent (lease expired)"
+			                                    : "not read yet";
+			if (f->version)
+				continue;
+			report(arg, f->cs->name, src->label, why);
+			missing++;
+		}
+	}
+	return missing;
+}
+
+void source_set_free(struct source_set *set)
+{
+	if (!set)
+		return;
+	for (size_t i = 0; i < set->n; i++) {
+		free(set->v[i].label);
+		free(set->v[i].identity);
+		free(set->v[i].files);
+	}
+	free(set->v);
+	pthread_cond_destroy(&set->ready_cond);
+	pthread_mutex_destroy(&set->lock);
+	free(set);
+}
