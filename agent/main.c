@@ -397,6 +397,7 @@ static int create_backends(const struct config *cfg, struct store *st,
 			          sfs_strerror(rc));
 			return rc;
 		}
+		backend_calls_register(out[i], stats);
 	}
 	return 0;
 }
