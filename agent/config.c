@@ -28,6 +28,7 @@
 #include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
+#include "telemetry.h"
 
 #define CONFIG_MAX_FILE (4u * 1024 * 1024) /* bytes of config text */
 #define CONFIG_MAX_BACKENDS 256
@@ -53,7 +54,8 @@ struct parser {
 };
 
 static const char *const top_keys[] = {
-    "mount", "backends", "secrets", "log", "startup_timeout", "shutdown_timeout", NULL};
+    "mount",           "backends",         "secrets",   "log",
+    "startup_timeout", "shutdown_timeout", "telemetry", NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
@@ -897,6 +899,9 @@ static void parse_root(struct parser *p, const json_t *root)
 		parse_duration(p, v, "startup_timeout", &p->cfg->startup_timeout_ms);
 	if ((v = json_object_get(root, "shutdown_timeout")))
 		parse_duration(p, v, "shutdown_timeout", &p->cfg->shutdown_timeout_ms);
+	if ((v = json_object_get(root, "telemetry")) &&
+	    telemetry_config_parse(v, "telemetry", p->d, &p->cfg->telemetry) < 0)
+		p->errors++;
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -1065,6 +1070,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nsecrets; i++)
 		secret_release(&cfg->secrets[i]);
 	free(cfg->secrets);
+	telemetry_config_free(cfg->telemetry);
 	free(cfg);
 }
 
