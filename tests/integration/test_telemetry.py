@@ -189,10 +189,16 @@ def test_healthz_is_ok_while_alive_and_fails_when_the_scheduler_is_stuck(sandbox
     wait_until(lambda: get(d.listen, "/healthz")[0] == 503, timeout=TIMEOUT,
                what="/healthz 503 with a stuck scheduler")
     assert "scheduler" in get(d.listen, "/healthz")[2]
-    fd = os.open(sandbox.data_path, os.O_WRONLY)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(d.data))
+    # Opening the FIFO's other end lets the backend's open return; a regular
+    # file takes the FIFO's name before that end closes (the backend's read
+    # then ends), so no later open finds a FIFO again.
+    writer = os.open(sandbox.data_path, os.O_WRONLY)
+    try:
+        sandbox.write_data(d.data)
+    finally:
+        os.close(writer)
     wait_until(lambda: get(d.listen, "/healthz")[0] == 200, what="/healthz 200 again")
+    assert d.read("api-key") == d.data["api"]
 
 
 def test_only_three_paths_and_two_methods_are_served(sandbox):
