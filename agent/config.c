@@ -26,6 +26,7 @@
 #include "secretfs/config.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
+#include "telemetry.h"
 
 #define CONFIG_MAX_FILE (4u * 1024 * 1024) /* bytes of config text */
 #define CONFIG_MAX_BACKENDS 256
@@ -51,8 +52,8 @@ struct parser {
 };
 
 static const char *const top_keys[] = {
-    "mount",           "backends",         "secrets", "log",
-    "startup_timeout", "shutdown_timeout", "audit",   NULL};
+    "mount",           "backends",         "secrets", "log",      "startup_timeout",
+    "shutdown_timeout", "audit",           "telemetry", NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
@@ -624,6 +625,9 @@ static void parse_root(struct parser *p, const json_t *root)
 	    audit_config_parse(v, "audit", p->cfg->mount.type == MOUNT_DIRECTORY, p->cv.d,
 	                       &p->cfg->audit) < 0)
 		p->cv.errors++;
+	if ((v = json_object_get(root, "telemetry")) &&
+	    telemetry_config_parse(v, "telemetry", p->cv.d, &p->cfg->telemetry) < 0)
+		p->cv.errors++;
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -757,6 +761,7 @@ void config_free(struct config *cfg)
 		secret_release(&cfg->secrets[i]);
 	free(cfg->secrets);
 	audit_config_free(cfg->audit);
+	telemetry_config_free(cfg->telemetry);
 	free(cfg);
 }
 

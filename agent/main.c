@@ -32,6 +32,7 @@
 #include "secretfs/stats.h"
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
+#include "telemetry.h"
 
 /* Exit codes (usage() and README.md list them). */
 #define EXIT_CONFIG 1    /* invalid configuration */
@@ -426,6 +427,7 @@ static int create_backends(const struct config *cfg, struct store *st,
 			          sfs_strerror(rc));
 			return rc;
 		}
+		backend_calls_register(out[i], stats);
 	}
 	return 0;
 }
@@ -502,6 +504,7 @@ static int run(const struct config *cfg, bool once)
 	struct store *st = NULL;
 	struct fs *fs = NULL;
 	struct sched *sched = NULL;
+	struct telemetry *tm = NULL;
 	uint64_t started = timing_now_ms();
 	size_t missing = 0, served;
 	int rc = EXIT_STARTUP;
@@ -519,6 +522,9 @@ static int run(const struct config *cfg, bool once)
 		log_error("out of memory");
 		goto out;
 	}
+	/* A busy telemetry address is a start-up error: before any backend. */
+	if (cfg->telemetry && !once && telemetry_new(cfg, &tm) < 0)
+		goto out;
 	if (create_backends(cfg, st, stats, backends) < 0)
 		goto out;
 	fs_set_stop_hook(http_stop);
@@ -528,6 +534,8 @@ static int run(const struct config *cfg, bool once)
 		log_error("cannot start the scheduler");
 		goto out;
 	}
+	if (tm && telemetry_start(tm, stats, sched) < 0)
+		goto out;
 	/* Mount once the first values are in, so an application never starts
 	 * on an empty mount; a source still failing at the deadline is absent
 	 * (ENOENT) until it succeeds. */
@@ -557,6 +565,7 @@ static int run(const struct config *cfg, bool once)
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
 	harden_after_mount(fopt.output == FS_OUTPUT_FUSE);
+	telemetry_set_mounted(tm, true);
 	/* --once leaves what is written now: count it once nothing changes. */
 	if (once)
 		sched_stop(sched);
@@ -584,6 +593,9 @@ static int run(const struct config *cfg, bool once)
 	    "stopping");
 	rc = EXIT_SUCCESS;
 out:
+	/* The listener reads the scheduler: it goes first. */
+	telemetry_set_mounted(tm, false);
+	telemetry_free(tm);
 	sched_stop(sched);
 	/* No FUSE request runs past fs_run: what is queued is all there is. */
 	set_reopen_signal(NULL);

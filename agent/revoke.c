@@ -87,7 +87,7 @@ static void revoke_one(struct revoke *rq, struct revocation *r)
 		                  (unsigned long long)rq->shutdown_timeout_ms);
 		rc = SFS_ECANCELED;
 	} else {
-		rc = r->be->ops->revoke(r->be, r->lease_id, &err);
+		rc = backend_revoke(r->be, r->lease_id, &err);
 	}
 	if (rc < 0) {
 		stats_inc(r->stats, SRC_REVOKE_FAILURES);

@@ -25,6 +25,7 @@
 #include "scheduler.h"
 #include "source.h"
 #include "secretfs/error.h"
+#include "secretfs/health.h"
 #include "secretfs/http.h"
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
@@ -274,6 +275,7 @@ static void *sched_main(void *arg)
 		else
 			timeout =
 			    next - now > 3600 * 1000 ? 3600 * 1000 : (int)(next - now);
+		timeout = health_sched_beat(timeout);
 		if (poll(pfd, npfd, timeout) < 0 && errno != EINTR) {
 			log_error("scheduler: poll: %s", strerror(errno));
 			break;

@@ -41,6 +41,8 @@ struct source_set {
 };
 
 /* The metrics of each source (source.h). */
+static const struct stats_dim reason_dim[] = {{"reason", backend_failure_reasons},
+                                              {NULL, NULL}};
 static const struct stats_field source_fields[] = {
     [SRC_READS] = {STATS_COUNTER, "secretfs_source_reads_total",
                    "Full reads of the source that succeeded"},
@@ -62,6 +64,15 @@ static const struct stats_field source_fields[] = {
                              "Lease revocations that failed"},
     [SRC_EXPIRIES] = {STATS_COUNTER, "secretfs_lease_expiries_total",
                       "Leases that expired before a replacement was read"},
+    [SRC_FAILURES] = {STATS_COUNTER, "secretfs_source_failures_total",
+                      "Failed reads, probes and renewals of the source, by reason",
+                      reason_dim},
+    [SRC_LAST_SUCCESS] = {STATS_GAUGE, "secretfs_source_last_success_timestamp_seconds",
+                          "When the source was last read, probed or renewed (Unix time)"},
+    [SRC_READY] = {STATS_GAUGE, "secretfs_source_ready",
+                   "1 once the source was read, 0 before and after its lease expired"},
+    [SRC_LEASE_EXPIRY] = {STATS_GAUGE, "secretfs_lease_expiry_timestamp_seconds",
+                          "When the source's current lease expires (Unix time); 0: none"},
 };
 static const struct stats_family source_family = {
     source_fields, sizeof source_fields / sizeof source_fields[0], "source"};
@@ -173,6 +184,7 @@ int source_set_attach(struct source_set *set, struct sched_file *f)
 static void source_mark_ready(struct source_set *set, struct source *src)
 {
 	src->problem[0] = '\0';
+	stats_set_value(src->stats, SRC_READY, 1);
 	if (src->ready)
 		return;
 	src->ready = true;
@@ -229,6 +241,7 @@ static void source_failed(struct source_set *set, struct source *src, int rc,
 	}
 
 	src->attempt++;
+	stats_inc_at(src->stats, SRC_FAILURES, backend_failure_reason(rc));
 	src->due = now + delay;
 	snprintf(src->problem, sizeof src->problem, "%s%s%s", sfs_strerror(rc),
 	         err->msg[0] ? ": " : "", err->msg);
@@ -249,6 +262,8 @@ static void source_failed(struct source_set *set, struct source *src, int rc,
 		src->lease_id[0] = '\0';
 		src->step = STEP_FETCH;
 		stats_inc(src->stats, SRC_EXPIRIES);
+		stats_set_value(src->stats, SRC_READY, 0);
+		stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
 	}
 	/* A renewal that keeps failing must not outlive the lease: replace. */
 	if (src->step == STEP_RENEW && src->lease_id[0] &&
@@ -277,6 +292,7 @@ static void lease_plan(struct source *src, uint64_t now, uint64_t left, bool cap
 		terms.capped = true;
 	}
 	src->lease_expires = now + left;
+	stats_set_value(src->stats, SRC_LEASE_EXPIRY, timing_unix_s_of(src->lease_expires));
 	src->step =
 	    lease_next(&terms, now, left, timing_random(), &src->due) == LEASE_RENEW
 	        ? STEP_RENEW
@@ -352,13 +368,14 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	bool had_lease = src->lease_id[0] != '\0';
 	int rc, published;
 
-	rc = src->be->ops->fetch(src->be, &src->key, &res, &err);
+	rc = backend_fetch(src->be, &src->key, &res, &err);
 	if (rc < 0) {
 		stats_inc(src->stats, SRC_READ_FAILURES);
 		source_failed(set, src, rc, &err, "read", "source.read_failed", now);
 		return;
 	}
 	stats_inc(src->stats, SRC_READS);
+	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
 	published = publish_source(set->publish, src, res.value, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
@@ -368,6 +385,7 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 		if (src->be->ops->revoke)
 			source_revoke_lease(set, src, now, false);
 	}
+	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
 	if (res.lease_id[0]) {
 		snprintf(src->lease_id, sizeof src->lease_id, "%s", res.lease_id);
 		src->renewable = res.renewable;
@@ -413,13 +431,14 @@ static void source_probe(struct source_set *set, struct source *src, uint64_t no
 	int rc;
 
 	stats_inc(src->stats, SRC_PROBES);
-	rc = src->be->ops->probe(src->be, &src->key, version, sizeof version, &err);
+	rc = backend_probe(src->be, &src->key, version, sizeof version, &err);
 	if (rc < 0) {
 		source_failed(set, src, rc, &err, "version probe", "source.probe_failed",
 		              now);
 		return;
 	}
 	src->attempt = 0;
+	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
 	if (strcmp(version, src->version) == 0) {
 		source_schedule_static(src, now, src->refresh_ms);
 		return;
@@ -435,7 +454,7 @@ static void source_renew(struct source_set *set, struct source *src, uint64_t no
 	uint64_t left = 0;
 	int rc;
 
-	rc = src->be->ops->renew(src->be, src->lease_id, src->lease_ms, &left, &err);
+	rc = backend_renew(src->be, src->lease_id, src->lease_ms, &left, &err);
 	if (rc == SFS_ENOTFOUND || rc == SFS_EEXPIRED) {
 		stats_inc(src->stats, SRC_RENEW_FAILURES);
 		log_event(
@@ -453,6 +472,7 @@ static void source_renew(struct source_set *set, struct source *src, uint64_t no
 		return;
 	}
 	stats_inc(src->stats, SRC_RENEWALS);
+	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
 	src->attempt = 0;
 	/* Vault grants the increment asked for unless max TTL caps it. */
 	lease_plan(src, now, left, left + 1000 < src->lease_ms);

@@ -15,6 +15,28 @@ uint64_t timing_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t timing_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+int64_t timing_unix_s_of(uint64_t mono_ms)
+{
+	struct timespec wall;
+	uint64_t now = timing_now_ms();
+	int64_t ms;
+
+	if (mono_ms == 0 || mono_ms == UINT64_MAX)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+	ms += mono_ms >= now ? (int64_t)(mono_ms - now) : -(int64_t)(now - mono_ms);
+	return ms / 1000;
+}
+
 double timing_random(void)
 {
 	return (double)randombytes_uniform(1u << 30) / (double)(1u << 30);

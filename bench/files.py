@@ -10,12 +10,17 @@ Measures, against the targets in the project brief:
 With --audit the mount audits every open (an "audit" block writing to a
 file in the temporary directory), to compare open+read+close both ways.
 Run as root: /usr/bin/python3 bench/files.py [--audit] [path/to/secretfs]
+With SECRETFS_BENCH_TELEMETRY=1 the config gains a "telemetry" listener on
+a free loopback port, scraped once (/metrics) before RSS is measured: the
+difference from a run without it is what the listener costs.
 """
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
+import urllib.request
 import sys
 import tempfile
 import time
@@ -27,10 +32,10 @@ ARGS = [a for a in sys.argv[1:] if a != "--audit"]
 BIN = ARGS[0] if ARGS else os.path.join(ROOT, "build", "secretfs")
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return -1
 
@@ -62,6 +67,11 @@ def main():
     }
     if AUDIT:
         cfg["audit"] = {"path": os.path.join(tmp, "audit.jsonl")}
+    telemetry = os.environ.get("SECRETFS_BENCH_TELEMETRY", "") not in ("", "0")
+    if telemetry:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            cfg["telemetry"] = {"listen": f"127.0.0.1:{s.getsockname()[1]}"}
     with open(os.path.join(tmp, "config.json"), "w") as f:
         json.dump(cfg, f)
 
@@ -82,7 +92,13 @@ def main():
         if pending:
             print(f"FAIL: {len(pending)} files not readable after 20 s")
             return 1
+        scraped = 0
+        if telemetry:
+            url = f"http://{cfg['telemetry']['listen']}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as r:
+                scraped = len(r.read())
         rss = rss_kib(proc.pid)
+        rss_anon, rss_file = rss_kib(proc.pid, "RssAnon"), rss_kib(proc.pid, "RssFile")
         path = f"{mnt}/d0/s0"
         open_read_close(path)
         fuse_orc = time_loop(lambda: open_read_close(path), 20000)
@@ -98,7 +114,9 @@ def main():
         os.close(fd)
 
         print(f"files={N} all_readable_s={ready:.3f} (target <= 0.5)")
-        print(f"daemon_rss_kib={rss} (target <= {6 * 1024})")
+        print(f"daemon_rss_kib={rss} (target <= {6 * 1024})"
+              + f" anon={rss_anon} file={rss_file}"
+              + (f" with telemetry, /metrics {scraped} bytes" if telemetry else ""))
         print(f"open_read_close_us fuse={fuse_orc:.2f} tmpfs={tmpfs_orc:.2f}"
               f" audit={'on' if AUDIT else 'off'}")
         print(f"pread_cached_us fuse={fuse_pread:.2f}")

@@ -6,7 +6,7 @@
 # ROOTFS receives /usr/local/bin/secretfs and nothing it does not need:
 #   - the shared libraries the binary links (ldd) AND those it loads with
 #     dlopen at run time (libcurl.so.4, libssl.so.3, libcrypto.so.3: see
-#     agent/http.c), each with its own ldd closure, the dynamic loader, and
+#     agent/http.c; libmicrohttpd.so.12: see agent/telemetry.c), each with its own ldd closure, the dynamic loader, and
 #     Debian's merged-/usr symlinks (/lib, /lib64) so every path ldd names
 #     resolves;
 #   - /usr/bin/fusermount3 without its setuid bit (see deploy/Dockerfile);
@@ -27,8 +27,9 @@ if [[ $# -ne 2 ]]; then
 fi
 BINARY=$(realpath "$1")
 ROOT=$2
-# Loaded with dlopen by agent/http.c, so ldd on the binary does not list them.
-DLOPENED=(libcurl.so.4 libssl.so.3 libcrypto.so.3)
+# Loaded with dlopen by agent/http.c and agent/telemetry.c, so ldd on the
+# binary does not list them.
+DLOPENED=(libcurl.so.4 libssl.so.3 libcrypto.so.3 libmicrohttpd.so.12)
 NONROOT_UID=65532
 
 [[ -x $BINARY ]] || { echo "image-rootfs: $BINARY is not an executable" >&2; exit 1; }

@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 
 # ca-certificates: the CA bundle deploy/image-rootfs.sh copies into the image.
 BUILD_PACKAGES=(build-essential cmake pkg-config libsodium-dev libjansson-dev libfuse3-dev
-                fuse3 libcurl4-openssl-dev libssl-dev ca-certificates)
+                fuse3 libcurl4-openssl-dev libssl-dev libmicrohttpd-dev ca-certificates)
 # yamllint, python3-yaml: tests/delivery (manifests, workflows).
 # clang, libclang-rt-14-dev: the libFuzzer targets (scripts/fuzz.sh).
-TEST_PACKAGES=(python3 python3-pytest procps openssl postgresql postgresql-client
+TEST_PACKAGES=(python3 python3-pytest procps openssl postgresql postgresql-client prometheus
                yamllint python3-yaml clang libclang-rt-14-dev)
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [[ ${SECRETFS_PACKAGES:-all} == build ]] || PACKAGES+=("${TEST_PACKAGES[@]}")

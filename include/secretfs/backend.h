@@ -19,6 +19,7 @@
 
 struct backend;
 struct stats;
+struct stats_set;
 struct store;
 
 /* What a backend gets from the daemon when it is built. */
@@ -128,6 +129,8 @@ struct backend {
 	char *name;               /* owned */
 	uint64_t revoke_grace_ms; /* delay before a replaced lease is revoked */
 	bool revoke_on_shutdown;  /* revoke current leases when secretfs stops */
+	struct stats_set *calls;  /* backend_call_family (backend_call.c); NULL-safe,
+	                             set by backend_calls_register */
 };
 
 /* Registry: the ops for a type name, or NULL. */
@@ -138,6 +141,31 @@ const struct backend_ops *backend_nth(size_t i);
 
 /* Comma-separated list of the registered type names (static). */
 const char *backend_type_names(void);
+
+/*
+ * Calls into a backend (backend_call.c), timed and counted per backend as
+ * secretfs_backend_requests_total{backend,operation,outcome} and
+ * secretfs_backend_request_duration_seconds{backend}: the scheduler calls
+ * these instead of be->ops->fetch/probe/renew/revoke. Same contracts as
+ * the ops they wrap (probe, renew and revoke must exist).
+ */
+int backend_fetch(struct backend *be, const struct source_key *key,
+                  struct fetch_result *out, struct backend_error *err);
+int backend_probe(struct backend *be, const struct source_key *key, char *version,
+                  size_t versionlen, struct backend_error *err);
+int backend_renew(struct backend *be, const char *lease_id, uint64_t increment_ms,
+                  uint64_t *lease_ms, struct backend_error *err);
+int backend_revoke(struct backend *be, const char *lease_id, struct backend_error *err);
+
+/* Registers be's call metrics in st (labelled with be->name). NULL-safe. */
+void backend_calls_register(struct backend *be, struct stats *st);
+
+/* Why a call failed, as a metric label: the index in
+ * backend_failure_reasons of rc's class (rc < 0). The list, NULL-terminated:
+ * "unavailable", "denied", "not_found", "expired", "invalid",
+ * "backend_error", "cancelled", "other". */
+extern const char *const backend_failure_reasons[];
+size_t backend_failure_reason(int rc);
 
 /* Helpers for implementations. */
 void backend_error_set(struct backend_error *err, const char *fmt, ...)

@@ -59,6 +59,17 @@ struct config_secret {
 	json_t *extra; /* object of backend-specific keys (version, method, ...) */
 };
 
+/* "telemetry": the metrics and health listener (telemetry.c). */
+struct config_telemetry {
+	char *listen;   /* as written: "127.0.0.1:9464", "[::1]:9464", "unix:/path" */
+	int family;     /* AF_INET, AF_INET6 or AF_UNIX */
+	char host[64];  /* numeric address (inet, inet6) */
+	uint16_t port;  /* inet, inet6 */
+	char path[108]; /* AF_UNIX socket path */
+	uint64_t liveness_timeout_ms; /* default 60 s: /healthz fails after the
+	                                 scheduler loop is stuck this long */
+};
+
 struct config_log {
 	int level; /* enum log_level */
 	bool json;
@@ -74,8 +85,9 @@ struct config {
 	struct config_log log;
 	uint64_t
 	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
-	uint64_t shutdown_timeout_ms; /* default 5s: revocations after SIGTERM */
-	struct audit_config *audit;   /* "audit" (audit.h); NULL when absent */
+	uint64_t shutdown_timeout_ms;       /* default 5s: revocations after SIGTERM */
+	struct audit_config *audit;         /* "audit" (audit.h); NULL when absent */
+	struct config_telemetry *telemetry; /* NULL when not configured */
 };
 
 /*

@@ -12,6 +12,13 @@
  * deadline and timeout in secretfs is on this clock. */
 uint64_t timing_now_ms(void);
 
+/* The same clock in microseconds, for durations (metrics). */
+uint64_t timing_now_us(void);
+
+/* The wall-clock time (Unix seconds, for metrics) at which the monotonic
+ * clock reads mono_ms; 0 for 0 or UINT64_MAX (never). */
+int64_t timing_unix_s_of(uint64_t mono_ms);
+
 /* Uniform random number in [0, 1) from libsodium. */
 double timing_random(void);
 

@@ -25,7 +25,7 @@ from fakes.fake_vault import FakeVault, make_test_pki  # noqa: E402
 SCRIPT = os.path.join(dc.DEPLOY, "image-rootfs.sh")
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
-DLOPENED = ("libcrypto.so.3", "libssl.so.3", "libcurl.so.4")
+DLOPENED = ("libcrypto.so.3", "libssl.so.3", "libcurl.so.4", "libmicrohttpd.so.12")
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64",
             "/usr/lib", "/lib")
 FORBIDDEN = {"sh", "bash", "dash", "ash", "zsh", "busybox", "apt", "apt-get", "apt-cache",

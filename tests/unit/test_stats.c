@@ -18,7 +18,7 @@ static const struct stats_field fields[] = {
 };
 static const struct stats_family fam = {fields, 2, "source"};
 static const struct stats_field single_fields[] = {
-    {STATS_COUNTER, "t_single_total", "one"},
+    [0] = {STATS_COUNTER, "t_single_total", "one"},
 };
 static const struct stats_family single = {single_fields, 1, NULL};
 
@@ -69,18 +69,32 @@ TEST(out_of_range_fields_are_ignored)
 
 struct seen {
 	int n;
-	char text[256];
+	char text[1024];
 };
 
-static void collect(void *arg, const struct stats_field *f, const char *label,
-                    const char *value, int64_t v)
+static void collect(void *arg, const struct stats_sample *smp)
 {
 	struct seen *s = arg;
 	size_t len = strlen(s->text);
 
 	s->n++;
-	snprintf(s->text + len, sizeof s->text - len, "%s{%s=%s}=%lld;", f->name,
-	         label ? label : "-", value ? value : "-", (long long)v);
+	len += (size_t)snprintf(s->text + len, sizeof s->text - len, "%s{%s=%s",
+	                        smp->field->name, smp->label ? smp->label : "-",
+	                        smp->value ? smp->value : "-");
+	for (size_t d = 0; d < smp->ndims; d++)
+		len += (size_t)snprintf(s->text + len, sizeof s->text - len, ",%s=%s",
+		                        smp->dim_key[d], smp->dim_value[d]);
+	len += (size_t)snprintf(s->text + len, sizeof s->text - len, "}=%lld",
+	                        (long long)smp->v);
+	if (smp->buckets)
+		for (size_t b = 0; b < smp->field->nbounds; b++)
+			len += (size_t)snprintf(
+			    s->text + len, sizeof s->text - len, ",le%lld:%lld",
+			    (long long)smp->field->bounds[b], (long long)smp->buckets[b]);
+	if (smp->buckets)
+		len += (size_t)snprintf(s->text + len, sizeof s->text - len, ",sum:%lld",
+		                        (long long)smp->sum);
+	snprintf(s->text + len, sizeof s->text - len, ";");
 }
 
 TEST(each_walks_sets_in_registration_order_and_fields_in_table_order)
@@ -121,7 +135,80 @@ TEST(concurrent_updates_are_not_lost)
 	stats_free(st);
 }
 
+static const char *const ops[] = {"read", "renew", NULL};
+static const char *const outcomes[] = {"ok", "denied", "unavailable", NULL};
+static const struct stats_dim op_outcome[] = {
+    {"operation", ops}, {"outcome", outcomes}, {NULL, NULL}};
+static const int64_t bounds[] = {10, 100};
+enum { G_REQUESTS, G_DURATION };
+static const struct stats_field grid_fields[] = {
+    [G_REQUESTS] = {STATS_COUNTER, "t_requests_total", "requests", op_outcome},
+    [G_DURATION] = {STATS_HISTOGRAM, "t_seconds", "time", NULL, bounds, 2, 1e-6},
+};
+static const struct stats_family grid = {grid_fields, 2, "backend"};
+
+TEST(fields_with_dims_count_per_cell_and_show_only_cells_that_moved)
+{
+	struct stats *st = NULL;
+	struct stats_set *a;
+	struct seen s = {0};
+
+	CHECK_EQ_INT(stats_new(&st), 0);
+	a = stats_register(st, &grid, "v");
+	stats_inc_at(a, G_REQUESTS, 1 * 3 + 2); /* renew, unavailable */
+	stats_add_at(a, G_REQUESTS, 0, 2);      /* read, ok */
+	stats_inc_at(a, G_REQUESTS, 6);         /* out of range: ignored */
+	stats_inc(a, G_DURATION);               /* a histogram is only observed */
+	CHECK_EQ_INT(stats_get(a, G_REQUESTS), 3);
+	CHECK_EQ_INT(stats_get_at(a, G_REQUESTS, 5), 1);
+	stats_observe(a, G_DURATION, 5);
+	stats_observe(a, G_DURATION, 10);
+	stats_observe(a, G_DURATION, 50);
+	stats_observe(a, G_DURATION, 5000);
+	CHECK_EQ_INT(stats_get(a, G_DURATION), 4);
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text,
+	             "t_requests_total{backend=v,operation=read,outcome=ok}=2;"
+	             "t_requests_total{backend=v,operation=renew,outcome=unavailable}=1;"
+	             "t_seconds{backend=v}=4,le10:2,le100:3,sum:5065;");
+	stats_free(st);
+}
+
+TEST(each_groups_the_series_of_one_metric_across_sets)
+{
+	struct stats *st = NULL;
+	struct seen s = {0};
+
+	CHECK_EQ_INT(stats_new(&st), 0);
+	stats_inc(stats_register(st, &fam, "a"), F_READS);
+	stats_inc(stats_register(st, &single, NULL), 0);
+	stats_set_value(stats_register(st, &fam, "b"), F_LEVEL, 4);
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text,
+	             "t_reads_total{source=a}=1;t_reads_total{source=b}=0;"
+	             "t_level{source=a}=0;t_level{source=b}=4;t_single_total{-=-}=1;");
+	stats_free(st);
+}
+
+static const struct stats_dim too_many[] = {
+    {"a", ops}, {"b", ops}, {"c", ops}, {NULL, NULL}};
+static const struct stats_field bad_fields[] = {
+    [0] = {STATS_COUNTER, "t_bad_total", "bad", too_many}};
+static const struct stats_family bad = {bad_fields, 1, NULL};
+
+TEST(a_malformed_table_registers_nothing)
+{
+	struct stats *st = NULL;
+
+	CHECK_EQ_INT(stats_new(&st), 0);
+	CHECK(stats_register(st, &bad, NULL) == NULL);
+	stats_free(st);
+}
+
 TEST_MAIN(sets_count_on_their_own_and_totals_sum_them, null_registry_and_set_do_nothing,
           out_of_range_fields_are_ignored,
           each_walks_sets_in_registration_order_and_fields_in_table_order,
-          concurrent_updates_are_not_lost)
+          concurrent_updates_are_not_lost,
+          fields_with_dims_count_per_cell_and_show_only_cells_that_moved,
+          each_groups_the_series_of_one_metric_across_sets,
+          a_malformed_table_registers_nothing)

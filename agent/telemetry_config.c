@@ -1,0 +1,166 @@
+/*
+ * The "telemetry" block of the config (see telemetry.h):
+ *   "telemetry": {"listen": "127.0.0.1:9464", "liveness_timeout": "60s"}
+ * listen is a numeric IPv4 address and port, [IPv6]:port, or unix:/path
+ * (absolute, short enough for sun_path). Parsed once here into the typed
+ * struct both --check and the listener use.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "secretfs/duration.h"
+#include "secretfs/error.h"
+#include "telemetry.h"
+
+#define DEFAULT_LIVENESS_TIMEOUT_MS 60000
+#define MIN_LIVENESS_TIMEOUT_MS 1000
+#define LISTEN_MAX 200 /* bytes of a listen value echoed in a message */
+
+static const char *const telemetry_keys[] = {"listen", "liveness_timeout", NULL};
+
+/* Parses "port" into *out; NULL or a static reason. */
+static const char *parse_port(const char *s, uint16_t *out)
+{
+	unsigned long v = 0;
+
+	if (!*s)
+		return "the port is missing";
+	for (const char *c = s; *c; c++) {
+		if (*c < '0' || *c > '9' || c - s >= 5)
+			return "the port must be a number from 1 to 65535";
+		v = v * 10 + (unsigned long)(*c - '0');
+	}
+	if (v == 0 || v > 65535)
+		return "the port must be a number from 1 to 65535";
+	*out = (uint16_t)v;
+	return NULL;
+}
+
+/* Fills tc from a listen value; NULL or a static reason. */
+static const char *parse_listen(const char *s, struct config_telemetry *tc)
+{
+	const char *colon, *host = s;
+	size_t hostlen;
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	if (strncmp(s, "unix:", 5) == 0) {
+		const char *path = s + 5;
+
+		if (path[0] != '/')
+			return "a unix socket path must be absolute "
+			       "(unix:/run/secretfs/metrics.sock)";
+		if (strlen(path) >= sizeof tc->path)
+			return "the unix socket path is too long (at most 107 bytes)";
+		tc->family = AF_UNIX;
+		snprintf(tc->path, sizeof tc->path, "%s", path);
+		return NULL;
+	}
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || end[1] != ':')
+			return "an IPv6 address is written [address]:port";
+		host = s + 1;
+		hostlen = (size_t)(end - host);
+		colon = end + 1;
+		tc->family = AF_INET6;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return "must be ADDRESS:PORT (e.g. 127.0.0.1:9464), [IPv6]:PORT "
+			       "or "
+			       "unix:/path";
+		hostlen = (size_t)(colon - s);
+		tc->family = AF_INET;
+	}
+	if (hostlen == 0 || hostlen >= sizeof tc->host)
+		return "the address is missing or too long";
+	memcpy(tc->host, host, hostlen);
+	tc->host[hostlen] = '\0';
+	if (inet_pton(tc->family, tc->host, addr) != 1)
+		return tc->family == AF_INET
+		           ? "not a numeric IPv4 address (names are not resolved; use "
+		             "[...] for IPv6)"
+		           : "not a numeric IPv6 address";
+	return parse_port(colon + 1, &tc->port);
+}
+
+int telemetry_config_parse(const json_t *obj, const char *kp, struct diag *d,
+                           struct config_telemetry **out)
+{
+	struct config_telemetry *tc;
+	const char *key, *why;
+	char ckp[256];
+	json_t *v;
+	int rc = 0;
+
+	if (!json_is_object(obj)) {
+		diag_add(d, kp, "must be an object: {\"listen\": \"127.0.0.1:9464\"}");
+		return SFS_EINVAL;
+	}
+	json_object_foreach((json_t *)obj, key, v)
+	{
+		size_t i = 0;
+
+		while (telemetry_keys[i] && strcmp(telemetry_keys[i], key) != 0)
+			i++;
+		if (!telemetry_keys[i]) {
+			diag_add(d, diag_keypath(ckp, sizeof ckp, kp, key),
+			         "unknown key (expected listen, liveness_timeout)");
+			rc = SFS_EINVAL;
+		}
+	}
+	tc = calloc(1, sizeof *tc);
+	if (!tc) {
+		diag_add(d, kp, "out of memory");
+		return SFS_ENOMEM;
+	}
+	tc->liveness_timeout_ms = DEFAULT_LIVENESS_TIMEOUT_MS;
+	diag_keypath(ckp, sizeof ckp, kp, "listen");
+	v = json_object_get(obj, "listen");
+	if (!v) {
+		diag_add(d, ckp,
+		         "required: the address to serve /metrics, /healthz and "
+		         "/readyz on (e.g. \"127.0.0.1:9464\")");
+		rc = SFS_EINVAL;
+	} else if (!json_is_string(v)) {
+		diag_add(d, ckp, "must be a string");
+		rc = SFS_EINVAL;
+	} else if ((why = parse_listen(json_string_value(v), tc))) {
+		diag_add(d, ckp, "invalid address \"%.*s\": %s", LISTEN_MAX,
+		         json_string_value(v), why);
+		rc = SFS_EINVAL;
+	} else if (!(tc->listen = strdup(json_string_value(v)))) {
+		diag_add(d, ckp, "out of memory");
+		rc = SFS_ENOMEM;
+	}
+	diag_keypath(ckp, sizeof ckp, kp, "liveness_timeout");
+	if ((v = json_object_get(obj, "liveness_timeout"))) {
+		if (duration_parse(v, &tc->liveness_timeout_ms) < 0) {
+			diag_add(d, ckp,
+			         "must be a duration: a number of seconds or a "
+			         "string like \"60s\"");
+			rc = SFS_EINVAL;
+		} else if (tc->liveness_timeout_ms < MIN_LIVENESS_TIMEOUT_MS) {
+			diag_add(d, ckp, "must be at least 1s");
+			rc = SFS_EINVAL;
+		}
+	}
+	if (rc < 0) {
+		telemetry_config_free(tc);
+		return rc;
+	}
+	*out = tc;
+	return 0;
+}
+
+void telemetry_config_free(struct config_telemetry *tc)
+{
+	if (!tc)
+		return;
+	free(tc->listen);
+	free(tc);
+}
