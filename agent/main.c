@@ -580,7 +580,7 @@ static int run(const struct config *cfg, bool once)
 	    cfg->nsecrets, sched_source_count(sched), sched_source_count(sched) - missing,
 	    (unsigned long long)(timing_now_ms() - started));
 	if (once) {
-		sched_report_missing(sched, print_missing, NULL);
+		sched_report_missing(sched, true, print_missing, NULL);
 		rc = served == cfg->nsecrets ? EXIT_SUCCESS
 		     : served == 0           ? EXIT_NONE
 		                             : EXIT_SOME;

@@ -211,7 +211,7 @@ int publish_source(struct publish *p, struct source *src, const json_t *value,
 		struct sched_file *f = changed[i];
 		bool first = f->version == 0;
 
-		f->version = upd[i].version;
+		__atomic_store_n(&f->version, upd[i].version, __ATOMIC_RELAXED);
 		stats_inc(f->stats, FILE_UPDATES);
 		/* Only now: a failed publish must be tried again next time. */
 		memcpy(f->hash, hashes[i], HASH_LEN);
@@ -254,7 +254,7 @@ void publish_withdraw(struct publish *p, struct source *src)
 	fs_publish(p->fs, upd, src->nfiles);
 	free(upd);
 	for (size_t i = 0; i < src->nfiles; i++)
-		src->files[i]->version = 0;
+		__atomic_store_n(&src->files[i]->version, 0, __ATOMIC_RELAXED);
 }
 
 uint64_t publish_run_actions(struct publish *p, uint64_t now)
@@ -275,7 +275,7 @@ size_t publish_count(const struct publish *p)
 	size_t n = 0;
 
 	for (size_t i = 0; i < p->nfiles; i++)
-		n += p->files[i].version != 0;
+		n += __atomic_load_n(&p->files[i].version, __ATOMIC_RELAXED) != 0;
 	return n;
 }
 

@@ -35,7 +35,8 @@ struct onchange;
 struct sched_file {
 	const struct config_secret *cs;
 	size_t fs_id;
-	uint64_t version;             /* of the published content; 0 = never published */
+	uint64_t version; /* of the published content; 0 = never published; written
+	                     atomically (readiness reads it from other threads) */
 	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
 	struct onchange *action;      /* shared; NULL when none */
 	char *problem;                /* why the last render failed; NULL if it did not */

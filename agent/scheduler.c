@@ -345,9 +345,10 @@ size_t sched_wait_settled(struct sched *s, uint64_t timeout_ms)
 	return source_set_wait(s->sources, true, timeout_ms);
 }
 
-size_t sched_report_missing(struct sched *s, sched_report_fn report, void *arg)
+size_t sched_report_missing(struct sched *s, bool with_reasons, sched_report_fn report,
+                            void *arg)
 {
-	return source_set_report_missing(s->sources, report, arg);
+	return source_set_report_missing(s->sources, with_reasons, report, arg);
 }
 
 void sched_stop(struct sched *s)

@@ -44,13 +44,17 @@ size_t sched_wait_ready(struct sched *s, uint64_t timeout_ms);
 size_t sched_wait_settled(struct sched *s, uint64_t timeout_ms);
 
 /* Called by sched_report_missing for each file never published: its name,
- * its source ("backend:path") and why (no secret values). */
+ * its source ("backend:path") and why (no secret values; NULL when the
+ * reasons were not asked for). */
 typedef void (*sched_report_fn)(void *arg, const char *file, const char *source,
                                 const char *why);
 
-/* Reports every file that has no content now. Only after sched_stop().
- * Returns how many were reported. */
-size_t sched_report_missing(struct sched *s, sched_report_fn report, void *arg);
+/* Reports every file that has no content now; returns how many were
+ * reported. With reasons only after sched_stop(); without (why is NULL)
+ * from any thread at any time, e.g. for a readiness endpoint: the reasons
+ * change under a running scheduler, the names do not. */
+size_t sched_report_missing(struct sched *s, bool with_reasons, sched_report_fn report,
+                            void *arg);
 
 /* Number of sources. */
 size_t sched_source_count(const struct sched *s);

@@ -556,8 +556,8 @@ void source_set_revoke_leases(struct source_set *set)
 	}
 }
 
-size_t source_set_report_missing(const struct source_set *set, sched_report_fn report,
-                                 void *arg)
+size_t source_set_report_missing(const struct source_set *set, bool with_reasons,
+                                 sched_report_fn report, void *arg)
 {
 	size_t missing = 0;
 
@@ -566,12 +566,15 @@ size_t source_set_report_missing(const struct source_set *set, sched_report_fn r
 
 		for (size_t j = 0; j < src->nfiles; j++) {
 			const struct sched_file *f = src->files[j];
-			const char *why = f->problem        ? f->problem
-			                  : src->problem[0] ? src->problem
-			                  : src->ready      ? "absent (lease expired)"
-			                                    : "not read yet";
-			if (f->version)
+			const char *why;
+
+			if (__atomic_load_n(&f->version, __ATOMIC_RELAXED))
 				continue;
+			why = !with_reasons     ? NULL
+			      : f->problem      ? f->problem
+			      : src->problem[0] ? src->problem
+			      : src->ready      ? "absent (lease expired)"
+			                        : "not read yet";
 			report(arg, f->cs->name, src->label, why);
 			missing++;
 		}

@@ -146,9 +146,9 @@ void source_set_stop_waits(struct source_set *set);
 void source_set_revoke_leases(struct source_set *set);
 
 /* Calls report for each file never published (see sched_report_missing);
- * returns how many. Only once no source runs. */
-size_t source_set_report_missing(const struct source_set *set, sched_report_fn report,
-                                 void *arg);
+ * returns how many. With reasons only once no source runs. */
+size_t source_set_report_missing(const struct source_set *set, bool with_reasons,
+                                 sched_report_fn report, void *arg);
 
 /* Frees the sources (not their files, nor anything borrowed). NULL-safe. */
 void source_set_free(struct source_set *set);

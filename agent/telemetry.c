@@ -425,7 +425,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		struct text names = {.max = TELEMETRY_MAX_READY_TEXT + 64};
 		struct missing m = {.t = &names};
 
-		sched_report_missing(tm->sched, note_missing, &m);
+		sched_report_missing(tm->sched, false, note_missing, &m);
 		if (!atomic_load(&tm->mounted) && m.n == 0)
 			text_printf(&t, "not ready: not mounted yet\n");
 		else if (m.n)

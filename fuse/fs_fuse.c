@@ -38,10 +38,12 @@
 #include "secretfs/audit.h"
 #include "secretfs/error.h"
 #include "secretfs/fs.h"
+#include "secretfs/fuse_metrics.h"
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
 #include "secretfs/stats.h"
 #include "secretfs/store.h"
+#include "secretfs/timing.h"
 
 /* Names and attributes change only through explicit invalidation. */
 #define FS_ENTRY_TIMEOUT 3600.0
@@ -49,18 +51,6 @@
 /* Supplementary groups read for a check; more are ignored (refusing what
  * only a later group would allow). */
 #define FS_MAX_GROUPS 1024
-
-enum { OPENS_OK, OPENS_DENIED, OPENS_FAILED };
-static const struct stats_field open_fields[] = {
-    [OPENS_OK] = {STATS_COUNTER, "secretfs_file_opens_ok_total",
-                  "Opens of the file through the FUSE mount that succeeded."},
-    [OPENS_DENIED] = {STATS_COUNTER, "secretfs_file_opens_denied_total",
-                      "Opens refused by the file's or a directory's mode "
-                      "(seen only with audit on: otherwise the kernel refuses)."},
-    [OPENS_FAILED] = {STATS_COUNTER, "secretfs_file_opens_failed_total",
-                      "Opens that failed otherwise (EIO, ENOMEM, ...)."},
-};
-static const struct stats_family open_family = {open_fields, 3, "file"};
 
 struct fs_inode;
 
@@ -75,7 +65,7 @@ struct fs_node {
 	uid_t uid;
 	gid_t gid;
 	struct fs_inode *current; /* files: NULL while absent; dirs: their inode */
-	struct stats_set *opens;  /* files: open_family; NULL-safe */
+	struct stats_set *opens;  /* files: fuse_metrics_register_file; NULL-safe */
 	size_t audit_id;          /* files, with an audit */
 };
 
@@ -114,6 +104,7 @@ struct fs_fuse {
 	struct fs_handle *handles;
 	struct fuse_session *se;
 	bool mounted;
+	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
 };
 
 /* ---- inode table ---------------------------------------------------- */
@@ -289,6 +280,7 @@ static int fusefs_create(const struct fs_options *opt, struct store *st, struct 
 	fs->opt = *opt;
 	fs->store = st;
 	fs->next_ino = FUSE_ROOT_ID;
+	fs->requests = fuse_metrics_register(opt->stats);
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->root = node_new(fs, NULL, "", 0, true);
 	if (!fs->root) {
@@ -327,7 +319,7 @@ static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t
 	n->mode = mode;
 	n->uid = uid;
 	n->gid = gid;
-	n->opens = stats_register(fs->opt.stats, &open_family, name);
+	n->opens = fuse_metrics_register_file(fs->opt.stats, name);
 	if (fs->opt.audit && audit_add_file(fs->opt.audit, name, &n->audit_id) < 0)
 		return SFS_ENOMEM;
 	*id = fs->nfiles;
@@ -471,9 +463,7 @@ static int caller_may(struct fs_fuse *fs, struct caller *c, const struct fs_node
 static void count_open(struct fs_fuse *fs, const struct caller *c,
                        const struct fs_node *n, uint64_t version, int err)
 {
-	stats_inc(n->opens, err == 0        ? OPENS_OK
-	                    : err == EACCES ? OPENS_DENIED
-	                                    : OPENS_FAILED);
+	fuse_metrics_open(n->opens, err);
 	audit_open(fs->opt.audit, n->audit_id, version, c->pid, c->ids.uid, c->ids.gid,
 	           err);
 }
@@ -791,18 +781,51 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
+/*
+ * Each timed operation runs inside a wrapper that records its duration in
+ * secretfs_fuse_request_duration_seconds{op}. The mount is taken from the
+ * request before the operation runs: a request is gone once answered.
+ */
+#define FS_TIMED(op, OP, params, args)                                                    \
+	static void timed_##op params                                                      \
+	{                                                                                  \
+		struct stats_set *requests =                                               \
+		    ((struct fs_fuse *)fuse_req_userdata(req))->requests;                  \
+		uint64_t started = timing_now_us();                                        \
+		op args;                                                                   \
+		fuse_metrics_request(requests, OP, started);                              \
+	}
+FS_TIMED(op_lookup, FUSE_OP_LOOKUP, (fuse_req_t req, fuse_ino_t parent, const char *name),
+         (req, parent, name))
+FS_TIMED(op_getattr, FUSE_OP_GETATTR,
+         (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
+FS_TIMED(op_open, FUSE_OP_OPEN, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
+         (req, ino, fi))
+FS_TIMED(op_read, FUSE_OP_READ,
+         (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi),
+         (req, ino, size, off, fi))
+FS_TIMED(op_release, FUSE_OP_RELEASE,
+         (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
+FS_TIMED(op_opendir, FUSE_OP_OPENDIR,
+         (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
+FS_TIMED(op_readdir, FUSE_OP_READDIR,
+         (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi),
+         (req, ino, size, off, fi))
+FS_TIMED(op_access, FUSE_OP_OTHER, (fuse_req_t req, fuse_ino_t ino, int mask),
+         (req, ino, mask))
+
 static const struct fuse_lowlevel_ops fs_ops = {
     .init = op_init,
-    .lookup = op_lookup,
+    .lookup = timed_op_lookup,
     .forget = op_forget,
     .forget_multi = op_forget_multi,
-    .getattr = op_getattr,
-    .open = op_open,
-    .read = op_read,
-    .release = op_release,
-    .opendir = op_opendir,
-    .readdir = op_readdir,
-    .access = op_access,
+    .getattr = timed_op_getattr,
+    .open = timed_op_open,
+    .read = timed_op_read,
+    .release = timed_op_release,
+    .opendir = timed_op_opendir,
+    .readdir = timed_op_readdir,
+    .access = timed_op_access,
     .statfs = op_statfs,
 };
 
