@@ -1,8 +1,8 @@
 /*
- * Vault client internals shared by backend_vault.c and the auth methods
- * (auth_*.c): one request function that adds the Vault headers, maps the
- * status and the {"errors": [...]} body to an SFS_ code and a message, and
- * the table each auth method fills in.
+ * What a Vault auth method (auth_*.c) sees of the "vault" backend: the
+ * table each method fills in, the request function (vault_client.c) that
+ * adds the Vault headers and maps the status and the {"errors": [...]}
+ * body to an SFS_ code and a message, and the helpers of vault_auth.c.
  */
 #ifndef SECRETFS_VAULT_H
 #define SECRETFS_VAULT_H
@@ -48,6 +48,11 @@ const struct vault_auth_ops *vault_auth_find(const char *method);
 
 /* The registered method names, comma-separated, into buf; returns buf. */
 const char *vault_auth_names(char *buf, size_t len);
+
+/* Checks a backend's "auth" object (at keypath): a registered method, only
+ * its keys, a bounded mount, and the method's own check. Returns 0 or
+ * SFS_EINVAL with d filled. */
+int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d);
 
 /* Bytes of an auth mount path: "auth/<mount>/login" must fit the login
  * paths' buffers, so longer ones are refused by the config check. */
