@@ -18,7 +18,6 @@
  * notAfter, so that it is not re-issued every refresh.
  */
 #include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,21 +299,6 @@ static const char *vault_issues_on_read(const json_t *extra)
 	return method && strcmp(method, "GET") != 0 ? method : NULL;
 }
 
-/* Both token variables are wiped, whichever was used: /proc/<pid>/environ
- * must not show them. */
-static void vault_wipe_env_tokens(void)
-{
-	static const char *const names[] = {"VAULT_TOKEN", "BAO_TOKEN"};
-
-	for (size_t i = 0; i < 2; i++) {
-		char *tok = getenv(names[i]);
-		if (tok) {
-			sodium_memzero(tok, strlen(tok));
-			unsetenv(names[i]);
-		}
-	}
-}
-
 static void vault_free(struct backend *be)
 {
 	struct vault *v = (struct vault *)be;
@@ -356,16 +340,8 @@ static int vault_create(const struct backend_env *env, const char *name,
 		               &v->base.revoke_grace_ms);
 	v->base.revoke_on_shutdown =
 	    json_is_true(json_object_get(conf, "revoke_on_shutdown"));
-	/* A token from the environment is sealed away and wiped from it: the
-	 * environment stays readable in /proc/<pid>/environ and in memory. */
-	if (v->auth == &vault_auth_token &&
-	    !json_object_get(v->auth_conf, "token_file")) {
-		const char *tok = vault_env("TOKEN");
-		rc = tok ? vault_stash(v, tok, strlen(tok)) : 0;
-		vault_wipe_env_tokens();
-		if (rc < 0)
-			goto out;
-	}
+	if (v->auth->start && (rc = v->auth->start(v, v->auth_conf)) < 0)
+		goto out;
 	rc = vault_client_init(&v->client, name, conf);
 	if (rc < 0)
 		goto out;

@@ -34,6 +34,10 @@ struct vault_auth_ops {
 	/* Logs in; conf is the auth object. Returns 0 or SFS_ code. */
 	int (*login)(struct vault *v, const json_t *conf, struct vault_login *out,
 	             struct backend_error *err);
+	/* Optional: called once when the backend is created, before any
+	 * login (the token method takes its token from the environment).
+	 * Returns 0 or an SFS_ code, which fails the backend's start. */
+	int (*start)(struct vault *v, const json_t *conf);
 	/* True when a new token can be had by logging in again. */
 	bool can_relogin;
 };
@@ -84,6 +88,10 @@ const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *op
  * the BAO_ name when both are set, and so does secretfs.
  */
 const char *vault_env(const char *suffix);
+
+/* Wipes the values of BAO_<suffix> and VAULT_<suffix> and removes them
+ * from the environment: /proc/<pid>/environ must not show a secret. */
+void vault_env_wipe(const char *suffix);
 
 int vault_stash(struct vault *v, const char *data, size_t len);
 int vault_unstash(struct vault *v, char **out);

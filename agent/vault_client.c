@@ -41,6 +41,19 @@ const char *vault_env(const char *suffix)
 	return NULL;
 }
 
+void vault_env_wipe(const char *suffix)
+{
+	char name[64];
+
+	for (int i = 0; i < 2; i++) {
+		char *e = getenv(env_name(i, suffix, name, sizeof name));
+		if (e) {
+			sodium_memzero(e, strlen(e));
+			unsetenv(name);
+		}
+	}
+}
+
 /* A config string, else BAO_<suffix> or VAULT_<suffix>. */
 static const char *conf_or_env(const json_t *obj, const char *key, const char *suffix)
 {
