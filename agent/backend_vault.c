@@ -107,6 +107,14 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 		rc = SFS_EPARSE;
 		goto out;
 	}
+	if (json_string_length(json_object_get(reply, "lease_id")) >=
+	    sizeof out->lease_id) {
+		/* Cut, it would renew and revoke another lease, or none. */
+		backend_error_set(err, "%s: lease_id is longer than %zu bytes", key->path,
+		                  sizeof out->lease_id - 1);
+		rc = SFS_EPARSE;
+		goto out;
+	}
 	memset(out, 0, sizeof *out);
 	out->value = json_incref((json_t *)data);
 	out->auth_generation = gen;

@@ -50,16 +50,13 @@ extern const struct vault_auth_ops vault_auth_jwt;
 /* The auth method by name, or NULL. */
 const struct vault_auth_ops *vault_auth_find(const char *method);
 
-/* The registered method names, comma-separated, into buf; returns buf. */
-const char *vault_auth_names(char *buf, size_t len);
-
 /* Checks a backend's "auth" object (at keypath): a registered method, only
  * its keys, a bounded mount, and the method's own check. Returns 0 or
  * SFS_EINVAL with d filled. */
 int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d);
 
-/* Bytes of an auth mount path: "auth/<mount>/login" must fit the login
- * paths' buffers, so longer ones are refused by the config check. */
+/* Bytes of an auth mount path; longer ones are refused by the config
+ * check. */
 #define VAULT_MAX_MOUNT_LEN 256
 
 /*
@@ -95,6 +92,12 @@ void vault_env_wipe(const char *suffix);
 
 int vault_stash(struct vault *v, const char *data, size_t len);
 int vault_unstash(struct vault *v, char **out);
+
+/* Logs in by POSTing body to auth/<mount>/login (the mount of conf, or
+ * the method's default) and parses the answer into out. */
+int vault_login_at(struct vault *v, const json_t *conf, const struct vault_auth_ops *ops,
+                   const json_t *body, struct vault_login *out,
+                   struct backend_error *err);
 
 /* Logs in at auth/<mount>/login with {"role", "jwt"}, the JWT read from
  * conf "jwt_file" (else default_file) at every call. */

@@ -5,6 +5,7 @@
  * and the sealed stash an auth method may keep material in.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "secretfs/error.h"
@@ -30,14 +31,24 @@ const struct vault_auth_ops *vault_auth_find(const char *method)
 	return NULL;
 }
 
-const char *vault_auth_names(char *buf, size_t len)
+/* The registered method names, comma-separated, in a malloc'd string
+ * (free() it), or NULL when out of memory. */
+static char *auth_names(void)
 {
-	size_t used = 0;
+	size_t len = 1;
+	char *buf;
 
+	for (size_t i = 0; i < NAUTH; i++)
+		len += strlen(auth_methods[i]->method) + 2;
+	buf = malloc(len);
+	if (!buf)
+		return NULL;
 	buf[0] = '\0';
-	for (size_t i = 0; i < NAUTH && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-		                         auth_methods[i]->method);
+	for (size_t i = 0; i < NAUTH; i++) {
+		if (i)
+			strcat(buf, ", ");
+		strcat(buf, auth_methods[i]->method);
+	}
 	return buf;
 }
 
@@ -47,7 +58,7 @@ int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d)
 	const char *method;
 	const char *key;
 	json_t *val;
-	char kp[512], names[128];
+	char kp[512], *names;
 	int rc = 0;
 
 	if (!json_is_object(auth)) {
@@ -55,16 +66,18 @@ int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d)
 		return SFS_EINVAL;
 	}
 	method = json_string_value(json_object_get(auth, "method"));
-	if (!method) {
-		diag_add(d, keypath, "missing required key \"method\" (one of: %s)",
-		         vault_auth_names(names, sizeof names));
-		return SFS_EINVAL;
-	}
-	ops = vault_auth_find(method);
+	ops = method ? vault_auth_find(method) : NULL;
 	if (!ops) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "method"),
-		         "unknown auth method \"%s\" (one of: %s)", method,
-		         vault_auth_names(names, sizeof names));
+		names = auth_names();
+		if (!method)
+			diag_add(d, keypath,
+			         "missing required key \"method\" (one of: %s)",
+			         names ? names : "?");
+		else
+			diag_add(d, diag_keypath(kp, sizeof kp, keypath, "method"),
+			         "unknown auth method \"%s\" (one of: %s)", method,
+			         names ? names : "?");
+		free(names);
 		return SFS_EINVAL;
 	}
 	json_object_foreach((json_t *)auth, key, val)
@@ -131,14 +144,31 @@ int vault_login_from_reply(const json_t *reply, struct vault_login *out,
 	return 0;
 }
 
+int vault_login_at(struct vault *v, const json_t *conf, const struct vault_auth_ops *ops,
+                   const json_t *body, struct vault_login *out, struct backend_error *err)
+{
+	json_t *reply = NULL;
+	char *path = NULL;
+	int rc;
+
+	if (asprintf(&path, "auth/%s/login", vault_auth_mount(conf, ops)) < 0)
+		return SFS_ENOMEM;
+	rc = vault_call(v, "POST", path, NULL, body, false, NULL, &reply, err);
+	if (rc == 0)
+		rc = vault_login_from_reply(reply, out, err);
+	json_decref(reply);
+	free(path);
+	return rc;
+}
+
 int vault_login_role_jwt(struct vault *v, const json_t *conf,
                          const struct vault_auth_ops *ops, const char *default_file,
                          struct vault_login *out, struct backend_error *err)
 {
 	const char *role = json_string_value(json_object_get(conf, "role"));
 	const char *file = json_string_value(json_object_get(conf, "jwt_file"));
-	json_t *body = NULL, *reply = NULL;
-	char *jwt = NULL, path[512];
+	char *jwt = NULL;
+	json_t *body;
 	int rc;
 
 	if (!file)
@@ -153,12 +183,8 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 	secmem_free(jwt);
 	if (!body)
 		return SFS_ENOMEM;
-	snprintf(path, sizeof path, "auth/%s/login", vault_auth_mount(conf, ops));
-	rc = vault_call(v, "POST", path, NULL, body, false, NULL, &reply, err);
-	if (rc == 0)
-		rc = vault_login_from_reply(reply, out, err);
+	rc = vault_login_at(v, conf, ops, body, out, err);
 	json_decref(body);
-	json_decref(reply);
 	return rc;
 }
 

@@ -227,9 +227,8 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 		rc = 0;
 		goto out;
 	}
-	snprintf(msg, sizeof msg, "%s %s: HTTP %ld", method, path, resp.status);
-	vault_errors(reply, msg, sizeof msg);
-	backend_error_set(err, "%s", msg);
+	backend_error_set(err, "%s %s: HTTP %ld", method, path, resp.status);
+	vault_errors(reply, err->msg, sizeof err->msg);
 	switch (resp.status) {
 	case 403:
 		rc = SFS_EDENIED;
