@@ -17,7 +17,6 @@
  * marked issued, with its validity from "expiration" or the certificate's
  * notAfter, so that it is not re-issued every refresh.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +30,6 @@
 
 /* Registered in backend.c. */
 extern const struct backend_ops backend_vault_ops;
-
-const char *vault_slot_name(struct vault *v, const char *what, char *buf, size_t len)
-{
-	snprintf(buf, len, "\x01vault/%s/%s", v->base.name, what);
-	return buf;
-}
 
 static uint64_t vault_maintain(struct backend *be, uint64_t now)
 {
@@ -315,10 +308,9 @@ static void vault_free(struct backend *be)
 		return;
 	vault_client_release(&v->client);
 	vault_token_release(&v->token);
-	store_slot_clear(&v->stash);
+	credcache_slot_release(&v->stash);
 	json_decref(v->auth_conf);
 	vault_kv_release(&v->kv);
-	pthread_mutex_destroy(&v->lock);
 	free(v->base.name);
 	free(v);
 }
@@ -333,12 +325,10 @@ static int vault_create(const struct backend_env *env, const char *name,
 		return SFS_ENOMEM;
 	v->base.ops = &backend_vault_ops;
 	v->base.revoke_grace_ms = 60 * 1000;
-	pthread_mutex_init(&v->lock, NULL);
-	vault_token_init(&v->token);
-	v->store = env->store;
 	v->base.name = strdup(name);
 	vault_kv_init(&v->kv, env->stats, name);
-	if (!v->base.name)
+	if (!v->base.name || vault_token_init(&v->token, env->store, name) < 0 ||
+	    credcache_slot_init(&v->stash, env->store, "\x01vault/%s/stash", name) < 0)
 		goto out;
 	v->auth_conf = json_incref(json_object_get(conf, "auth"));
 	v->auth =

@@ -190,24 +190,10 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 
 int vault_stash(struct vault *v, const char *data, size_t len)
 {
-	char name[300];
-	int rc;
-
-	pthread_mutex_lock(&v->lock);
-	rc = store_slot_put(v->store, &v->stash,
-	                    vault_slot_name(v, "stash", name, sizeof name), data, len);
-	pthread_mutex_unlock(&v->lock);
-	return rc;
+	return credcache_slot_put(&v->stash, data, len);
 }
 
 int vault_unstash(struct vault *v, char **out)
 {
-	char name[300];
-	int rc;
-
-	pthread_mutex_lock(&v->lock);
-	rc = store_slot_get(v->store, &v->stash,
-	                    vault_slot_name(v, "stash", name, sizeof name), out);
-	pthread_mutex_unlock(&v->lock);
-	return rc;
+	return credcache_slot_get(&v->stash, out);
 }

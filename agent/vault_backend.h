@@ -8,11 +8,10 @@
 #ifndef SECRETFS_VAULT_BACKEND_H
 #define SECRETFS_VAULT_BACKEND_H
 
-#include <pthread.h>
 #include <jansson.h>
 
+#include "credcache.h"
 #include "secretfs/backend.h"
-#include "secretfs/store.h"
 #include "vault.h"
 #include "vault_client.h"
 #include "vault_kv.h"
@@ -22,18 +21,11 @@ struct vault {
 	struct backend base;
 	struct vault_client client;
 
-	/* Guards the token's fields and the stash. */
-	pthread_mutex_t lock;
-
-	struct store *store;
 	const struct vault_auth_ops *auth;
 	json_t *auth_conf;
 	struct vault_token token;
-	struct store_slot stash; /* auth method material */
+	struct credcache_slot stash; /* auth method material */
 	struct vault_kv kv;
 };
-
-/* The sealed slots' names: distinct per backend and purpose. */
-const char *vault_slot_name(struct vault *v, const char *what, char *buf, size_t len);
 
 #endif

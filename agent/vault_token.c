@@ -22,16 +22,16 @@
 #define VAULT_LOGIN_BASE_MS 1000
 #define VAULT_LOGIN_CAP_MS (5 * 60 * 1000)
 
-void vault_token_init(struct vault_token *t)
+int vault_token_init(struct vault_token *t, struct store *st, const char *backend)
 {
 	memset(t, 0, sizeof *t);
-	pthread_mutex_init(&t->login_lock, NULL);
+	return credcache_init(&t->cache, st, VAULT_LOGIN_BASE_MS, VAULT_LOGIN_CAP_MS,
+	                      "\x01vault/%s/token", backend);
 }
 
 void vault_token_release(struct vault_token *t)
 {
-	store_slot_clear(&t->slot);
-	pthread_mutex_destroy(&t->login_lock);
+	credcache_release(&t->cache);
 }
 
 /* Plans the next renewal or login after the token got ttl_ms (lease.h:
@@ -71,14 +71,14 @@ static void token_retire(struct vault *v, uint64_t now, bool dead)
 	struct vault_token *t = &v->token;
 	struct vault_generation *g;
 
-	if (!t->slot.blob)
+	if (!credcache_has_locked(&t->cache))
 		return;
 	if (t->npast == VAULT_GENERATIONS) {
 		memmove(t->past, t->past + 1, (VAULT_GENERATIONS - 1) * sizeof *t->past);
 		t->npast--;
 	}
 	g = &t->past[t->npast++];
-	g->gen = t->slot.version;
+	g->gen = credcache_gen_locked(&t->cache);
 	g->expires = dead ? now : t->expires;
 }
 
@@ -98,38 +98,28 @@ static int token_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 	 * a new login is not part of it. */
 	if (http_stopping())
 		return SFS_ECANCELED;
-	pthread_mutex_lock(&t->login_lock);
-	pthread_mutex_lock(&v->lock);
-	if (t->slot.blob && t->slot.version != seen) {
-		pthread_mutex_unlock(&v->lock);
-		pthread_mutex_unlock(&t->login_lock);
-		return 0;
-	}
-	pthread_mutex_unlock(&v->lock);
+	rc = credcache_refresh_begin(&t->cache, seen, false, now, NULL);
+	if (rc <= 0)
+		return rc; /* another thread logged in since */
 
 	rc = v->auth->login(v, v->auth_conf, &login, &err);
-	pthread_mutex_lock(&v->lock);
+	credcache_lock(&t->cache);
 	if (rc == 0) {
 		token_retire(v, now, dead);
-		char name[300];
-		rc = store_slot_put(v->store, &t->slot,
-		                    vault_slot_name(v, "token", name, sizeof name),
-		                    login.token, strlen(login.token));
+		rc = credcache_put_locked(&t->cache, login.token, strlen(login.token));
 	}
 	secmem_free(login.token);
 	if (rc < 0) {
-		uint64_t delay = timing_backoff(t->login_attempt++, VAULT_LOGIN_BASE_MS,
-		                                VAULT_LOGIN_CAP_MS, err.retry_after_ms,
-		                                timing_random());
+		uint64_t delay =
+		    credcache_failed_locked(&t->cache, now, err.retry_after_ms, err.msg);
 		log_warn("backend %s: %s login failed (attempt %u): %s%s%s; retrying in "
 		         "%llu ms",
-		         v->base.name, v->auth->method, t->login_attempt,
+		         v->base.name, v->auth->method, t->cache.attempt,
 		         sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg,
 		         (unsigned long long)delay);
 		t->relogin = true;
 		t->due = now + delay;
 	} else {
-		t->login_attempt = 0;
 		t->ttl_ms = login.ttl_ms;
 		t->renewable = login.renewable;
 		t->issued = now;
@@ -139,27 +129,19 @@ static int token_login(struct vault *v, uint64_t now, uint64_t seen, bool dead)
 		         (unsigned long long)(login.ttl_ms / 1000),
 		         login.renewable ? "renewable" : "not renewable");
 	}
-	pthread_mutex_unlock(&v->lock);
-	pthread_mutex_unlock(&t->login_lock);
+	credcache_unlock(&t->cache);
+	credcache_refresh_end(&t->cache);
 	return rc;
 }
 
 uint64_t vault_token_seen(struct vault *v)
 {
-	uint64_t seen;
-
-	pthread_mutex_lock(&v->lock);
-	seen = v->token.slot.blob ? v->token.slot.version : 0;
-	pthread_mutex_unlock(&v->lock);
-	return seen;
+	return credcache_gen(&v->token.cache);
 }
 
 int vault_token_get(struct vault *v, char **out)
 {
-	char name[300];
-
-	return store_slot_get(v->store, &v->token.slot,
-	                      vault_slot_name(v, "token", name, sizeof name), out);
+	return credcache_get(&v->token.cache, out, NULL);
 }
 
 static int token_renew(struct vault *v, uint64_t now)
@@ -179,11 +161,10 @@ static int token_renew(struct vault *v, uint64_t now)
 		json_decref(reply);
 		return token_login(v, now, seen, true);
 	}
-	pthread_mutex_lock(&v->lock);
+	credcache_lock(&t->cache);
 	if (rc < 0) {
-		uint64_t delay = timing_backoff(t->login_attempt++, VAULT_LOGIN_BASE_MS,
-		                                VAULT_LOGIN_CAP_MS, err.retry_after_ms,
-		                                timing_random());
+		uint64_t delay =
+		    credcache_failed_locked(&t->cache, now, err.retry_after_ms, err.msg);
 		log_warn("backend %s: token renewal failed: %s; retrying in %llu ms",
 		         v->base.name, err.msg, (unsigned long long)delay);
 		t->due = now + delay;
@@ -192,7 +173,7 @@ static int token_renew(struct vault *v, uint64_t now)
 			t->due = now;
 		}
 	} else {
-		t->login_attempt = 0;
+		credcache_succeeded_locked(&t->cache);
 		ttl = (uint64_t)json_integer_value(json_object_get(
 		          json_object_get(reply, "auth"), "lease_duration")) *
 		      1000;
@@ -217,7 +198,7 @@ static int token_renew(struct vault *v, uint64_t now)
 		          t->relogin ? " (max TTL near: logging in again before it ends)"
 		                     : "");
 	}
-	pthread_mutex_unlock(&v->lock);
+	credcache_unlock(&t->cache);
 	json_decref(reply);
 	return rc;
 }
@@ -228,17 +209,17 @@ uint64_t vault_token_maintain(struct vault *v, uint64_t now)
 	bool login, renew;
 	uint64_t due;
 
-	pthread_mutex_lock(&v->lock);
-	login = !t->slot.blob || (t->relogin && now >= t->due);
+	credcache_lock(&t->cache);
+	login = !credcache_has_locked(&t->cache) || (t->relogin && now >= t->due);
 	renew = !login && now >= t->due;
-	pthread_mutex_unlock(&v->lock);
+	credcache_unlock(&t->cache);
 	if (login)
 		token_login(v, now, vault_token_seen(v), false);
 	else if (renew)
 		token_renew(v, now);
-	pthread_mutex_lock(&v->lock);
+	credcache_lock(&t->cache);
 	due = t->due;
-	pthread_mutex_unlock(&v->lock);
+	credcache_unlock(&t->cache);
 	return due;
 }
 
@@ -249,11 +230,11 @@ uint64_t vault_token_lease_deadline(struct vault *v, uint64_t gen)
 
 	/* Only a token already replaced gives its leases a deadline: moving
 	 * them earlier would only put them under the same dying token. */
-	pthread_mutex_lock(&v->lock);
+	credcache_lock(&t->cache);
 	for (size_t i = 0; i < t->npast; i++)
 		if (t->past[i].gen == gen)
 			dl = t->past[i].expires;
-	pthread_mutex_unlock(&v->lock);
+	credcache_unlock(&t->cache);
 	return dl;
 }
 
@@ -265,10 +246,10 @@ static int token_ensure(struct vault *v, struct backend_error *err)
 	bool have, backing_off;
 	int rc;
 
-	pthread_mutex_lock(&v->lock);
-	have = t->slot.blob != NULL;
-	backing_off = now < t->due && t->login_attempt > 0;
-	pthread_mutex_unlock(&v->lock);
+	credcache_lock(&t->cache);
+	have = credcache_has_locked(&t->cache);
+	backing_off = now < t->due && t->cache.attempt > 0;
+	credcache_unlock(&t->cache);
 	if (have)
 		return 0;
 	if (backing_off) {

@@ -7,11 +7,11 @@
 #ifndef SECRETFS_VAULT_TOKEN_H
 #define SECRETFS_VAULT_TOKEN_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <jansson.h>
 
+#include "credcache.h"
 #include "secretfs/backend.h"
 #include "secretfs/store.h"
 
@@ -25,24 +25,24 @@ struct vault_generation {
 };
 
 struct vault_token {
-	/* Held for a whole login, so concurrent requests log in once. */
-	pthread_mutex_t login_lock;
-	/* The token, sealed; empty until the first login. The fields below
-	 * are guarded by the backend's lock. */
-	struct store_slot slot;
+	/* The token, sealed; empty until the first login. Its refresh lock
+	 * is held for a whole login, so concurrent requests log in once; its
+	 * lock guards the fields below; its backoff counts failed logins and
+	 * renewals. */
+	struct credcache cache;
 	uint64_t ttl_ms; /* as granted at login */
 	bool renewable;
 	uint64_t expires; /* monotonic ms; UINT64_MAX: never */
 	uint64_t issued;  /* monotonic ms of the login */
 	uint64_t due;     /* next renewal or login */
 	bool relogin;     /* due is a login, not a renewal */
-	unsigned login_attempt;
 	struct vault_generation past[VAULT_GENERATIONS];
 	size_t npast;
 };
 
-/* Sets up an empty token (no login yet). */
-void vault_token_init(struct vault_token *t);
+/* Sets up an empty token (no login yet) of the backend called backend,
+ * sealed in st. Returns 0 or SFS_ENOMEM; t is released either way. */
+int vault_token_init(struct vault_token *t, struct store *st, const char *backend);
 
 /* Wipes the token. */
 void vault_token_release(struct vault_token *t);
