@@ -35,7 +35,7 @@ const struct vault_auth_ops *vault_auth_find(const char *method)
  * (free() it), or NULL when out of memory. */
 static char *auth_names(void)
 {
-	size_t len = 1;
+	size_t len = 1, used = 0;
 	char *buf;
 
 	for (size_t i = 0; i < NAUTH; i++)
@@ -43,12 +43,16 @@ static char *auth_names(void)
 	buf = malloc(len);
 	if (!buf)
 		return NULL;
-	buf[0] = '\0';
 	for (size_t i = 0; i < NAUTH; i++) {
-		if (i)
-			strcat(buf, ", ");
-		strcat(buf, auth_methods[i]->method);
+		size_t n = strlen(auth_methods[i]->method);
+		if (i) {
+			memcpy(buf + used, ", ", 2);
+			used += 2;
+		}
+		memcpy(buf + used, auth_methods[i]->method, n);
+		used += n;
 	}
+	buf[used] = '\0';
 	return buf;
 }
 
