@@ -11,6 +11,9 @@
 #include "secretfs/secmem.h"
 #include "vault.h"
 
+/* Registered in vault_auth.c. */
+extern const struct vault_auth_ops vault_auth_approle;
+
 static const char *const approle_keys[] = {"role_id_file", "secret_id_file",
                                            "secret_id_wrapped", NULL};
 

@@ -13,6 +13,9 @@
 #include "secretfs/secmem.h"
 #include "vault.h"
 
+/* Registered in vault_auth.c. */
+extern const struct vault_auth_ops vault_auth_token;
+
 static const char *const token_keys[] = {"token_file", NULL};
 
 static int token_check(const json_t *auth, const char *keypath, struct diag *d)

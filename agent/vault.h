@@ -42,11 +42,6 @@ struct vault_auth_ops {
 	bool can_relogin;
 };
 
-extern const struct vault_auth_ops vault_auth_token;
-extern const struct vault_auth_ops vault_auth_approle;
-extern const struct vault_auth_ops vault_auth_kubernetes;
-extern const struct vault_auth_ops vault_auth_jwt;
-
 /* The auth method by name, or NULL. */
 const struct vault_auth_ops *vault_auth_find(const char *method);
 
@@ -76,9 +71,6 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 /* The auth mount path to log in at: conf "mount" or the method's default. */
 const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops);
 
-/* A sealed slot an auth method may keep material in between logins (the
- * AppRole secret ID after unwrapping). stash replaces it; unstash returns
- * a guarded copy (free with secmem_free(*out)) or SFS_ENOTFOUND. */
 /*
  * The environment variable BAO_<suffix>, else VAULT_<suffix> ("ADDR",
  * "TOKEN", ...), when non-empty; else NULL. OpenBao's own client prefers
@@ -90,6 +82,9 @@ const char *vault_env(const char *suffix);
  * from the environment: /proc/<pid>/environ must not show a secret. */
 void vault_env_wipe(const char *suffix);
 
+/* A sealed slot an auth method may keep material in between logins (the
+ * AppRole secret ID after unwrapping). stash replaces it; unstash returns
+ * a guarded copy (free with secmem_free(*out)) or SFS_ENOTFOUND. */
 int vault_stash(struct vault *v, const char *data, size_t len);
 int vault_unstash(struct vault *v, char **out);
 

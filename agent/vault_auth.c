@@ -14,7 +14,11 @@
 
 #define VAULT_MAX_TTL_S (10ll * 365 * 24 * 3600) /* longer TTLs count as this */
 
-/* The auth registry: one line per method (auth_<method>.c). */
+/* The auth registry: one line per method, each defined in its
+ * auth_<method>.c. Adding a method is one new file and one line here. */
+extern const struct vault_auth_ops vault_auth_token, vault_auth_approle,
+    vault_auth_kubernetes, vault_auth_jwt;
+
 static const struct vault_auth_ops *const auth_methods[] = {
     &vault_auth_token,
     &vault_auth_approle,
