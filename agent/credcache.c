@@ -13,6 +13,9 @@
 
 /* Sets up s under the name fmt and ap make. */
 static int slot_init(struct credcache_slot *s, struct store *st, const char *fmt,
+                     va_list ap) __attribute__((format(printf, 3, 0)));
+
+static int slot_init(struct credcache_slot *s, struct store *st, const char *fmt,
                      va_list ap)
 {
 	memset(s, 0, sizeof *s);
