@@ -11,6 +11,9 @@
 #include "secretfs/secmem.h"
 #include "vault.h"
 
+/* Registered in vault_auth.c. */
+extern const struct vault_auth_ops vault_auth_approle;
+
 static const char *const approle_keys[] = {"role_id_file", "secret_id_file",
                                            "secret_id_wrapped", NULL};
 
@@ -67,8 +70,8 @@ static int approle_login(struct vault *v, const json_t *conf, struct vault_login
 	const char *role_file = json_string_value(json_object_get(conf, "role_id_file"));
 	const char *sid_file = json_string_value(json_object_get(conf, "secret_id_file"));
 	const json_t *wrapped = json_object_get(conf, "secret_id_wrapped");
-	char *role_id = NULL, *sid = NULL, path[512];
-	json_t *body = NULL, *reply = NULL;
+	char *role_id = NULL, *sid = NULL;
+	json_t *body = NULL;
 	int rc;
 
 	rc = backend_read_secret_file(role_file, &role_id);
@@ -101,14 +104,9 @@ static int approle_login(struct vault *v, const json_t *conf, struct vault_login
 		rc = SFS_ENOMEM;
 		goto out;
 	}
-	snprintf(path, sizeof path, "auth/%s/login",
-	         vault_auth_mount(conf, &vault_auth_approle));
-	rc = vault_call(v, "POST", path, NULL, body, false, NULL, &reply, err);
-	if (rc == 0)
-		rc = vault_login_from_reply(reply, out, err);
+	rc = vault_login_at(v, conf, &vault_auth_approle, body, out, err);
 out:
 	json_decref(body);
-	json_decref(reply);
 	secmem_free(role_id);
 	secmem_free(sid);
 	return rc;

@@ -5,6 +5,9 @@
 #include "secretfs/error.h"
 #include "vault.h"
 
+/* Registered in vault_auth.c. */
+extern const struct vault_auth_ops vault_auth_jwt;
+
 static const char *const jwt_keys[] = {"role", "jwt_file", NULL};
 
 static int jwt_check(const json_t *auth, const char *keypath, struct diag *d)

@@ -6,6 +6,9 @@
 #include "secretfs/error.h"
 #include "vault.h"
 
+/* Registered in vault_auth.c. */
+extern const struct vault_auth_ops vault_auth_kubernetes;
+
 static const char *const kubernetes_keys[] = {"role", "jwt_file", NULL};
 
 static int kubernetes_check(const json_t *auth, const char *keypath, struct diag *d)

@@ -1,6 +1,7 @@
 /*
  * Vault auth method "token": a token from token_file, else BAO_TOKEN or
- * VAULT_TOKEN (which the backend seals away and wipes from the environment at start-up).
+ * VAULT_TOKEN, which start() seals away and wipes from the environment
+ * when the backend is created.
  * "Logging in" reads it and validates it with auth/token/lookup-self, which
  * also tells its TTL and whether it can be renewed. It cannot be replaced
  * by logging in again: when it expires, the operator must provide another.
@@ -11,6 +12,9 @@
 #include "secretfs/error.h"
 #include "secretfs/secmem.h"
 #include "vault.h"
+
+/* Registered in vault_auth.c. */
+extern const struct vault_auth_ops vault_auth_token;
 
 static const char *const token_keys[] = {"token_file", NULL};
 
@@ -23,6 +27,22 @@ static int token_check(const json_t *auth, const char *keypath, struct diag *d)
 		         "token auth needs \"token_file\" or VAULT_TOKEN (or BAO_TOKEN)");
 		rc = SFS_EINVAL;
 	}
+	return rc;
+}
+
+/* A token from the environment is sealed away and wiped from it: the
+ * environment stays readable in /proc/<pid>/environ and in memory. Both
+ * variables are wiped, whichever was used. */
+static int token_start(struct vault *v, const json_t *conf)
+{
+	const char *tok;
+	int rc;
+
+	if (json_object_get(conf, "token_file"))
+		return 0;
+	tok = vault_env("TOKEN");
+	rc = tok ? vault_stash(v, tok, strlen(tok)) : 0;
+	vault_env_wipe("TOKEN");
 	return rc;
 }
 
@@ -43,7 +63,7 @@ static int token_login(struct vault *v, const json_t *conf, struct vault_login *
 			return rc;
 		}
 	} else if (vault_unstash(v, &out->token) < 0) {
-		/* The backend sealed the token variable away at start-up. */
+		/* token_start sealed the token variable away. */
 		backend_error_set(err, "VAULT_TOKEN (or BAO_TOKEN) is not set");
 		return SFS_EDENIED;
 	}
@@ -69,5 +89,6 @@ const struct vault_auth_ops vault_auth_token = {
     .keys = token_keys,
     .check = token_check,
     .login = token_login,
+    .start = token_start,
     .can_relogin = false,
 };

@@ -25,6 +25,7 @@
 
 #include "aws.h"
 #include "aws_sigv4.h"
+#include "credcache.h"
 #include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
@@ -51,34 +52,21 @@ struct aws {
 	struct http_pool pool;
 	const struct aws_cred_source *source;
 
-	/* Held for a whole credential fetch, so concurrent requests fetch
-	 * once; guards cred_client. */
-	pthread_mutex_t refresh_lock;
+	/* "akid\nsecret\ntoken", sealed. Its refresh lock is held for a
+	 * whole fetch from the source, so concurrent requests fetch once, and
+	 * guards cred_client; its lock guards creds_obtained and
+	 * creds_expiration; after a failed fetch, none is tried before its
+	 * retry time and callers get the last error meanwhile. */
+	struct credcache creds;
 	struct http_client *cred_client;
-
-	/* Guards the fields below. */
-	pthread_mutex_t lock;
-	struct store_slot creds; /* "akid\nsecret\ntoken" */
-	uint64_t creds_gen;      /* bumped at every fetch of credentials */
 	time_t creds_obtained;
 	time_t creds_expiration; /* 0: long-term */
-	/* After a failed fetch of credentials, none is tried before
-	 * retry_at (monotonic ms); callers get last_error meanwhile. */
-	uint64_t retry_at;
-	unsigned retry_attempt;
-	char last_error[sizeof((struct backend_error *)0)->msg];
+
+	/* Guards probe_denied. */
+	pthread_mutex_t lock;
 	bool probe_denied; /* DescribeSecret refused: probe with GetSecretValue */
 	struct backend_proxy sm_proxy, sts_proxy; /* never for metadata endpoints */
 };
-
-static const char *slot_name(struct aws *a, char *buf, size_t len)
-{
-	snprintf(buf, len,
-	         "\x01"
-	         "aws/%s/credentials",
-	         a->base.name);
-	return buf;
-}
 
 /* ---- credentials ---------------------------------------------------------- */
 
@@ -97,22 +85,18 @@ static time_t refresh_time(time_t got, time_t exp, bool hard)
 static int creds_store(struct aws *a, const struct aws_creds *c)
 {
 	size_t cap = c->cap + 2;
-	char name[300], *packed = secmem_alloc(cap);
+	char *packed = secmem_alloc(cap);
 	int rc;
 
 	if (!packed)
 		return SFS_ENOMEM;
 	snprintf(packed, cap, "%s\n%s\n%s", c->access_key_id, c->secret_access_key,
 	         c->session_token ? c->session_token : "");
-	rc = store_slot_put(a->env.store, &a->creds, slot_name(a, name, sizeof name),
-	                    packed, strlen(packed));
+	rc = credcache_put_locked(&a->creds, packed, strlen(packed));
 	secmem_free(packed);
 	if (rc == 0) {
-		a->creds_gen++;
 		a->creds_obtained = time(NULL);
 		a->creds_expiration = c->expiration;
-		a->retry_attempt = 0;
-		a->retry_at = 0;
 	}
 	return rc;
 }
@@ -127,22 +111,11 @@ static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err
 {
 	struct aws_creds c = {0};
 	uint64_t delay;
-	int rc = 0;
+	int rc;
 
-	pthread_mutex_lock(&a->refresh_lock);
-	pthread_mutex_lock(&a->lock);
-	if (a->creds_gen != seen) {
-		pthread_mutex_unlock(&a->lock);
-		goto out;
-	}
-	if (timing_now_ms() < a->retry_at) {
-		backend_error_set(err, "%s", a->last_error);
-		err->retry_after_ms = a->retry_at - timing_now_ms();
-		pthread_mutex_unlock(&a->lock);
-		rc = SFS_ETRANSIENT;
-		goto out;
-	}
-	pthread_mutex_unlock(&a->lock);
+	rc = credcache_refresh_begin(&a->creds, seen, true, timing_now_ms(), err);
+	if (rc <= 0)
+		return rc;
 	rc = a->source->fetch(&a->env, a->cred_client, &c, err);
 	if (rc == 0 && c.expiration && c.expiration <= time(NULL) + 1) {
 		backend_error_set(
@@ -150,19 +123,16 @@ static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err
 		    a->source->name, (long long)(c.expiration - time(NULL)));
 		rc = SFS_ETRANSIENT;
 	}
-	pthread_mutex_lock(&a->lock);
+	credcache_lock(&a->creds);
 	if (rc == 0)
 		rc = creds_store(a, &c);
 	if (rc < 0) {
-		delay = timing_backoff(a->retry_attempt++, AWS_RETRY_BASE_MS,
-		                       AWS_RETRY_CAP_MS, 0, timing_random());
-		a->retry_at = timing_now_ms() + delay;
-		snprintf(a->last_error, sizeof a->last_error, "%s", err->msg);
+		delay = credcache_failed_locked(&a->creds, timing_now_ms(), 0, err->msg);
 		log_warn("backend %s: credentials from %s: %s (next try in %llu ms)",
 		         a->base.name, a->source->name, err->msg,
 		         (unsigned long long)delay);
 	}
-	pthread_mutex_unlock(&a->lock);
+	credcache_unlock(&a->creds);
 	if (rc == 0 && c.expiration)
 		log_info("backend %s: credentials from %s, temporary, expire in %lld s",
 		         a->base.name, a->source->name,
@@ -170,8 +140,7 @@ static int creds_refresh(struct aws *a, uint64_t seen, struct backend_error *err
 	else if (rc == 0)
 		log_info("backend %s: credentials from %s", a->base.name,
 		         a->source->name);
-out:
-	pthread_mutex_unlock(&a->refresh_lock);
+	credcache_refresh_end(&a->creds);
 	aws_creds_release(&c);
 	return rc;
 }
@@ -181,30 +150,27 @@ out:
 static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
                      struct backend_error *err)
 {
-	char name[300], *packed = NULL, *secret, *token;
+	char *packed = NULL, *secret, *token;
 	bool stale;
 	int rc;
 
-	pthread_mutex_lock(&a->lock);
-	stale = !a->creds.blob || (a->creds_expiration &&
-	                           time(NULL) >= refresh_time(a->creds_obtained,
-	                                                      a->creds_expiration, true));
-	*gen = a->creds_gen;
-	pthread_mutex_unlock(&a->lock);
+	credcache_lock(&a->creds);
+	stale =
+	    !credcache_has_locked(&a->creds) ||
+	    (a->creds_expiration &&
+	     time(NULL) >= refresh_time(a->creds_obtained, a->creds_expiration, true));
+	*gen = credcache_gen_locked(&a->creds);
+	credcache_unlock(&a->creds);
 	if (stale && (rc = creds_refresh(a, *gen, err)) < 0) {
 		/* Still usable for a while: carry on with them. */
-		pthread_mutex_lock(&a->lock);
-		stale = !a->creds.blob ||
+		credcache_lock(&a->creds);
+		stale = !credcache_has_locked(&a->creds) ||
 		        (a->creds_expiration && time(NULL) + 60 >= a->creds_expiration);
-		pthread_mutex_unlock(&a->lock);
+		credcache_unlock(&a->creds);
 		if (stale)
 			return rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
 	}
-	pthread_mutex_lock(&a->lock);
-	*gen = a->creds_gen;
-	rc = store_slot_get(a->env.store, &a->creds, slot_name(a, name, sizeof name),
-	                    &packed);
-	pthread_mutex_unlock(&a->lock);
+	rc = credcache_get(&a->creds, &packed, gen);
 	if (rc < 0) {
 		backend_error_set(err, "no AWS credentials: %s", sfs_strerror(rc));
 		return rc == SFS_ENOTFOUND ? SFS_ETRANSIENT : rc;
@@ -227,9 +193,9 @@ static uint64_t maintain_next(struct aws *a, uint64_t now)
 {
 	time_t wall = time(NULL), due;
 
-	if (a->retry_at > now)
-		return a->retry_at;
-	if (!a->creds.blob)
+	if (a->creds.retry_at > now)
+		return a->creds.retry_at;
+	if (!credcache_has_locked(&a->creds))
 		return now + 1000; /* none yet: the first request fetches them */
 	if (!a->creds_expiration)
 		return UINT64_MAX; /* long-term: never */
@@ -243,16 +209,16 @@ static uint64_t aws_maintain(struct backend *be, uint64_t now)
 	struct backend_error err = {0};
 	uint64_t gen, next;
 
-	pthread_mutex_lock(&a->lock);
+	credcache_lock(&a->creds);
 	next = maintain_next(a, now);
-	gen = a->creds_gen;
-	pthread_mutex_unlock(&a->lock);
+	gen = credcache_gen_locked(&a->creds);
+	credcache_unlock(&a->creds);
 	if (next > now)
 		return next;
 	creds_refresh(a, gen, &err);
-	pthread_mutex_lock(&a->lock);
+	credcache_lock(&a->creds);
 	next = maintain_next(a, now);
-	pthread_mutex_unlock(&a->lock);
+	credcache_unlock(&a->creds);
 	/* A source handing out the same short-lived keys again is asked at
 	 * most once a second. */
 	return next > now ? next : now + 1000;
@@ -675,10 +641,9 @@ static void aws_free(struct backend *be)
 	http_client_free(a->cred_client);
 	backend_proxy_release(&a->sm_proxy);
 	backend_proxy_release(&a->sts_proxy);
-	store_slot_clear(&a->creds);
+	credcache_release(&a->creds);
 	aws_profile_release(&a->env.profile);
 	pthread_mutex_destroy(&a->lock);
-	pthread_mutex_destroy(&a->refresh_lock);
 	free(a->env.region);
 	free(a->env.sts_endpoint);
 	free(a->endpoint);
@@ -785,12 +750,16 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 		return SFS_ENOMEM;
 	a->base.ops = &backend_aws_ops;
 	pthread_mutex_init(&a->lock, NULL);
-	pthread_mutex_init(&a->refresh_lock, NULL);
 	a->base.name = strdup(name);
 	a->env.backend = a->base.name;
 	a->env.store = env->store;
 	a->env.profile_explicit = profile != NULL;
-	if (!a->base.name || aws_env_stash(env->store) < 0 ||
+	if (!a->base.name ||
+	    credcache_init(&a->creds, env->store, AWS_RETRY_BASE_MS, AWS_RETRY_CAP_MS,
+	                   "\x01"
+	                   "aws/%s/credentials",
+	                   name) < 0 ||
+	    aws_env_stash(env->store) < 0 ||
 	    aws_profile_load(profile, &a->env.profile) < 0)
 		goto out;
 	rc = aws_resolve(a, conf);

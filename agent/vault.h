@@ -1,8 +1,8 @@
 /*
- * Vault client internals shared by backend_vault.c and the auth methods
- * (auth_*.c): one request function that adds the Vault headers, maps the
- * status and the {"errors": [...]} body to an SFS_ code and a message, and
- * the table each auth method fills in.
+ * What a Vault auth method (auth_*.c) sees of the "vault" backend: the
+ * table each method fills in, the request function (vault_client.c) that
+ * adds the Vault headers and maps the status and the {"errors": [...]}
+ * body to an SFS_ code and a message, and the helpers of vault_auth.c.
  */
 #ifndef SECRETFS_VAULT_H
 #define SECRETFS_VAULT_H
@@ -34,23 +34,24 @@ struct vault_auth_ops {
 	/* Logs in; conf is the auth object. Returns 0 or SFS_ code. */
 	int (*login)(struct vault *v, const json_t *conf, struct vault_login *out,
 	             struct backend_error *err);
+	/* Optional: called once when the backend is created, before any
+	 * login (the token method takes its token from the environment).
+	 * Returns 0 or an SFS_ code, which fails the backend's start. */
+	int (*start)(struct vault *v, const json_t *conf);
 	/* True when a new token can be had by logging in again. */
 	bool can_relogin;
 };
 
-extern const struct vault_auth_ops vault_auth_token;
-extern const struct vault_auth_ops vault_auth_approle;
-extern const struct vault_auth_ops vault_auth_kubernetes;
-extern const struct vault_auth_ops vault_auth_jwt;
-
 /* The auth method by name, or NULL. */
 const struct vault_auth_ops *vault_auth_find(const char *method);
 
-/* The registered method names, comma-separated, into buf; returns buf. */
-const char *vault_auth_names(char *buf, size_t len);
+/* Checks a backend's "auth" object (at keypath): a registered method, only
+ * its keys, a bounded mount, and the method's own check. Returns 0 or
+ * SFS_EINVAL with d filled. */
+int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d);
 
-/* Bytes of an auth mount path: "auth/<mount>/login" must fit the login
- * paths' buffers, so longer ones are refused by the config check. */
+/* Bytes of an auth mount path; longer ones are refused by the config
+ * check. */
 #define VAULT_MAX_MOUNT_LEN 256
 
 /*
@@ -70,9 +71,6 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 /* The auth mount path to log in at: conf "mount" or the method's default. */
 const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops);
 
-/* A sealed slot an auth method may keep material in between logins (the
- * AppRole secret ID after unwrapping). stash replaces it; unstash returns
- * a guarded copy (free with secmem_free(*out)) or SFS_ENOTFOUND. */
 /*
  * The environment variable BAO_<suffix>, else VAULT_<suffix> ("ADDR",
  * "TOKEN", ...), when non-empty; else NULL. OpenBao's own client prefers
@@ -80,8 +78,21 @@ const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *op
  */
 const char *vault_env(const char *suffix);
 
+/* Wipes the values of BAO_<suffix> and VAULT_<suffix> and removes them
+ * from the environment: /proc/<pid>/environ must not show a secret. */
+void vault_env_wipe(const char *suffix);
+
+/* A sealed slot an auth method may keep material in between logins (the
+ * AppRole secret ID after unwrapping). stash replaces it; unstash returns
+ * a guarded copy (free with secmem_free(*out)) or SFS_ENOTFOUND. */
 int vault_stash(struct vault *v, const char *data, size_t len);
 int vault_unstash(struct vault *v, char **out);
+
+/* Logs in by POSTing body to auth/<mount>/login (the mount of conf, or
+ * the method's default) and parses the answer into out. */
+int vault_login_at(struct vault *v, const json_t *conf, const struct vault_auth_ops *ops,
+                   const json_t *body, struct vault_login *out,
+                   struct backend_error *err);
 
 /* Logs in at auth/<mount>/login with {"role", "jwt"}, the JWT read from
  * conf "jwt_file" (else default_file) at every call. */
