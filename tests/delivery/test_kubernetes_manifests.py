@@ -292,8 +292,8 @@ def test_aws_overlay_uses_irsa_and_drops_the_vault_token():
 
 def test_network_policy_allows_dns_and_the_backend_only():
     docs = rendered("restricted")
-    [np] = [d for d in docs if d["kind"] == "NetworkPolicy"]
-    assert np["spec"]["policyTypes"] == ["Egress"]
+    [np] = [d for d in docs if d["kind"] == "NetworkPolicy"
+            and d["spec"]["policyTypes"] == ["Egress"]]
     ports = sorted((p["protocol"], p["port"]) for rule in np["spec"]["egress"]
                    for p in rule["ports"])
     assert ports == [("TCP", 53), ("TCP", 8200), ("UDP", 53)]
@@ -302,6 +302,22 @@ def test_network_policy_allows_dns_and_the_backend_only():
         "metadata"]["labels"]
     for k, v in np["spec"]["podSelector"]["matchLabels"].items():
         assert pod_labels[k] == v
+
+
+def test_telemetry_port_is_open_to_prometheus_only():
+    for example in ("restricted", "fuse"):
+        docs = rendered(example)
+        [np] = [d for d in docs if d["kind"] == "NetworkPolicy"
+                and d["spec"]["policyTypes"] == ["Ingress"]]
+        [rule] = np["spec"]["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 9464}]
+        [peer] = rule["from"]
+        assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+        [(_, spec)] = dc.workloads(docs)
+        sidecar = [c for c in spec.get("initContainers", []) + spec["containers"]
+                   if c["name"] == "secretfs"][0]
+        assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in sidecar["ports"]
+        assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 # ------------------------------------------------------- the embedded configs
