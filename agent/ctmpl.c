@@ -25,10 +25,10 @@
 #include "secretfs/render.h"
 #include "secretfs/secmem.h"
 
-#define CT_MAX_CMDS 16      /* commands in one pipeline */
-#define CT_MAX_CHAIN 32     /* fields in one chain */
-#define CT_MAX_VARS 256     /* variables in scope */
-#define CT_MAX_SLOTS 4096   /* variable declarations in a template */
+#define CT_MAX_CMDS 16    /* commands in one pipeline */
+#define CT_MAX_CHAIN 32   /* fields in one chain */
+#define CT_MAX_VARS 256   /* variables in scope */
+#define CT_MAX_SLOTS 4096 /* variable declarations in a template */
 #define CT_MAX_TOKENS 200000
 #define CT_MAX_VALUE_DEPTH 256 /* nesting of a printed or JSON-encoded value */
 
@@ -97,7 +97,7 @@ struct ct_arg {
 	size_t off;
 	const char *s; /* A_STR: decoded literal; A_VAR: name */
 	size_t n;
-	long long i; /* A_INT, A_BOOL; A_FUNC: enum ct_func; A_VAR: slot */
+	long long i;           /* A_INT, A_BOOL; A_FUNC: enum ct_func; A_VAR: slot */
 	struct ct_pipe *pipe;  /* A_PIPE */
 	struct ct_name *chain; /* A_FIELD, A_VAR, A_PIPE: the fields that follow */
 	size_t nchain;
@@ -149,12 +149,12 @@ struct ctmpl {
 	size_t nallocs, capallocs;
 };
 
-static void ct_vfmt(char *err, size_t errlen, const char *text, size_t off, const char *fmt,
-                    va_list ap) __attribute__((format(printf, 5, 0)));
+static void ct_vfmt(char *err, size_t errlen, const char *text, size_t off,
+                    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 /* "line L, column C: " + message, the position counted in bytes from 1. */
-static void ct_vfmt(char *err, size_t errlen, const char *text, size_t off, const char *fmt,
-                    va_list ap)
+static void ct_vfmt(char *err, size_t errlen, const char *text, size_t off,
+                    const char *fmt, va_list ap)
 {
 	size_t line = 1, col = 1, i;
 	int n;
@@ -286,7 +286,8 @@ static bool ct_left_trim_at(const char *s, size_t n, size_t i)
 /* The closing delimiter at i: 0 none, 1 "}}", 2 " -}}" (trim the text after). */
 static int ct_right_at(const char *s, size_t n, size_t i)
 {
-	if (i + 4 <= n && ct_space(s[i]) && s[i + 1] == '-' && s[i + 2] == '}' && s[i + 3] == '}')
+	if (i + 4 <= n && ct_space(s[i]) && s[i + 1] == '-' && s[i + 2] == '}' &&
+	    s[i + 3] == '}')
 		return 2;
 	if (i + 2 <= n && s[i] == '}' && s[i + 1] == '}')
 		return 1;
@@ -304,7 +305,8 @@ static bool ct_terminator(const char *s, size_t n, size_t i)
 static int ct_push(struct ct_parser *p, enum ct_tokk k, size_t off, size_t len)
 {
 	if (p->ntoks + 1 >= CT_MAX_TOKENS)
-		return perr(p, off, SFS_ETOOBIG, "template has more than %d tokens", CT_MAX_TOKENS);
+		return perr(p, off, SFS_ETOOBIG, "template has more than %d tokens",
+		            CT_MAX_TOKENS);
 	if (p->ntoks + 1 >= p->captoks) {
 		size_t cap = p->captoks ? p->captoks * 2 : 256;
 		struct ct_tok *a = realloc(p->toks, cap * sizeof(*a));
@@ -345,8 +347,8 @@ static int ct_lex_token(struct ct_parser *p, size_t start, size_t *ip)
 		               c == '|'   ? T_PIPE
 		               : c == '(' ? T_LPAREN
 		               : c == ')' ? T_RPAREN
-		               : c == ','  ? T_COMMA
-		                           : T_ASSIGN,
+		               : c == ',' ? T_COMMA
+		                          : T_ASSIGN,
 		               b, 1);
 	case ':':
 		if (i + 1 < n && s[i + 1] == '=') {
@@ -377,14 +379,16 @@ static int ct_lex_token(struct ct_parser *p, size_t start, size_t *ip)
 	case '$':
 	case '.':
 		if (c == '.' && i + 1 < n && ct_digit(s[i + 1]))
-			return perr(p, b, SFS_EINVAL,
-			            "number syntax not supported (only decimal integers)");
+			return perr(
+			    p, b, SFS_EINVAL,
+			    "number syntax not supported (only decimal integers)");
 		for (i++; i < n && ct_alnum(s[i]); i++)
 			;
 		if (!ct_terminator(s, n, i))
 			return perr(p, i, SFS_EINVAL, "bad character in name");
 		*ip = i;
-		return ct_push(p, c == '$' ? T_VAR : (i - b == 1 ? T_DOT : T_FIELD), b, i - b);
+		return ct_push(p, c == '$' ? T_VAR : (i - b == 1 ? T_DOT : T_FIELD), b,
+		               i - b);
 	default:
 		break;
 	}
@@ -396,8 +400,9 @@ static int ct_lex_token(struct ct_parser *p, size_t start, size_t *ip)
 		while (i < n && ct_digit(s[i]))
 			i++;
 		if (i < n && (ct_alnum(s[i]) || s[i] == '.'))
-			return perr(p, b, SFS_EINVAL,
-			            "number syntax not supported (only decimal integers)");
+			return perr(
+			    p, b, SFS_EINVAL,
+			    "number syntax not supported (only decimal integers)");
 		if (i - b > 18)
 			return perr(p, b, SFS_EINVAL, "number too large");
 		*ip = i;
@@ -504,7 +509,8 @@ static struct ct_tok *tk_peek_ns(struct ct_parser *p)
 static bool tk_is(const struct ct_parser *p, const struct ct_tok *t, const char *word)
 {
 	size_t n = strlen(word);
-	return t->k == T_IDENT && t->len == n && memcmp(p->t->text + t->off, word, n) == 0;
+	return t->k == T_IDENT && t->len == n &&
+	       memcmp(p->t->text + t->off, word, n) == 0;
 }
 
 static const char *tk_what(const struct ct_tok *t)
@@ -580,19 +586,98 @@ static const struct ct_funcdef ct_funcs[] = {
 /* consul-template's and Go's other functions: named as unsupported rather
  * than unknown. */
 static const char *const ct_unsupported[] = {
-    "base64URLDecode", "base64URLEncode", "byKey", "byMeta", "byTag", "caLeaf", "caRoot",
-    "connect", "contains", "containsAll", "containsAny", "containsNone", "containsNotAll",
-    "datacenters", "divide", "executeTemplate", "explode", "explodeMap", "file", "in",
-    "indent", "key", "keyExists", "keyOrDefault", "loop", "ls", "add", "subtract",
-    "modulo", "multiply", "maximum", "minimum", "mergeMap", "mergeMapWithOverride", "node",
-    "nodes", "parseBool", "parseFloat", "parseInt", "parseJSON", "parseUint", "parseYAML",
-    "pkiCert", "plugin", "regexMatch", "regexReplaceAll", "safeLs", "safeTree", "scratch",
-    "secrets", "service", "services", "sha256Hex", "md5sum", "sockaddr", "spew_dump",
-    "spew_printf", "spew_sdump", "spew_sprintf", "timestamp", "toTitle", "toTOML", "toYAML",
-    "tree", "writeToFile", "sprig_env", "envOrDefault", "mustEnv", "print", "println",
-    "html", "js", "urlquery", "slice", "call", "lt", "le", "gt", "ge", "hmacSHA256Hex",
-    "trim", "trimPrefix", "trimSuffix", "byKey", "nomadVar", "nomadVarList", "nomadVarExists",
-    "nomadService", "nomadServices", "partitions", "peerings", "exportedServices",
+    "base64URLDecode",
+    "base64URLEncode",
+    "byKey",
+    "byMeta",
+    "byTag",
+    "caLeaf",
+    "caRoot",
+    "connect",
+    "contains",
+    "containsAll",
+    "containsAny",
+    "containsNone",
+    "containsNotAll",
+    "datacenters",
+    "divide",
+    "executeTemplate",
+    "explode",
+    "explodeMap",
+    "file",
+    "in",
+    "indent",
+    "key",
+    "keyExists",
+    "keyOrDefault",
+    "loop",
+    "ls",
+    "add",
+    "subtract",
+    "modulo",
+    "multiply",
+    "maximum",
+    "minimum",
+    "mergeMap",
+    "mergeMapWithOverride",
+    "node",
+    "nodes",
+    "parseBool",
+    "parseFloat",
+    "parseInt",
+    "parseJSON",
+    "parseUint",
+    "parseYAML",
+    "pkiCert",
+    "plugin",
+    "regexMatch",
+    "regexReplaceAll",
+    "safeLs",
+    "safeTree",
+    "scratch",
+    "secrets",
+    "service",
+    "services",
+    "sha256Hex",
+    "md5sum",
+    "sockaddr",
+    "spew_dump",
+    "spew_printf",
+    "spew_sdump",
+    "spew_sprintf",
+    "timestamp",
+    "toTitle",
+    "toTOML",
+    "toYAML",
+    "tree",
+    "writeToFile",
+    "sprig_env",
+    "envOrDefault",
+    "mustEnv",
+    "print",
+    "println",
+    "html",
+    "js",
+    "urlquery",
+    "slice",
+    "call",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "hmacSHA256Hex",
+    "trim",
+    "trimPrefix",
+    "trimSuffix",
+    "byKey",
+    "nomadVar",
+    "nomadVarList",
+    "nomadVarExists",
+    "nomadService",
+    "nomadServices",
+    "partitions",
+    "peerings",
+    "exportedServices",
 };
 
 /* Registers (or finds) a secret call with literal arguments. */
@@ -607,15 +692,17 @@ static int ct_add_secret(struct ct_parser *p, struct ct_cmd *cmd)
 	for (i = 1; i < cmd->nargs; i++) {
 		if (a[i].k != A_STR)
 			return perr(p, a[i].off, SFS_EINVAL,
-			            "secret takes its path and \"key=value\" parameters as string literals");
+			            "secret takes its path and \"key=value\" parameters "
+			            "as string literals");
 		if (memchr(a[i].s, '\0', a[i].n))
-			return perr(p, a[i].off, SFS_EINVAL, "secret argument holds a NUL byte");
+			return perr(p, a[i].off, SFS_EINVAL,
+			            "secret argument holds a NUL byte");
 	}
 	if (a[1].n == 0)
 		return perr(p, a[1].off, SFS_EINVAL, "secret path is empty");
 	if (np > CTMPL_MAX_PARAMS)
-		return perr(p, a[1].off, SFS_ETOOBIG, "secret has more than %d parameters",
-		            CTMPL_MAX_PARAMS);
+		return perr(p, a[1].off, SFS_ETOOBIG,
+		            "secret has more than %d parameters", CTMPL_MAX_PARAMS);
 	for (i = 0; i < np; i++) {
 		const char *eq = memchr(a[i + 2].s, '=', a[i + 2].n);
 		if (!eq || eq == a[i + 2].s)
@@ -634,7 +721,8 @@ static int ct_add_secret(struct ct_parser *p, struct ct_cmd *cmd)
 		size_t k1 = (size_t)(strchr(params[i - 1], '=') - params[i - 1]);
 		size_t k2 = (size_t)(strchr(params[i], '=') - params[i]);
 		if (k1 == k2 && memcmp(params[i - 1], params[i], k1) == 0)
-			return perr(p, a[1].off, SFS_EINVAL, "secret parameter key given twice");
+			return perr(p, a[1].off, SFS_EINVAL,
+			            "secret parameter key given twice");
 	}
 	for (i = 0; i < t->nsecrets; i++) {
 		sec = &t->secrets[i];
@@ -648,8 +736,8 @@ static int ct_add_secret(struct ct_parser *p, struct ct_cmd *cmd)
 		}
 	}
 	if (t->nsecrets >= CTMPL_MAX_SECRETS)
-		return perr(p, a[1].off, SFS_ETOOBIG, "template names more than %d secrets",
-		            CTMPL_MAX_SECRETS);
+		return perr(p, a[1].off, SFS_ETOOBIG,
+		            "template names more than %d secrets", CTMPL_MAX_SECRETS);
 	sec = &t->secrets[t->nsecrets];
 	sec->path = (char *)a[1].s;
 	sec->params = ct_new(p, (np ? np : 1) * sizeof(char *));
@@ -668,7 +756,8 @@ static int ct_check_printf(struct ct_parser *p, const struct ct_arg *f, size_t n
 	size_t i, verbs = 0;
 
 	if (f->k != A_STR)
-		return perr(p, f->off, SFS_EINVAL, "printf format must be a string literal");
+		return perr(p, f->off, SFS_EINVAL,
+		            "printf format must be a string literal");
 	for (i = 0; i < f->n; i++) {
 		if (f->s[i] != '%')
 			continue;
@@ -678,9 +767,10 @@ static int ct_check_printf(struct ct_parser *p, const struct ct_arg *f, size_t n
 		if (f->s[i] == '%')
 			continue;
 		if (!strchr("sdvq", f->s[i]) || f->s[i] == '\0')
-			return perr(p, f->off, SFS_EINVAL,
-			            "printf supports only the verbs %%s %%d %%v %%q and %%%% (no "
-			            "flags, width or precision)");
+			return perr(
+			    p, f->off, SFS_EINVAL,
+			    "printf supports only the verbs %%s %%d %%v %%q and %%%% (no "
+			    "flags, width or precision)");
 		verbs++;
 	}
 	if (verbs != nvals)
@@ -699,26 +789,30 @@ static int ct_check_call(struct ct_parser *p, struct ct_cmd *cmd, size_t stage)
 			f = &ct_funcs[i];
 	if (nargs < (size_t)f->min || nargs > (size_t)f->max)
 		return perr(p, cmd->off, SFS_EINVAL,
-		            "wrong number of arguments for %s: want %s%d, got %zu", f->name,
-		            f->min == f->max ? "" : "at least ", f->min, nargs);
+		            "wrong number of arguments for %s: want %s%d, got %zu",
+		            f->name, f->min == f->max ? "" : "at least ", f->min, nargs);
 	if (f->id == F_SECRET) {
 		if (stage > 0)
-			return perr(p, cmd->off, SFS_EINVAL,
-			            "secret takes its path as a string literal, not from a pipe");
+			return perr(
+			    p, cmd->off, SFS_EINVAL,
+			    "secret takes its path as a string literal, not from a pipe");
 		return ct_add_secret(p, cmd);
 	}
 	if (f->id == F_PRINTF) {
 		if (cmd->nargs < 2)
-			return perr(p, cmd->off, SFS_EINVAL, "printf format must be a string literal");
+			return perr(p, cmd->off, SFS_EINVAL,
+			            "printf format must be a string literal");
 		return ct_check_printf(p, &cmd->args[1], nargs - 1);
 	}
 	return 0;
 }
 
-static struct ct_pipe *ct_parse_pipe(struct ct_parser *p, enum ct_nodek ctx, enum ct_tokk endk);
+static struct ct_pipe *ct_parse_pipe(struct ct_parser *p, enum ct_nodek ctx,
+                                     enum ct_tokk endk);
 
 /* Adjacent .field tokens after a term. */
-static int ct_parse_chain(struct ct_parser *p, struct ct_arg *a, const struct ct_tok *first)
+static int ct_parse_chain(struct ct_parser *p, struct ct_arg *a,
+                          const struct ct_tok *first)
 {
 	struct ct_name names[CT_MAX_CHAIN];
 	size_t n = 0;
@@ -730,8 +824,8 @@ static int ct_parse_chain(struct ct_parser *p, struct ct_arg *a, const struct ct
 	while (tk_peek(p)->k == T_FIELD) {
 		struct ct_tok *f = tk_next(p);
 		if (n >= CT_MAX_CHAIN)
-			return perr(p, f->off, SFS_ETOOBIG, "more than %d fields in a chain",
-			            CT_MAX_CHAIN);
+			return perr(p, f->off, SFS_ETOOBIG,
+			            "more than %d fields in a chain", CT_MAX_CHAIN);
 		names[n].s = p->t->text + f->off + 1;
 		names[n++].n = f->len - 1;
 	}
@@ -895,23 +989,28 @@ static int ct_unquote(struct ct_parser *p, const struct ct_tok *tk, struct ct_ar
 			digits = 8;
 			break;
 		default:
-			if (c >= '0' && c <= '7' && i + 2 < n && s[i + 1] >= '0' && s[i + 1] <= '7' &&
-			    s[i + 2] >= '0' && s[i + 2] <= '7') {
-				r = (uint32_t)((c - '0') * 64 + (s[i + 1] - '0') * 8 + (s[i + 2] - '0'));
+			if (c >= '0' && c <= '7' && i + 2 < n && s[i + 1] >= '0' &&
+			    s[i + 1] <= '7' && s[i + 2] >= '0' && s[i + 2] <= '7') {
+				r = (uint32_t)((c - '0') * 64 + (s[i + 1] - '0') * 8 +
+				               (s[i + 2] - '0'));
 				if (r > 255)
-					return perr(p, tk->off, SFS_EINVAL, "bad octal escape in string");
+					return perr(p, tk->off, SFS_EINVAL,
+					            "bad octal escape in string");
 				d[o++] = (char)r;
 				i += 2;
 				continue;
 			}
-			return perr(p, tk->off, SFS_EINVAL, "unknown escape sequence in string");
+			return perr(p, tk->off, SFS_EINVAL,
+			            "unknown escape sequence in string");
 		}
 		if (i + (size_t)digits >= n)
-			return perr(p, tk->off, SFS_EINVAL, "bad escape sequence in string");
+			return perr(p, tk->off, SFS_EINVAL,
+			            "bad escape sequence in string");
 		for (k = 0; k < digits; k++) {
 			int h = ct_hexval(s[i + 1 + (size_t)k]);
 			if (h < 0)
-				return perr(p, tk->off, SFS_EINVAL, "bad escape sequence in string");
+				return perr(p, tk->off, SFS_EINVAL,
+				            "bad escape sequence in string");
 			r = r * 16 + (uint32_t)h;
 		}
 		i += (size_t)digits;
@@ -919,7 +1018,8 @@ static int ct_unquote(struct ct_parser *p, const struct ct_tok *tk, struct ct_ar
 			d[o++] = (char)r;
 		} else {
 			if (r > 0x10ffff || (r >= 0xd800 && r <= 0xdfff))
-				return perr(p, tk->off, SFS_EINVAL, "bad unicode escape in string");
+				return perr(p, tk->off, SFS_EINVAL,
+				            "bad unicode escape in string");
 			o += ct_utf8_put(d + o, r);
 		}
 	}
@@ -948,9 +1048,9 @@ static int ct_lookup_var(struct ct_parser *p, const struct ct_tok *tk, size_t *s
 
 static int ct_parse_ident(struct ct_parser *p, const struct ct_tok *tk, struct ct_arg *a)
 {
-	static const char *const keywords[] = {"if",       "else",  "end",   "range", "with",
-	                                       "define",   "block", "break", "continue",
-	                                       "template", "nil"};
+	static const char *const keywords[] = {"if",       "else",     "end",   "range",
+	                                       "with",     "define",   "block", "break",
+	                                       "continue", "template", "nil"};
 	const char *s = p->t->text + tk->off;
 	char shown[64];
 	size_t i;
@@ -962,12 +1062,14 @@ static int ct_parse_ident(struct ct_parser *p, const struct ct_tok *tk, struct c
 		return 0;
 	}
 	if (tk_is(p, tk, "env"))
-		return perr(p, tk->off, SFS_EINVAL,
-		            "function \"env\" is refused: a template must not read secretfs's "
-		            "environment");
+		return perr(
+		    p, tk->off, SFS_EINVAL,
+		    "function \"env\" is refused: a template must not read secretfs's "
+		    "environment");
 	for (i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
 		if (tk_is(p, tk, keywords[i]))
-			return perr(p, tk->off, SFS_EINVAL, "unexpected \"%s\" in operand", shown);
+			return perr(p, tk->off, SFS_EINVAL,
+			            "unexpected \"%s\" in operand", shown);
 	for (i = 0; i < sizeof ct_funcs / sizeof ct_funcs[0]; i++)
 		if (tk_is(p, tk, ct_funcs[i].name)) {
 			a->k = A_FUNC;
@@ -977,7 +1079,8 @@ static int ct_parse_ident(struct ct_parser *p, const struct ct_tok *tk, struct c
 	for (i = 0; i < sizeof ct_unsupported / sizeof ct_unsupported[0]; i++)
 		if (tk_is(p, tk, ct_unsupported[i]))
 			return perr(p, tk->off, SFS_EINVAL,
-			            "function \"%s\" is not supported by secretfs's consul-template "
+			            "function \"%s\" is not supported by secretfs's "
+			            "consul-template "
 			            "subset",
 			            shown);
 	return perr(p, tk->off, SFS_EINVAL, "function \"%s\" not defined", shown);
@@ -1029,15 +1132,18 @@ static int ct_parse_operand(struct ct_parser *p, struct ct_arg *a)
 			return p->rc;
 		return ct_parse_chain(p, a, NULL);
 	default:
-		return perr(p, tk->off, SFS_EINVAL, "unexpected %s in operand", tk_what(tk));
+		return perr(p, tk->off, SFS_EINVAL, "unexpected %s in operand",
+		            tk_what(tk));
 	}
 	if (tk_peek(p)->k == T_FIELD)
-		return perr(p, tk_peek(p)->off, SFS_EINVAL,
-		            "unexpected . after term (put a function call in parentheses)");
+		return perr(
+		    p, tk_peek(p)->off, SFS_EINVAL,
+		    "unexpected . after term (put a function call in parentheses)");
 	return 0;
 }
 
-static int ct_parse_cmd(struct ct_parser *p, struct ct_cmd *cmd, enum ct_tokk endk, size_t stage)
+static int ct_parse_cmd(struct ct_parser *p, struct ct_cmd *cmd, enum ct_tokk endk,
+                        size_t stage)
 {
 	struct ct_arg args[CTMPL_MAX_ARGS + 1];
 	size_t na = 0, i;
@@ -1048,7 +1154,8 @@ static int ct_parse_cmd(struct ct_parser *p, struct ct_cmd *cmd, enum ct_tokk en
 	for (;;) {
 		if (na > CTMPL_MAX_ARGS)
 			return perr(p, tk_peek(p)->off, SFS_ETOOBIG,
-			            "more than %d arguments in a command", CTMPL_MAX_ARGS);
+			            "more than %d arguments in a command",
+			            CTMPL_MAX_ARGS);
 		if (ct_parse_operand(p, &args[na++]))
 			return p->rc;
 		tk = tk_peek(p);
@@ -1062,7 +1169,8 @@ static int ct_parse_cmd(struct ct_parser *p, struct ct_cmd *cmd, enum ct_tokk en
 			break;
 		if (tk->k == T_RIGHT || tk->k == T_RPAREN || tk->k == T_EOF)
 			return perr(p, tk->off, SFS_EINVAL, "unexpected %s", tk_what(tk));
-		return perr(p, tk->off, SFS_EINVAL, "unexpected %s in operand", tk_what(tk));
+		return perr(p, tk->off, SFS_EINVAL, "unexpected %s in operand",
+		            tk_what(tk));
 	}
 	cmd->args = ct_new(p, na * sizeof(*args));
 	if (!cmd->args)
@@ -1072,11 +1180,13 @@ static int ct_parse_cmd(struct ct_parser *p, struct ct_cmd *cmd, enum ct_tokk en
 	for (i = 1; i < na; i++)
 		if (args[i].k == A_FUNC)
 			return perr(p, args[i].off, SFS_EINVAL,
-			            "a function used as an argument must be called in parentheses");
+			            "a function used as an argument must be called in "
+			            "parentheses");
 	if (args[0].k == A_FUNC)
 		return ct_check_call(p, cmd, stage);
 	if (na > 1)
-		return perr(p, args[1].off, SFS_EINVAL, "can't give argument to non-function");
+		return perr(p, args[1].off, SFS_EINVAL,
+		            "can't give argument to non-function");
 	if (stage > 0)
 		return perr(p, cmd->off, SFS_EINVAL,
 		            "non executable command in pipeline stage %zu", stage + 1);
@@ -1101,7 +1211,8 @@ static int ct_declare(struct ct_parser *p, const struct ct_tok *v, size_t *slot)
  * [decl] command { "|" command } up to and including endk. ctx is N_ACTION,
  * N_IF, N_WITH or N_RANGE (only range takes two variables).
  */
-static struct ct_pipe *ct_parse_pipe(struct ct_parser *p, enum ct_nodek ctx, enum ct_tokk endk)
+static struct ct_pipe *ct_parse_pipe(struct ct_parser *p, enum ct_nodek ctx,
+                                     enum ct_tokk endk)
 {
 	struct ct_cmd cmds[CT_MAX_CMDS];
 	const struct ct_tok *decl[2] = {NULL, NULL};
@@ -1131,13 +1242,15 @@ static struct ct_pipe *ct_parse_pipe(struct ct_parser *p, enum ct_nodek ctx, enu
 			}
 			tk_next(p);
 			if (tk_peek_ns(p)->k != T_VAR) {
-				perr(p, tk_peek(p)->off, SFS_EINVAL, "range can only initialize variables");
+				perr(p, tk_peek(p)->off, SFS_EINVAL,
+				     "range can only initialize variables");
 				return NULL;
 			}
 			decl[1] = tk_next(p);
 			a = tk_peek_ns(p);
 			if (a->k != T_DECLARE) {
-				perr(p, a->off, SFS_EINVAL, "expected := after range variables");
+				perr(p, a->off, SFS_EINVAL,
+				     "expected := after range variables");
 				return NULL;
 			}
 			tk_next(p);
@@ -1149,7 +1262,8 @@ static struct ct_pipe *ct_parse_pipe(struct ct_parser *p, enum ct_nodek ctx, enu
 	}
 	for (i = 0; i < pipe->ndecl; i++)
 		if (p->t->text[decl[i]->off] == '$' && decl[i]->len == 1) {
-			perr(p, decl[i]->off, SFS_EINVAL, "cannot declare or assign \"$\"");
+			perr(p, decl[i]->off, SFS_EINVAL,
+			     "cannot declare or assign \"$\"");
 			return NULL;
 		}
 	if (pipe->assign && ct_lookup_var(p, decl[0], &pipe->decl[0]))
@@ -1161,8 +1275,8 @@ static struct ct_pipe *ct_parse_pipe(struct ct_parser *p, enum ct_nodek ctx, enu
 			return NULL;
 		}
 		if (n >= CT_MAX_CMDS) {
-			perr(p, tk->off, SFS_ETOOBIG, "more than %d commands in a pipeline",
-			     CT_MAX_CMDS);
+			perr(p, tk->off, SFS_ETOOBIG,
+			     "more than %d commands in a pipeline", CT_MAX_CMDS);
 			return NULL;
 		}
 		if (ct_parse_cmd(p, &cmds[n], endk, n))
@@ -1199,7 +1313,8 @@ static int ct_expect_right(struct ct_parser *p, const char *what)
 	struct ct_tok *tk = tk_peek_ns(p);
 
 	if (tk->k != T_RIGHT)
-		return perr(p, tk->off, SFS_EINVAL, "unexpected %s in %s", tk_what(tk), what);
+		return perr(p, tk->off, SFS_EINVAL, "unexpected %s in %s", tk_what(tk),
+		            what);
 	tk_next(p);
 	return 0;
 }
@@ -1230,7 +1345,8 @@ static struct ct_node *ct_parse_control(struct ct_parser *p, enum ct_nodek k, si
 		struct ct_tok *tk = tk_peek_ns(p);
 		if (tk_is(p, tk, "if") || tk_is(p, tk, "with")) {
 			if (k != N_IF || !tk_is(p, tk, "if")) {
-				perr(p, tk->off, SFS_EINVAL, "{{else %s}} is not supported in {{%s}}",
+				perr(p, tk->off, SFS_EINVAL,
+				     "{{else %s}} is not supported in {{%s}}",
 				     tk_is(p, tk, "if") ? "if" : "with", names[k]);
 				return NULL;
 			}
@@ -1252,7 +1368,8 @@ static struct ct_node *ct_parse_control(struct ct_parser *p, enum ct_nodek k, si
 		}
 	}
 	if (term != TERM_END) {
-		perr(p, off, SFS_EINVAL, "unclosed {{%s}} (no matching {{end}})", names[k]);
+		perr(p, off, SFS_EINVAL, "unclosed {{%s}} (no matching {{end}})",
+		     names[k]);
 		return NULL;
 	}
 	p->nvars = mark;
@@ -1309,8 +1426,9 @@ static int ct_parse_list(struct ct_parser *p, struct ct_node **head, enum ct_ter
 		} else if (tk_is(p, kw, "define") || tk_is(p, kw, "template") ||
 		           tk_is(p, kw, "block") || tk_is(p, kw, "break") ||
 		           tk_is(p, kw, "continue")) {
-			return perr(p, kw->off, SFS_EINVAL, "{{%s}} is not supported",
-			            ct_shown(shown, sizeof shown, p->t->text + kw->off, kw->len));
+			return perr(
+			    p, kw->off, SFS_EINVAL, "{{%s}} is not supported",
+			    ct_shown(shown, sizeof shown, p->t->text + kw->off, kw->len));
 		} else {
 			node = ct_new(p, sizeof(*node));
 			if (!node)
@@ -1339,7 +1457,8 @@ void ctmpl_free(struct ctmpl *t)
 	free(t);
 }
 
-int ctmpl_parse(const char *text, size_t len, struct ctmpl **out, char *err, size_t errlen)
+int ctmpl_parse(const char *text, size_t len, struct ctmpl **out, char *err,
+                size_t errlen)
 {
 	struct ct_parser p;
 	struct ctmpl *t;
@@ -1430,19 +1549,25 @@ struct cv_str {
 
 struct cv {
 	enum cv_kind k;
-	const char *s; /* CV_STR */
-	size_t n;      /* CV_STR; CV_STRLIST: count */
-	long long i;   /* CV_INT, CV_BOOL; CV_SECRET: index */
+	const char *s;             /* CV_STR */
+	size_t n;                  /* CV_STR; CV_STRLIST: count */
+	long long i;               /* CV_INT, CV_BOOL; CV_SECRET: index */
 	const json_t *j;           /* CV_NUM, CV_LIST, CV_MAP (NULL: a nil map) */
 	const struct cv_str *list; /* CV_STRLIST */
 };
 
 static const char *cv_type(const struct cv *v)
 {
-	static const char *const names[] = {
-	    "nil",    "interface {}", "string",   "json.Number",        "int",
-	    "bool",   "map[string]interface {}", "[]interface {}", "[]string",
-	    "*dependency.Secret"};
+	static const char *const names[] = {"nil",
+	                                    "interface {}",
+	                                    "string",
+	                                    "json.Number",
+	                                    "int",
+	                                    "bool",
+	                                    "map[string]interface {}",
+	                                    "[]interface {}",
+	                                    "[]string",
+	                                    "*dependency.Secret"};
 	return names[v->k];
 }
 
@@ -1480,7 +1605,8 @@ static int xerr(struct ct_exec *c, size_t off, int rc, const char *fmt, ...)
 static int xfail(struct ct_exec *c, size_t off, int rc)
 {
 	if (rc == SFS_ETOOBIG)
-		return xerr(c, off, rc, "output or an intermediate string is larger than %d bytes",
+		return xerr(c, off, rc,
+		            "output or an intermediate string is larger than %d bytes",
 		            RENDER_MAX_LEN);
 	if (rc == SFS_ENOMEM)
 		return xerr(c, off, rc, "out of memory");
@@ -1599,7 +1725,8 @@ static int put_num(struct secbuf *b, const json_t *j)
 	int n = 0, rc;
 
 	if (json_is_integer(j)) {
-		n = snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+		n = snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT,
+		             json_integer_value(j));
 	} else {
 		double d = json_real_value(j);
 		for (int prec = 1; prec <= 17; prec++) {
@@ -1654,8 +1781,8 @@ static int ct_sorted(const json_t *obj, struct ct_kv **out, size_t *count)
 }
 
 /* fmt's %v (top: the action's own value, where nil is "<no value>"). */
-static int put_go(struct ct_exec *c, size_t off, struct secbuf *b, const struct cv *v, bool top,
-                  int depth)
+static int put_go(struct ct_exec *c, size_t off, struct secbuf *b, const struct cv *v,
+                  bool top, int depth)
 {
 	char num[32];
 	struct cv e;
@@ -1664,7 +1791,8 @@ static int put_go(struct ct_exec *c, size_t off, struct secbuf *b, const struct 
 	int rc = 0;
 
 	if (depth > CT_MAX_VALUE_DEPTH)
-		return xerr(c, off, SFS_ETOOBIG, "value nested deeper than %d", CT_MAX_VALUE_DEPTH);
+		return xerr(c, off, SFS_ETOOBIG, "value nested deeper than %d",
+		            CT_MAX_VALUE_DEPTH);
 	switch (v->k) {
 	case CV_INVALID:
 	case CV_NIL:
@@ -1717,8 +1845,9 @@ static int put_go(struct ct_exec *c, size_t off, struct secbuf *b, const struct 
 	case CV_SECRET:
 		break;
 	}
-	return xerr(c, off, SFS_EINVAL,
-	            "printing a whole secret is not supported (use a field such as .Data)");
+	return xerr(
+	    c, off, SFS_EINVAL,
+	    "printing a whole secret is not supported (use a field such as .Data)");
 }
 
 /* A JSON string as Go's encoding/json writes it (HTML-safe, Go 1.22 escapes). */
@@ -1741,8 +1870,8 @@ static int put_json_str(struct secbuf *b, const char *s, size_t n)
 				run += adv;
 				continue;
 			}
-		} else if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != '<' && ch != '>' &&
-		           ch != '&') {
+		} else if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != '<' &&
+		           ch != '>' && ch != '&') {
 			i++;
 			run++;
 			continue;
@@ -1808,7 +1937,8 @@ static int put_json(struct ct_exec *c, size_t off, struct secbuf *b, const struc
 	int rc = 0;
 
 	if (level > CT_MAX_VALUE_DEPTH)
-		return xerr(c, off, SFS_ETOOBIG, "value nested deeper than %d", CT_MAX_VALUE_DEPTH);
+		return xerr(c, off, SFS_ETOOBIG, "value nested deeper than %d",
+		            CT_MAX_VALUE_DEPTH);
 	switch (v->k) {
 	case CV_INVALID:
 	case CV_NIL:
@@ -1871,11 +2001,13 @@ static int put_json(struct ct_exec *c, size_t off, struct secbuf *b, const struc
 	case CV_SECRET:
 		break;
 	}
-	return xerr(c, off, SFS_EINVAL, "toJSON of a whole secret is not supported (use .Data)");
+	return xerr(c, off, SFS_EINVAL,
+	            "toJSON of a whole secret is not supported (use .Data)");
 }
 
 /* strconv.Quote for printable ASCII text (and its escapes). */
-static int put_quoted(struct ct_exec *c, size_t off, struct secbuf *b, const char *s, size_t n)
+static int put_quoted(struct ct_exec *c, size_t off, struct secbuf *b, const char *s,
+                      size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	int rc = bput(b, "\"", 1);
@@ -1886,7 +2018,8 @@ static int put_quoted(struct ct_exec *c, size_t off, struct secbuf *b, const cha
 		char esc[4] = {'\\', 0, 0, 0};
 
 		if (ch >= 0x80)
-			return xerr(c, off, SFS_EINVAL, "printf %%q of non-ASCII text is not supported");
+			return xerr(c, off, SFS_EINVAL,
+			            "printf %%q of non-ASCII text is not supported");
 		if (ch == '"' || ch == '\\') {
 			esc[1] = (char)ch;
 			rc = bput(b, esc, 2);
@@ -1951,7 +2084,8 @@ static int ct_field(struct ct_exec *c, size_t off, struct cv *v, const struct ct
 			v->k = CV_NIL;
 		return 0;
 	case CV_NIL:
-		return xerr(c, off, SFS_EINVAL, "nil pointer evaluating interface {}.%s", shown);
+		return xerr(c, off, SFS_EINVAL, "nil pointer evaluating interface {}.%s",
+		            shown);
 	case CV_SECRET:
 		reply = c->secrets[v->i];
 #define IS_FIELD(name) (f->n == strlen(name) && memcmp(f->s, name, f->n) == 0)
@@ -1963,7 +2097,8 @@ static int ct_field(struct ct_exec *c, size_t off, struct cv *v, const struct ct
 			return 0;
 		}
 		if (IS_FIELD("LeaseID") || IS_FIELD("RequestID")) {
-			m = json_object_get(reply, IS_FIELD("LeaseID") ? "lease_id" : "request_id");
+			m = json_object_get(reply, IS_FIELD("LeaseID") ? "lease_id"
+			                                               : "request_id");
 			memset(v, 0, sizeof(*v));
 			v->k = CV_STR;
 			v->s = json_is_string(m) ? json_string_value(m) : "";
@@ -1984,14 +2119,15 @@ static int ct_field(struct ct_exec *c, size_t off, struct cv *v, const struct ct
 			return 0;
 		}
 		if (IS_FIELD("Warnings") || IS_FIELD("Auth") || IS_FIELD("WrapInfo"))
-			return xerr(c, off, SFS_EINVAL, "the %s field of a secret is not supported",
-			            shown);
+			return xerr(c, off, SFS_EINVAL,
+			            "the %s field of a secret is not supported", shown);
 #undef IS_FIELD
 		break;
 	default:
 		break;
 	}
-	return xerr(c, off, SFS_EINVAL, "can't evaluate field %s in type %s", shown, cv_type(v));
+	return xerr(c, off, SFS_EINVAL, "can't evaluate field %s in type %s", shown,
+	            cv_type(v));
 }
 
 static int ct_chain(struct ct_exec *c, const struct ct_arg *a, struct cv *v)
@@ -2002,8 +2138,8 @@ static int ct_chain(struct ct_exec *c, const struct ct_arg *a, struct cv *v)
 	return 0;
 }
 
-static int ct_eval_pipe(struct ct_exec *c, const struct ct_pipe *pipe, const struct cv *dot,
-                        struct cv *out, bool set_vars);
+static int ct_eval_pipe(struct ct_exec *c, const struct ct_pipe *pipe,
+                        const struct cv *dot, struct cv *out, bool set_vars);
 
 static int ct_eval_arg(struct ct_exec *c, const struct ct_arg *a, const struct cv *dot,
                        struct cv *v)
@@ -2021,7 +2157,8 @@ static int ct_eval_arg(struct ct_exec *c, const struct ct_arg *a, const struct c
 		return ct_chain(c, a, v);
 	case A_VAR:
 		if (!c->set[a->i])
-			return xerr(c, a->off, SFS_EINVAL, "variable %s has no value here",
+			return xerr(c, a->off, SFS_EINVAL,
+			            "variable %s has no value here",
 			            ct_shown(shown, sizeof shown, a->s, a->n));
 		*v = c->vars[a->i];
 		return ct_chain(c, a, v);
@@ -2050,15 +2187,16 @@ static int ct_want_str(struct ct_exec *c, size_t off, const char *fn, const stru
 {
 	if (v->k == CV_STR)
 		return 0;
-	return xerr(c, off, SFS_EINVAL, "wrong type for value of %s; expected string; got %s", fn,
+	return xerr(c, off, SFS_EINVAL,
+	            "wrong type for value of %s; expected string; got %s", fn,
 	            cv_type(v));
 }
 
 static bool ct_is_go_space(int32_t r)
 {
-	return (r >= '\t' && r <= '\r') || r == ' ' || r == 0x85 || r == 0xa0 || r == 0x1680 ||
-	       (r >= 0x2000 && r <= 0x200a) || r == 0x2028 || r == 0x2029 || r == 0x202f ||
-	       r == 0x205f || r == 0x3000;
+	return (r >= '\t' && r <= '\r') || r == ' ' || r == 0x85 || r == 0xa0 ||
+	       r == 0x1680 || (r >= 0x2000 && r <= 0x200a) || r == 0x2028 ||
+	       r == 0x2029 || r == 0x202f || r == 0x205f || r == 0x3000;
 }
 
 /* strings.TrimSpace as a view into v. */
@@ -2110,8 +2248,9 @@ static int ct_printf(struct ct_exec *c, size_t off, const struct cv *argv, size_
 		case 's':
 		case 'q':
 			if (v->k != CV_STR && v->k != CV_NUM)
-				return xerr(c, off, SFS_EINVAL, "printf %%%c of a %s is not supported",
-				            f[i], cv_type(v));
+				return xerr(c, off, SFS_EINVAL,
+				            "printf %%%c of a %s is not supported", f[i],
+				            cv_type(v));
 			if (v->k == CV_NUM && f[i] == 's')
 				rc = put_num(b, v->j);
 			else if (v->k == CV_NUM) {
@@ -2119,7 +2258,8 @@ static int ct_printf(struct ct_exec *c, size_t off, const struct cv *argv, size_
 				secbuf_init(&t, 64);
 				rc = put_num(&t, v->j);
 				if (rc == 0)
-					rc = put_quoted(c, off, b, (const char *)t.data, t.len);
+					rc = put_quoted(c, off, b, (const char *)t.data,
+					                t.len);
 				secbuf_release(&t);
 			} else if (f[i] == 's')
 				rc = bput(b, v->s, v->n);
@@ -2129,8 +2269,10 @@ static int ct_printf(struct ct_exec *c, size_t off, const struct cv *argv, size_
 		case 'd':
 			if (v->k != CV_INT)
 				return xerr(c, off, SFS_EINVAL,
-				            "printf %%d of a %s is not supported%s", cv_type(v),
-				            v->k == CV_NUM ? " (consul-template prints %!d(json.Number=...); "
+				            "printf %%d of a %s is not supported%s",
+				            cv_type(v),
+				            v->k == CV_NUM ? " (consul-template prints "
+				                             "%!d(json.Number=...); "
 				                             "use %s or %v)"
 				                           : "");
 			rc = put_go(c, off, b, v, false, 0);
@@ -2144,13 +2286,15 @@ static int ct_printf(struct ct_exec *c, size_t off, const struct cv *argv, size_
 static int ct_equal(struct ct_exec *c, size_t off, const struct cv *a, const struct cv *b)
 {
 	bool sa = a->k == CV_STR || a->k == CV_NUM, sb = b->k == CV_STR || b->k == CV_NUM;
-	bool na = a->k == CV_INVALID || a->k == CV_NIL, nb = b->k == CV_INVALID || b->k == CV_NIL;
+	bool na = a->k == CV_INVALID || a->k == CV_NIL,
+	     nb = b->k == CV_INVALID || b->k == CV_NIL;
 	struct secbuf x, y;
 	int eq;
 
 	if (na || nb) {
 		if (na && nb)
-			return xerr(c, off, SFS_EINVAL, "eq of two missing values is not supported");
+			return xerr(c, off, SFS_EINVAL,
+			            "eq of two missing values is not supported");
 		return 0;
 	}
 	if (sa && sb) {
@@ -2158,8 +2302,9 @@ static int ct_equal(struct ct_exec *c, size_t off, const struct cv *a, const str
 			return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
 		secbuf_init(&x, 64);
 		secbuf_init(&y, 64);
-		eq = put_go(c, off, &x, a, false, 0) == 0 && put_go(c, off, &y, b, false, 0) == 0 &&
-		     x.len == y.len && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
+		eq = put_go(c, off, &x, a, false, 0) == 0 &&
+		     put_go(c, off, &y, b, false, 0) == 0 && x.len == y.len &&
+		     (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
 		secbuf_release(&x);
 		secbuf_release(&y);
 		return eq;
@@ -2182,9 +2327,10 @@ static int ct_index(struct ct_exec *c, size_t off, const struct cv *argv, size_t
 		case CV_MAP: {
 			const json_t *m;
 			if (key->k != CV_STR)
-				return xerr(c, off, SFS_EINVAL,
-				            "index of a map: key has type %s; should be string",
-				            cv_type(key));
+				return xerr(
+				    c, off, SFS_EINVAL,
+				    "index of a map: key has type %s; should be string",
+				    cv_type(key));
 			m = v.j ? json_object_getn(v.j, key->s, key->n) : NULL;
 			if (m)
 				cv_from_json(m, &v);
@@ -2195,11 +2341,13 @@ static int ct_index(struct ct_exec *c, size_t off, const struct cv *argv, size_t
 		case CV_LIST:
 		case CV_STRLIST:
 			if (key->k != CV_INT)
-				return xerr(c, off, SFS_EINVAL, "cannot index a list with a %s",
+				return xerr(c, off, SFS_EINVAL,
+				            "cannot index a list with a %s",
 				            cv_type(key));
 			size = v.k == CV_LIST ? json_array_size(v.j) : v.n;
 			if (key->i < 0 || (unsigned long long)key->i >= size)
-				return xerr(c, off, SFS_EINVAL, "index out of range: %lld", key->i);
+				return xerr(c, off, SFS_EINVAL,
+				            "index out of range: %lld", key->i);
 			if (v.k == CV_LIST) {
 				cv_from_json(json_array_get(v.j, (size_t)key->i), &v);
 			} else {
@@ -2215,15 +2363,16 @@ static int ct_index(struct ct_exec *c, size_t off, const struct cv *argv, size_t
 		case CV_NIL:
 			return xerr(c, off, SFS_EINVAL, "index of nil pointer");
 		default:
-			return xerr(c, off, SFS_EINVAL, "can't index item of type %s", cv_type(&v));
+			return xerr(c, off, SFS_EINVAL, "can't index item of type %s",
+			            cv_type(&v));
 		}
 	}
 	*out = v;
 	return 0;
 }
 
-static int ct_split(struct ct_exec *c, size_t off, const struct cv *sep, const struct cv *str,
-                    struct cv *out)
+static int ct_split(struct ct_exec *c, size_t off, const struct cv *sep,
+                    const struct cv *str, struct cv *out)
 {
 	size_t from, to, n = 0, i, cap;
 	struct cv_str *parts;
@@ -2256,7 +2405,8 @@ static int ct_split(struct ct_exec *c, size_t off, const struct cv *sep, const s
 		return xfail(c, off, rc);
 	if (sep->n == 0) {
 		for (i = 0; i < to; n++) {
-			size_t len = ct_utf8_dec((const unsigned char *)s + i, to - i, &r);
+			size_t len =
+			    ct_utf8_dec((const unsigned char *)s + i, to - i, &r);
 			parts[n].s = s + i;
 			parts[n].n = len;
 			i += len;
@@ -2305,7 +2455,8 @@ static int ct_call_values(struct ct_exec *c, size_t off, enum ct_func f, struct 
 	case F_TOJSONPRETTY:
 		if (argv[0].k != CV_MAP && argv[0].k != CV_INVALID && argv[0].k != CV_NIL)
 			return xerr(c, off, SFS_EINVAL,
-			            "wrong type for value of toJSONPretty; expected map[string]interface "
+			            "wrong type for value of toJSONPretty; expected "
+			            "map[string]interface "
 			            "{}; got %s",
 			            cv_type(&argv[0]));
 		rc = put_json(c, off, &b, &argv[0], true, 0);
@@ -2314,15 +2465,16 @@ static int ct_call_values(struct ct_exec *c, size_t off, enum ct_func f, struct 
 		if (ct_want_str(c, off, "base64Encode", &argv[0]))
 			return SFS_EINVAL;
 		{
-			size_t elen = sodium_base64_encoded_len(argv[0].n,
-			                                        sodium_base64_VARIANT_ORIGINAL);
+			size_t elen = sodium_base64_encoded_len(
+			    argv[0].n, sodium_base64_VARIANT_ORIGINAL);
 			if (elen > RENDER_MAX_LEN)
-				return xerr(c, off, SFS_ETOOBIG, "base64Encode result too large");
+				return xerr(c, off, SFS_ETOOBIG,
+				            "base64Encode result too large");
 			char *enc = ct_scratch(c, elen, &rc);
 			if (!enc)
 				return xfail(c, off, rc);
-			sodium_bin2base64(enc, elen, (const unsigned char *)argv[0].s, argv[0].n,
-			                  sodium_base64_VARIANT_ORIGINAL);
+			sodium_bin2base64(enc, elen, (const unsigned char *)argv[0].s,
+			                  argv[0].n, sodium_base64_VARIANT_ORIGINAL);
 			out->k = CV_STR;
 			out->s = enc;
 			out->n = elen - 1;
@@ -2338,11 +2490,13 @@ static int ct_call_values(struct ct_exec *c, size_t off, enum ct_func f, struct 
 			unsigned char *dec = ct_scratch(c, cap, &rc);
 			if (!dec)
 				return xfail(c, off, rc);
-			if (sodium_base642bin(dec, cap, argv[0].s, argv[0].n, "\r\n", &dlen, &end,
+			if (sodium_base642bin(dec, cap, argv[0].s, argv[0].n, "\r\n",
+			                      &dlen, &end,
 			                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 			    end != argv[0].s + argv[0].n)
-				return xerr(c, off, SFS_EINVAL,
-				            "base64Decode: input is not valid padded base64");
+				return xerr(
+				    c, off, SFS_EINVAL,
+				    "base64Decode: input is not valid padded base64");
 			out->k = CV_STR;
 			out->s = (const char *)dec;
 			out->n = dlen;
@@ -2355,7 +2509,8 @@ static int ct_call_values(struct ct_exec *c, size_t off, enum ct_func f, struct 
 			return SFS_EINVAL;
 		for (i = 0; i < argv[0].n; i++)
 			if ((unsigned char)argv[0].s[i] >= 0x80)
-				return xerr(c, off, SFS_EINVAL, "%s of non-ASCII text is not supported",
+				return xerr(c, off, SFS_EINVAL,
+				            "%s of non-ASCII text is not supported",
 				            f == F_UPPER ? "toUpper" : "toLower");
 		rc = bput(&b, argv[0].s, argv[0].n);
 		for (i = 0; rc == 0 && i < b.len; i++) {
@@ -2376,21 +2531,25 @@ static int ct_call_values(struct ct_exec *c, size_t off, enum ct_func f, struct 
 		return 0;
 	case F_REPLACEALL: {
 		const struct cv *old = &argv[0], *new = &argv[1], *s = &argv[2];
-		if (ct_want_str(c, off, "replaceAll", old) || ct_want_str(c, off, "replaceAll", new) ||
+		if (ct_want_str(c, off, "replaceAll", old) ||
+		    ct_want_str(c, off, "replaceAll", new) ||
 		    ct_want_str(c, off, "replaceAll", s))
 			return SFS_EINVAL;
 		rc = bput(&b, "", 0);
 		for (i = 0; rc == 0 && i <= s->n;) {
 			if (old->n == 0) {
 				int32_t r;
-				size_t len = i < s->n ? ct_utf8_dec((const unsigned char *)s->s + i,
-				                                    s->n - i, &r)
-				                      : 1;
+				size_t len =
+				    i < s->n
+				        ? ct_utf8_dec((const unsigned char *)s->s + i,
+				                      s->n - i, &r)
+				        : 1;
 				rc = bput(&b, new->s, new->n);
 				if (rc == 0 && i < s->n)
 					rc = bput(&b, s->s + i, len);
 				i += len;
-			} else if (i + old->n <= s->n && memcmp(s->s + i, old->s, old->n) == 0) {
+			} else if (i + old->n <= s->n &&
+			           memcmp(s->s + i, old->s, old->n) == 0) {
 				rc = bput(&b, new->s, new->n);
 				i += old->n;
 			} else {
@@ -2402,16 +2561,18 @@ static int ct_call_values(struct ct_exec *c, size_t off, enum ct_func f, struct 
 		break;
 	}
 	case F_SPLIT:
-		if (ct_want_str(c, off, "split", &argv[0]) || ct_want_str(c, off, "split", &argv[1]))
+		if (ct_want_str(c, off, "split", &argv[0]) ||
+		    ct_want_str(c, off, "split", &argv[1]))
 			return SFS_EINVAL;
 		return ct_split(c, off, &argv[0], &argv[1], out);
 	case F_JOIN:
 		if (ct_want_str(c, off, "join", &argv[0]))
 			return SFS_EINVAL;
 		if (argv[1].k != CV_STRLIST)
-			return xerr(c, off, SFS_EINVAL,
-			            "wrong type for value of join; expected []string; got %s",
-			            cv_type(&argv[1]));
+			return xerr(
+			    c, off, SFS_EINVAL,
+			    "wrong type for value of join; expected []string; got %s",
+			    cv_type(&argv[1]));
 		rc = bput(&b, "", 0);
 		for (i = 0; rc == 0 && i < argv[1].n; i++) {
 			if (i)
@@ -2455,7 +2616,8 @@ static int ct_call_values(struct ct_exec *c, size_t off, enum ct_func f, struct 
 			secbuf_release(&b);
 			return rc ? xfail(c, off, rc) : 0;
 		default:
-			return xerr(c, off, SFS_EINVAL, "len of type %s", cv_type(&argv[0]));
+			return xerr(c, off, SFS_EINVAL, "len of type %s",
+			            cv_type(&argv[0]));
 		}
 	default:
 		return xerr(c, off, SFS_EINVAL, "internal: function");
@@ -2508,8 +2670,8 @@ static int ct_eval_cmd(struct ct_exec *c, const struct ct_cmd *cmd, const struct
 	return ct_call_values(c, cmd->off, f, argv, argc, out);
 }
 
-static int ct_eval_pipe(struct ct_exec *c, const struct ct_pipe *pipe, const struct cv *dot,
-                        struct cv *out, bool set_vars)
+static int ct_eval_pipe(struct ct_exec *c, const struct ct_pipe *pipe,
+                        const struct cv *dot, struct cv *out, bool set_vars)
 {
 	struct cv val;
 	size_t i;
@@ -2518,7 +2680,8 @@ static int ct_eval_pipe(struct ct_exec *c, const struct ct_pipe *pipe, const str
 	memset(&val, 0, sizeof val);
 	for (i = 0; i < pipe->ncmds; i++) {
 		struct cv prev = val;
-		if ((rc = ct_eval_cmd(c, &pipe->cmds[i], dot, i ? &prev : NULL, &val)) != 0)
+		if ((rc = ct_eval_cmd(c, &pipe->cmds[i], dot, i ? &prev : NULL, &val)) !=
+		    0)
 			return rc;
 		/* An interface{} holding nil is no value once a command is done. */
 		if (val.k == CV_NIL)
@@ -2605,7 +2768,8 @@ static int ct_exec_range(struct ct_exec *c, const struct ct_node *n, const struc
 		}
 		break;
 	default:
-		return xerr(c, n->off, SFS_EINVAL, "range can't iterate over %s", cv_type(&val));
+		return xerr(c, n->off, SFS_EINVAL, "range can't iterate over %s",
+		            cv_type(&val));
 	}
 	if (rc == 0 && count == 0 && n->else_body)
 		rc = ct_exec_list(c, n->else_body, dot);
@@ -2641,7 +2805,8 @@ static int ct_exec_list(struct ct_exec *c, const struct ct_node *n, const struct
 			if (rc)
 				break;
 			if (cv_truth(&val))
-				rc = ct_exec_list(c, n->body, n->k == N_WITH ? &val : dot);
+				rc =
+				    ct_exec_list(c, n->body, n->k == N_WITH ? &val : dot);
 			else if (n->else_body)
 				rc = ct_exec_list(c, n->else_body, dot);
 			break;
@@ -2674,7 +2839,8 @@ int ctmpl_render(const struct ctmpl *t, const json_t *const *secrets, struct sec
 	c.errlen = errlen;
 	for (i = 0; i < t->nsecrets; i++)
 		if (!json_is_object(secrets[i])) {
-			snprintf(err, errlen, "the reply for secret \"%s\" is not a JSON object",
+			snprintf(err, errlen,
+			         "the reply for secret \"%s\" is not a JSON object",
 			         t->secrets[i].path);
 			return SFS_EINVAL;
 		}

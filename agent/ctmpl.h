@@ -37,13 +37,13 @@
 struct ctmpl;
 
 /* Bounds: longer, larger or deeper templates are refused (SFS_ETOOBIG). */
-#define CTMPL_MAX_TEXT (256 * 1024) /* template bytes */
-#define CTMPL_MAX_NODES 32768       /* parse tree objects */
-#define CTMPL_MAX_DEPTH 48          /* nested if/with/range and parentheses */
-#define CTMPL_MAX_SECRETS 64        /* distinct secret calls */
-#define CTMPL_MAX_PARAMS 32         /* "k=v" parameters of one secret call */
-#define CTMPL_MAX_ARGS 16           /* arguments of one function call */
-#define CTMPL_MAX_STEPS 2000000     /* evaluation steps of one rendering */
+#define CTMPL_MAX_TEXT (256 * 1024)         /* template bytes */
+#define CTMPL_MAX_NODES 32768               /* parse tree objects */
+#define CTMPL_MAX_DEPTH 48                  /* nested if/with/range and parentheses */
+#define CTMPL_MAX_SECRETS 64                /* distinct secret calls */
+#define CTMPL_MAX_PARAMS 32                 /* "k=v" parameters of one secret call */
+#define CTMPL_MAX_ARGS 16                   /* arguments of one function call */
+#define CTMPL_MAX_STEPS 2000000             /* evaluation steps of one rendering */
 #define CTMPL_MAX_SCRATCH (8 * 1024 * 1024) /* intermediate strings */
 
 /*
@@ -53,7 +53,8 @@ struct ctmpl;
  * bound above) or SFS_ENOMEM, with err "line L, column C: why" (from 1).
  * err names constructs, never the template's literal strings.
  */
-int ctmpl_parse(const char *text, size_t len, struct ctmpl **out, char *err, size_t errlen);
+int ctmpl_parse(const char *text, size_t len, struct ctmpl **out, char *err,
+                size_t errlen);
 
 /* The number of distinct secret calls in t (same path and same parameters,
  * in any order, count once), in order of first appearance. */

@@ -10,7 +10,8 @@
 static const char REPLY[] =
     "{\"request_id\":\"r\",\"lease_id\":\"l/1\",\"lease_duration\":60,\"renewable\":true,"
     "\"data\":{\"username\":\"u\",\"password\":\"p<&>\\u2028\",\"b64\":\"aGVsbG8=\","
-    "\"data\":{\"k\":\"v\",\"n\":5,\"r\":1.5,\"t\":true,\"z\":null,\"l\":[\"a\",1,null,{}],"
+    "\"data\":{\"k\":\"v\",\"n\":5,\"r\":1.5,\"t\":true,\"z\":null,\"l\":[\"a\",1,null,{}"
+    "],"
     "\"m\":{\"x\":{\"y\":\"deep\"}},\"e\":\"\",\"csv\":\"a,b, c\"},"
     "\"metadata\":{\"version\":2}}}";
 
@@ -29,7 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < ctmpl_secret_count(t); i++)
 		replies[i] = reply;
 	secbuf_init(&out, RENDER_MAX_LEN);
-	if (ctmpl_render(t, replies, &out, err, sizeof err) == 0 && out.len > RENDER_MAX_LEN)
+	if (ctmpl_render(t, replies, &out, err, sizeof err) == 0 &&
+	    out.len > RENDER_MAX_LEN)
 		abort();
 	secbuf_release(&out);
 	ctmpl_free(t);

@@ -22,8 +22,10 @@
 
 /* A dynamic database credential, as Vault returns it. */
 static const char *const DB_REPLY =
-    "{\"request_id\":\"r-1\",\"lease_id\":\"database/creds/app/abc\",\"lease_duration\":3600,"
-    "\"renewable\":true,\"data\":{\"username\":\"v-app-xyz\",\"password\":\"" SECRET "\"}}";
+    "{\"request_id\":\"r-1\",\"lease_id\":\"database/creds/app/"
+    "abc\",\"lease_duration\":3600,"
+    "\"renewable\":true,\"data\":{\"username\":\"v-app-xyz\",\"password\":\"" SECRET
+    "\"}}";
 
 /* A KV v2 read of secret/data/app/config. */
 static const char *const KV2_REPLY =
@@ -32,7 +34,8 @@ static const char *const KV2_REPLY =
     "\"zero\":0,\"nested\":{\"b\":\"2\",\"a\":\"1\"},\"list\":[\"x\",\"y\"],"
     "\"mixed\":[true,null,1.5],\"null\":null,\"flag\":false,\"empty\":\"\","
     "\"html\":\"<a&b>\",\"password\":\"" SECRET "\"},"
-    "\"metadata\":{\"version\":3,\"created_time\":\"2024-01-01T00:00:00Z\",\"destroyed\":false}}}";
+    "\"metadata\":{\"version\":3,\"created_time\":\"2024-01-01T00:00:00Z\",\"destroyed\":"
+    "false}}}";
 
 static int rc_;
 static char err_[512];
@@ -133,10 +136,12 @@ TEST(test_database_url_from_issue)
 TEST(test_injector_doc_database_template_trims)
 {
 	run("{{- with secret \"database/creds/db-app\" -}}\n"
-	    "postgres://{{ .Data.username }}:{{ .Data.password }}@postgres:5432/appdb?sslmode=disable\n"
+	    "postgres://{{ .Data.username }}:{{ .Data.password "
+	    "}}@postgres:5432/appdb?sslmode=disable\n"
 	    "{{- end }}\n",
 	    DB_REPLY);
-	CHECK_OUT("postgres://v-app-xyz:" SECRET "@postgres:5432/appdb?sslmode=disable\n");
+	CHECK_OUT("postgres://v-app-xyz:" SECRET
+	          "@postgres:5432/appdb?sslmode=disable\n");
 }
 
 TEST(test_injector_doc_export_env_kv2)
@@ -150,7 +155,8 @@ TEST(test_injector_doc_export_env_kv2)
 
 TEST(test_range_over_kv2_map_sorted_keys)
 {
-	run("{{ with secret \"secret/data/app/config\" }}{{ range $k, $v := .Data.data.nested }}"
+	run("{{ with secret \"secret/data/app/config\" }}{{ range $k, $v := "
+	    ".Data.data.nested }}"
 	    "{{ $k }}={{ $v }}\n{{ end }}{{ end }}",
 	    KV2_REPLY);
 	CHECK_OUT("a=1\nb=2\n");
@@ -158,7 +164,8 @@ TEST(test_range_over_kv2_map_sorted_keys)
 
 TEST(test_range_prints_each_type_as_go)
 {
-	run("{{ with secret \"s\" }}{{ range $k, $v := .Data.data }}{{ if ne $k \"password\" }}"
+	run("{{ with secret \"s\" }}{{ range $k, $v := .Data.data }}{{ if ne $k "
+	    "\"password\" }}"
 	    "{{ $k }}={{ $v }};{{ end }}{{ end }}{{ end }}",
 	    KV2_REPLY);
 	CHECK_OUT("api-key=dash;api_key=k1;empty=;env=dev;flag=false;html=<a&b>;"
@@ -177,7 +184,8 @@ TEST(test_range_one_variable_list_and_dot)
 
 TEST(test_range_else_on_empty_and_missing)
 {
-	run("{{ with secret \"s\" }}{{ range .Data.data.missing }}x{{ else }}none{{ end }}|"
+	run("{{ with secret \"s\" }}{{ range .Data.data.missing }}x{{ else }}none{{ end "
+	    "}}|"
 	    "{{ range split \",\" \"  \" }}x{{ else }}empty{{ end }}{{ end }}",
 	    KV2_REPLY);
 	CHECK_OUT("none|empty");
@@ -200,7 +208,8 @@ TEST(test_secret_struct_fields)
 	    DB_REPLY);
 	CHECK_OUT("database/creds/app/abc 3600 true r-1");
 	run("{{ with secret \"a\" }}{{ .Warnings }}{{ end }}", DB_REPLY);
-	CHECK_FAILS(SFS_EINVAL, "line 1, column 25: the Warnings field of a secret is not supported");
+	CHECK_FAILS(SFS_EINVAL,
+	            "line 1, column 25: the Warnings field of a secret is not supported");
 	run("{{ with secret \"a\" }}{{ .data }}{{ end }}", DB_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "can't evaluate field data in type *dependency.Secret");
 	run("{{ secret \"a\" }}", DB_REPLY);
@@ -217,11 +226,13 @@ TEST(test_kv2_metadata)
 
 TEST(test_missing_key_prints_no_value_field_of_it_fails)
 {
-	run("{{ with secret \"s\" }}[{{ .Data.data.missing }}][{{ .Data.nope }}]{{ end }}",
+	run("{{ with secret \"s\" }}[{{ .Data.data.missing }}][{{ .Data.nope }}]{{ end "
+	    "}}",
 	    KV2_REPLY);
 	CHECK_OUT("[<no value>][<no value>]");
 	run("{{ with secret \"s\" }}\n{{ .Data.data.missing.x }}{{ end }}", KV2_REPLY);
-	CHECK_FAILS(SFS_EINVAL, "line 2, column 4: nil pointer evaluating interface {}.x");
+	CHECK_FAILS(SFS_EINVAL,
+	            "line 2, column 4: nil pointer evaluating interface {}.x");
 	run("{{ with secret \"s\" }}{{ .Data.data.password.x }}{{ end }}", KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "can't evaluate field x in type string");
 	/* Outside with, the data is nil: fields of it are no value. */
@@ -254,11 +265,13 @@ TEST(test_numbers_are_json_numbers)
 
 TEST(test_if_else_if_else)
 {
-	const char *tpl = "{{ with secret \"s\" }}{{ if eq .Data.data.env \"prod\" }}P"
-	                  "{{ else if eq .Data.data.env \"dev\" }}D{{ else }}O{{ end }}{{ end }}";
+	const char *tpl =
+	    "{{ with secret \"s\" }}{{ if eq .Data.data.env \"prod\" }}P"
+	    "{{ else if eq .Data.data.env \"dev\" }}D{{ else }}O{{ end }}{{ end }}";
 	run(tpl, KV2_REPLY);
 	CHECK_OUT("D");
-	run("{{ if false }}a{{ else if not true }}b{{ else if and 1 0 }}c{{ else }}d{{ end }}",
+	run("{{ if false }}a{{ else if not true }}b{{ else if and 1 0 }}c{{ else }}d{{ "
+	    "end }}",
 	    NULL);
 	CHECK_OUT("d");
 }
@@ -277,7 +290,8 @@ TEST(test_variables_declare_assign_and_scope)
 	CHECK_OUT("v-app-xyz");
 	run("{{ $x := \"a\" }}{{ if true }}{{ $x = \"b\" }}{{ end }}{{ $x }}", NULL);
 	CHECK_OUT("b");
-	run("{{ with $c := secret \"a\" }}{{ $c.Data.username }}/{{ $.x }}{{ end }}", DB_REPLY);
+	run("{{ with $c := secret \"a\" }}{{ $c.Data.username }}/{{ $.x }}{{ end }}",
+	    DB_REPLY);
 	CHECK_OUT("v-app-xyz/<no value>");
 	run("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}", NULL);
 	CHECK_FAILS(SFS_EINVAL, "line 1, column 39: undefined variable \"$y\"");
@@ -299,19 +313,23 @@ TEST(test_trim_markers_exact)
 
 TEST(test_to_json_like_go)
 {
-	run("{{ with secret \"s\" }}{{ .Data.data.nested | toJSON }} {{ .Data.data.mixed | toJSON }} "
+	run("{{ with secret \"s\" }}{{ .Data.data.nested | toJSON }} {{ .Data.data.mixed "
+	    "| toJSON }} "
 	    "{{ .Data.data.html | toJSON }} {{ .Data.data.missing | toJSON }}{{ end }}",
 	    KV2_REPLY);
-	CHECK_OUT("{\"a\":\"1\",\"b\":\"2\"} [true,null,1.5] \"\\u003ca\\u0026b\\u003e\" null");
+	CHECK_OUT(
+	    "{\"a\":\"1\",\"b\":\"2\"} [true,null,1.5] \"\\u003ca\\u0026b\\u003e\" null");
 	run("{{ \"\\n\\t\\b\\f\\x01\\u2028\\x80é\" | toJSON }}", NULL);
 	CHECK_OUT("\"\\n\\t\\b\\f\\u0001\\u2028\\ufffdé\"");
 }
 
 TEST(test_to_json_pretty_two_spaces)
 {
-	const char *reply = "{\"data\":{\"b\":{\"c\":\"d\",\"n\":[1,2]},\"a\":[],\"e\":{}}}";
+	const char *reply =
+	    "{\"data\":{\"b\":{\"c\":\"d\",\"n\":[1,2]},\"a\":[],\"e\":{}}}";
 	run("{{ with secret \"s\" }}{{ .Data | toJSONPretty }}{{ end }}", reply);
-	CHECK_OUT("{\n  \"a\": [],\n  \"b\": {\n    \"c\": \"d\",\n    \"n\": [\n      1,\n      2\n"
+	CHECK_OUT("{\n  \"a\": [],\n  \"b\": {\n    \"c\": \"d\",\n    \"n\": [\n      "
+	          "1,\n      2\n"
 	          "    ]\n  },\n  \"e\": {}\n}");
 	run("{{ with secret \"s\" }}{{ .Data.b.n | toJSONPretty }}{{ end }}", reply);
 	CHECK_FAILS(SFS_EINVAL, "expected map[string]interface {}; got []interface {}");
@@ -319,19 +337,22 @@ TEST(test_to_json_pretty_two_spaces)
 
 TEST(test_base64)
 {
-	run("{{ \"hello\" | base64Encode }} {{ base64Decode \"aGVs\\nbG8=\" }} {{ \"\" | base64Encode }}",
+	run("{{ \"hello\" | base64Encode }} {{ base64Decode \"aGVs\\nbG8=\" }} {{ \"\" | "
+	    "base64Encode }}",
 	    NULL);
 	CHECK_OUT("aGVsbG8= hello ");
 	run("{{ base64Decode \"aGVsbG8\" }}", NULL);
 	CHECK_FAILS(SFS_EINVAL, "base64Decode: input is not valid padded base64");
-	run("{{ with secret \"s\" }}{{ .Data.data.port | base64Encode }}{{ end }}", KV2_REPLY);
+	run("{{ with secret \"s\" }}{{ .Data.data.port | base64Encode }}{{ end }}",
+	    KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "expected string; got json.Number");
 }
 
 TEST(test_string_functions)
 {
 	run("{{ \"  x Y \\n\" | trimSpace | toUpper }}|{{ toLower \"AbC\" }}|"
-	    "{{ \"a-b-c\" | replaceAll \"-\" \"_\" }}|{{ \"ab\" | replaceAll \"\" \".\" }}|"
+	    "{{ \"a-b-c\" | replaceAll \"-\" \"_\" }}|{{ \"ab\" | replaceAll \"\" \".\" "
+	    "}}|"
 	    "{{ \"\\u00a0 z\\u3000\" | trimSpace }}",
 	    NULL);
 	CHECK_OUT("X Y|abc|a_b_c|.a.b.|z");
@@ -342,10 +363,12 @@ TEST(test_string_functions)
 TEST(test_split_join)
 {
 	run("{{ \"a,b,,c\" | split \",\" | join \";\" }}|{{ split \",\" \" a,b \" }}|"
-	    "{{ range split \"\" \"hé\" }}<{{ . }}>{{ end }}|{{ index (split \",\" \"p,q\") 1 }}",
+	    "{{ range split \"\" \"hé\" }}<{{ . }}>{{ end }}|{{ index (split \",\" "
+	    "\"p,q\") 1 }}",
 	    NULL);
 	CHECK_OUT("a;b;;c|[a b]|<h><é>|q");
-	run("{{ with secret \"s\" }}{{ .Data.data.list | join \",\" }}{{ end }}", KV2_REPLY);
+	run("{{ with secret \"s\" }}{{ .Data.data.list | join \",\" }}{{ end }}",
+	    KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "expected []string; got []interface {}");
 }
 
@@ -353,11 +376,13 @@ TEST(test_printf_safe_verbs)
 {
 	run("{{ printf \"%s:%d:%v:%q:%%\" \"a\" 5 true \"q\\\"\\n\" }}", NULL);
 	CHECK_OUT("a:5:true:\"q\\\"\\n\":%");
-	run("{{ with secret \"s\" }}{{ printf \"%s/%v/%v\" .Data.data.port .Data.data.missing "
+	run("{{ with secret \"s\" }}{{ printf \"%s/%v/%v\" .Data.data.port "
+	    ".Data.data.missing "
 	    ".Data.data.list }}{{ .Data.data.env | printf \"env=%s\" }}{{ end }}",
 	    KV2_REPLY);
 	CHECK_OUT("5432/<nil>/[x y]env=dev");
-	run("{{ with secret \"s\" }}{{ printf \"%d\" .Data.data.port }}{{ end }}", KV2_REPLY);
+	run("{{ with secret \"s\" }}{{ printf \"%d\" .Data.data.port }}{{ end }}",
+	    KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "printf %d of a json.Number is not supported");
 	run("{{ printf \"%s\" 5 }}", NULL);
 	CHECK_FAILS(SFS_EINVAL, "printf %s of a int is not supported");
@@ -365,13 +390,16 @@ TEST(test_printf_safe_verbs)
 
 TEST(test_index)
 {
-	run("{{ with secret \"s\" }}{{ index .Data.data \"api-key\" }} {{ index .Data.data.list 1 }} "
-	    "{{ index .Data \"data\" \"nested\" \"b\" }} {{ index .Data.data \"nope\" }}{{ end }}",
+	run("{{ with secret \"s\" }}{{ index .Data.data \"api-key\" }} {{ index "
+	    ".Data.data.list 1 }} "
+	    "{{ index .Data \"data\" \"nested\" \"b\" }} {{ index .Data.data \"nope\" "
+	    "}}{{ end }}",
 	    KV2_REPLY);
 	CHECK_OUT("dash y 2 <no value>");
 	run("{{ with secret \"s\" }}{{ index .Data.data.list 2 }}{{ end }}", KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "index out of range: 2");
-	run("{{ with secret \"s\" }}{{ index .Data.data.password 0 }}{{ end }}", KV2_REPLY);
+	run("{{ with secret \"s\" }}{{ index .Data.data.password 0 }}{{ end }}",
+	    KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "can't index item of type string");
 }
 
@@ -390,8 +418,10 @@ TEST(test_secret_calls_distinct_and_sorted_params)
 	const char *const *params;
 	size_t np;
 	const char *tpl = "{{ with secret \"database/creds/app\" }}{{ end }}"
-	                  "{{ with secret \"pki/issue/web\" \"ttl=24h\" \"common_name=web.svc\" }}{{ end }}"
-	                  "{{ with secret \"pki/issue/web\" \"common_name=web.svc\" \"ttl=24h\" }}{{ end }}"
+	                  "{{ with secret \"pki/issue/web\" \"ttl=24h\" "
+	                  "\"common_name=web.svc\" }}{{ end }}"
+	                  "{{ with secret \"pki/issue/web\" \"common_name=web.svc\" "
+	                  "\"ttl=24h\" }}{{ end }}"
 	                  "{{ with secret \"database/creds/app\" }}{{ end }}";
 
 	setup();
@@ -608,11 +638,14 @@ TEST(test_template_size_and_secret_count_bounds)
 
 TEST(test_errors_never_quote_values)
 {
-	run("{{ with secret \"s\" }}{{ .Data.data.password | printf \"%d\" }}{{ end }}", KV2_REPLY);
+	run("{{ with secret \"s\" }}{{ .Data.data.password | printf \"%d\" }}{{ end }}",
+	    KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "printf %d of a string");
-	run("{{ with secret \"s\" }}{{ .Data.data.html | base64Decode }}{{ end }}", KV2_REPLY);
+	run("{{ with secret \"s\" }}{{ .Data.data.html | base64Decode }}{{ end }}",
+	    KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "base64Decode: input is not valid");
-	run("{{ with secret \"s\" }}{{ index .Data.data.password \"" SECRET "\" }}{{ end }}",
+	run("{{ with secret \"s\" }}{{ index .Data.data.password \"" SECRET
+	    "\" }}{{ end }}",
 	    KV2_REPLY);
 	CHECK_FAILS(SFS_EINVAL, "can't index item of type string");
 }
@@ -622,14 +655,15 @@ TEST_MAIN(test_database_url_from_issue, test_injector_doc_database_template_trim
           test_range_prints_each_type_as_go, test_range_one_variable_list_and_dot,
           test_range_else_on_empty_and_missing, test_pki_write_with_parameters,
           test_secret_struct_fields, test_kv2_metadata,
-          test_missing_key_prints_no_value_field_of_it_fails, test_with_skips_empty_values,
-          test_numbers_are_json_numbers, test_if_else_if_else, test_and_or_return_values_len,
+          test_missing_key_prints_no_value_field_of_it_fails,
+          test_with_skips_empty_values, test_numbers_are_json_numbers,
+          test_if_else_if_else, test_and_or_return_values_len,
           test_variables_declare_assign_and_scope, test_trim_markers_exact,
           test_to_json_like_go, test_to_json_pretty_two_spaces, test_base64,
           test_string_functions, test_split_join, test_printf_safe_verbs, test_index,
           test_parenthesised_pipeline_chain, test_secret_calls_distinct_and_sorted_params,
-          test_each_secret_call_renders_its_own_reply, test_secret_refusals, test_env_refused,
-          test_unsupported_functions_and_actions_refused, test_printf_refusals,
-          test_literal_refusals, test_syntax_errors_with_position, test_deep_nesting_refused,
-          test_huge_output_refused, test_runaway_loops_refused,
+          test_each_secret_call_renders_its_own_reply, test_secret_refusals,
+          test_env_refused, test_unsupported_functions_and_actions_refused,
+          test_printf_refusals, test_literal_refusals, test_syntax_errors_with_position,
+          test_deep_nesting_refused, test_huge_output_refused, test_runaway_loops_refused,
           test_template_size_and_secret_count_bounds, test_errors_never_quote_values)
