@@ -26,7 +26,6 @@
 #include "aws.h"
 #include "aws_sigv4.h"
 #include "credcache.h"
-#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
@@ -579,41 +578,70 @@ static bool is_url(const char *s)
 	       strstr(s, "://")[3] != '\0';
 }
 
-static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
+/* The backend's config object, parsed (strings and objects borrowed from
+ * it; NULL when absent). */
+struct aws_conf {
+	const char *region;
+	const char *endpoint;
+	const char *sts_endpoint;
+	const char *profile;
+	const char *proxy;
+	const json_t *tls_conf; /* the "tls" object, parsed into tls */
+	struct backend_tls tls;
+	uint64_t timeout_ms; /* 0: http.c's default */
+	bool proxy_from_environment;
+};
+
+static const struct backend_conf_key aws_conf_keys[] = {
+    BACKEND_CONF_TYPE_KEY,
+    BACKEND_CONF_STRING_KEY(struct aws_conf, region, "region"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, endpoint, "endpoint"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, sts_endpoint, "sts_endpoint"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, profile, "profile"),
+    BACKEND_CONF_OBJECT_KEY(struct aws_conf, tls_conf, "tls"),
+    BACKEND_CONF_DURATION_KEY(struct aws_conf, timeout_ms, "timeout"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, proxy, "proxy"),
+    BACKEND_CONF_BOOL_KEY(struct aws_conf, proxy_from_environment,
+                          "proxy_from_environment"),
+};
+static const struct backend_conf_spec aws_conf_spec =
+    BACKEND_CONF_SPEC("aws backends take", aws_conf_keys);
+
+/* Parses the backend's config object into c (defaults first) and checks
+ * the endpoint URLs and the tls object; d may be NULL (create). Returns 0
+ * or SFS_EINVAL. */
+static int aws_conf_parse(const json_t *conf, const char *keypath, struct diag *d,
+                          struct aws_conf *c)
 {
-	static const char *const keys[] = {
-	    "type", "region",  "endpoint", "sts_endpoint",           "profile",
-	    "tls",  "timeout", "proxy",    "proxy_from_environment", NULL};
-	static const char *const strings[] = {"region", "endpoint", "sts_endpoint",
-	                                      "profile", "proxy"};
-	char kp[512];
+	static const char *const url_keys[] = {"endpoint", "sts_endpoint"};
 	int rc;
 
-	rc =
-	    backend_check_keys(conf, keypath, keys,
-	                       "aws backends take: type, region, endpoint, sts_endpoint, "
-	                       "profile, tls, timeout, proxy, proxy_from_environment",
-	                       d);
-	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
-		if (backend_check_string(conf, strings[i], false, keypath, d) < 0)
-			rc = SFS_EINVAL;
-	for (size_t i = 1; i < 3; i++) {
-		const char *u = json_string_value(json_object_get(conf, strings[i]));
-		if (u && *u && !is_url(u)) {
-			diag_add(d, diag_keypath(kp, sizeof kp, keypath, strings[i]),
-			         "must be an https:// URL (or http:// for a local test "
-			         "server)");
+	*c = (struct aws_conf){.proxy_from_environment = true};
+	rc = backend_conf_parse(&aws_conf_spec, conf, keypath, d, c);
+	for (size_t i = 0; i < 2; i++) {
+		const char *u = i == 0 ? c->endpoint : c->sts_endpoint;
+		if (u && !is_url(u)) {
+			diag_add_at(
+			    d, keypath, url_keys[i],
+			    "must be an https:// URL (or http:// for a local test "
+			    "server)");
 			rc = SFS_EINVAL;
 		}
 	}
-	if (json_object_get(conf, "tls") &&
-	    backend_check_tls(json_object_get(conf, "tls"),
-	                      diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
-		rc = SFS_EINVAL;
-	if (backend_check_duration(conf, "timeout", keypath, d) < 0 ||
-	    backend_check_bool(conf, "proxy_from_environment", keypath, d) < 0)
-		rc = SFS_EINVAL;
+	if (c->tls_conf) {
+		char *kp = diag_keypath_new(keypath, "tls");
+		if (backend_tls_parse(c->tls_conf, kp ? kp : keypath, d, &c->tls) < 0)
+			rc = SFS_EINVAL;
+		free(kp);
+	}
 	return rc;
+}
+
+static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
+{
+	struct aws_conf c;
+
+	return aws_conf_parse(conf, keypath, d, &c);
 }
 
 static int aws_check_secret(const json_t *extra, const char *keypath, struct diag *d)
@@ -680,7 +708,7 @@ static int set_endpoint(struct aws *a, const char *url)
 	return a->endpoint && a->host && a->path ? 0 : SFS_ENOMEM;
 }
 
-static int aws_resolve(struct aws *a, const json_t *conf)
+static int aws_resolve(struct aws *a, const struct aws_conf *conf)
 {
 	static const char *const region_vars[] = {"AWS_REGION", "AWS_DEFAULT_REGION",
 	                                          NULL};
@@ -688,9 +716,9 @@ static int aws_resolve(struct aws *a, const json_t *conf)
 	                                      "AWS_ENDPOINT_URL", NULL};
 	static const char *const sts_vars[] = {"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL",
 	                                       NULL};
-	const char *region = json_string_value(json_object_get(conf, "region"));
-	const char *endpoint = json_string_value(json_object_get(conf, "endpoint"));
-	const char *sts = json_string_value(json_object_get(conf, "sts_endpoint"));
+	const char *region = conf->region;
+	const char *endpoint = conf->endpoint;
+	const char *sts = conf->sts_endpoint;
 	char *dflt = NULL;
 	int rc;
 
@@ -738,14 +766,15 @@ static int aws_resolve(struct aws *a, const json_t *conf)
 static int aws_create(const struct backend_env *env, const char *name, const json_t *conf,
                       struct backend **out)
 {
-	const json_t *tls = json_object_get(conf, "tls");
-	const char *profile = json_string_value(json_object_get(conf, "profile"));
+	struct aws_conf c;
 	struct http_options *h;
-	struct aws *a = calloc(1, sizeof *a);
+	struct aws *a;
 	char err[256];
-	uint64_t ms;
 	int rc = SFS_ENOMEM;
 
+	if (aws_conf_parse(conf, name, NULL, &c) < 0)
+		return SFS_EINVAL;
+	a = calloc(1, sizeof *a);
 	if (!a)
 		return SFS_ENOMEM;
 	a->base.ops = &backend_aws_ops;
@@ -753,28 +782,29 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	a->base.name = strdup(name);
 	a->env.backend = a->base.name;
 	a->env.store = env->store;
-	a->env.profile_explicit = profile != NULL;
+	a->env.profile_explicit = c.profile != NULL;
 	if (!a->base.name ||
 	    credcache_init(&a->creds, env->store, AWS_RETRY_BASE_MS, AWS_RETRY_CAP_MS,
 	                   "\x01"
 	                   "aws/%s/credentials",
 	                   name) < 0 ||
 	    aws_env_stash(env->store) < 0 ||
-	    aws_profile_load(profile, &a->env.profile) < 0)
+	    aws_profile_load(c.profile, &a->env.profile) < 0)
 		goto out;
-	rc = aws_resolve(a, conf);
+	rc = aws_resolve(a, &c);
 	if (rc < 0)
 		goto out;
 
 	h = &a->sm_http;
-	h->ca_file = backend_conf_or_env(tls, "ca_file", "AWS_CA_BUNDLE");
-	h->ca_dir = backend_conf_or_env(tls, "ca_dir", NULL);
-	h->client_cert = backend_conf_or_env(tls, "client_cert", NULL);
-	h->client_key = backend_conf_or_env(tls, "client_key", NULL);
-	h->server_name = backend_conf_or_env(tls, "server_name", NULL);
+	h->ca_file = backend_conf_or_env(c.tls.ca_file, "AWS_CA_BUNDLE");
+	h->ca_dir = c.tls.ca_dir;
+	h->client_cert = c.tls.client_cert;
+	h->client_key = c.tls.client_key;
+	h->server_name = c.tls.server_name;
 	/* The proxy is chosen per endpoint (its scheme; NO_PROXY per host). */
-	if (backend_proxy_init(&a->sm_proxy, conf, a->endpoint, NULL) < 0 ||
-	    backend_proxy_init(&a->sts_proxy, conf,
+	if (backend_proxy_init(&a->sm_proxy, c.proxy, c.proxy_from_environment,
+	                       a->endpoint, NULL) < 0 ||
+	    backend_proxy_init(&a->sts_proxy, c.proxy, c.proxy_from_environment,
 	                       a->env.sts_endpoint ? a->env.sts_endpoint : "https://",
 	                       NULL) < 0) {
 		rc = SFS_ENOMEM;
@@ -783,9 +813,7 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	h->proxy = a->sm_proxy.url;
 	h->noproxy = a->sm_proxy.noproxy;
 	backend_proxy_log(&a->sm_proxy, name);
-	if (json_object_get(conf, "timeout") &&
-	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
-		h->timeout_ms = ms;
+	h->timeout_ms = c.timeout_ms;
 	h->max_retries = 2;
 	/* STS shares the CA but not the Secrets Manager endpoint's
 	 * server name or client certificate. */

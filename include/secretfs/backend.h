@@ -261,32 +261,40 @@ struct backend_conf_spec {
 int backend_conf_parse(const struct backend_conf_spec *spec, const json_t *obj,
                        const char *keypath, struct diag *d, void *out);
 
-/* Config checks (backend_util.c); each adds one diag per problem and
+/* Config checks (backend_util.c), for objects not described by a table
+ * (auth methods, per-secret keys): key, when present, is a non-empty
+ * string; required: it must be present. Adds one diag per problem and
  * returns 0 or SFS_EINVAL. */
-/* Keys of obj not in the NULL-terminated allowed list; allowed_text
- * tells the user what is accepted. */
-int backend_check_keys(const json_t *obj, const char *keypath, const char *const *allowed,
-                       const char *allowed_text, struct diag *d);
-/* key, when present, is a non-empty string; required: it must be present. */
 int backend_check_string(const json_t *obj, const char *key, bool required,
                          const char *keypath, struct diag *d);
-/* key, when present, is a duration (duration_parse). */
-int backend_check_duration(const json_t *obj, const char *key, const char *keypath,
-                           struct diag *d);
-/* key, when present, is true or false. */
-int backend_check_bool(const json_t *obj, const char *key, const char *keypath,
-                       struct diag *d);
-/* A "tls" object: ca_file, ca_dir, client_cert + client_key, server_name. */
-int backend_check_tls(const json_t *tls, const char *keypath, struct diag *d);
 
-/* A config string, else a non-empty environment variable (env may be NULL),
- * else NULL. */
-const char *backend_conf_or_env(const json_t *obj, const char *key, const char *env);
+/* A backend's "tls" object, parsed (strings borrowed from it; NULL when
+ * absent). */
+struct backend_tls {
+	const char *ca_file;
+	const char *ca_dir;
+	const char *client_cert;
+	const char *client_key;
+	const char *server_name;
+};
+
+/*
+ * Validates a "tls" object (at keypath): ca_file, ca_dir, client_cert +
+ * client_key, server_name, each a non-empty string; fills out (zeroed
+ * first). d may be NULL. Returns 0 or SFS_EINVAL.
+ */
+int backend_tls_parse(const json_t *tls, const char *keypath, struct diag *d,
+                      struct backend_tls *out);
+
+/* s when non-NULL, else the environment variable env when non-empty (env
+ * may be NULL), else NULL. */
+const char *backend_conf_or_env(const char *s, const char *env);
 
 /*
  * The proxy of a backend whose requests go to url, the way the Vault CLI
- * and the AWS SDKs take it from the environment: a config "proxy" wins;
- * "proxy_from_environment": false means none; else the first non-empty of
+ * and the AWS SDKs take it from the environment: a config "proxy" (proxy,
+ * may be NULL) wins; "proxy_from_environment": false (from_environment)
+ * means none; else the first non-empty of
  * the override variables (NULL-terminated list, may be NULL: e.g.
  * VAULT_HTTP_PROXY, which applies to every request), else HTTPS_PROXY /
  * https_proxy for an https:// url and HTTP_PROXY / http_proxy for http://,
@@ -304,8 +312,8 @@ struct backend_proxy {
 	const char *from;
 };
 /* Fills p (zeroed first). Returns 0 or SFS_ENOMEM. */
-int backend_proxy_init(struct backend_proxy *p, const json_t *conf, const char *url,
-                       const char *const *override_env);
+int backend_proxy_init(struct backend_proxy *p, const char *proxy, bool from_environment,
+                       const char *url, const char *const *override_env);
 /* Frees p's strings (wiping them: they may hold credentials). NULL-safe. */
 void backend_proxy_release(struct backend_proxy *p);
 /* Logs (info) which proxy a backend uses, credentials redacted; nothing
