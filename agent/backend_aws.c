@@ -782,13 +782,14 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	a->base.name = strdup(name);
 	a->env.backend = a->base.name;
 	a->env.store = env->store;
+	a->env.secrets = env->envstash;
 	a->env.profile_explicit = c.profile != NULL;
 	if (!a->base.name ||
 	    credcache_init(&a->creds, env->store, AWS_RETRY_BASE_MS, AWS_RETRY_CAP_MS,
 	                   "\x01"
 	                   "aws/%s/credentials",
 	                   name) < 0 ||
-	    aws_env_stash(env->store) < 0 ||
+	    aws_env_stash(env->envstash) < 0 ||
 	    aws_profile_load(c.profile, &a->env.profile) < 0)
 		goto out;
 	rc = aws_resolve(a, &c);

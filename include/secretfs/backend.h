@@ -18,6 +18,7 @@
 #include "secretfs/diag.h"
 
 struct backend;
+struct envstash;
 struct stats;
 struct stats_set;
 struct store;
@@ -27,6 +28,8 @@ struct backend_env {
 	const char *config_dir; /* directory of the config file, for relative paths */
 	struct store *store;    /* seals tokens and credentials kept between requests */
 	struct stats *stats;    /* registry for the backend's counters; may be NULL */
+	struct envstash *envstash; /* the environment's secrets (envstash.h), one
+	                              per daemon */
 };
 
 /* What the scheduler asks a backend for: one source. */
