@@ -117,7 +117,8 @@ static int container_fetch(const struct aws_env *env, struct http_client *client
 	struct http_header hdr = {"Authorization", NULL, true};
 	struct http_request req = {.method = "GET", .headers = &hdr, .idempotent = true};
 	struct http_response resp = {0};
-	char *url = NULL, *token = NULL, msg[200];
+	char *url = NULL, *token = NULL;
+	struct backend_error why = {0};
 	int rc;
 
 	rc = container_url(&url, err);
@@ -129,9 +130,9 @@ static int container_fetch(const struct aws_env *env, struct http_client *client
 	hdr.value = token;
 	req.nheaders = token ? 1 : 0;
 	req.url = url;
-	rc = http_do(client, &req, &resp, msg, sizeof msg);
+	rc = http_do(client, &req, &resp, &why);
 	if (rc < 0) {
-		backend_error_set(err, "container credentials endpoint: %s", msg);
+		backend_error_set(err, "container credentials endpoint: %s", why.msg);
 		rc = SFS_ETRANSIENT;
 	} else if (resp.status != 200) {
 		backend_error_set(err, "container credentials endpoint: HTTP %ld",

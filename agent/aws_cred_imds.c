@@ -46,7 +46,8 @@ static int imds_call(struct http_client *client, const char *method, const char 
 	size_t blen = strlen(base);
 	struct http_request req = {
 	    .method = method, .headers = hdr, .nheaders = 1, .idempotent = true};
-	char *url = NULL, msg[200];
+	char *url = NULL;
+	struct backend_error why = {0};
 	int rc;
 
 	while (blen > 0 && base[blen - 1] == '/')
@@ -55,10 +56,10 @@ static int imds_call(struct http_client *client, const char *method, const char 
 		return SFS_ENOMEM;
 	req.url = url;
 	http_response_release(resp);
-	rc = http_do(client, &req, resp, msg, sizeof msg);
+	rc = http_do(client, &req, resp, &why);
 	free(url);
 	if (rc < 0) {
-		backend_error_set(err, "IMDS %s %s: %s", method, path, msg);
+		backend_error_set(err, "IMDS %s %s: %s", method, path, why.msg);
 		return SFS_ETRANSIENT;
 	}
 	if (resp->status != 200) {

@@ -269,8 +269,8 @@ static int error_code(const char *type, long status)
 
 /* One signed request with the credentials given. */
 static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
-                    const char *body, struct http_response *resp, char *msg,
-                    size_t msglen)
+                    const char *body, struct http_response *resp,
+                    struct backend_error *why)
 {
 	char target[96], date[AWS_SIGV4_DATE_SIZE], auth[512];
 	struct http_header h[6] = {
@@ -296,7 +296,7 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 	char *url = NULL;
 	int rc;
 
-	snprintf(msg, msglen, "cannot build the request");
+	backend_error_set(why, "cannot build the request");
 	snprintf(target, sizeof target, "secretsmanager.%s", op);
 	if (aws_sigv4_amz_date(time(NULL), date) < 0)
 		return SFS_EINVAL;
@@ -307,7 +307,7 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 	rc = aws_sigv4_authorization(&sc, a->env.region, "secretsmanager", &sr, auth,
 	                             sizeof auth);
 	if (rc < 0) {
-		snprintf(msg, msglen, "cannot sign the request: %s", sfs_strerror(rc));
+		backend_error_set(why, "cannot sign the request: %s", sfs_strerror(rc));
 		return rc;
 	}
 	h[nh++] = (struct http_header){"Authorization", auth, true};
@@ -317,11 +317,11 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 		return SFS_ENOMEM;
 	}
 	req.url = url;
-	client = http_pool_acquire(&a->pool, msg, msglen);
+	client = http_pool_acquire(&a->pool, why);
 	if (!client) {
 		rc = SFS_ETRANSIENT;
 	} else {
-		rc = http_do(client, &req, resp, msg, msglen);
+		rc = http_do(client, &req, resp, why);
 		http_pool_release(&a->pool, client);
 	}
 	sodium_memzero(auth, sizeof auth);
@@ -339,7 +339,8 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 {
 	struct http_response resp = {0};
 	char *text = json_dumps(body, JSON_COMPACT);
-	char msg[200] = "", type[96];
+	struct backend_error why = {0};
+	char type[96];
 	const char *message;
 	json_t *reply = NULL;
 	json_error_t jerr;
@@ -352,17 +353,16 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 
 		rc = creds_get(a, &c, &gen, err);
 		if (rc < 0) {
-			char why[sizeof err->msg];
-			snprintf(why, sizeof why, "%s", err->msg);
+			why = *err;
 			backend_error_set(err, "%s %s: no credentials from %s: %s", op,
-			                  what, a->source->name, why);
+			                  what, a->source->name, why.msg);
 			break;
 		}
 		http_response_release(&resp);
-		rc = aws_send(a, &c, op, text, &resp, msg, sizeof msg);
+		rc = aws_send(a, &c, op, text, &resp, &why);
 		aws_creds_release(&c);
 		if (rc < 0) {
-			backend_error_set(err, "%s %s: %s", op, what, msg);
+			backend_error_set(err, "%s %s: %s", op, what, why.msg);
 			rc = rc == SFS_ETOOBIG || rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
 			break;
 		}
@@ -769,7 +769,7 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	struct aws_conf c;
 	struct http_options *h;
 	struct aws *a;
-	char err[256];
+	struct backend_error err = {0};
 	int rc = SFS_ENOMEM;
 
 	if (aws_conf_parse(conf, name, NULL, &c) < 0)
@@ -853,13 +853,13 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 		rc = SFS_EINVAL;
 		goto out;
 	}
-	rc = http_pool_init(&a->pool, h, AWS_MAX_CLIENTS, err, sizeof err);
+	rc = http_pool_init(&a->pool, h, AWS_MAX_CLIENTS, &err);
 	if (rc == 0)
 		rc = http_client_new(a->source->metadata ? &a->env.meta_http
 		                                         : &a->env.sts_http,
-		                     &a->cred_client, err, sizeof err);
+		                     &a->cred_client, &err);
 	if (rc < 0) {
-		log_error("backend %s: %s", name, err);
+		log_error("backend %s: %s", name, err.msg);
 		goto out;
 	}
 	log_info("backend %s: AWS Secrets Manager at %s (region %s), credentials from %s",

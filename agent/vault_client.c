@@ -87,7 +87,7 @@ int vault_client_init(struct vault_client *c, const char *name,
 	const char *addr = conf_or_env(conf->address, "ADDR");
 	const char *ns = conf_or_env(conf->namespace, "NAMESPACE");
 	struct http_options hopt = {0};
-	char err[256];
+	struct backend_error err = {0};
 	int rc;
 
 	c->address = addr ? strdup(addr) : NULL;
@@ -111,9 +111,9 @@ int vault_client_init(struct vault_client *c, const char *name,
 	hopt.timeout_ms = conf->timeout_ms;
 	hopt.max_retries = 2;
 	/* One client now, to check the TLS files at start-up; more on demand. */
-	rc = http_pool_init(&c->pool, &hopt, VAULT_MAX_CLIENTS, err, sizeof err);
+	rc = http_pool_init(&c->pool, &hopt, VAULT_MAX_CLIENTS, &err);
 	if (rc < 0)
-		log_error("backend %s: %s", name, err);
+		log_error("backend %s: %s", name, err.msg);
 	return rc;
 }
 
@@ -151,7 +151,8 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 	struct http_request req = {.method = method, .headers = headers};
 	struct http_response resp = {0};
 	struct http_client *client = NULL;
-	char *escaped = NULL, *url = NULL, *text = NULL, *tok = NULL, msg[160];
+	char *escaped = NULL, *url = NULL, *text = NULL, *tok = NULL;
+	struct backend_error why = {0};
 	size_t nh = 0;
 	json_error_t jerr;
 	json_t *reply = NULL;
@@ -194,16 +195,16 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 		goto out;
 	}
 	req.url = url;
-	client = http_pool_acquire(&v->client.pool, msg, sizeof msg);
+	client = http_pool_acquire(&v->client.pool, &why);
 	if (!client) {
-		backend_error_set(err, "%s", msg);
+		backend_error_set(err, "%s", why.msg);
 		rc = SFS_ETRANSIENT;
 		goto out;
 	}
-	rc = http_do(client, &req, &resp, msg, sizeof msg);
+	rc = http_do(client, &req, &resp, &why);
 	http_pool_release(&v->client.pool, client);
 	if (rc < 0) {
-		backend_error_set(err, "%s %s: %s", method, path, msg);
+		backend_error_set(err, "%s %s: %s", method, path, why.msg);
 		goto out;
 	}
 	err->retry_after_ms = resp.retry_after_ms;

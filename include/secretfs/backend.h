@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "secretfs/diag.h"
+#include "secretfs/error.h"
 
 struct backend;
 struct envstash;
@@ -36,12 +37,6 @@ struct backend_env {
 struct source_key {
 	const char *path;    /* the config's "path" */
 	const json_t *extra; /* backend-specific per-secret keys (object, may be empty) */
-};
-
-/* Filled in by a backend on failure. Never holds secret values. */
-struct backend_error {
-	char msg[256];
-	uint64_t retry_after_ms; /* server-requested delay, 0 if none */
 };
 
 /* A successful read. */
@@ -170,9 +165,7 @@ void backend_calls_register(struct backend *be, struct stats *st);
 extern const char *const backend_failure_reasons[];
 size_t backend_failure_reason(int rc);
 
-/* Helpers for implementations. */
-void backend_error_set(struct backend_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Helpers for implementations (backend_error_set is in error.h). */
 void fetch_result_release(struct fetch_result *r);
 
 /*
