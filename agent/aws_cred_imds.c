@@ -96,10 +96,19 @@ static int imds_fetch(const struct aws_env *env, struct http_client *client,
 	rc = imds_call(client, "GET", IMDS_CREDS_PATH, &tok, &resp, err);
 	if (rc < 0)
 		goto out;
-	n = resp.body.len < sizeof role - 1 ? resp.body.len : sizeof role - 1;
+	/* The first line names the role. */
+	for (n = 0;
+	     n < resp.body.len && resp.body.data[n] != '\r' && resp.body.data[n] != '\n';
+	     n++)
+		;
+	if (n >= sizeof role) {
+		backend_error_set(err, "IMDS: instance role name longer than %zu bytes",
+		                  sizeof role - 1);
+		rc = SFS_EPARSE;
+		goto out;
+	}
 	memcpy(role, resp.body.data, n);
 	role[n] = '\0';
-	role[strcspn(role, "\r\n")] = '\0';
 	if (!role[0] || strpbrk(role, "/?#% ")) {
 		backend_error_set(err, "IMDS: no usable instance role name");
 		rc = SFS_EDENIED;

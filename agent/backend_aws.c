@@ -225,15 +225,14 @@ static uint64_t aws_maintain(struct backend *be, uint64_t now)
 
 /* ---- requests ---------------------------------------------------------------- */
 
-/* Reads "__type" (without a "namespace#" prefix) and the message of an
- * error reply. */
-static void aws_error_fields(const json_t *reply, char *type, size_t tlen,
-                             const char **message)
+/* Reads "__type" (without a "namespace#" prefix; "" when none) and the
+ * message of an error reply, both borrowed from it. */
+static void aws_error_fields(const json_t *reply, const char **type, const char **message)
 {
 	const char *t = json_string_value(json_object_get(reply, "__type"));
 	const char *hash = t ? strrchr(t, '#') : NULL;
 
-	snprintf(type, tlen, "%s", hash ? hash + 1 : t ? t : "");
+	*type = hash ? hash + 1 : t ? t : "";
 	*message = json_string_value(json_object_get(reply, "message"));
 	if (!*message)
 		*message = json_string_value(json_object_get(reply, "Message"));
@@ -340,8 +339,7 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 	struct http_response resp = {0};
 	char *text = json_dumps(body, JSON_COMPACT);
 	struct backend_error why = {0};
-	char type[96];
-	const char *message;
+	const char *type, *message;
 	json_t *reply = NULL;
 	json_error_t jerr;
 	int rc = SFS_ENOMEM;
@@ -383,7 +381,7 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 			}
 			break;
 		}
-		aws_error_fields(reply, type, sizeof type, &message);
+		aws_error_fields(reply, &type, &message);
 		backend_error_set(err, "%s %s: HTTP %ld %s: %.120s", op, what,
 		                  resp.status, type[0] ? type : "(no __type)",
 		                  message ? message : "");
@@ -476,10 +474,18 @@ static int aws_fetch(struct backend *be, const struct source_key *key,
 	json_decref(body);
 	if (rc < 0)
 		return rc;
-	rc = secret_value(reply, &out->value, err, key->path);
 	version = json_string_value(json_object_get(reply, "VersionId"));
+	if (version && strlen(version) >= sizeof out->version) {
+		/* Cut, it could match another version's: refuse it. */
+		backend_error_set(err,
+		                  "GetSecretValue %s: VersionId is longer than %zu bytes",
+		                  key->path, sizeof out->version - 1);
+		json_decref(reply);
+		return SFS_EPARSE;
+	}
+	rc = secret_value(reply, &out->value, err, key->path);
 	if (rc == 0 && version)
-		snprintf(out->version, sizeof out->version, "%s", version);
+		memcpy(out->version, version, strlen(version) + 1);
 	json_decref(reply);
 	return rc;
 }
@@ -492,8 +498,14 @@ static int probe_by_reading(struct aws *a, const struct source_key *key, char *v
 	struct fetch_result r = {0};
 	int rc = aws_fetch(&a->base, key, &r, err);
 
-	if (rc == 0)
-		snprintf(version, versionlen, "%s", r.version);
+	if (rc == 0 && strlen(r.version) >= versionlen) {
+		backend_error_set(err,
+		                  "GetSecretValue %s: VersionId is longer than %zu bytes",
+		                  key->path, versionlen - 1);
+		rc = SFS_EPARSE;
+	} else if (rc == 0) {
+		memcpy(version, r.version, strlen(r.version) + 1);
+	}
 	fetch_result_release(&r);
 	return rc;
 }
@@ -512,8 +524,14 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 	int rc;
 
 	if (pinned) {
-		/* A version's content never changes. */
-		snprintf(version, versionlen, "%s", pinned);
+		/* A version's content never changes. The config check bounds
+		 * version_id as a version id is bounded. */
+		if (strlen(pinned) >= versionlen) {
+			backend_error_set(err, "%s: version_id is longer than %zu bytes",
+			                  key->path, versionlen - 1);
+			return SFS_EINVAL;
+		}
+		memcpy(version, pinned, strlen(pinned) + 1);
 		return 0;
 	}
 	if (!stage)
@@ -552,11 +570,18 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 		                   st) if (json_is_string(st) &&
 		                           strcmp(json_string_value(st), stage) == 0)
 		{
-			snprintf(version, versionlen, "%s", id);
-			rc = 0;
+			rc = strlen(id) < versionlen ? 0 : SFS_EPARSE;
+			if (rc == 0)
+				memcpy(version, id, strlen(id) + 1);
 		}
 	}
-	if (rc < 0)
+	if (rc == SFS_EPARSE)
+		backend_error_set(
+		    err,
+		    "DescribeSecret %s: the VersionId with stage %s is longer "
+		    "than %zu bytes",
+		    key->path, stage, versionlen - 1);
+	else if (rc < 0)
 		backend_error_set(err, "DescribeSecret %s: no version has stage %s",
 		                  key->path, stage);
 	if (rc == 0 && json_object_get(reply, "DeletedDate") &&
@@ -651,6 +676,12 @@ static int aws_check_secret(const json_t *extra, const char *keypath, struct dia
 	if (backend_check_string(extra, "version_id", false, keypath, d) < 0 ||
 	    backend_check_string(extra, "version_stage", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
+	if (json_string_length(json_object_get(extra, "version_id")) >=
+	    BACKEND_VERSION_MAX) {
+		diag_add_at(d, keypath, "version_id", "is longer than %zu bytes",
+		            (size_t)BACKEND_VERSION_MAX - 1);
+		rc = SFS_EINVAL;
+	}
 	if (json_object_get(extra, "version_id") &&
 	    json_object_get(extra, "version_stage")) {
 		diag_add(d, keypath, "give version_id or version_stage, not both");

@@ -39,12 +39,18 @@ struct source_key {
 	const json_t *extra; /* backend-specific per-secret keys (object, may be empty) */
 };
 
+/* Room for a version id and a lease id with their NUL, here and wherever
+ * the scheduler keeps them: a backend refuses (with an error) a longer one
+ * from its server or config, never cuts it. */
+#define BACKEND_VERSION_MAX 128
+#define BACKEND_LEASE_ID_MAX 256
+
 /* A successful read. */
 struct fetch_result {
-	json_t *value;      /* owned: string or object */
-	char version[128];  /* backend's version id, "" when it has none */
-	char lease_id[256]; /* "" when the value is not leased */
-	uint64_t lease_ms;  /* lease duration; 0 when not leased */
+	json_t *value;                     /* owned: string or object */
+	char version[BACKEND_VERSION_MAX]; /* backend's version id, "" when it has none */
+	char lease_id[BACKEND_LEASE_ID_MAX]; /* "" when the value is not leased */
+	uint64_t lease_ms;                   /* lease duration; 0 when not leased */
 	bool renewable;
 	uint64_t auth_generation; /* which login the lease was made under (see
 	                             lease_deadline); 0 when not applicable */
