@@ -21,13 +21,11 @@ static int approle_check(const json_t *auth, const char *keypath, struct diag *d
 {
 	int rc = backend_check_string(auth, "role_id_file", true, keypath, d);
 	const json_t *w = json_object_get(auth, "secret_id_wrapped");
-	char kp[512];
 
 	if (backend_check_string(auth, "secret_id_file", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	if (w && !json_is_boolean(w)) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "secret_id_wrapped"),
-		         "must be true or false");
+		diag_add_at(d, keypath, "secret_id_wrapped", "must be true or false");
 		rc = SFS_EINVAL;
 	}
 	return rc;

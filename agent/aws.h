@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "envstash.h"
 #include "secretfs/backend.h"
 #include "secretfs/http.h"
 #include "secretfs/store.h"
@@ -58,6 +59,7 @@ struct aws_profile {
 struct aws_env {
 	const char *backend; /* backend name, for messages */
 	struct store *store;
+	struct envstash *secrets; /* the environment's secrets (borrowed) */
 	char *region;
 	char *sts_endpoint;    /* NULL: the regional default */
 	bool profile_explicit; /* config "profile": environment keys are skipped */
@@ -86,12 +88,12 @@ extern const struct aws_cred_source aws_cred_shared_files;
 extern const struct aws_cred_source aws_cred_container;
 extern const struct aws_cred_source aws_cred_imds;
 
-/* Seals AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
- * AWS_CONTAINER_AUTHORIZATION_TOKEN away and wipes them from the
- * environment (once per process); aws_env_secret returns a guarded copy
- * (free with secmem_free(*out)) or SFS_ENOTFOUND. */
-int aws_env_stash(struct store *st);
-int aws_env_secret(const char *var, char **out);
+/* Takes AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
+ * AWS_CONTAINER_AUTHORIZATION_TOKEN into the daemon's stash (sealed, and
+ * wiped from the environment, the first time any backend asks); the
+ * sources read them with envstash_get(env->secrets, ...). Returns 0 or
+ * SFS_ENOMEM. */
+int aws_env_stash(struct envstash *es);
 
 /* The first configured source in the SDKs' order, or NULL. */
 const struct aws_cred_source *aws_cred_choose(const struct aws_env *env);

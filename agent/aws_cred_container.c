@@ -79,7 +79,8 @@ static int container_url(char **url, struct backend_error *err)
 /* The authorization token, or SFS_ENOTFOUND when none is configured.
  * Trailing white space is dropped (a value from a Kubernetes Secret often
  * ends in a newline); a line break inside would inject headers. */
-static int container_token(char **out, struct backend_error *err)
+static int container_token(const struct aws_env *env, char **out,
+                           struct backend_error *err)
 {
 	const char *file = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
 	const char *what = file && *file ? "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
@@ -94,7 +95,7 @@ static int container_token(char **out, struct backend_error *err)
 			return rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
 		}
 	} else {
-		rc = aws_env_secret("AWS_CONTAINER_AUTHORIZATION_TOKEN", out);
+		rc = envstash_get(env->secrets, "AWS_CONTAINER_AUTHORIZATION_TOKEN", out);
 		if (rc < 0)
 			return rc;
 	}
@@ -116,22 +117,22 @@ static int container_fetch(const struct aws_env *env, struct http_client *client
 	struct http_header hdr = {"Authorization", NULL, true};
 	struct http_request req = {.method = "GET", .headers = &hdr, .idempotent = true};
 	struct http_response resp = {0};
-	char *url = NULL, *token = NULL, msg[200];
+	char *url = NULL, *token = NULL;
+	struct backend_error why = {0};
 	int rc;
 
-	(void)env;
 	rc = container_url(&url, err);
 	if (rc < 0)
 		return rc;
-	rc = container_token(&token, err);
+	rc = container_token(env, &token, err);
 	if (rc < 0 && rc != SFS_ENOTFOUND)
 		goto out;
 	hdr.value = token;
 	req.nheaders = token ? 1 : 0;
 	req.url = url;
-	rc = http_do(client, &req, &resp, msg, sizeof msg);
+	rc = http_do(client, &req, &resp, &why);
 	if (rc < 0) {
-		backend_error_set(err, "container credentials endpoint: %s", msg);
+		backend_error_set(err, "container credentials endpoint: %s", why.msg);
 		rc = SFS_ETRANSIENT;
 	} else if (resp.status != 200) {
 		backend_error_set(err, "container credentials endpoint: HTTP %ld",

@@ -18,7 +18,7 @@ static bool env_configured(const struct aws_env *env)
 
 	if (env->profile_explicit || !akid || !*akid)
 		return false;
-	if (aws_env_secret("AWS_SECRET_ACCESS_KEY", &secret) < 0)
+	if (envstash_get(env->secrets, "AWS_SECRET_ACCESS_KEY", &secret) < 0)
 		return false;
 	secmem_free(secret);
 	return true;
@@ -30,11 +30,10 @@ static int env_fetch(const struct aws_env *env, struct http_client *client,
 	char *secret = NULL, *token = NULL;
 	int rc;
 
-	(void)env;
 	(void)client;
-	rc = aws_env_secret("AWS_SECRET_ACCESS_KEY", &secret);
+	rc = envstash_get(env->secrets, "AWS_SECRET_ACCESS_KEY", &secret);
 	if (rc == 0) {
-		aws_env_secret("AWS_SESSION_TOKEN", &token);
+		envstash_get(env->secrets, "AWS_SESSION_TOKEN", &token);
 		rc = aws_creds_set(out, getenv("AWS_ACCESS_KEY_ID"), secret, token, 0);
 	}
 	if (rc < 0)

@@ -46,7 +46,8 @@ static int imds_call(struct http_client *client, const char *method, const char 
 	size_t blen = strlen(base);
 	struct http_request req = {
 	    .method = method, .headers = hdr, .nheaders = 1, .idempotent = true};
-	char *url = NULL, msg[200];
+	char *url = NULL;
+	struct backend_error why = {0};
 	int rc;
 
 	while (blen > 0 && base[blen - 1] == '/')
@@ -55,10 +56,10 @@ static int imds_call(struct http_client *client, const char *method, const char 
 		return SFS_ENOMEM;
 	req.url = url;
 	http_response_release(resp);
-	rc = http_do(client, &req, resp, msg, sizeof msg);
+	rc = http_do(client, &req, resp, &why);
 	free(url);
 	if (rc < 0) {
-		backend_error_set(err, "IMDS %s %s: %s", method, path, msg);
+		backend_error_set(err, "IMDS %s %s: %s", method, path, why.msg);
 		return SFS_ETRANSIENT;
 	}
 	if (resp->status != 200) {
@@ -95,10 +96,19 @@ static int imds_fetch(const struct aws_env *env, struct http_client *client,
 	rc = imds_call(client, "GET", IMDS_CREDS_PATH, &tok, &resp, err);
 	if (rc < 0)
 		goto out;
-	n = resp.body.len < sizeof role - 1 ? resp.body.len : sizeof role - 1;
+	/* The first line names the role. */
+	for (n = 0;
+	     n < resp.body.len && resp.body.data[n] != '\r' && resp.body.data[n] != '\n';
+	     n++)
+		;
+	if (n >= sizeof role) {
+		backend_error_set(err, "IMDS: instance role name longer than %zu bytes",
+		                  sizeof role - 1);
+		rc = SFS_EPARSE;
+		goto out;
+	}
 	memcpy(role, resp.body.data, n);
 	role[n] = '\0';
-	role[strcspn(role, "\r\n")] = '\0';
 	if (!role[0] || strpbrk(role, "/?#% ")) {
 		backend_error_set(err, "IMDS: no usable instance role name");
 		rc = SFS_EDENIED;

@@ -77,7 +77,8 @@ static int webid_fetch(const struct aws_env *env, struct http_client *client,
 	struct http_request req = {.method = "POST", .headers = &hdr, .nheaders = 1};
 	struct http_response resp = {0};
 	char *jwt = NULL, *form = NULL, *url = NULL, *vals[4] = {0};
-	char gen_session[64], msg[200];
+	char gen_session[64];
+	struct backend_error why = {0};
 	size_t fcap = 0;
 	time_t expiration = 0;
 	int rc;
@@ -121,9 +122,9 @@ static int webid_fetch(const struct aws_env *env, struct http_client *client,
 	}
 	req.url = url;
 	req.idempotent = true;
-	rc = http_do(client, &req, &resp, msg, sizeof msg);
+	rc = http_do(client, &req, &resp, &why);
 	if (rc < 0) {
-		backend_error_set(err, "STS AssumeRoleWithWebIdentity: %s", msg);
+		backend_error_set(err, "STS AssumeRoleWithWebIdentity: %s", why.msg);
 		rc = SFS_ETRANSIENT;
 		goto out;
 	}

@@ -5,14 +5,11 @@
  * container and instance metadata endpoints).
  */
 #include <ctype.h>
-#include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aws.h"
-#include "credcache.h"
 #include "secretfs/error.h"
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
@@ -69,48 +66,14 @@ static const char *const env_secrets[] = {
 };
 #define NENV (sizeof env_secrets / sizeof env_secrets[0])
 
-/* One copy per process, as the environment is: the first backend seals
- * the variables and wipes them, the others read that copy. */
-static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER; /* guards env_stashed */
-static bool env_stashed;
-static struct credcache_slot env_slots[NENV]; /* unset: the variable was not set */
-
-int aws_env_stash(struct store *st)
+int aws_env_stash(struct envstash *es)
 {
-	int rc = 0;
-
-	pthread_mutex_lock(&env_lock);
-	if (env_stashed) {
-		pthread_mutex_unlock(&env_lock);
-		return 0;
+	for (size_t i = 0; i < NENV; i++) {
+		int rc = envstash_take(es, env_secrets[i]);
+		if (rc < 0)
+			return rc;
 	}
-	env_stashed = true;
-	for (size_t i = 0; i < NENV && rc == 0; i++) {
-		char *v = getenv(env_secrets[i]);
-		if (!v || !*v)
-			continue;
-		rc = credcache_slot_init(&env_slots[i], st, "%s", env_secrets[i]);
-		if (rc == 0)
-			rc = credcache_slot_put(&env_slots[i], v, strlen(v));
-		/* The environment stays readable in /proc/<pid>/environ and in
-		 * our memory: wipe the value, then drop the variable. */
-		sodium_memzero(v, strlen(v));
-		unsetenv(env_secrets[i]);
-	}
-	pthread_mutex_unlock(&env_lock);
-	return rc;
-}
-
-int aws_env_secret(const char *var, char **out)
-{
-	int rc = SFS_ENOTFOUND;
-
-	pthread_mutex_lock(&env_lock);
-	for (size_t i = 0; i < NENV; i++)
-		if (env_slots[i].name && strcmp(env_secrets[i], var) == 0)
-			rc = credcache_slot_get(&env_slots[i], out);
-	pthread_mutex_unlock(&env_lock);
-	return rc;
+	return 0;
 }
 
 /* ---- the chain ------------------------------------------------------------ */

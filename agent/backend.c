@@ -47,17 +47,6 @@ const char *backend_type_names(void)
 	return names;
 }
 
-void backend_error_set(struct backend_error *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-	va_end(ap);
-}
-
 void fetch_result_release(struct fetch_result *r)
 {
 	json_decref(r->value);

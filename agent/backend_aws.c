@@ -26,7 +26,6 @@
 #include "aws.h"
 #include "aws_sigv4.h"
 #include "credcache.h"
-#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
@@ -226,15 +225,14 @@ static uint64_t aws_maintain(struct backend *be, uint64_t now)
 
 /* ---- requests ---------------------------------------------------------------- */
 
-/* Reads "__type" (without a "namespace#" prefix) and the message of an
- * error reply. */
-static void aws_error_fields(const json_t *reply, char *type, size_t tlen,
-                             const char **message)
+/* Reads "__type" (without a "namespace#" prefix; "" when none) and the
+ * message of an error reply, both borrowed from it. */
+static void aws_error_fields(const json_t *reply, const char **type, const char **message)
 {
 	const char *t = json_string_value(json_object_get(reply, "__type"));
 	const char *hash = t ? strrchr(t, '#') : NULL;
 
-	snprintf(type, tlen, "%s", hash ? hash + 1 : t ? t : "");
+	*type = hash ? hash + 1 : t ? t : "";
 	*message = json_string_value(json_object_get(reply, "message"));
 	if (!*message)
 		*message = json_string_value(json_object_get(reply, "Message"));
@@ -270,8 +268,8 @@ static int error_code(const char *type, long status)
 
 /* One signed request with the credentials given. */
 static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
-                    const char *body, struct http_response *resp, char *msg,
-                    size_t msglen)
+                    const char *body, struct http_response *resp,
+                    struct backend_error *why)
 {
 	char target[96], date[AWS_SIGV4_DATE_SIZE], auth[512];
 	struct http_header h[6] = {
@@ -297,7 +295,7 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 	char *url = NULL;
 	int rc;
 
-	snprintf(msg, msglen, "cannot build the request");
+	backend_error_set(why, "cannot build the request");
 	snprintf(target, sizeof target, "secretsmanager.%s", op);
 	if (aws_sigv4_amz_date(time(NULL), date) < 0)
 		return SFS_EINVAL;
@@ -308,7 +306,7 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 	rc = aws_sigv4_authorization(&sc, a->env.region, "secretsmanager", &sr, auth,
 	                             sizeof auth);
 	if (rc < 0) {
-		snprintf(msg, msglen, "cannot sign the request: %s", sfs_strerror(rc));
+		backend_error_set(why, "cannot sign the request: %s", sfs_strerror(rc));
 		return rc;
 	}
 	h[nh++] = (struct http_header){"Authorization", auth, true};
@@ -318,11 +316,11 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 		return SFS_ENOMEM;
 	}
 	req.url = url;
-	client = http_pool_acquire(&a->pool, msg, msglen);
+	client = http_pool_acquire(&a->pool, why);
 	if (!client) {
 		rc = SFS_ETRANSIENT;
 	} else {
-		rc = http_do(client, &req, resp, msg, msglen);
+		rc = http_do(client, &req, resp, why);
 		http_pool_release(&a->pool, client);
 	}
 	sodium_memzero(auth, sizeof auth);
@@ -340,8 +338,8 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 {
 	struct http_response resp = {0};
 	char *text = json_dumps(body, JSON_COMPACT);
-	char msg[200] = "", type[96];
-	const char *message;
+	struct backend_error why = {0};
+	const char *type, *message;
 	json_t *reply = NULL;
 	json_error_t jerr;
 	int rc = SFS_ENOMEM;
@@ -353,17 +351,16 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 
 		rc = creds_get(a, &c, &gen, err);
 		if (rc < 0) {
-			char why[sizeof err->msg];
-			snprintf(why, sizeof why, "%s", err->msg);
+			why = *err;
 			backend_error_set(err, "%s %s: no credentials from %s: %s", op,
-			                  what, a->source->name, why);
+			                  what, a->source->name, why.msg);
 			break;
 		}
 		http_response_release(&resp);
-		rc = aws_send(a, &c, op, text, &resp, msg, sizeof msg);
+		rc = aws_send(a, &c, op, text, &resp, &why);
 		aws_creds_release(&c);
 		if (rc < 0) {
-			backend_error_set(err, "%s %s: %s", op, what, msg);
+			backend_error_set(err, "%s %s: %s", op, what, why.msg);
 			rc = rc == SFS_ETOOBIG || rc == SFS_ENOMEM ? rc : SFS_ETRANSIENT;
 			break;
 		}
@@ -384,7 +381,7 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 			}
 			break;
 		}
-		aws_error_fields(reply, type, sizeof type, &message);
+		aws_error_fields(reply, &type, &message);
 		backend_error_set(err, "%s %s: HTTP %ld %s: %.120s", op, what,
 		                  resp.status, type[0] ? type : "(no __type)",
 		                  message ? message : "");
@@ -477,10 +474,18 @@ static int aws_fetch(struct backend *be, const struct source_key *key,
 	json_decref(body);
 	if (rc < 0)
 		return rc;
-	rc = secret_value(reply, &out->value, err, key->path);
 	version = json_string_value(json_object_get(reply, "VersionId"));
+	if (version && strlen(version) >= sizeof out->version) {
+		/* Cut, it could match another version's: refuse it. */
+		backend_error_set(err,
+		                  "GetSecretValue %s: VersionId is longer than %zu bytes",
+		                  key->path, sizeof out->version - 1);
+		json_decref(reply);
+		return SFS_EPARSE;
+	}
+	rc = secret_value(reply, &out->value, err, key->path);
 	if (rc == 0 && version)
-		snprintf(out->version, sizeof out->version, "%s", version);
+		memcpy(out->version, version, strlen(version) + 1);
 	json_decref(reply);
 	return rc;
 }
@@ -493,8 +498,14 @@ static int probe_by_reading(struct aws *a, const struct source_key *key, char *v
 	struct fetch_result r = {0};
 	int rc = aws_fetch(&a->base, key, &r, err);
 
-	if (rc == 0)
-		snprintf(version, versionlen, "%s", r.version);
+	if (rc == 0 && strlen(r.version) >= versionlen) {
+		backend_error_set(err,
+		                  "GetSecretValue %s: VersionId is longer than %zu bytes",
+		                  key->path, versionlen - 1);
+		rc = SFS_EPARSE;
+	} else if (rc == 0) {
+		memcpy(version, r.version, strlen(r.version) + 1);
+	}
 	fetch_result_release(&r);
 	return rc;
 }
@@ -513,8 +524,14 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 	int rc;
 
 	if (pinned) {
-		/* A version's content never changes. */
-		snprintf(version, versionlen, "%s", pinned);
+		/* A version's content never changes. The config check bounds
+		 * version_id as a version id is bounded. */
+		if (strlen(pinned) >= versionlen) {
+			backend_error_set(err, "%s: version_id is longer than %zu bytes",
+			                  key->path, versionlen - 1);
+			return SFS_EINVAL;
+		}
+		memcpy(version, pinned, strlen(pinned) + 1);
 		return 0;
 	}
 	if (!stage)
@@ -553,11 +570,18 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 		                   st) if (json_is_string(st) &&
 		                           strcmp(json_string_value(st), stage) == 0)
 		{
-			snprintf(version, versionlen, "%s", id);
-			rc = 0;
+			rc = strlen(id) < versionlen ? 0 : SFS_EPARSE;
+			if (rc == 0)
+				memcpy(version, id, strlen(id) + 1);
 		}
 	}
-	if (rc < 0)
+	if (rc == SFS_EPARSE)
+		backend_error_set(
+		    err,
+		    "DescribeSecret %s: the VersionId with stage %s is longer "
+		    "than %zu bytes",
+		    key->path, stage, versionlen - 1);
+	else if (rc < 0)
 		backend_error_set(err, "DescribeSecret %s: no version has stage %s",
 		                  key->path, stage);
 	if (rc == 0 && json_object_get(reply, "DeletedDate") &&
@@ -579,41 +603,70 @@ static bool is_url(const char *s)
 	       strstr(s, "://")[3] != '\0';
 }
 
-static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
+/* The backend's config object, parsed (strings and objects borrowed from
+ * it; NULL when absent). */
+struct aws_conf {
+	const char *region;
+	const char *endpoint;
+	const char *sts_endpoint;
+	const char *profile;
+	const char *proxy;
+	const json_t *tls_conf; /* the "tls" object, parsed into tls */
+	struct backend_tls tls;
+	uint64_t timeout_ms; /* 0: http.c's default */
+	bool proxy_from_environment;
+};
+
+static const struct backend_conf_key aws_conf_keys[] = {
+    BACKEND_CONF_TYPE_KEY,
+    BACKEND_CONF_STRING_KEY(struct aws_conf, region, "region"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, endpoint, "endpoint"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, sts_endpoint, "sts_endpoint"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, profile, "profile"),
+    BACKEND_CONF_OBJECT_KEY(struct aws_conf, tls_conf, "tls"),
+    BACKEND_CONF_DURATION_KEY(struct aws_conf, timeout_ms, "timeout"),
+    BACKEND_CONF_STRING_KEY(struct aws_conf, proxy, "proxy"),
+    BACKEND_CONF_BOOL_KEY(struct aws_conf, proxy_from_environment,
+                          "proxy_from_environment"),
+};
+static const struct backend_conf_spec aws_conf_spec =
+    BACKEND_CONF_SPEC("aws backends take", aws_conf_keys);
+
+/* Parses the backend's config object into c (defaults first) and checks
+ * the endpoint URLs and the tls object; d may be NULL (create). Returns 0
+ * or SFS_EINVAL. */
+static int aws_conf_parse(const json_t *conf, const char *keypath, struct diag *d,
+                          struct aws_conf *c)
 {
-	static const char *const keys[] = {
-	    "type", "region",  "endpoint", "sts_endpoint",           "profile",
-	    "tls",  "timeout", "proxy",    "proxy_from_environment", NULL};
-	static const char *const strings[] = {"region", "endpoint", "sts_endpoint",
-	                                      "profile", "proxy"};
-	char kp[512];
+	static const char *const url_keys[] = {"endpoint", "sts_endpoint"};
 	int rc;
 
-	rc =
-	    backend_check_keys(conf, keypath, keys,
-	                       "aws backends take: type, region, endpoint, sts_endpoint, "
-	                       "profile, tls, timeout, proxy, proxy_from_environment",
-	                       d);
-	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
-		if (backend_check_string(conf, strings[i], false, keypath, d) < 0)
-			rc = SFS_EINVAL;
-	for (size_t i = 1; i < 3; i++) {
-		const char *u = json_string_value(json_object_get(conf, strings[i]));
-		if (u && *u && !is_url(u)) {
-			diag_add(d, diag_keypath(kp, sizeof kp, keypath, strings[i]),
-			         "must be an https:// URL (or http:// for a local test "
-			         "server)");
+	*c = (struct aws_conf){.proxy_from_environment = true};
+	rc = backend_conf_parse(&aws_conf_spec, conf, keypath, d, c);
+	for (size_t i = 0; i < 2; i++) {
+		const char *u = i == 0 ? c->endpoint : c->sts_endpoint;
+		if (u && !is_url(u)) {
+			diag_add_at(
+			    d, keypath, url_keys[i],
+			    "must be an https:// URL (or http:// for a local test "
+			    "server)");
 			rc = SFS_EINVAL;
 		}
 	}
-	if (json_object_get(conf, "tls") &&
-	    backend_check_tls(json_object_get(conf, "tls"),
-	                      diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
-		rc = SFS_EINVAL;
-	if (backend_check_duration(conf, "timeout", keypath, d) < 0 ||
-	    backend_check_bool(conf, "proxy_from_environment", keypath, d) < 0)
-		rc = SFS_EINVAL;
+	if (c->tls_conf) {
+		char *kp = diag_keypath_new(keypath, "tls");
+		if (backend_tls_parse(c->tls_conf, kp ? kp : keypath, d, &c->tls) < 0)
+			rc = SFS_EINVAL;
+		free(kp);
+	}
 	return rc;
+}
+
+static int aws_check(const json_t *conf, const char *keypath, struct diag *d)
+{
+	struct aws_conf c;
+
+	return aws_conf_parse(conf, keypath, d, &c);
 }
 
 static int aws_check_secret(const json_t *extra, const char *keypath, struct diag *d)
@@ -623,6 +676,12 @@ static int aws_check_secret(const json_t *extra, const char *keypath, struct dia
 	if (backend_check_string(extra, "version_id", false, keypath, d) < 0 ||
 	    backend_check_string(extra, "version_stage", false, keypath, d) < 0)
 		rc = SFS_EINVAL;
+	if (json_string_length(json_object_get(extra, "version_id")) >=
+	    BACKEND_VERSION_MAX) {
+		diag_add_at(d, keypath, "version_id", "is longer than %zu bytes",
+		            (size_t)BACKEND_VERSION_MAX - 1);
+		rc = SFS_EINVAL;
+	}
 	if (json_object_get(extra, "version_id") &&
 	    json_object_get(extra, "version_stage")) {
 		diag_add(d, keypath, "give version_id or version_stage, not both");
@@ -680,7 +739,7 @@ static int set_endpoint(struct aws *a, const char *url)
 	return a->endpoint && a->host && a->path ? 0 : SFS_ENOMEM;
 }
 
-static int aws_resolve(struct aws *a, const json_t *conf)
+static int aws_resolve(struct aws *a, const struct aws_conf *conf)
 {
 	static const char *const region_vars[] = {"AWS_REGION", "AWS_DEFAULT_REGION",
 	                                          NULL};
@@ -688,9 +747,9 @@ static int aws_resolve(struct aws *a, const json_t *conf)
 	                                      "AWS_ENDPOINT_URL", NULL};
 	static const char *const sts_vars[] = {"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL",
 	                                       NULL};
-	const char *region = json_string_value(json_object_get(conf, "region"));
-	const char *endpoint = json_string_value(json_object_get(conf, "endpoint"));
-	const char *sts = json_string_value(json_object_get(conf, "sts_endpoint"));
+	const char *region = conf->region;
+	const char *endpoint = conf->endpoint;
+	const char *sts = conf->sts_endpoint;
 	char *dflt = NULL;
 	int rc;
 
@@ -738,14 +797,15 @@ static int aws_resolve(struct aws *a, const json_t *conf)
 static int aws_create(const struct backend_env *env, const char *name, const json_t *conf,
                       struct backend **out)
 {
-	const json_t *tls = json_object_get(conf, "tls");
-	const char *profile = json_string_value(json_object_get(conf, "profile"));
+	struct aws_conf c;
 	struct http_options *h;
-	struct aws *a = calloc(1, sizeof *a);
-	char err[256];
-	uint64_t ms;
+	struct aws *a;
+	struct backend_error err = {0};
 	int rc = SFS_ENOMEM;
 
+	if (aws_conf_parse(conf, name, NULL, &c) < 0)
+		return SFS_EINVAL;
+	a = calloc(1, sizeof *a);
 	if (!a)
 		return SFS_ENOMEM;
 	a->base.ops = &backend_aws_ops;
@@ -753,28 +813,30 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	a->base.name = strdup(name);
 	a->env.backend = a->base.name;
 	a->env.store = env->store;
-	a->env.profile_explicit = profile != NULL;
+	a->env.secrets = env->envstash;
+	a->env.profile_explicit = c.profile != NULL;
 	if (!a->base.name ||
 	    credcache_init(&a->creds, env->store, AWS_RETRY_BASE_MS, AWS_RETRY_CAP_MS,
 	                   "\x01"
 	                   "aws/%s/credentials",
 	                   name) < 0 ||
-	    aws_env_stash(env->store) < 0 ||
-	    aws_profile_load(profile, &a->env.profile) < 0)
+	    aws_env_stash(env->envstash) < 0 ||
+	    aws_profile_load(c.profile, &a->env.profile) < 0)
 		goto out;
-	rc = aws_resolve(a, conf);
+	rc = aws_resolve(a, &c);
 	if (rc < 0)
 		goto out;
 
 	h = &a->sm_http;
-	h->ca_file = backend_conf_or_env(tls, "ca_file", "AWS_CA_BUNDLE");
-	h->ca_dir = backend_conf_or_env(tls, "ca_dir", NULL);
-	h->client_cert = backend_conf_or_env(tls, "client_cert", NULL);
-	h->client_key = backend_conf_or_env(tls, "client_key", NULL);
-	h->server_name = backend_conf_or_env(tls, "server_name", NULL);
+	h->ca_file = backend_conf_or_env(c.tls.ca_file, "AWS_CA_BUNDLE");
+	h->ca_dir = c.tls.ca_dir;
+	h->client_cert = c.tls.client_cert;
+	h->client_key = c.tls.client_key;
+	h->server_name = c.tls.server_name;
 	/* The proxy is chosen per endpoint (its scheme; NO_PROXY per host). */
-	if (backend_proxy_init(&a->sm_proxy, conf, a->endpoint, NULL) < 0 ||
-	    backend_proxy_init(&a->sts_proxy, conf,
+	if (backend_proxy_init(&a->sm_proxy, c.proxy, c.proxy_from_environment,
+	                       a->endpoint, NULL) < 0 ||
+	    backend_proxy_init(&a->sts_proxy, c.proxy, c.proxy_from_environment,
 	                       a->env.sts_endpoint ? a->env.sts_endpoint : "https://",
 	                       NULL) < 0) {
 		rc = SFS_ENOMEM;
@@ -783,9 +845,7 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 	h->proxy = a->sm_proxy.url;
 	h->noproxy = a->sm_proxy.noproxy;
 	backend_proxy_log(&a->sm_proxy, name);
-	if (json_object_get(conf, "timeout") &&
-	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
-		h->timeout_ms = ms;
+	h->timeout_ms = c.timeout_ms;
 	h->max_retries = 2;
 	/* STS shares the CA but not the Secrets Manager endpoint's
 	 * server name or client certificate. */
@@ -824,13 +884,13 @@ static int aws_create(const struct backend_env *env, const char *name, const jso
 		rc = SFS_EINVAL;
 		goto out;
 	}
-	rc = http_pool_init(&a->pool, h, AWS_MAX_CLIENTS, err, sizeof err);
+	rc = http_pool_init(&a->pool, h, AWS_MAX_CLIENTS, &err);
 	if (rc == 0)
 		rc = http_client_new(a->source->metadata ? &a->env.meta_http
 		                                         : &a->env.sts_http,
-		                     &a->cred_client, err, sizeof err);
+		                     &a->cred_client, &err);
 	if (rc < 0) {
-		log_error("backend %s: %s", name, err);
+		log_error("backend %s: %s", name, err.msg);
 		goto out;
 	}
 	log_info("backend %s: AWS Secrets Manager at %s (region %s), credentials from %s",

@@ -3,7 +3,6 @@
  * against the backend's table of keys and stored into its struct, by one
  * function that both check() and create() call.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,30 +10,6 @@
 #include "secretfs/backend.h"
 #include "secretfs/duration.h"
 #include "secretfs/error.h"
-
-/* Reports a problem at keypath.key; the key path is allocated, never cut. */
-static void conf_problem(struct diag *d, const char *keypath, const char *key,
-                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void conf_problem(struct diag *d, const char *keypath, const char *key,
-                         const char *fmt, ...)
-{
-	char *reason, *kp;
-	va_list ap;
-	int n;
-
-	if (!d)
-		return;
-	va_start(ap, fmt);
-	n = vasprintf(&reason, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return; /* out of memory: the caller still fails the check */
-	kp = diag_keypath_new(keypath, key);
-	diag_add(d, kp ? kp : keypath, "%s", reason);
-	free(kp);
-	free(reason);
-}
 
 static const struct backend_conf_key *conf_key(const struct backend_conf_spec *spec,
                                                const char *name)
@@ -70,44 +45,43 @@ static int conf_value(const struct backend_conf_key *k, const json_t *v,
 		return 0;
 	case BACKEND_CONF_STRING:
 		if (!json_is_string(v) || json_string_length(v) == 0) {
-			conf_problem(d, keypath, k->name, "must be a non-empty string");
+			diag_add_at(d, keypath, k->name, "must be a non-empty string");
 			return SFS_EINVAL;
 		}
 		*(const char **)field = json_string_value(v);
 		return 0;
 	case BACKEND_CONF_TEXT:
 		if (!json_is_string(v) || json_string_length(v) > k->max) {
-			conf_problem(d, keypath, k->name,
-			             "must be a string of at most %zu characters",
-			             k->max);
+			diag_add_at(d, keypath, k->name,
+			            "must be a string of at most %zu characters", k->max);
 			return SFS_EINVAL;
 		}
 		*(const char **)field = json_string_value(v);
 		return 0;
 	case BACKEND_CONF_DURATION:
 		if (duration_parse(v, &ms) < 0) {
-			conf_problem(
+			diag_add_at(
 			    d, keypath, k->name,
 			    "must be a duration such as \"30s\" or a number of seconds");
 			return SFS_EINVAL;
 		}
 		if (ms < k->min) {
-			conf_problem(d, keypath, k->name, "must be at least %llu ms",
-			             (unsigned long long)k->min);
+			diag_add_at(d, keypath, k->name, "must be at least %llu ms",
+			            (unsigned long long)k->min);
 			return SFS_EINVAL;
 		}
 		*(uint64_t *)field = ms;
 		return 0;
 	case BACKEND_CONF_BOOL:
 		if (!json_is_boolean(v)) {
-			conf_problem(d, keypath, k->name, "must be true or false");
+			diag_add_at(d, keypath, k->name, "must be true or false");
 			return SFS_EINVAL;
 		}
 		*(bool *)field = json_is_true(v);
 		return 0;
 	case BACKEND_CONF_OBJECT:
 		if (!json_is_object(v)) {
-			conf_problem(d, keypath, k->name, "must be an object");
+			diag_add_at(d, keypath, k->name, "must be an object");
 			return SFS_EINVAL;
 		}
 		*(const json_t **)field = v;
@@ -129,9 +103,9 @@ int backend_conf_parse(const struct backend_conf_spec *spec, const json_t *obj,
 		const struct backend_conf_key *k = conf_key(spec, name);
 
 		if (!k) {
-			conf_problem(d, keypath, name, "unknown key \"%s\" (%s: %s)",
-			             name, spec->takes,
-			             conf_key_names(spec, names, sizeof names));
+			diag_add_at(d, keypath, name, "unknown key \"%s\" (%s: %s)", name,
+			            spec->takes,
+			            conf_key_names(spec, names, sizeof names));
 			rc = SFS_EINVAL;
 		} else if (conf_value(k, v, keypath, d, out) < 0) {
 			rc = SFS_EINVAL;
@@ -143,6 +117,36 @@ int backend_conf_parse(const struct backend_conf_spec *spec, const json_t *obj,
 			         spec->keys[i].name);
 			rc = SFS_EINVAL;
 		}
+	}
+	return rc;
+}
+
+static const struct backend_conf_key tls_conf_keys[] = {
+    BACKEND_CONF_STRING_KEY(struct backend_tls, ca_file, "ca_file"),
+    BACKEND_CONF_STRING_KEY(struct backend_tls, ca_dir, "ca_dir"),
+    BACKEND_CONF_STRING_KEY(struct backend_tls, client_cert, "client_cert"),
+    BACKEND_CONF_STRING_KEY(struct backend_tls, client_key, "client_key"),
+    BACKEND_CONF_STRING_KEY(struct backend_tls, server_name, "server_name"),
+};
+static const struct backend_conf_spec tls_conf_spec =
+    BACKEND_CONF_SPEC("tls takes", tls_conf_keys);
+
+int backend_tls_parse(const json_t *tls, const char *keypath, struct diag *d,
+                      struct backend_tls *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (!tls)
+		return 0;
+	if (!json_is_object(tls)) {
+		diag_add(d, keypath, "must be an object");
+		return SFS_EINVAL;
+	}
+	rc = backend_conf_parse(&tls_conf_spec, tls, keypath, d, out);
+	if (!json_object_get(tls, "client_cert") != !json_object_get(tls, "client_key")) {
+		diag_add(d, keypath, "client_cert and client_key go together");
+		rc = SFS_EINVAL;
 	}
 	return rc;
 }

@@ -128,9 +128,16 @@ static int dev_fetch(struct backend *be, const struct source_key *key,
 		return SFS_ENOMEM;
 	}
 	memset(out, 0, sizeof *out);
+	if ((size_t)snprintf(out->lease_id, sizeof out->lease_id, "dev/%s/%s/%lu",
+	                     be->name, key->path, db->counter) >= sizeof out->lease_id) {
+		/* Cut, it would name another lease, or none. */
+		json_decref(obj);
+		memset(out, 0, sizeof *out);
+		backend_error_set(err, "%s: the lease id would be longer than %zu bytes",
+		                  key->path, sizeof out->lease_id - 1);
+		return SFS_EINVAL;
+	}
 	out->value = obj;
-	snprintf(out->lease_id, sizeof out->lease_id, "dev/%s/%s/%lu", be->name,
-	         key->path, db->counter);
 	snprintf(out->version, sizeof out->version, "%lu", db->counter);
 	out->lease_ms = db->ttl_ms;
 	out->renewable = false;

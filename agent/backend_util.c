@@ -10,40 +10,17 @@
 #include <string.h>
 
 #include "secretfs/backend.h"
-#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
 
 #define BACKEND_MAX_SECRET_FILE 65536
 
-int backend_check_keys(const json_t *obj, const char *keypath, const char *const *allowed,
-                       const char *allowed_text, struct diag *d)
-{
-	const char *key;
-	json_t *val;
-	char kp[512];
-	int rc = 0;
-
-	json_object_foreach((json_t *)obj, key, val)
-	{
-		size_t i;
-		for (i = 0; allowed[i] && strcmp(allowed[i], key) != 0; i++)
-			;
-		if (!allowed[i]) {
-			diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-			         "unknown key \"%s\" (%s)", key, allowed_text);
-			rc = SFS_EINVAL;
-		}
-	}
-	return rc;
-}
-
 int backend_check_string(const json_t *obj, const char *key, bool required,
                          const char *keypath, struct diag *d)
 {
 	const json_t *v = json_object_get(obj, key);
-	char kp[512];
+	char *kp;
 
 	if (!v) {
 		if (!required)
@@ -52,69 +29,16 @@ int backend_check_string(const json_t *obj, const char *key, bool required,
 		return SFS_EINVAL;
 	}
 	if (!json_is_string(v) || json_string_length(v) == 0) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-		         "must be a non-empty string");
+		kp = diag_keypath_new(keypath, key);
+		diag_add(d, kp ? kp : keypath, "must be a non-empty string");
+		free(kp);
 		return SFS_EINVAL;
 	}
 	return 0;
 }
 
-int backend_check_duration(const json_t *obj, const char *key, const char *keypath,
-                           struct diag *d)
+const char *backend_conf_or_env(const char *s, const char *env)
 {
-	const json_t *v = json_object_get(obj, key);
-	uint64_t ms;
-	char kp[512];
-
-	if (v && duration_parse(v, &ms) < 0) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-		         "must be a duration such as \"30s\" or a number of seconds");
-		return SFS_EINVAL;
-	}
-	return 0;
-}
-
-int backend_check_bool(const json_t *obj, const char *key, const char *keypath,
-                       struct diag *d)
-{
-	const json_t *v = json_object_get(obj, key);
-	char kp[512];
-
-	if (v && !json_is_boolean(v)) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-		         "must be true or false");
-		return SFS_EINVAL;
-	}
-	return 0;
-}
-
-int backend_check_tls(const json_t *tls, const char *keypath, struct diag *d)
-{
-	static const char *const keys[] = {"ca_file",    "ca_dir",      "client_cert",
-	                                   "client_key", "server_name", NULL};
-	int rc;
-
-	if (!json_is_object(tls)) {
-		diag_add(d, keypath, "must be an object");
-		return SFS_EINVAL;
-	}
-	rc = backend_check_keys(tls, keypath, keys,
-	                        "tls takes: ca_file, ca_dir, client_cert, client_key, "
-	                        "server_name",
-	                        d);
-	for (size_t i = 0; keys[i]; i++)
-		if (backend_check_string(tls, keys[i], false, keypath, d) < 0)
-			rc = SFS_EINVAL;
-	if (!json_object_get(tls, "client_cert") != !json_object_get(tls, "client_key")) {
-		diag_add(d, keypath, "client_cert and client_key go together");
-		rc = SFS_EINVAL;
-	}
-	return rc;
-}
-
-const char *backend_conf_or_env(const json_t *obj, const char *key, const char *env)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
 	const char *e = env ? getenv(env) : NULL;
 
 	return s ? s : (e && *e ? e : NULL);
@@ -135,17 +59,16 @@ static const char *first_env(const char *const *names, const char **which)
 	return NULL;
 }
 
-int backend_proxy_init(struct backend_proxy *p, const json_t *conf, const char *url,
-                       const char *const *override_env)
+int backend_proxy_init(struct backend_proxy *p, const char *proxy, bool from_environment,
+                       const char *url, const char *const *override_env)
 {
 	static const char *const https_env[] = {"HTTPS_PROXY", "https_proxy", NULL};
 	static const char *const http_env[] = {"HTTP_PROXY", "http_proxy", NULL};
 	static const char *const no_env[] = {"NO_PROXY", "no_proxy", NULL};
-	const char *proxy = json_string_value(json_object_get(conf, "proxy"));
 	const char *no = NULL, *which = "config";
 
 	memset(p, 0, sizeof *p);
-	if (!proxy && json_is_false(json_object_get(conf, "proxy_from_environment")))
+	if (!proxy && !from_environment)
 		return 0;
 	if (!proxy)
 		proxy = first_env(override_env, &which);

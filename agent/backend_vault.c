@@ -22,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 #include "vault_backend.h"
@@ -182,29 +181,39 @@ static int vault_revoke(struct backend *be, const char *lease_id,
 
 /* ---- configuration ----------------------------------------------------- */
 
-static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
+static const struct backend_conf_key vault_conf_keys[] = {
+    BACKEND_CONF_TYPE_KEY,
+    BACKEND_CONF_STRING_KEY(struct vault_conf, address, "address"),
+    BACKEND_CONF_STRING_KEY(struct vault_conf, namespace, "namespace"),
+    BACKEND_CONF_OBJECT_KEY(struct vault_conf, tls_conf, "tls"),
+    BACKEND_CONF_OBJECT_KEY(struct vault_conf, auth, "auth", .required = true),
+    BACKEND_CONF_DURATION_KEY(struct vault_conf, timeout_ms, "timeout"),
+    BACKEND_CONF_DURATION_KEY(struct vault_conf, revoke_grace_ms, "revoke_grace"),
+    BACKEND_CONF_BOOL_KEY(struct vault_conf, revoke_on_shutdown, "revoke_on_shutdown"),
+    BACKEND_CONF_STRING_KEY(struct vault_conf, proxy, "proxy"),
+    BACKEND_CONF_BOOL_KEY(struct vault_conf, proxy_from_environment,
+                          "proxy_from_environment"),
+};
+static const struct backend_conf_spec vault_conf_spec =
+    BACKEND_CONF_SPEC("vault backends take", vault_conf_keys);
+
+/*
+ * Parses the backend's config object into c (defaults first) and checks
+ * what crosses keys or the environment; d may be NULL (create). Returns 0
+ * or SFS_EINVAL.
+ */
+static int vault_conf_parse(const json_t *conf, const char *keypath, struct diag *d,
+                            struct vault_conf *c)
 {
-	static const char *const keys[] = {"type",
-	                                   "address",
-	                                   "namespace",
-	                                   "tls",
-	                                   "auth",
-	                                   "timeout",
-	                                   "revoke_grace",
-	                                   "revoke_on_shutdown",
-	                                   "proxy",
-	                                   "proxy_from_environment",
-	                                   NULL};
 	const char *skip = vault_client_skip_verify_asked();
-	const json_t *addr = json_object_get(conf, "address");
-	char kp[512];
+	char *kp;
 	int rc;
 
-	rc = backend_check_keys(
-	    conf, keypath, keys,
-	    "vault backends take: type, address, namespace, tls, auth, "
-	    "timeout, revoke_grace, revoke_on_shutdown, proxy, proxy_from_environment",
-	    d);
+	*c = (struct vault_conf){
+	    .revoke_grace_ms = 60 * 1000,
+	    .proxy_from_environment = true,
+	};
+	rc = backend_conf_parse(&vault_conf_spec, conf, keypath, d, c);
 	if (skip) {
 		diag_add(d, keypath,
 		         "%s is set to a true value, but secretfs never turns TLS "
@@ -213,42 +222,39 @@ static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
 		         skip);
 		rc = SFS_EINVAL;
 	}
-	if (backend_check_string(conf, "address", false, keypath, d) < 0 ||
-	    backend_check_string(conf, "namespace", false, keypath, d) < 0 ||
-	    backend_check_string(conf, "proxy", false, keypath, d) < 0)
-		rc = SFS_EINVAL;
-	if (!addr && !vault_env("ADDR")) {
+	if (!json_object_get(conf, "address") && !vault_env("ADDR")) {
 		diag_add(
 		    d, keypath,
 		    "missing \"address\" (and neither VAULT_ADDR nor BAO_ADDR is set)");
 		rc = SFS_EINVAL;
 	}
-	if (json_is_string(addr) &&
-	    strncmp(json_string_value(addr), "https://", 8) != 0 &&
-	    strncmp(json_string_value(addr), "http://", 7) != 0) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "address"),
-		         "must start with https:// (or http:// for a local dev server)");
+	if (c->address && strncmp(c->address, "https://", 8) != 0 &&
+	    strncmp(c->address, "http://", 7) != 0) {
+		diag_add_at(
+		    d, keypath, "address",
+		    "must start with https:// (or http:// for a local dev server)");
 		rc = SFS_EINVAL;
 	}
-	if (json_object_get(conf, "tls") &&
-	    backend_check_tls(json_object_get(conf, "tls"),
-	                      diag_keypath(kp, sizeof kp, keypath, "tls"), d) < 0)
-		rc = SFS_EINVAL;
-	if (!json_object_get(conf, "auth")) {
-		diag_add(d, keypath, "missing required key \"auth\"");
-		rc = SFS_EINVAL;
-	} else if (vault_auth_check(json_object_get(conf, "auth"),
-	                            diag_keypath(kp, sizeof kp, keypath, "auth"),
-	                            d) < 0) {
-		rc = SFS_EINVAL;
+	if (c->tls_conf) {
+		kp = diag_keypath_new(keypath, "tls");
+		if (backend_tls_parse(c->tls_conf, kp ? kp : keypath, d, &c->tls) < 0)
+			rc = SFS_EINVAL;
+		free(kp);
 	}
-	if (backend_check_duration(conf, "timeout", keypath, d) < 0 ||
-	    backend_check_duration(conf, "revoke_grace", keypath, d) < 0)
-		rc = SFS_EINVAL;
-	if (backend_check_bool(conf, "revoke_on_shutdown", keypath, d) < 0 ||
-	    backend_check_bool(conf, "proxy_from_environment", keypath, d) < 0)
-		rc = SFS_EINVAL;
+	if (c->auth) {
+		kp = diag_keypath_new(keypath, "auth");
+		if (vault_auth_check(c->auth, kp ? kp : keypath, d) < 0)
+			rc = SFS_EINVAL;
+		free(kp);
+	}
 	return rc;
+}
+
+static int vault_check(const json_t *conf, const char *keypath, struct diag *d)
+{
+	struct vault_conf c;
+
+	return vault_conf_parse(conf, keypath, d, &c);
 }
 
 static int vault_check_secret(const json_t *extra, const char *keypath, struct diag *d)
@@ -256,37 +262,33 @@ static int vault_check_secret(const json_t *extra, const char *keypath, struct d
 	const json_t *ver = json_object_get(extra, "version");
 	const json_t *method = json_object_get(extra, "method");
 	const json_t *params = json_object_get(extra, "params");
-	char kp[512];
 	int rc = 0;
 
 	if (ver && (!json_is_integer(ver) || json_integer_value(ver) < 1)) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "version"),
-		         "must be a positive integer");
+		diag_add_at(d, keypath, "version", "must be a positive integer");
 		rc = SFS_EINVAL;
 	}
 	if (method && (!json_is_string(method) ||
 	               (strcmp(json_string_value(method), "GET") != 0 &&
 	                strcmp(json_string_value(method), "POST") != 0 &&
 	                strcmp(json_string_value(method), "PUT") != 0))) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "method"),
-		         "must be \"GET\", \"POST\" or \"PUT\"");
+		diag_add_at(d, keypath, "method", "must be \"GET\", \"POST\" or \"PUT\"");
 		rc = SFS_EINVAL;
 	}
 	if (params && !json_is_object(params)) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "params"),
-		         "must be an object");
+		diag_add_at(d, keypath, "params", "must be an object");
 		rc = SFS_EINVAL;
 	}
 	if (params && (!method || strcmp(json_string_value(method), "GET") == 0)) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "params"),
-		         "needs \"method\": \"POST\" or \"PUT\"");
+		diag_add_at(d, keypath, "params",
+		            "needs \"method\": \"POST\" or \"PUT\"");
 		rc = SFS_EINVAL;
 	}
 	if (ver && method && json_is_string(method) &&
 	    strcmp(json_string_value(method), "GET") != 0) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "version"),
-		         "applies to KV reads only, not with method %s",
-		         json_string_value(method));
+		diag_add_at(d, keypath, "version",
+		            "applies to KV reads only, not with method %s",
+		            json_string_value(method));
 		rc = SFS_EINVAL;
 	}
 	return rc;
@@ -318,29 +320,29 @@ static void vault_free(struct backend *be)
 static int vault_create(const struct backend_env *env, const char *name,
                         const json_t *conf, struct backend **out)
 {
-	struct vault *v = calloc(1, sizeof *v);
+	struct vault_conf c;
+	struct vault *v;
 	int rc = SFS_ENOMEM;
 
+	if (vault_conf_parse(conf, name, NULL, &c) < 0)
+		return SFS_EINVAL;
+	v = calloc(1, sizeof *v);
 	if (!v)
 		return SFS_ENOMEM;
 	v->base.ops = &backend_vault_ops;
-	v->base.revoke_grace_ms = 60 * 1000;
+	v->base.revoke_grace_ms = c.revoke_grace_ms;
+	v->base.revoke_on_shutdown = c.revoke_on_shutdown;
 	v->base.name = strdup(name);
 	vault_kv_init(&v->kv, env->stats, name);
 	if (!v->base.name || vault_token_init(&v->token, env->store, name) < 0 ||
 	    credcache_slot_init(&v->stash, env->store, "\x01vault/%s/stash", name) < 0)
 		goto out;
-	v->auth_conf = json_incref(json_object_get(conf, "auth"));
+	v->auth_conf = json_incref((json_t *)c.auth);
 	v->auth =
 	    vault_auth_find(json_string_value(json_object_get(v->auth_conf, "method")));
-	if (json_object_get(conf, "revoke_grace"))
-		duration_parse(json_object_get(conf, "revoke_grace"),
-		               &v->base.revoke_grace_ms);
-	v->base.revoke_on_shutdown =
-	    json_is_true(json_object_get(conf, "revoke_on_shutdown"));
 	if (v->auth->start && (rc = v->auth->start(v, v->auth_conf)) < 0)
 		goto out;
-	rc = vault_client_init(&v->client, name, conf);
+	rc = vault_client_init(&v->client, name, &c);
 	if (rc < 0)
 		goto out;
 	*out = &v->base;

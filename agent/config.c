@@ -51,9 +51,9 @@ struct parser {
 	const json_t *backends; /* the "backends" object, when it is one */
 };
 
-static const char *const top_keys[] = {
-    "mount",           "backends",         "secrets", "log",      "startup_timeout",
-    "shutdown_timeout", "audit",           "telemetry", NULL};
+static const char *const top_keys[] = {"mount", "backends",        "secrets",
+                                       "log",   "startup_timeout", "shutdown_timeout",
+                                       "audit", "telemetry",       NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
@@ -359,7 +359,7 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
                          const char *kp, struct config_secret *s)
 {
 	const struct backend_ops *ops = NULL;
-	char ckp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF], list[512], why[256];
+	char ckp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF], list[512];
 	bool format_ok = true;
 	const char *key, *str;
 	int takes;
@@ -442,9 +442,10 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 	                               &str) == 1) {
 		s->template_text = confval_dup(&p->cv, str);
 		/* The renderer's own parser: --check refuses what it cannot render. */
-		if (format_ok && render_template_check(str, why, sizeof why) < 0)
-			confval_problem(&p->cv, confval_keypath(ckp, kp, "template"),
-			                "%s", why);
+		if (format_ok &&
+		    render_template_check(str, confval_keypath(ckp, kp, "template"),
+		                          p->cv.d) < 0)
+			p->cv.errors++; /* reported by the renderer's check */
 	}
 
 	if ((v = json_object_get(obj, "decode"))) {

@@ -100,6 +100,21 @@ void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
 	va_end(ap);
 }
 
+void diag_add_at(struct diag *d, const char *parent, const char *key, const char *fmt,
+                 ...)
+{
+	char *kp;
+	va_list ap;
+
+	if (!d)
+		return;
+	kp = diag_keypath_new(parent, key);
+	va_start(ap, fmt);
+	diag_vadd(d, false, kp ? kp : parent, fmt, ap);
+	va_end(ap);
+	free(kp);
+}
+
 void diag_note(struct diag *d, const char *keypath, const char *fmt, ...)
 {
 	va_list ap;

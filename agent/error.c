@@ -2,6 +2,9 @@
  * Names of the project-wide error codes (error.h), for log lines and
  * messages to the operator.
  */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "secretfs/error.h"
 
 /* Static lowercase description of err; "unknown error" for any other value. */
@@ -36,4 +39,15 @@ const char *sfs_strerror(int err)
 		return "cancelled: secretfs is stopping";
 	}
 	return "unknown error";
+}
+
+void backend_error_set(struct backend_error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	va_end(ap);
 }

@@ -196,33 +196,33 @@ static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
 
 /* ---- client ------------------------------------------------------------- */
 
-static int check_readable(const char *what, const char *path, char *err, size_t errlen)
+static int check_readable(const char *what, const char *path, struct backend_error *err)
 {
 	if (path && access(path, R_OK) != 0) {
-		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		backend_error_set(err, "%s %s: %s", what, path, strerror(errno));
 		return SFS_EINVAL;
 	}
 	return 0;
 }
 
-int http_client_new(const struct http_options *opt, struct http_client **out, char *err,
-                    size_t errlen)
+int http_client_new(const struct http_options *opt, struct http_client **out,
+                    struct backend_error *err)
 {
 	struct http_client *c;
 
-	if (check_readable("CA file", opt->ca_file, err, errlen) < 0 ||
-	    check_readable("CA directory", opt->ca_dir, err, errlen) < 0 ||
-	    check_readable("client certificate", opt->client_cert, err, errlen) < 0 ||
-	    check_readable("client key", opt->client_key, err, errlen) < 0)
+	if (check_readable("CA file", opt->ca_file, err) < 0 ||
+	    check_readable("CA directory", opt->ca_dir, err) < 0 ||
+	    check_readable("client certificate", opt->client_cert, err) < 0 ||
+	    check_readable("client key", opt->client_key, err) < 0)
 		return SFS_EINVAL;
 	if (http_global_init() < 0) {
-		snprintf(err, errlen, "cannot initialise libcurl");
+		backend_error_set(err, "cannot initialise libcurl");
 		return SFS_EIO;
 	}
 	c = calloc(1, sizeof *c);
 	if (!c || !(c->curl = api.easy_init())) {
 		free(c);
-		snprintf(err, errlen, "out of memory");
+		backend_error_set(err, "out of memory");
 		return SFS_ENOMEM;
 	}
 	c->opt = *opt;
@@ -243,7 +243,7 @@ int http_client_new(const struct http_options *opt, struct http_client **out, ch
 }
 
 int http_pool_init(struct http_pool *p, const struct http_options *opt, size_t max,
-                   char *err, size_t errlen)
+                   struct backend_error *err)
 {
 	int rc;
 
@@ -252,13 +252,13 @@ int http_pool_init(struct http_pool *p, const struct http_options *opt, size_t m
 	pthread_cond_init(&p->freed, NULL);
 	p->opt = *opt;
 	p->max = max < 1 ? 1 : max > HTTP_POOL_MAX ? HTTP_POOL_MAX : max;
-	rc = http_client_new(opt, &p->idle[0], err, errlen);
+	rc = http_client_new(opt, &p->idle[0], err);
 	if (rc == 0)
 		p->nidle = p->nclients = 1;
 	return rc;
 }
 
-struct http_client *http_pool_acquire(struct http_pool *p, char *err, size_t errlen)
+struct http_client *http_pool_acquire(struct http_pool *p, struct backend_error *err)
 {
 	struct http_client *c = NULL;
 
@@ -267,7 +267,7 @@ struct http_client *http_pool_acquire(struct http_pool *p, char *err, size_t err
 		pthread_cond_wait(&p->freed, &p->lock);
 	if (p->nidle)
 		c = p->idle[--p->nidle];
-	else if (http_client_new(&p->opt, &c, err, errlen) == 0)
+	else if (http_client_new(&p->opt, &c, err) == 0)
 		p->nclients++;
 	else
 		c = NULL;
@@ -406,8 +406,8 @@ out:
 }
 
 static int attempt(struct http_client *c, const struct http_request *req,
-                   uint64_t deadline, struct http_response *resp, char *err,
-                   size_t errlen)
+                   uint64_t deadline, struct http_response *resp,
+                   struct backend_error *err)
 {
 	uint64_t now = timing_now_ms(), left = deadline > now ? deadline - now : 1;
 	struct transfer t = {.resp = resp, .max = c->opt.max_response};
@@ -425,7 +425,7 @@ static int attempt(struct http_client *c, const struct http_request *req,
 	if (c->opt.server_name) {
 		rc = override_server_name(c, req->url, h, &connect_to);
 		if (rc < 0) {
-			snprintf(err, errlen, "invalid URL");
+			backend_error_set(err, "invalid URL");
 			goto out;
 		}
 	} else {
@@ -499,18 +499,19 @@ static int attempt(struct http_client *c, const struct http_request *req,
 	cc = api.easy_perform(h);
 	api.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 	if (t.too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-		snprintf(err, errlen, "response larger than %zu bytes",
-		         c->opt.max_response);
+		backend_error_set(err, "response larger than %zu bytes",
+		                  c->opt.max_response);
 		rc = SFS_ETOOBIG;
 	} else if (cc == CURLE_ABORTED_BY_CALLBACK) {
-		snprintf(err, errlen, "cancelled: secretfs is stopping");
+		backend_error_set(err, "cancelled: secretfs is stopping");
 		rc = SFS_ECANCELED;
 	} else if (cc == CURLE_OPERATION_TIMEDOUT && timing_now_ms() >= deadline) {
-		snprintf(err, errlen, "%s (no complete answer within %llu ms)",
-		         api.easy_strerror(cc), (unsigned long long)c->opt.timeout_ms);
+		backend_error_set(err, "%s (no complete answer within %llu ms)",
+		                  api.easy_strerror(cc),
+		                  (unsigned long long)c->opt.timeout_ms);
 		rc = SFS_ETRANSIENT;
 	} else if (cc != CURLE_OK) {
-		snprintf(err, errlen, "%s", api.easy_strerror(cc));
+		backend_error_set(err, "%s", api.easy_strerror(cc));
 		rc = SFS_ETRANSIENT;
 	}
 out:
@@ -546,15 +547,15 @@ static bool pause_for(uint64_t ms, uint64_t deadline)
 }
 
 int http_do(struct http_client *c, const struct http_request *req,
-            struct http_response *resp, char *err, size_t errlen)
+            struct http_response *resp, struct backend_error *err)
 {
 	uint64_t deadline = timing_now_ms() + c->opt.timeout_ms, until;
 	int rc = 0;
 
-	err[0] = '\0';
+	err->msg[0] = '\0';
 	if (!may_run(&until)) {
 		http_response_release(resp);
-		snprintf(err, errlen, "cancelled: secretfs is stopping");
+		backend_error_set(err, "cancelled: secretfs is stopping");
 		return SFS_ECANCELED;
 	}
 	if (until < deadline)
@@ -562,7 +563,7 @@ int http_do(struct http_client *c, const struct http_request *req,
 	for (unsigned i = 0;; i++) {
 		uint64_t delay;
 
-		rc = attempt(c, req, deadline, resp, err, errlen);
+		rc = attempt(c, req, deadline, resp, err);
 		if (i >= c->opt.max_retries || rc == SFS_ETOOBIG || rc == SFS_ENOMEM ||
 		    rc == SFS_ECANCELED)
 			break;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "envstash.h"
 #include "harden.h"
 #include "scheduler.h"
 #include "secretfs/audit.h"
@@ -407,10 +408,10 @@ static void set_reopen_signal(struct audit *a)
 }
 
 static int create_backends(const struct config *cfg, struct store *st,
-                           struct stats *stats, struct backend **out)
+                           struct stats *stats, struct envstash *es, struct backend **out)
 {
 	char dirbuf[PATH_MAX];
-	struct backend_env env = {.store = st, .stats = stats};
+	struct backend_env env = {.store = st, .stats = stats, .envstash = es};
 
 	if (realpath(cfg->file, dirbuf))
 		env.config_dir = dirname(dirbuf);
@@ -502,6 +503,7 @@ static int run(const struct config *cfg, bool once)
 	struct stats *stats = NULL;
 	struct audit *audit = NULL;
 	struct store *st = NULL;
+	struct envstash *es = NULL;
 	struct fs *fs = NULL;
 	struct sched *sched = NULL;
 	struct telemetry *tm = NULL;
@@ -509,7 +511,8 @@ static int run(const struct config *cfg, bool once)
 	size_t missing = 0, served;
 	int rc = EXIT_STARTUP;
 
-	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0) {
+	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0 ||
+	    envstash_new(st, &es) < 0) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -525,7 +528,7 @@ static int run(const struct config *cfg, bool once)
 	/* A busy telemetry address is a start-up error: before any backend. */
 	if (cfg->telemetry && !once && telemetry_new(cfg, &tm) < 0)
 		goto out;
-	if (create_backends(cfg, st, stats, backends) < 0)
+	if (create_backends(cfg, st, stats, es, backends) < 0)
 		goto out;
 	fs_set_stop_hook(http_stop);
 	if (fs_install_signals(fs) < 0 ||
@@ -612,6 +615,7 @@ out:
 		if (backends[i])
 			backends[i]->ops->free(backends[i]);
 	free(backends);
+	envstash_free(es);
 	if (rc == EXIT_SUCCESS && !once)
 		log_event(LOG_LVL_INFO,
 		          &(struct log_fields){.event = "daemon.stopped",

@@ -142,11 +142,11 @@ static int render_file(struct publish *p, struct source *src, struct sched_file 
 	};
 	struct secbuf out;
 	struct store_blob *blob = NULL;
-	char err[256] = "";
+	struct backend_error err = {0};
 	int rc;
 
 	secbuf_init(&out, RENDER_MAX_LEN);
-	rc = render(&spec, value, &out, err, sizeof err);
+	rc = render(&spec, value, &out, &err);
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR,
 		          &(struct log_fields){.event = "file.render_failed",
@@ -154,9 +154,9 @@ static int render_file(struct publish *p, struct source *src, struct sched_file 
 		                               .source = src->label,
 		                               .backend = src->be->name},
 		          "file %s: cannot render from %s: %s; keeping %s", cs->name,
-		          src->label, err[0] ? err : sfs_strerror(rc),
+		          src->label, err.msg[0] ? err.msg : sfs_strerror(rc),
 		          f->version ? "the last good content" : "it absent");
-		file_set_problem(f, err[0] ? err : sfs_strerror(rc));
+		file_set_problem(f, err.msg[0] ? err.msg : sfs_strerror(rc));
 		goto out;
 	}
 	file_set_problem(f, NULL);

@@ -38,20 +38,6 @@ struct render_kv {
 	const json_t *value;
 };
 
-static void render_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void render_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * Copies a key or field name (n bytes, may hold any byte) into dst for an
  * error message: printable ASCII is kept, other bytes and quotes become '?',
@@ -341,8 +327,8 @@ static int decode_base64(const json_t *s, unsigned char **bin, size_t *bin_len)
 	if (!*bin)
 		return SFS_ENOMEM;
 	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
-		if (sodium_base642bin(*bin, cap, text, text_len, " \t\r\n", bin_len,
-		                      NULL, variants[i]) == 0)
+		if (sodium_base642bin(*bin, cap, text, text_len, " \t\r\n", bin_len, NULL,
+		                      variants[i]) == 0)
 			return 0;
 	}
 	*bin_len = 0;
@@ -380,7 +366,7 @@ static int put_single_quoted(struct secbuf *out, const char *p, size_t n)
 	return rc;
 }
 
-static int render_env(const json_t *obj, struct secbuf *out, char *err, size_t errlen)
+static int render_env(const json_t *obj, struct secbuf *out, struct backend_error *err)
 {
 	char name[RENDER_NAME_MAX];
 	struct render_kv *kv = NULL;
@@ -390,7 +376,7 @@ static int render_env(const json_t *obj, struct secbuf *out, char *err, size_t e
 
 	secbuf_init(&text, RENDER_MAX_LEN);
 	if (!json_is_object(obj)) {
-		render_err(err, errlen, "format env needs an object");
+		backend_error_set(err, "format env needs an object");
 		rc = SFS_EINVAL;
 		goto out;
 	}
@@ -402,8 +388,8 @@ static int render_env(const json_t *obj, struct secbuf *out, char *err, size_t e
 
 		render_name(name, sizeof(name), kv[i].key, kv[i].key_len);
 		if (!env_key_valid(kv[i].key, kv[i].key_len)) {
-			render_err(err, errlen,
-			           "env key \"%s\" is not a valid variable name", name);
+			backend_error_set(
+			    err, "env key \"%s\" is not a valid variable name", name);
 			rc = SFS_EINVAL;
 			goto out;
 		}
@@ -419,8 +405,8 @@ static int render_env(const json_t *obj, struct secbuf *out, char *err, size_t e
 			val_len = text.len;
 		}
 		if (val_len > 0 && memchr(val, '\0', val_len)) {
-			render_err(err, errlen,
-			           "env value of key \"%s\" contains a NUL byte", name);
+			backend_error_set(
+			    err, "env value of key \"%s\" contains a NUL byte", name);
 			rc = SFS_EINVAL;
 			goto out;
 		}
@@ -527,17 +513,17 @@ static const char *template_key_problem(const char *k, size_t n, const char **at
 }
 
 /* Writes "line L, column C: " and the reason for at into err. */
-static void template_err(char *err, size_t errlen, const char *tpl, const char *at,
+static void template_err(struct backend_error *err, const char *tpl, const char *at,
                          const char *word, size_t word_len, const char *why)
 {
 	unsigned line, col;
 
 	template_position(tpl, at, &line, &col);
 	if (word)
-		render_err(err, errlen, "line %u, column %u: \"%.*s\" %s; %s", line, col,
-		           (int)word_len, word, why, TEMPLATE_ONLY);
+		backend_error_set(err, "line %u, column %u: \"%.*s\" %s; %s", line, col,
+		                  (int)word_len, word, why, TEMPLATE_ONLY);
 	else
-		render_err(err, errlen, "line %u, column %u: %s", line, col, why);
+		backend_error_set(err, "line %u, column %u: %s", line, col, why);
 }
 
 /*
@@ -547,14 +533,14 @@ static void template_err(char *err, size_t errlen, const char *tpl, const char *
  * disagree.
  */
 static int render_template(const char *tpl, const json_t *base, struct secbuf *out,
-                           char *err, size_t errlen)
+                           struct backend_error *err)
 {
 	char name[RENDER_NAME_MAX];
 	const char *p = tpl;
 	int rc = 0;
 
 	if (!tpl) {
-		render_err(err, errlen, "format template needs a template");
+		backend_error_set(err, "format template needs a template");
 		return SFS_EINVAL;
 	}
 	while (rc == 0 && *p) {
@@ -577,7 +563,7 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
 		}
 		close = strstr(open + 2, "}}");
 		if (!close) {
-			template_err(err, errlen, tpl, open, NULL, 0,
+			template_err(err, tpl, open, NULL, 0,
 			             "unterminated \"{{\" in template");
 			return SFS_EINVAL;
 		}
@@ -588,14 +574,13 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
 		while (kend > k && (kend[-1] == ' ' || kend[-1] == '\t'))
 			kend--;
 		if (k == kend) {
-			template_err(err, errlen, tpl, open, NULL, 0,
+			template_err(err, tpl, open, NULL, 0,
 			             "empty \"{{ }}\" in template");
 			return SFS_EINVAL;
 		}
 		why = template_key_problem(k, (size_t)(kend - k), &at, &action);
 		if (why) {
-			template_err(err, errlen, tpl, at, action ? k : NULL, action,
-			             why);
+			template_err(err, tpl, at, action ? k : NULL, action, why);
 			return SFS_EINVAL;
 		}
 		p = close + 2;
@@ -603,8 +588,8 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
 			continue;
 		v = select_n(base, k, (size_t)(kend - k), &budget);
 		if (!v) {
-			render_err(
-			    err, errlen, "template key \"%s\" not found",
+			backend_error_set(
+			    err, "template key \"%s\" not found",
 			    render_name(name, sizeof(name), k, (size_t)(kend - k)));
 			return SFS_ENOTFOUND;
 		}
@@ -614,11 +599,14 @@ static int render_template(const char *tpl, const json_t *base, struct secbuf *o
 }
 
 /* Checks the syntax of a template (see render.h). */
-int render_template_check(const char *tpl, char *err, size_t errlen)
+int render_template_check(const char *tpl, const char *keypath, struct diag *d)
 {
-	if (err && errlen > 0)
-		err[0] = '\0';
-	return render_template(tpl, NULL, NULL, err, errlen);
+	struct backend_error err = {0};
+	int rc = render_template(tpl, NULL, NULL, &err);
+
+	if (rc < 0)
+		diag_add(d, keypath, "%s", err.msg);
+	return rc;
 }
 
 /*
@@ -712,7 +700,7 @@ const char *render_formats_taking(const char *key, char *buf, size_t len)
  * document (SFS_EINVAL if they are not one) and format that.
  */
 int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
-           char *err, size_t errlen)
+           struct backend_error *err)
 {
 	char name[RENDER_NAME_MAX] = "";
 	const char *what = "value";
@@ -722,10 +710,10 @@ int render(const struct render_spec *spec, const json_t *value, struct secbuf *o
 	size_t bin_len = 0, limit = RENDER_MAX_LEN;
 	int rc = SFS_EINVAL;
 
-	if (err && errlen > 0)
-		err[0] = '\0';
+	if (err)
+		err->msg[0] = '\0';
 	if (!spec || !value || !out) {
-		render_err(err, errlen, "nothing to render");
+		backend_error_set(err, "nothing to render");
 		goto out;
 	}
 	if (spec->field) {
@@ -733,7 +721,7 @@ int render(const struct render_spec *spec, const json_t *value, struct secbuf *o
 		what = "field";
 		sel = render_select(value, spec->field);
 		if (!sel) {
-			render_err(err, errlen, "field \"%s\" not found", name);
+			backend_error_set(err, "field \"%s\" not found", name);
 			rc = SFS_ENOTFOUND;
 			goto out;
 		}
@@ -742,18 +730,19 @@ int render(const struct render_spec *spec, const json_t *value, struct secbuf *o
 		json_error_t jerr;
 
 		if (!json_is_string(sel)) {
-			render_err(err, errlen,
-			           "cannot decode base64: %s%s%s%s is not a string", what,
-			           spec->field ? " \"" : "", spec->field ? name : "",
-			           spec->field ? "\"" : "");
+			backend_error_set(
+			    err, "cannot decode base64: %s%s%s%s is not a string", what,
+			    spec->field ? " \"" : "", spec->field ? name : "",
+			    spec->field ? "\"" : "");
 			rc = SFS_EINVAL;
 			goto out;
 		}
 		rc = decode_base64(sel, &bin, &bin_len);
 		if (rc == SFS_EINVAL) {
-			render_err(err, errlen, "%s%s%s%s is not valid base64", what,
-			           spec->field ? " \"" : "", spec->field ? name : "",
-			           spec->field ? "\"" : "");
+			backend_error_set(err, "%s%s%s%s is not valid base64", what,
+			                  spec->field ? " \"" : "",
+			                  spec->field ? name : "",
+			                  spec->field ? "\"" : "");
 		}
 		if (rc != 0)
 			goto out;
@@ -766,8 +755,7 @@ int render(const struct render_spec *spec, const json_t *value, struct secbuf *o
 		/* jansson's message quotes the input. */
 		sodium_memzero(&jerr, sizeof(jerr));
 		if (!parsed) {
-			render_err(err, errlen, "decoded %s is not a JSON document",
-			           what);
+			backend_error_set(err, "decoded %s is not a JSON document", what);
 			rc = SFS_EINVAL;
 			goto out;
 		}
@@ -781,13 +769,13 @@ int render(const struct render_spec *spec, const json_t *value, struct secbuf *o
 		rc = put_json(out, sel, 0);
 		break;
 	case RENDER_ENV:
-		rc = render_env(sel, out, err, errlen);
+		rc = render_env(sel, out, err);
 		break;
 	case RENDER_TEMPLATE:
-		rc = render_template(spec->template_text, sel, out, err, errlen);
+		rc = render_template(spec->template_text, sel, out, err);
 		break;
 	default:
-		render_err(err, errlen, "unknown format");
+		backend_error_set(err, "unknown format");
 		rc = SFS_EINVAL;
 	}
 out:
@@ -795,15 +783,15 @@ out:
 		limit = out->max < RENDER_MAX_LEN ? out->max : (size_t)RENDER_MAX_LEN;
 		secbuf_release(out);
 	}
-	if (rc != 0 && err && errlen > 0 && err[0] == '\0') {
+	if (rc != 0 && err && err->msg[0] == '\0') {
 		if (rc == SFS_ETOOBIG)
-			render_err(err, errlen,
-			           "rendered content exceeds the size limit (%zu bytes)",
-			           limit);
+			backend_error_set(
+			    err, "rendered content exceeds the size limit (%zu bytes)",
+			    limit);
 		else if (rc == SFS_EINVAL)
-			render_err(err, errlen, "value nested too deeply");
+			backend_error_set(err, "value nested too deeply");
 		else
-			render_err(err, errlen, "%s", sfs_strerror(rc));
+			backend_error_set(err, "%s", sfs_strerror(rc));
 	}
 	secmem_free(bin);
 	json_decref(parsed);

@@ -19,7 +19,7 @@
 struct revocation {
 	struct backend *be;
 	struct stats_set *stats; /* of the source the lease came from */
-	char lease_id[256];
+	char lease_id[BACKEND_LEASE_ID_MAX];
 	char *label;
 	uint64_t due;
 	struct revocation *next;

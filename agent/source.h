@@ -66,10 +66,10 @@ struct source {
 	bool ready;        /* read successfully at least once */
 	bool settled;      /* ready, or failed in a way retrying will not cure */
 	char problem[320]; /* why the last attempt failed (no secret values) */
-	char version[128];
+	char version[BACKEND_VERSION_MAX];
 
 	/* The current lease, if the value is leased. */
-	char lease_id[256];
+	char lease_id[BACKEND_LEASE_ID_MAX];
 	bool renewable;
 	uint64_t lease_ms;      /* as first granted */
 	uint64_t lease_expires; /* monotonic ms */

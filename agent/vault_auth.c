@@ -66,7 +66,7 @@ int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d)
 	const char *method;
 	const char *key;
 	json_t *val;
-	char kp[512], *names;
+	char *names;
 	int rc = 0;
 
 	if (!json_is_object(auth)) {
@@ -82,9 +82,9 @@ int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d)
 			         "missing required key \"method\" (one of: %s)",
 			         names ? names : "?");
 		else
-			diag_add(d, diag_keypath(kp, sizeof kp, keypath, "method"),
-			         "unknown auth method \"%s\" (one of: %s)", method,
-			         names ? names : "?");
+			diag_add_at(d, keypath, "method",
+			            "unknown auth method \"%s\" (one of: %s)", method,
+			            names ? names : "?");
 		free(names);
 		return SFS_EINVAL;
 	}
@@ -96,8 +96,8 @@ int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d)
 		for (i = 0; ops->keys[i] && strcmp(ops->keys[i], key) != 0; i++)
 			;
 		if (!ops->keys[i]) {
-			diag_add(d, diag_keypath(kp, sizeof kp, keypath, key),
-			         "unknown key \"%s\" for auth method %s", key, method);
+			diag_add_at(d, keypath, key,
+			            "unknown key \"%s\" for auth method %s", key, method);
 			rc = SFS_EINVAL;
 		}
 	}
@@ -105,8 +105,8 @@ int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d)
 		rc = SFS_EINVAL;
 	else if (json_string_length(json_object_get(auth, "mount")) >
 	         VAULT_MAX_MOUNT_LEN) {
-		diag_add(d, diag_keypath(kp, sizeof kp, keypath, "mount"),
-		         "longer than %d bytes", VAULT_MAX_MOUNT_LEN);
+		diag_add_at(d, keypath, "mount", "longer than %d bytes",
+		            VAULT_MAX_MOUNT_LEN);
 		rc = SFS_EINVAL;
 	}
 	if (ops->check(auth, keypath, d) < 0)

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "secretfs/duration.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
@@ -54,11 +53,9 @@ void vault_env_wipe(const char *suffix)
 	}
 }
 
-/* A config string, else BAO_<suffix> or VAULT_<suffix>. */
-static const char *conf_or_env(const json_t *obj, const char *key, const char *suffix)
+/* A config string s, else BAO_<suffix> or VAULT_<suffix>. */
+static const char *conf_or_env(const char *s, const char *suffix)
 {
-	const char *s = json_string_value(json_object_get(obj, key));
-
 	return s ? s : vault_env(suffix);
 }
 
@@ -83,14 +80,14 @@ const char *vault_client_skip_verify_asked(void)
 static const char *const vault_proxy_env[] = {"BAO_PROXY_ADDR", "VAULT_PROXY_ADDR",
                                               "BAO_HTTP_PROXY", "VAULT_HTTP_PROXY", NULL};
 
-int vault_client_init(struct vault_client *c, const char *name, const json_t *conf)
+int vault_client_init(struct vault_client *c, const char *name,
+                      const struct vault_conf *conf)
 {
-	const json_t *tls = json_object_get(conf, "tls");
-	const char *addr = conf_or_env(conf, "address", "ADDR");
-	const char *ns = conf_or_env(conf, "namespace", "NAMESPACE");
+	const struct backend_tls *tls = &conf->tls;
+	const char *addr = conf_or_env(conf->address, "ADDR");
+	const char *ns = conf_or_env(conf->namespace, "NAMESPACE");
 	struct http_options hopt = {0};
-	char err[256];
-	uint64_t ms;
+	struct backend_error err = {0};
 	int rc;
 
 	c->address = addr ? strdup(addr) : NULL;
@@ -99,25 +96,24 @@ int vault_client_init(struct vault_client *c, const char *name, const json_t *co
 		return SFS_ENOMEM;
 	while (strlen(c->address) > 8 && c->address[strlen(c->address) - 1] == '/')
 		c->address[strlen(c->address) - 1] = '\0';
-	hopt.ca_file = conf_or_env(tls, "ca_file", "CACERT");
-	hopt.ca_dir = conf_or_env(tls, "ca_dir", "CAPATH");
-	hopt.client_cert = conf_or_env(tls, "client_cert", "CLIENT_CERT");
-	hopt.client_key = conf_or_env(tls, "client_key", "CLIENT_KEY");
-	hopt.server_name = conf_or_env(tls, "server_name", "TLS_SERVER_NAME");
-	rc = backend_proxy_init(&c->proxy, conf, c->address, vault_proxy_env);
+	hopt.ca_file = conf_or_env(tls->ca_file, "CACERT");
+	hopt.ca_dir = conf_or_env(tls->ca_dir, "CAPATH");
+	hopt.client_cert = conf_or_env(tls->client_cert, "CLIENT_CERT");
+	hopt.client_key = conf_or_env(tls->client_key, "CLIENT_KEY");
+	hopt.server_name = conf_or_env(tls->server_name, "TLS_SERVER_NAME");
+	rc = backend_proxy_init(&c->proxy, conf->proxy, conf->proxy_from_environment,
+	                        c->address, vault_proxy_env);
 	if (rc < 0)
 		return rc;
 	hopt.proxy = c->proxy.url;
 	hopt.noproxy = c->proxy.noproxy;
 	backend_proxy_log(&c->proxy, name);
-	if (json_object_get(conf, "timeout") &&
-	    duration_parse(json_object_get(conf, "timeout"), &ms) == 0)
-		hopt.timeout_ms = ms;
+	hopt.timeout_ms = conf->timeout_ms;
 	hopt.max_retries = 2;
 	/* One client now, to check the TLS files at start-up; more on demand. */
-	rc = http_pool_init(&c->pool, &hopt, VAULT_MAX_CLIENTS, err, sizeof err);
+	rc = http_pool_init(&c->pool, &hopt, VAULT_MAX_CLIENTS, &err);
 	if (rc < 0)
-		log_error("backend %s: %s", name, err);
+		log_error("backend %s: %s", name, err.msg);
 	return rc;
 }
 
@@ -155,7 +151,8 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 	struct http_request req = {.method = method, .headers = headers};
 	struct http_response resp = {0};
 	struct http_client *client = NULL;
-	char *escaped = NULL, *url = NULL, *text = NULL, *tok = NULL, msg[160];
+	char *escaped = NULL, *url = NULL, *text = NULL, *tok = NULL;
+	struct backend_error why = {0};
 	size_t nh = 0;
 	json_error_t jerr;
 	json_t *reply = NULL;
@@ -198,16 +195,16 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 		goto out;
 	}
 	req.url = url;
-	client = http_pool_acquire(&v->client.pool, msg, sizeof msg);
+	client = http_pool_acquire(&v->client.pool, &why);
 	if (!client) {
-		backend_error_set(err, "%s", msg);
+		backend_error_set(err, "%s", why.msg);
 		rc = SFS_ETRANSIENT;
 		goto out;
 	}
-	rc = http_do(client, &req, &resp, msg, sizeof msg);
+	rc = http_do(client, &req, &resp, &why);
 	http_pool_release(&v->client.pool, client);
 	if (rc < 0) {
-		backend_error_set(err, "%s %s: %s", method, path, msg);
+		backend_error_set(err, "%s %s: %s", method, path, why.msg);
 		goto out;
 	}
 	err->retry_after_ms = resp.retry_after_ms;

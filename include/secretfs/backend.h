@@ -16,8 +16,10 @@
 #include <jansson.h>
 
 #include "secretfs/diag.h"
+#include "secretfs/error.h"
 
 struct backend;
+struct envstash;
 struct stats;
 struct stats_set;
 struct store;
@@ -27,6 +29,8 @@ struct backend_env {
 	const char *config_dir; /* directory of the config file, for relative paths */
 	struct store *store;    /* seals tokens and credentials kept between requests */
 	struct stats *stats;    /* registry for the backend's counters; may be NULL */
+	struct envstash *envstash; /* the environment's secrets (envstash.h), one
+	                              per daemon */
 };
 
 /* What the scheduler asks a backend for: one source. */
@@ -35,18 +39,18 @@ struct source_key {
 	const json_t *extra; /* backend-specific per-secret keys (object, may be empty) */
 };
 
-/* Filled in by a backend on failure. Never holds secret values. */
-struct backend_error {
-	char msg[256];
-	uint64_t retry_after_ms; /* server-requested delay, 0 if none */
-};
+/* Room for a version id and a lease id with their NUL, here and wherever
+ * the scheduler keeps them: a backend refuses (with an error) a longer one
+ * from its server or config, never cuts it. */
+#define BACKEND_VERSION_MAX 128
+#define BACKEND_LEASE_ID_MAX 256
 
 /* A successful read. */
 struct fetch_result {
-	json_t *value;      /* owned: string or object */
-	char version[128];  /* backend's version id, "" when it has none */
-	char lease_id[256]; /* "" when the value is not leased */
-	uint64_t lease_ms;  /* lease duration; 0 when not leased */
+	json_t *value;                     /* owned: string or object */
+	char version[BACKEND_VERSION_MAX]; /* backend's version id, "" when it has none */
+	char lease_id[BACKEND_LEASE_ID_MAX]; /* "" when the value is not leased */
+	uint64_t lease_ms;                   /* lease duration; 0 when not leased */
 	bool renewable;
 	uint64_t auth_generation; /* which login the lease was made under (see
 	                             lease_deadline); 0 when not applicable */
@@ -167,9 +171,7 @@ void backend_calls_register(struct backend *be, struct stats *st);
 extern const char *const backend_failure_reasons[];
 size_t backend_failure_reason(int rc);
 
-/* Helpers for implementations. */
-void backend_error_set(struct backend_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Helpers for implementations (backend_error_set is in error.h). */
 void fetch_result_release(struct fetch_result *r);
 
 /*
@@ -261,32 +263,40 @@ struct backend_conf_spec {
 int backend_conf_parse(const struct backend_conf_spec *spec, const json_t *obj,
                        const char *keypath, struct diag *d, void *out);
 
-/* Config checks (backend_util.c); each adds one diag per problem and
+/* Config checks (backend_util.c), for objects not described by a table
+ * (auth methods, per-secret keys): key, when present, is a non-empty
+ * string; required: it must be present. Adds one diag per problem and
  * returns 0 or SFS_EINVAL. */
-/* Keys of obj not in the NULL-terminated allowed list; allowed_text
- * tells the user what is accepted. */
-int backend_check_keys(const json_t *obj, const char *keypath, const char *const *allowed,
-                       const char *allowed_text, struct diag *d);
-/* key, when present, is a non-empty string; required: it must be present. */
 int backend_check_string(const json_t *obj, const char *key, bool required,
                          const char *keypath, struct diag *d);
-/* key, when present, is a duration (duration_parse). */
-int backend_check_duration(const json_t *obj, const char *key, const char *keypath,
-                           struct diag *d);
-/* key, when present, is true or false. */
-int backend_check_bool(const json_t *obj, const char *key, const char *keypath,
-                       struct diag *d);
-/* A "tls" object: ca_file, ca_dir, client_cert + client_key, server_name. */
-int backend_check_tls(const json_t *tls, const char *keypath, struct diag *d);
 
-/* A config string, else a non-empty environment variable (env may be NULL),
- * else NULL. */
-const char *backend_conf_or_env(const json_t *obj, const char *key, const char *env);
+/* A backend's "tls" object, parsed (strings borrowed from it; NULL when
+ * absent). */
+struct backend_tls {
+	const char *ca_file;
+	const char *ca_dir;
+	const char *client_cert;
+	const char *client_key;
+	const char *server_name;
+};
+
+/*
+ * Validates a "tls" object (at keypath): ca_file, ca_dir, client_cert +
+ * client_key, server_name, each a non-empty string; fills out (zeroed
+ * first). d may be NULL. Returns 0 or SFS_EINVAL.
+ */
+int backend_tls_parse(const json_t *tls, const char *keypath, struct diag *d,
+                      struct backend_tls *out);
+
+/* s when non-NULL, else the environment variable env when non-empty (env
+ * may be NULL), else NULL. */
+const char *backend_conf_or_env(const char *s, const char *env);
 
 /*
  * The proxy of a backend whose requests go to url, the way the Vault CLI
- * and the AWS SDKs take it from the environment: a config "proxy" wins;
- * "proxy_from_environment": false means none; else the first non-empty of
+ * and the AWS SDKs take it from the environment: a config "proxy" (proxy,
+ * may be NULL) wins; "proxy_from_environment": false (from_environment)
+ * means none; else the first non-empty of
  * the override variables (NULL-terminated list, may be NULL: e.g.
  * VAULT_HTTP_PROXY, which applies to every request), else HTTPS_PROXY /
  * https_proxy for an https:// url and HTTP_PROXY / http_proxy for http://,
@@ -304,8 +314,8 @@ struct backend_proxy {
 	const char *from;
 };
 /* Fills p (zeroed first). Returns 0 or SFS_ENOMEM. */
-int backend_proxy_init(struct backend_proxy *p, const json_t *conf, const char *url,
-                       const char *const *override_env);
+int backend_proxy_init(struct backend_proxy *p, const char *proxy, bool from_environment,
+                       const char *url, const char *const *override_env);
 /* Frees p's strings (wiping them: they may hold credentials). NULL-safe. */
 void backend_proxy_release(struct backend_proxy *p);
 /* Logs (info) which proxy a backend uses, credentials redacted; nothing

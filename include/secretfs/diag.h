@@ -22,6 +22,11 @@ void diag_init(struct diag *d, const char *file);
 void diag_add(struct diag *d, const char *keypath, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* diag_add at the key path parent.key (diag_keypath_new: never cut; the
+ * parent alone when out of memory). */
+void diag_add_at(struct diag *d, const char *parent, const char *key, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
+
 /* Appends "file: keypath: note: <formatted text>": printed with the
  * problems, but it does not make the input invalid. */
 void diag_note(struct diag *d, const char *keypath, const char *fmt, ...)

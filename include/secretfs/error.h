@@ -6,6 +6,8 @@
 #ifndef SECRETFS_ERROR_H
 #define SECRETFS_ERROR_H
 
+#include <stdint.h>
+
 enum sfs_error {
 	SFS_OK = 0,
 	SFS_ENOMEM = -1,     /* allocation failed */
@@ -24,5 +26,19 @@ enum sfs_error {
 
 /* Static description of an error code; never NULL. */
 const char *sfs_strerror(int err);
+
+/*
+ * Why a run-time call failed, beside its code: the one side-channel of
+ * messages from the backends, the HTTP client and the renderer (config
+ * checks report through diag.h instead). Never holds secret values.
+ */
+struct backend_error {
+	char msg[256];
+	uint64_t retry_after_ms; /* server-requested delay, 0 if none */
+};
+
+/* Formats the message into err->msg (cut at its size). NULL-safe. */
+void backend_error_set(struct backend_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "secretfs/error.h"
 #include "secretfs/secmem.h"
 
 struct http_client;
@@ -66,8 +67,8 @@ struct http_response {
 
 /* Creates a client. Files named in opt are checked for readability now.
  * Returns 0, SFS_EINVAL (err says which file) or SFS_ENOMEM. */
-int http_client_new(const struct http_options *opt, struct http_client **out, char *err,
-                    size_t errlen);
+int http_client_new(const struct http_options *opt, struct http_client **out,
+                    struct backend_error *err);
 
 /* Frees the client and its connections. NULL-safe. */
 void http_client_free(struct http_client *c);
@@ -84,7 +85,7 @@ void http_client_free(struct http_client *c);
  * counts like a silent one.
  */
 int http_do(struct http_client *c, const struct http_request *req,
-            struct http_response *resp, char *err, size_t errlen);
+            struct http_response *resp, struct backend_error *err);
 
 /* Wipes and frees the body. */
 void http_response_release(struct http_response *resp);
@@ -107,10 +108,10 @@ struct http_pool {
 /* Initialises the pool and makes one client now, so bad TLS files are
  * reported at start-up. Returns 0, SFS_EINVAL (err says why), SFS_ENOMEM. */
 int http_pool_init(struct http_pool *p, const struct http_options *opt, size_t max,
-                   char *err, size_t errlen);
+                   struct backend_error *err);
 
 /* A client for one request; NULL with err set when none can be made. */
-struct http_client *http_pool_acquire(struct http_pool *p, char *err, size_t errlen);
+struct http_client *http_pool_acquire(struct http_pool *p, struct backend_error *err);
 
 /* Gives a client back. */
 void http_pool_release(struct http_pool *p, struct http_client *c);

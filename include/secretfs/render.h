@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "secretfs/diag.h"
+#include "secretfs/error.h"
 #include "secretfs/secmem.h"
 
 enum render_format { RENDER_RAW = 0, RENDER_JSON, RENDER_ENV, RENDER_TEMPLATE };
@@ -71,17 +73,18 @@ const json_t *render_select(const json_t *value, const char *path);
  *           SFS_EINVAL and the same reason.
  */
 int render(const struct render_spec *spec, const json_t *value, struct secbuf *out,
-           char *err, size_t errlen);
+           struct backend_error *err);
 
 /*
  * Checks a template's syntax without a value, as render() parses it: every
  * {{ }} tag must be closed and hold a key path (dot-separated non-empty
  * names; no spaces, braces, quotes, parentheses, pipes, "$" or control
- * characters). Returns 0, or SFS_EINVAL with err "line L, column C: why"
- * (position in the template, from 1); a consul-template/Go template action
- * ({{ with secret ... }}, {{ .Data.x }}, pipes, $variables) is named as
- * such. err never quotes the template's text beyond such keywords.
+ * characters). Returns 0, or SFS_EINVAL with one diag at keypath (d may
+ * be NULL), "line L, column C: why" (position in the template, from 1); a
+ * consul-template/Go template action ({{ with secret ... }}, {{ .Data.x }},
+ * pipes, $variables) is named as such. The message never quotes the
+ * template's text beyond such keywords.
  */
-int render_template_check(const char *tpl, char *err, size_t errlen);
+int render_template_check(const char *tpl, const char *keypath, struct diag *d);
 
 #endif

@@ -10,7 +10,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *parts[3] = {"", "", ""};
 	struct render_spec spec = {0};
 	struct secbuf out;
-	char *buf, err[256];
+	struct backend_error err;
+	char *buf;
 	json_t *value;
 
 	if (size < 1)
@@ -25,8 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		value = json_string(parts[2]);
 	if (value) {
 		secbuf_init(&out, RENDER_MAX_LEN);
-		if (render(&spec, value, &out, err, sizeof err) == 0 &&
-		    out.len > RENDER_MAX_LEN)
+		if (render(&spec, value, &out, &err) == 0 && out.len > RENDER_MAX_LEN)
 			abort();
 		secbuf_release(&out);
 		json_decref(value);

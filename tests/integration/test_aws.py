@@ -834,6 +834,20 @@ def test_unknown_secret_is_reported_by_name_and_others_are_served(sandbox, aws):
     wait_until(lambda: d.read("missing") == late, timeout=15 * SLOW, what="the late secret")
 
 
+@pytest.mark.fuse
+def test_an_over_long_version_id_is_refused_not_cut(sandbox, aws):
+    ok = rand_token(32)
+    aws.add_secret("app/ok", string=ok)
+    aws.add_secret("app/long", string=rand_token(32), version_id="v" * 200)
+    env, _, _ = static_keys(aws, sandbox)
+    d = start(sandbox, {"ok": sm("app/ok"), "long": sm("app/long")}, backend(aws), env,
+              top={"startup_timeout": "1s"})
+    assert d.read("ok") == ok
+    assert errno_of(lambda: d.read("long")) == "ENOENT"
+    d.wait_log(r"source aws:app/long: read failed .*GetSecretValue app/long: VersionId is "
+               r"longer than 127 bytes")
+
+
 MIDRUN_ERRORS = {
     "access_denied": (lambda aws: aws.deny_access(secret="app/key"),
                       lambda aws: aws.allow_access(),

@@ -116,6 +116,8 @@ TEST(test_chain_order)
 	                            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 	                            "AWS_CONTAINER_CREDENTIALS_FULL_URI"};
 
+	CHECK_EQ_INT(store_new(&st), 0);
+	CHECK_EQ_INT(envstash_new(st, &env.secrets), 0);
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
 		unsetenv(vars[i]);
 	setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
@@ -134,17 +136,17 @@ TEST(test_chain_order)
 	setenv("AWS_ACCESS_KEY_ID", "AKID", 1);
 	setenv("AWS_SECRET_ACCESS_KEY", "secret-key-for-test", 1);
 	CHECK(aws_cred_choose(&env) == &aws_cred_web_identity); /* not stashed yet */
-	CHECK_EQ_INT(store_new(&st), 0);
-	CHECK_EQ_INT(aws_env_stash(st), 0);
+	CHECK_EQ_INT(aws_env_stash(env.secrets), 0);
 	CHECK(getenv("AWS_SECRET_ACCESS_KEY") == NULL); /* sealed and wiped */
 	CHECK(aws_cred_choose(&env) == &aws_cred_environment);
-	CHECK_EQ_INT(aws_env_secret("AWS_SECRET_ACCESS_KEY", &v), 0);
+	CHECK_EQ_INT(envstash_get(env.secrets, "AWS_SECRET_ACCESS_KEY", &v), 0);
 	CHECK_STR_EQ(v, "secret-key-for-test");
 	secmem_free(v);
 	env.profile_explicit = true;
 	CHECK(aws_cred_choose(&env) == &aws_cred_web_identity);
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
 		unsetenv(vars[i]);
+	envstash_free(env.secrets);
 	store_free(st);
 }
 

@@ -25,65 +25,56 @@ static const char *const override_env[] = {"TEST_OVERRIDE_PROXY", NULL};
 
 TEST(test_proxy_scheme_selects_the_variable_uppercase_first)
 {
-	json_t *conf = json_object();
 	struct backend_proxy p;
 
 	clear_proxy_env();
 	setenv("https_proxy", "http://lower:3128", 1);
 	setenv("HTTPS_PROXY", "http://upper:3128", 1);
 	setenv("http_proxy", "http://plain:3128", 1);
-	CHECK(backend_proxy_init(&p, conf, "https://vault:8200", NULL) == 0);
+	CHECK(backend_proxy_init(&p, NULL, true, "https://vault:8200", NULL) == 0);
 	CHECK_STR_EQ(p.url, "http://upper:3128");
 	CHECK_STR_EQ(p.from, "HTTPS_PROXY");
 	CHECK_STR_EQ(p.noproxy, "localhost,127.0.0.0/8,::1");
 	backend_proxy_release(&p);
-	CHECK(backend_proxy_init(&p, conf, "http://vault:8200", NULL) == 0);
+	CHECK(backend_proxy_init(&p, NULL, true, "http://vault:8200", NULL) == 0);
 	CHECK_STR_EQ(p.url, "http://plain:3128");
 	backend_proxy_release(&p);
-	json_decref(conf);
 }
 
 TEST(test_proxy_no_proxy_is_passed_on_and_star_means_none)
 {
-	json_t *conf = json_object();
 	struct backend_proxy p;
 
 	clear_proxy_env();
 	setenv("HTTPS_PROXY", "http://proxy:3128", 1);
 	setenv("no_proxy", ".internal,10.0.0.0/8", 1);
-	CHECK(backend_proxy_init(&p, conf, "https://vault:8200", NULL) == 0);
+	CHECK(backend_proxy_init(&p, NULL, true, "https://vault:8200", NULL) == 0);
 	CHECK_STR_EQ(p.noproxy, "localhost,127.0.0.0/8,::1,.internal,10.0.0.0/8");
 	backend_proxy_release(&p);
 	setenv("NO_PROXY", "*", 1);
-	CHECK(backend_proxy_init(&p, conf, "https://vault:8200", NULL) == 0);
+	CHECK(backend_proxy_init(&p, NULL, true, "https://vault:8200", NULL) == 0);
 	CHECK(p.url == NULL);
-	json_decref(conf);
 }
 
 TEST(test_proxy_config_and_switch_and_override)
 {
-	json_t *explicit = json_pack("{s:s}", "proxy", "http://conf:1");
-	json_t *off = json_pack("{s:b}", "proxy_from_environment", 0);
-	json_t *none = json_object();
 	struct backend_proxy p;
 
 	clear_proxy_env();
 	setenv("HTTPS_PROXY", "http://env:3128", 1);
 	setenv("TEST_OVERRIDE_PROXY", "http://override:3128", 1);
-	CHECK(backend_proxy_init(&p, explicit, "https://v", override_env) == 0);
+	CHECK(backend_proxy_init(&p, "http://conf:1", true, "https://v", override_env) ==
+	      0);
 	CHECK_STR_EQ(p.url, "http://conf:1");
 	CHECK_STR_EQ(p.noproxy, ""); /* every request, whatever NO_PROXY says */
 	backend_proxy_release(&p);
-	CHECK(backend_proxy_init(&p, off, "https://v", override_env) == 0);
+	CHECK(backend_proxy_init(&p, NULL, false, "https://v", override_env) == 0);
 	CHECK(p.url == NULL);
-	CHECK(backend_proxy_init(&p, none, "https://v", override_env) == 0);
+	CHECK(backend_proxy_init(&p, NULL, true, "https://v", override_env) == 0);
 	CHECK_STR_EQ(p.url, "http://override:3128");
 	CHECK_STR_EQ(p.noproxy, ""); /* an override applies to every request */
 	backend_proxy_release(&p);
 	clear_proxy_env();
-	json_decref(explicit);
-	json_decref(off);
-	json_decref(none);
 }
 
 TEST(test_proxy_credentials_are_redacted)

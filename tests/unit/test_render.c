@@ -4,6 +4,7 @@
  * that name keys but never values.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -51,9 +52,12 @@ static void run(enum render_format fmt, const char *field, const char *tpl, bool
 	struct secbuf out;
 
 	secbuf_init(&out, RENDER_MAX_LEN);
-	memset(err_, 'x', sizeof(err_) - 1);
-	err_[sizeof(err_) - 1] = '\0';
-	rc_ = render(&spec, v, &out, err_, sizeof(err_));
+	struct backend_error e;
+
+	memset(e.msg, 'x', sizeof e.msg - 1);
+	e.msg[sizeof e.msg - 1] = '\0';
+	rc_ = render(&spec, v, &out, &e);
+	snprintf(err_, sizeof err_, "%s", e.msg);
 	out_len_ = out.len;
 	memset(out_, 0, sizeof(out_));
 	if (out.len && out.len < sizeof(out_))
@@ -479,11 +483,14 @@ static char check_err_[256];
 /* render_template_check(tpl); also asserts render() refuses it the same way. */
 static int check_tpl(const char *tpl)
 {
+	struct diag d;
 	int rc;
 
-	memset(check_err_, 'x', sizeof(check_err_) - 1);
-	check_err_[sizeof(check_err_) - 1] = '\0';
-	rc = render_template_check(tpl, check_err_, sizeof(check_err_));
+	diag_init(&d, NULL);
+	rc = render_template_check(tpl, NULL, &d);
+	CHECK_EQ_INT(d.count, rc == 0 ? 0 : 1);
+	snprintf(check_err_, sizeof check_err_, "%s", d.count ? d.msgs[0] : "");
+	diag_release(&d);
 	run(RENDER_TEMPLATE, NULL, tpl, false, "{\"a\":{\"b\":\"" SECRET "\"}}");
 	if (rc == 0) {
 		CHECK_EQ_INT(check_err_[0], '\0');
@@ -570,10 +577,10 @@ TEST(test_output_may_reach_render_max_len_exactly)
 	struct render_spec spec = {RENDER_RAW, NULL, NULL, false};
 	json_t *v = parse(text);
 	struct secbuf out;
-	char err[128];
+	struct backend_error err;
 
 	secbuf_init(&out, RENDER_MAX_LEN);
-	CHECK_EQ_INT(render(&spec, v, &out, err, sizeof(err)), 0);
+	CHECK_EQ_INT(render(&spec, v, &out, &err), 0);
 	CHECK_EQ_INT(out.len, RENDER_MAX_LEN);
 	secbuf_release(&out);
 	json_decref(v);
@@ -586,13 +593,13 @@ TEST(test_raw_output_past_render_max_len_is_etoobig)
 	struct render_spec spec = {RENDER_RAW, NULL, NULL, false};
 	json_t *v = parse(text);
 	struct secbuf out;
-	char err[128];
+	struct backend_error err;
 
 	/* The caller's cap is larger: RENDER_MAX_LEN still applies. */
 	secbuf_init(&out, 4 * RENDER_MAX_LEN);
-	CHECK_EQ_INT(render(&spec, v, &out, err, sizeof(err)), SFS_ETOOBIG);
+	CHECK_EQ_INT(render(&spec, v, &out, &err), SFS_ETOOBIG);
 	CHECK(out.data == NULL && out.len == 0);
-	CHECK_STR_CONTAINS(err, "size limit");
+	CHECK_STR_CONTAINS(err.msg, "size limit");
 	secbuf_release(&out);
 	json_decref(v);
 	free(text);
@@ -604,17 +611,17 @@ TEST(test_template_expanding_past_render_max_len_is_etoobig)
 	json_t *v = json_object();
 	char *val = malloc(RENDER_MAX_LEN / 3 + 2);
 	struct secbuf out;
-	char err[128];
+	struct backend_error err;
 
 	setup();
 	memset(val, 'Q', RENDER_MAX_LEN / 3 + 1);
 	val[RENDER_MAX_LEN / 3 + 1] = '\0';
 	json_object_set_new(v, "v", json_string(val));
 	secbuf_init(&out, RENDER_MAX_LEN);
-	CHECK_EQ_INT(render(&spec, v, &out, err, sizeof(err)), SFS_ETOOBIG);
+	CHECK_EQ_INT(render(&spec, v, &out, &err), SFS_ETOOBIG);
 	CHECK(out.data == NULL && out.len == 0);
-	CHECK_STR_CONTAINS(err, "exceeds the size limit");
-	CHECK(strstr(err, "QQQQ") == NULL);
+	CHECK_STR_CONTAINS(err.msg, "exceeds the size limit");
+	CHECK(strstr(err.msg, "QQQQ") == NULL);
 	secbuf_release(&out);
 	json_decref(v);
 	free(val);
@@ -625,13 +632,13 @@ TEST(test_callers_smaller_cap_is_etoobig)
 	struct render_spec spec = {RENDER_RAW, NULL, NULL, false};
 	json_t *v = parse("\"" SECRET "\"");
 	struct secbuf out;
-	char err[128];
+	struct backend_error err;
 
 	secbuf_init(&out, 4);
-	CHECK_EQ_INT(render(&spec, v, &out, err, sizeof(err)), SFS_ETOOBIG);
+	CHECK_EQ_INT(render(&spec, v, &out, &err), SFS_ETOOBIG);
 	CHECK(out.data == NULL && out.len == 0);
-	CHECK_STR_CONTAINS(err, "(4 bytes)");
-	CHECK(strstr(err, SECRET) == NULL);
+	CHECK_STR_CONTAINS(err.msg, "(4 bytes)");
+	CHECK(strstr(err.msg, SECRET) == NULL);
 	secbuf_release(&out);
 	json_decref(v);
 }
@@ -643,7 +650,7 @@ TEST(test_deeply_nested_value_is_refused)
 	struct render_spec spec = {RENDER_JSON, NULL, NULL, false};
 	json_t *root = NULL, *v;
 	struct secbuf out;
-	char err[128];
+	struct backend_error err;
 
 	setup();
 	v = json_string(SECRET);
@@ -653,8 +660,8 @@ TEST(test_deeply_nested_value_is_refused)
 		v = root;
 	}
 	secbuf_init(&out, RENDER_MAX_LEN);
-	CHECK_EQ_INT(render(&spec, root, &out, err, sizeof(err)), SFS_EINVAL);
-	CHECK_STR_CONTAINS(err, "nested too deeply");
+	CHECK_EQ_INT(render(&spec, root, &out, &err), SFS_EINVAL);
+	CHECK_STR_CONTAINS(err.msg, "nested too deeply");
 	secbuf_release(&out);
 	json_decref(root);
 }
@@ -666,7 +673,7 @@ TEST(test_render_without_err_buffer)
 	struct secbuf out;
 
 	secbuf_init(&out, RENDER_MAX_LEN);
-	CHECK_EQ_INT(render(&spec, v, &out, NULL, 0), SFS_ENOTFOUND);
+	CHECK_EQ_INT(render(&spec, v, &out, NULL), SFS_ENOTFOUND);
 	secbuf_release(&out);
 	json_decref(v);
 }
@@ -676,12 +683,12 @@ TEST(test_render_rejects_null_arguments)
 	struct render_spec spec = {RENDER_RAW, NULL, NULL, false};
 	json_t *v = parse("\"x\"");
 	struct secbuf out;
-	char err[128];
+	struct backend_error err;
 
 	secbuf_init(&out, RENDER_MAX_LEN);
-	CHECK_EQ_INT(render(NULL, v, &out, err, sizeof(err)), SFS_EINVAL);
-	CHECK_EQ_INT(render(&spec, NULL, &out, err, sizeof(err)), SFS_EINVAL);
-	CHECK_EQ_INT(render(&spec, v, NULL, err, sizeof(err)), SFS_EINVAL);
+	CHECK_EQ_INT(render(NULL, v, &out, &err), SFS_EINVAL);
+	CHECK_EQ_INT(render(&spec, NULL, &out, &err), SFS_EINVAL);
+	CHECK_EQ_INT(render(&spec, v, NULL, &err), SFS_EINVAL);
 	CHECK_EQ_INT(out.len, 0);
 	json_decref(v);
 }
