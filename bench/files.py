@@ -10,6 +10,7 @@ Measures, against the targets in the project brief:
 With --audit the mount audits every open (an "audit" block writing to a
 file in the temporary directory), to compare open+read+close both ways.
 Run as root: /usr/bin/python3 bench/files.py [--audit] [path/to/secretfs]
+SECRETFS_BENCH_FILES=N serves N secrets instead of 1000 (100 per directory).
 With SECRETFS_BENCH_TELEMETRY=1 the config gains a "telemetry" listener on
 a free loopback port, scraped once (/metrics) before RSS is measured: the
 difference from a run without it is what the listener costs.
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 
-N = 1000
+N = int(os.environ.get("SECRETFS_BENCH_FILES", "1000"))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUDIT = "--audit" in sys.argv[1:]
 ARGS = [a for a in sys.argv[1:] if a != "--audit"]

@@ -17,10 +17,30 @@
  * dentry, so the entries of a directory that not everyone may search are
  * not cached (every path walk through it asks lookup again).
  *
- * One mutex guards the tables. The kernel is notified only after the mutex
- * is released and never from a request handler (the scheduler publishes):
- * an invalidation waits for the directory lock that an in-flight lookup
- * holds, and that lookup may be waiting for this process to answer.
+ * An open pins the version it found (the inode stays alive while any
+ * handle has it) and audits; the content is unsealed into the handle's
+ * snapshot only at the first READ, which comes only when the kernel's page
+ * cache misses (keep_cache: an unchanged file is read once, then served by
+ * the kernel). So a warm open+read+close costs one round trip, OPEN, and
+ * the RELEASE that follows is answered by another thread of the
+ * multi-threaded session loop, off the opener's path. The stack is wiped
+ * after an unseal, the only place plaintext touches it.
+ *
+ * Directories are opened with cache_readdir and keep_cache: the kernel
+ * keeps their listing until a publish changes what it would say (a file
+ * appears, disappears, or gets a new inode), and then the directory's
+ * inode is invalidated.
+ *
+ * Requests run in several threads at once. One mutex guards what changes
+ * after mounting: the inode table, each file's current inode, the inodes'
+ * counts, the handle list and directory times. The tree's shape, the names
+ * and modes are fixed before mounting and read without it; permission
+ * checks (which may read /proc for the caller's groups) run outside it. A
+ * handle's own mutex guards its snapshot. The kernel is notified only
+ * after the mutex is released and never from a request handler (the
+ * scheduler publishes): an invalidation waits for the directory lock that
+ * an in-flight lookup holds, and that lookup may be waiting for this
+ * process to answer.
  */
 #include <errno.h>
 #include <fuse_lowlevel.h>
@@ -51,6 +71,9 @@
 /* Supplementary groups read for a check; more are ignored (refusing what
  * only a later group would allow). */
 #define FS_MAX_GROUPS 1024
+/* Worker threads of the session loop: kept waiting, and at most. */
+#define FS_IDLE_THREADS 4
+#define FS_MAX_THREADS 16
 
 struct fs_inode;
 
@@ -67,6 +90,9 @@ struct fs_node {
 	struct fs_inode *current; /* files: NULL while absent; dirs: their inode */
 	struct stats_set *opens;  /* files: fuse_metrics_register_file; NULL-safe */
 	size_t audit_id;          /* files, with an audit */
+	uint64_t hash;            /* of (parent, name), for the children table */
+	struct fs_node *hnext;    /* children table chain */
+	uint64_t publish_mark;    /* dirs: the last publish that changed them */
 };
 
 struct fs_inode {
@@ -83,9 +109,11 @@ struct fs_inode {
 };
 
 struct fs_handle {
-	unsigned char *data; /* secmem snapshot */
+	pthread_mutex_t lock; /* guards the three below */
+	bool unsealed;        /* data and len are set, at the first READ */
+	unsigned char *data;  /* secmem snapshot */
 	size_t len;
-	struct fs_inode *inode;
+	struct fs_inode *inode;        /* pinned (nopen) until release */
 	struct fs_handle *prev, *next; /* all open handles, for teardown */
 };
 
@@ -99,6 +127,9 @@ struct fs_fuse {
 	size_t nfiles;
 	struct fs_inode **buckets;
 	size_t nbuckets, ninodes;
+	struct fs_node **children; /* every node but the root, by (parent, name) */
+	size_t nchildren_buckets, nnodes;
+	uint64_t publishes; /* marks directories a publish changes */
 	fuse_ino_t next_ino;
 	size_t nhandles;
 	struct fs_handle *handles;
@@ -205,10 +236,45 @@ static void handle_release(struct fs_fuse *fs, struct fs_handle *h)
 	h->inode->nopen--;
 	inode_maybe_free(fs, h->inode);
 	secmem_free(h->data);
+	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
 
 /* ---- tree --------------------------------------------------------------- */
+
+/* FNV-1a of the parent's address and the name: a child is found in one
+ * table for the whole tree, in constant time, however wide its directory. */
+static uint64_t child_hash(const struct fs_node *parent, const char *name, size_t len)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)parent;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)name[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static int child_table_grow(struct fs_fuse *fs)
+{
+	size_t n = fs->nchildren_buckets ? fs->nchildren_buckets * 2 : 256;
+	struct fs_node **b = calloc(n, sizeof *b);
+
+	if (!b)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < fs->nchildren_buckets; i++) {
+		struct fs_node *c = fs->children[i], *next;
+		for (; c; c = next) {
+			next = c->hnext;
+			c->hnext = b[c->hash & (n - 1)];
+			b[c->hash & (n - 1)] = c;
+		}
+	}
+	free(fs->children);
+	fs->children = b;
+	fs->nchildren_buckets = n;
+	return 0;
+}
 
 static struct fs_node *node_new(struct fs_fuse *fs, struct fs_node *parent,
                                 const char *name, size_t len, bool is_dir)
@@ -228,12 +294,18 @@ static struct fs_node *node_new(struct fs_fuse *fs, struct fs_node *parent,
 			goto fail;
 	}
 	if (parent) {
+		if (fs->nnodes >= fs->nchildren_buckets && child_table_grow(fs) < 0)
+			goto fail;
 		grown =
 		    realloc(parent->children, (parent->nchildren + 1) * sizeof *grown);
 		if (!grown)
 			goto fail;
 		parent->children = grown;
 		parent->children[parent->nchildren++] = n;
+		n->hash = child_hash(parent, name, len);
+		n->hnext = fs->children[n->hash & (fs->nchildren_buckets - 1)];
+		fs->children[n->hash & (fs->nchildren_buckets - 1)] = n;
+		fs->nnodes++;
 	}
 	return n;
 fail:
@@ -246,13 +318,18 @@ fail:
 	return NULL;
 }
 
-static struct fs_node *node_child(struct fs_node *dir, const char *name, size_t len)
+static struct fs_node *node_child(struct fs_fuse *fs, const struct fs_node *dir,
+                                  const char *name, size_t len)
 {
-	for (size_t i = 0; i < dir->nchildren; i++) {
-		struct fs_node *c = dir->children[i];
-		if (strlen(c->name) == len && memcmp(c->name, name, len) == 0)
+	uint64_t h = child_hash(dir, name, len);
+
+	if (!fs->nchildren_buckets)
+		return NULL;
+	for (struct fs_node *c = fs->children[h & (fs->nchildren_buckets - 1)]; c;
+	     c = c->hnext)
+		if (c->hash == h && c->parent == dir && strlen(c->name) == len &&
+		    memcmp(c->name, name, len) == 0)
 			return c;
-	}
 	return NULL;
 }
 
@@ -299,7 +376,7 @@ static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t
 	const char *seg = name, *slash;
 
 	while ((slash = strchr(seg, '/'))) {
-		n = node_child(dir, seg, (size_t)(slash - seg));
+		n = node_child(fs, dir, seg, (size_t)(slash - seg));
 		if (n && !n->is_dir)
 			return SFS_EINVAL;
 		if (!n && !(n = node_new(fs, dir, seg, (size_t)(slash - seg), true)))
@@ -307,7 +384,7 @@ static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t
 		dir = n;
 		seg = slash + 1;
 	}
-	if (!*seg || node_child(dir, seg, strlen(seg)))
+	if (!*seg || node_child(fs, dir, seg, strlen(seg)))
 		return SFS_EINVAL;
 	grown = realloc(fs->files, (fs->nfiles + 1) * sizeof *grown);
 	if (!grown)
@@ -333,11 +410,19 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	struct fs_inode **fresh = calloc(n ? n : 1, sizeof *fresh);
+	fuse_ino_t *dirs = calloc(n ? n : 1, sizeof *dirs);
+	size_t ndirs = 0;
+	struct timespec now;
+	uint64_t mark;
 	bool mounted;
 	int rc = 0;
 
-	if (!fresh)
+	if (!fresh || !dirs) {
+		free(fresh);
+		free(dirs);
 		return SFS_ENOMEM;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
 	pthread_mutex_lock(&fs->lock);
 	/* Allocate everything first so the swap below cannot fail half-way. */
 	for (size_t i = 0; i < n; i++) {
@@ -353,6 +438,7 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 			goto undo;
 		}
 	}
+	mark = ++fs->publishes;
 	for (size_t i = 0; i < n; i++) {
 		struct fs_node *node = fs->files[updates[i].id];
 		struct fs_inode *old = node->current;
@@ -368,6 +454,12 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 			old->superseded = true;
 			inode_maybe_free(fs, old);
 		}
+		/* The directory's listing names the inode: it changed. */
+		if ((old || fresh[i]) && node->parent->publish_mark != mark) {
+			node->parent->publish_mark = mark;
+			node->parent->current->mtime = now;
+			dirs[ndirs++] = node->parent->current->ino;
+		}
 	}
 	mounted = fs->mounted;
 	pthread_mutex_unlock(&fs->lock);
@@ -382,8 +474,15 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 				log_debug("invalidating %s: %s", node->path,
 				          strerror(-r));
 		}
+		/* Drops the cached listing (cache_readdir) and attributes. */
+		for (size_t i = 0; i < ndirs; i++) {
+			int r = fuse_lowlevel_notify_inval_inode(fs->se, dirs[i], 0, 0);
+			if (r < 0 && r != -ENOENT)
+				log_debug("invalidating a directory: %s", strerror(-r));
+		}
 	}
 	free(fresh);
+	free(dirs);
 	return 0;
 undo:
 	for (size_t i = 0; i < n; i++)
@@ -391,6 +490,7 @@ undo:
 			inode_unlink_free(fs, fresh[i]);
 	pthread_mutex_unlock(&fs->lock);
 	free(fresh);
+	free(dirs);
 	return rc;
 }
 
@@ -472,31 +572,37 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fuse_entry_param e;
-	struct fs_inode *dir, *in;
-	struct fs_node *child;
+	struct fs_inode *dir_in, *in;
+	struct fs_node *dir, *child;
 	struct caller c;
 	uint64_t version;
 
 	memset(&e, 0, sizeof e);
 	pthread_mutex_lock(&fs->lock);
-	dir = inode_find(fs, parent);
-	if (!dir || !dir->node->is_dir) {
-		pthread_mutex_unlock(&fs->lock);
+	dir_in = inode_find(fs, parent);
+	dir = dir_in ? dir_in->node : NULL;
+	pthread_mutex_unlock(&fs->lock);
+	if (!dir || !dir->is_dir) {
 		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
 		return;
 	}
-	child = node_child(dir->node, name, strlen(name));
+	/* The tree is fixed once mounted: no lock to find a name or check a
+	 * mode. */
+	child = node_child(fs, dir, name, strlen(name));
 	caller_init(&c, req);
-	if (caller_may(fs, &c, dir->node, PERM_EXEC)) {
+	if (caller_may(fs, &c, dir, PERM_EXEC)) {
 		/* A probe for a secret through a directory it may not search:
 		 * audited like a refused open (it may have been a stat). */
-		version = child && child->current ? child->current->version : 0;
-		pthread_mutex_unlock(&fs->lock);
-		if (child && !child->is_dir)
+		if (child && !child->is_dir) {
+			pthread_mutex_lock(&fs->lock);
+			version = child->current ? child->current->version : 0;
+			pthread_mutex_unlock(&fs->lock);
 			count_open(fs, &c, child, version, EACCES);
+		}
 		fuse_reply_err(req, EACCES);
 		return;
 	}
+	pthread_mutex_lock(&fs->lock);
 	in = child ? child->current : NULL;
 	if (!in) {
 		pthread_mutex_unlock(&fs->lock);
@@ -509,7 +615,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	e.attr_timeout = FS_ATTR_TIMEOUT;
 	/* Checking ourselves, only a lookup can refuse the search. */
 	e.entry_timeout =
-	    fs->opt.audit && (dir->node->mode & 0111) != 0111 ? 0 : FS_ENTRY_TIMEOUT;
+	    fs->opt.audit && (dir->mode & 0111) != 0111 ? 0 : FS_ENTRY_TIMEOUT;
 	fill_stat(in, &e.attr);
 	pthread_mutex_unlock(&fs->lock);
 	if (fuse_reply_entry(req, &e) != 0) {
@@ -570,6 +676,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
 }
 
+/*
+ * Pins the file's inode in a new handle and audits the open; the content
+ * stays sealed until the first READ (handle_unseal). Nothing secret is
+ * touched here, so nothing is wiped.
+ */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
@@ -578,7 +689,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_inode *in;
 	uint64_t version = 0;
 	struct caller c;
-	int err = 0, rc;
+	int err = 0;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
@@ -589,40 +700,35 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	pthread_mutex_init(&h->lock, NULL);
 	caller_init(&c, req);
 	pthread_mutex_lock(&fs->lock);
 	in = inode_find(fs, ino);
 	if (!in || !in->blob) {
 		err = in ? EISDIR : ENOENT;
-		goto out;
+	} else {
+		file = in->node;
+		version = in->version;
+		h->inode = in;
+		handle_link(fs, h);
 	}
-	file = in->node;
-	version = in->version;
-	/* Under the lock, but the FUSE loop is single-threaded: a /proc read
-	 * for the groups delays only a publish. */
-	if ((err = caller_may(fs, &c, file, PERM_READ)))
-		goto out;
-	rc = store_unseal(fs->store, in->blob, in->node->path, in->version, &h->data,
-	                  &h->len);
-	if (rc < 0) {
-		log_error("file %s: cannot open sealed content: %s", in->node->path,
-		          sfs_strerror(rc));
-		err = rc == SFS_ENOMEM ? ENOMEM : EIO;
-		goto out;
-	}
-	h->inode = in;
-	handle_link(fs, h);
-out:
 	pthread_mutex_unlock(&fs->lock);
+	/* Pinned: the check (which may read /proc) runs without the lock. */
+	if (file && (err = caller_may(fs, &c, file, PERM_READ))) {
+		pthread_mutex_lock(&fs->lock);
+		handle_release(fs, h);
+		pthread_mutex_unlock(&fs->lock);
+		h = NULL;
+	}
 	if (file)
 		count_open(fs, &c, file, version, err);
 	if (err) {
+		if (h)
+			pthread_mutex_destroy(&h->lock);
 		free(h);
 		fuse_reply_err(req, err);
 		return;
 	}
-	/* Decryption left the tail of the content in stack frames. */
-	secmem_wipe_stack();
 	fi->fh = (uint64_t)(uintptr_t)h;
 	/* This inode's content never changes: its page cache stays valid. */
 	fi->keep_cache = 1;
@@ -635,18 +741,56 @@ out:
 	}
 }
 
+/*
+ * Unseals the handle's snapshot unless an earlier READ did (READs of one
+ * handle may run at once). The pinned inode's blob never changes, so
+ * only the handle's mutex is taken. Returns 0 or an errno.
+ */
+static int handle_unseal(struct fs_fuse *fs, struct fs_handle *h)
+{
+	struct fs_inode *in = h->inode;
+	int rc = 0, err = 0;
+	bool unsealed_now = false;
+
+	pthread_mutex_lock(&h->lock);
+	if (!h->unsealed) {
+		rc = store_unseal(fs->store, in->blob, in->node->path, in->version,
+		                  &h->data, &h->len);
+		h->unsealed = rc == 0;
+		unsealed_now = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0) {
+		log_error("file %s: cannot open sealed content: %s", in->node->path,
+		          sfs_strerror(rc));
+		err = rc == SFS_ENOMEM ? ENOMEM : EIO;
+	}
+	/* Decryption left the tail of the content in stack frames. */
+	if (unsealed_now)
+		secmem_wipe_stack();
+	return err;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
+	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	size_t len = h->inode->size; /* immutable, as the blob */
+	int err;
 
-	if (off < 0 || (size_t)off >= h->len) {
+	if (off < 0 || (size_t)off >= len) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (size > h->len - (size_t)off)
-		size = h->len - (size_t)off;
-	/* Sent straight from the snapshot with writev: no copy. */
+	if ((err = handle_unseal(fs, h))) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	if (size > len - (size_t)off)
+		size = len - (size_t)off;
+	/* Sent straight from the snapshot with writev: no copy. The snapshot
+	 * is not changed again until release, which waits for every READ. */
 	fuse_reply_buf(req, (const char *)h->data + off, size);
 }
 
@@ -665,23 +809,29 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_inode *in;
+	struct fs_node *node;
 	struct caller c;
 	int err = 0;
 
 	caller_init(&c, req);
 	pthread_mutex_lock(&fs->lock);
 	in = inode_find(fs, ino);
-	if (!in)
+	node = in ? in->node : NULL;
+	pthread_mutex_unlock(&fs->lock);
+	if (!node)
 		err = ENOENT;
-	else if (!in->node->is_dir)
+	else if (!node->is_dir)
 		err = ENOTDIR;
 	else
-		err = caller_may(fs, &c, in->node, PERM_READ);
-	pthread_mutex_unlock(&fs->lock);
-	if (err)
+		err = caller_may(fs, &c, node, PERM_READ);
+	if (err) {
 		fuse_reply_err(req, err);
-	else
-		fuse_reply_open(req, fi);
+		return;
+	}
+	/* The listing stays cached until a publish invalidates the directory. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
 }
 
 /* Entries are ".", ".." then the children in order; the offset of an entry
@@ -750,16 +900,17 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_inode *in;
+	struct fs_node *node;
 	struct caller c;
 	int err;
 
 	caller_init(&c, req);
 	pthread_mutex_lock(&fs->lock);
 	in = inode_find(fs, ino);
-	err =
-	    in ? caller_may(fs, &c, in->node, mask & (PERM_READ | PERM_WRITE | PERM_EXEC))
-	       : ENOENT;
+	node = in ? in->node : NULL;
 	pthread_mutex_unlock(&fs->lock);
+	err = node ? caller_may(fs, &c, node, mask & (PERM_READ | PERM_WRITE | PERM_EXEC))
+	           : ENOENT;
 	fuse_reply_err(req, err);
 }
 
@@ -786,30 +937,32 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
  * secretfs_fuse_request_duration_seconds{op}. The mount is taken from the
  * request before the operation runs: a request is gone once answered.
  */
-#define FS_TIMED(op, OP, params, args)                                                    \
-	static void timed_##op params                                                      \
-	{                                                                                  \
-		struct stats_set *requests =                                               \
-		    ((struct fs_fuse *)fuse_req_userdata(req))->requests;                  \
-		uint64_t started = timing_now_us();                                        \
-		op args;                                                                   \
-		fuse_metrics_request(requests, OP, started);                              \
+#define FS_TIMED(op, OP, params, args)                                                   \
+	static void timed_##op params                                                    \
+	{                                                                                \
+		struct stats_set *requests =                                             \
+		    ((struct fs_fuse *)fuse_req_userdata(req))->requests;                \
+		uint64_t started = timing_now_us();                                      \
+		op args;                                                                 \
+		fuse_metrics_request(requests, OP, started);                             \
 	}
 FS_TIMED(op_lookup, FUSE_OP_LOOKUP, (fuse_req_t req, fuse_ino_t parent, const char *name),
          (req, parent, name))
 FS_TIMED(op_getattr, FUSE_OP_GETATTR,
          (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
-FS_TIMED(op_open, FUSE_OP_OPEN, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi),
-         (req, ino, fi))
+FS_TIMED(op_open, FUSE_OP_OPEN,
+         (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
 FS_TIMED(op_read, FUSE_OP_READ,
-         (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi),
+         (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+          struct fuse_file_info *fi),
          (req, ino, size, off, fi))
 FS_TIMED(op_release, FUSE_OP_RELEASE,
          (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
 FS_TIMED(op_opendir, FUSE_OP_OPENDIR,
          (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
 FS_TIMED(op_readdir, FUSE_OP_READDIR,
-         (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi),
+         (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+          struct fuse_file_info *fi),
          (req, ino, size, off, fi))
 FS_TIMED(op_access, FUSE_OP_OTHER, (fuse_req_t req, fuse_ino_t ino, int mask),
          (req, ino, mask))
@@ -873,8 +1026,24 @@ static int fusefs_mount(struct fs *base, const char *path)
 static int fusefs_run(struct fs *base)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
-	int rc = fuse_session_loop(fs->se);
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	int rc;
 
+	if (!cfg) {
+		/* Out of memory this early: one thread still serves. */
+		rc = fuse_session_loop(fs->se);
+		goto out;
+	}
+	/* Several requests in flight at once: the RELEASE of one open is
+	 * answered while the next OPEN is, and readers on several CPUs are
+	 * served side by side. Each worker gets its own /dev/fuse descriptor
+	 * (clone_fd); libfuse goes on with the shared one if that fails. */
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	fuse_loop_cfg_set_idle_threads(cfg, FS_IDLE_THREADS);
+	fuse_loop_cfg_set_max_threads(cfg, FS_MAX_THREADS);
+	rc = fuse_session_loop_mt(fs->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+out:
 	if (rc < 0)
 		log_warn("FUSE session ended: %s", strerror(-rc));
 	return 0;
@@ -949,6 +1118,7 @@ static void fusefs_free(struct fs *base)
 		}
 	}
 	free(fs->buckets);
+	free(fs->children);
 	node_free(fs, fs->root);
 	free(fs->files);
 	pthread_mutex_destroy(&fs->lock);

@@ -7,8 +7,10 @@
  *   file is its own inode with immutable content, so the kernel may cache
  *   pages freely (keep_cache): rotation publishes a new inode under the
  *   name and invalidates the name's dentry, and readers of the old inode
- *   keep the version they opened. Opening a file unseals its content into a
- *   guarded snapshot owned by the handle, wiped on release.
+ *   keep the version they opened. Opening a file pins its version; the
+ *   first read that misses the page cache unseals the content into a
+ *   guarded snapshot owned by the handle, wiped on release. Requests are
+ *   served by several threads at once.
  *
  * - FS_OUTPUT_DIRECTORY (fs_dir.c), for hosts where FUSE is not allowed:
  *   every publish writes a complete generation directory "..<timestamp>"

@@ -112,3 +112,85 @@ def test_readers_during_rapid_rotation_always_get_one_whole_version(sandbox):
     assert not any(t.is_alive() for t in threads), "a reader is stuck"
     assert not bad, f"torn or unknown contents read: {bad[:5]}"
     assert reads[0] > 20
+
+
+def test_handle_opened_before_rotation_and_first_read_after_gets_the_old_version(sandbox):
+    # The content is unsealed at the first READ, not at open: the handle
+    # must still have pinned the version it opened.
+    old, new = rand_token(6000), rand_token(3000)
+    d = sandbox.start({"s": {"backend": "local", "path": "s"}}, data={"s": old})
+    p = d.path("s")
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        sandbox.write_data({"s": new})
+        wait_until(lambda: read_text(p) == new, what="a new open to see the new version")
+        assert read_fd_to_end(fd).decode() == old
+        assert os.fstat(fd).st_size == len(old)
+    finally:
+        os.close(fd)
+    assert read_text(p) == new
+
+
+def test_many_threads_on_many_files_during_rotation_read_only_whole_versions(sandbox):
+    names = [f"d{i % 2}/s{i}" for i in range(6)]
+    versions = {n: [f"{n}:v000:" + rand_token(5000 + 97 * i)] for i, n in enumerate(names)}
+    data = {n: v[0] for n, v in versions.items()}
+    d = sandbox.start({n: {"backend": "local", "path": n} for n in names}, data=data)
+    valid = {n: set(v) for n, v in versions.items()}
+    bad, reads = [], [0]
+    stop = threading.Event()
+
+    def reader(k):
+        i = k
+        while not stop.is_set():
+            name = names[i % len(names)]
+            i += 1
+            try:
+                with open(d.path(name), "rb", buffering=0) as f:
+                    content = bytearray()
+                    while b := f.read(1500):   # several READs per open
+                        content += b
+            except OSError as exc:
+                bad.append(f"{name}: {exc!r}")
+                continue
+            reads[0] += 1
+            if content.decode() not in valid[name]:
+                bad.append(f"{name}: {content[:16]!r}... ({len(content)} bytes)")
+
+    threads = [threading.Thread(target=reader, args=(k,), daemon=True) for k in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for r in range(1, 16):
+            for i, n in enumerate(names):
+                v = f"{n}:v{r:03d}:" + rand_token(4000 + 131 * r + i)
+                versions[n].append(v)
+                valid[n].add(v)
+                data[n] = v
+            sandbox.write_data(dict(data))
+            time.sleep(0.05)
+        wait_until(lambda: all(read_text(d.path(n)) == versions[n][-1] for n in names),
+                   what="the last versions")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a reader is stuck"
+    assert not bad, f"torn, unknown or failed reads: {bad[:5]}"
+    assert reads[0] > 50
+
+
+def test_cached_listing_follows_rotation_and_new_files(sandbox):
+    # Listings are cached by the kernel (cache_readdir): a publish must drop
+    # them, or they would name superseded inodes and miss new files.
+    d = sandbox.start({"dir/a": {"backend": "local", "path": "a"},
+                       "dir/b": {"backend": "local", "path": "b"}},
+                      data={"a": "one"}, startup_timeout="1s")
+    listing = lambda: {e.name: e.inode() for e in os.scandir(d.path("dir"))}
+    assert listing() == {"a": os.stat(d.path("dir/a")).st_ino}
+    assert listing() == {"a": os.stat(d.path("dir/a")).st_ino}   # from the cache
+    sandbox.write_data({"a": "two", "b": "bee"})
+    wait_until(lambda: read_text(d.path("dir/b")) == "bee", what="dir/b to appear")
+    wait_until(lambda: read_text(d.path("dir/a")) == "two", what="dir/a to rotate")
+    assert listing() == {"a": os.stat(d.path("dir/a")).st_ino,
+                         "b": os.stat(d.path("dir/b")).st_ino}
