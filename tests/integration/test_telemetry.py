@@ -126,6 +126,25 @@ def test_metrics_pass_promtool_and_hold_the_required_families(sandbox):
     assert sample(body, "process_start_time_seconds") > 1.6e9
 
 
+def test_fuse_opens_and_request_durations_are_counted(sandbox):
+    d = start(sandbox)
+    for _ in range(5):
+        assert d.read("api-key") == d.data["api"]
+
+    def opens():
+        body = get(d.listen, "/metrics")[2]
+        return body, sample(body, "secretfs_file_opens_total", file="api-key", result="ok")
+
+    wait_until(lambda: (opens()[1] or 0) >= 5, what="five opens of api-key counted")
+    body, n = opens()
+    assert n == 5, body
+    assert "# TYPE secretfs_fuse_request_duration_seconds histogram" in body
+    assert sample(body, "secretfs_fuse_request_duration_seconds_count", op="open") >= 5
+    assert sample(body, "secretfs_fuse_request_duration_seconds_count", op="release") >= 1
+    # The file never opened has no ok opens.
+    assert not sample(body, "secretfs_file_opens_total", file="db/password", result="ok")
+
+
 def test_metrics_never_carry_a_secret_value(sandbox):
     d = start(sandbox)
     d.read("api-key")
