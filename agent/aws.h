@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <jansson.h>
 
 #include "envstash.h"
 #include "secretfs/backend.h"
@@ -125,4 +126,26 @@ int aws_parse_time(const char *s, time_t *out);
 int aws_creds_from_json(const char *body, size_t len, const char *what,
                         struct aws_creds *out, struct backend_error *err);
 
+/*
+ * The value of a GetSecretValue reply (backend_aws.c): SecretString (a
+ * JSON object as its fields, else the text) or SecretBinary (the decoded
+ * bytes) into *out (the caller's reference), and VersionId ("" when
+ * absent) into version. Returns 0, SFS_ENOMEM or SFS_EPARSE (neither
+ * value; SecretBinary not base64; a VersionId that is not a string, holds
+ * a NUL or does not fit) with err naming what.
+ */
+int aws_secret_value_from_reply(const json_t *reply, json_t **out, char *version,
+                                size_t versionlen, struct backend_error *err,
+                                const char *what);
+
+/*
+ * The version of a DescribeSecret reply that carries stage (the key of
+ * VersionIdsToStages whose list holds it) into version. Returns 0,
+ * SFS_ENOTFOUND (no version has that stage), SFS_EBACKEND (DeletedDate
+ * set: scheduled for deletion) or SFS_EPARSE (the id does not fit), with
+ * err naming what.
+ */
+int aws_version_from_describe(const json_t *reply, const char *stage, char *version,
+                              size_t versionlen, struct backend_error *err,
+                              const char *what);
 #endif

@@ -416,15 +416,27 @@ static json_t *request_body(const struct source_key *key)
 	return body;
 }
 
-/* The value of a GetSecretValue reply: SecretString (a JSON object as its
- * fields, else the text) or SecretBinary (the decoded bytes). */
-static int secret_value(const json_t *reply, json_t **out, struct backend_error *err,
-                        const char *what)
+int aws_secret_value_from_reply(const json_t *reply, json_t **out, char *version,
+                                size_t versionlen, struct backend_error *err,
+                                const char *what)
 {
 	const json_t *s = json_object_get(reply, "SecretString");
 	const json_t *b = json_object_get(reply, "SecretBinary");
+	const json_t *id = json_object_get(reply, "VersionId");
 	json_error_t jerr;
 
+	if (id && (!json_is_string(id) ||
+	           strlen(json_string_value(id)) != json_string_length(id))) {
+		backend_error_set(err, "GetSecretValue %s: VersionId is not a string", what);
+		return SFS_EPARSE;
+	}
+	/* A version cut to fit would compare equal to another one. */
+	if (id && json_string_length(id) >= versionlen) {
+		backend_error_set(err, "GetSecretValue %s: VersionId is longer than %zu bytes",
+		                  what, versionlen - 1);
+		return SFS_EPARSE;
+	}
+	snprintf(version, versionlen, "%s", id ? json_string_value(id) : "");
 	if (json_is_string(s)) {
 		json_t *obj =
 		    json_loadb(json_string_value(s), json_string_length(s), 0, &jerr);
@@ -465,7 +477,6 @@ static int aws_fetch(struct backend *be, const struct source_key *key,
 {
 	struct aws *a = (struct aws *)be;
 	json_t *body = request_body(key), *reply = NULL;
-	const char *version;
 	int rc;
 
 	if (!body)
@@ -474,18 +485,8 @@ static int aws_fetch(struct backend *be, const struct source_key *key,
 	json_decref(body);
 	if (rc < 0)
 		return rc;
-	version = json_string_value(json_object_get(reply, "VersionId"));
-	if (version && strlen(version) >= sizeof out->version) {
-		/* Cut, it could match another version's: refuse it. */
-		backend_error_set(err,
-		                  "GetSecretValue %s: VersionId is longer than %zu bytes",
-		                  key->path, sizeof out->version - 1);
-		json_decref(reply);
-		return SFS_EPARSE;
-	}
-	rc = secret_value(reply, &out->value, err, key->path);
-	if (rc == 0 && version)
-		memcpy(out->version, version, strlen(version) + 1);
+	rc = aws_secret_value_from_reply(reply, &out->value, out->version,
+	                                 sizeof out->version, err, key->path);
 	json_decref(reply);
 	return rc;
 }
@@ -510,6 +511,46 @@ static int probe_by_reading(struct aws *a, const struct source_key *key, char *v
 	return rc;
 }
 
+int aws_version_from_describe(const json_t *reply, const char *stage, char *version,
+                              size_t versionlen, struct backend_error *err,
+                              const char *what)
+{
+	const char *id;
+	json_t *stages;
+	int rc = SFS_ENOTFOUND;
+
+	json_object_foreach((json_t *)json_object_get(reply, "VersionIdsToStages"), id,
+	                    stages)
+	{
+		size_t i;
+		json_t *st;
+		json_array_foreach(stages, i,
+		                   st) if (json_is_string(st) &&
+		                           strcmp(json_string_value(st), stage) == 0)
+		{
+			if (strlen(id) >= versionlen) {
+				backend_error_set(err,
+				                  "DescribeSecret %s: a VersionId is "
+				                  "longer than %zu bytes",
+				                  what, versionlen - 1);
+				return SFS_EPARSE;
+			}
+			snprintf(version, versionlen, "%s", id);
+			rc = 0;
+		}
+	}
+	if (rc < 0)
+		backend_error_set(err, "DescribeSecret %s: no version has stage %s", what,
+		                  stage);
+	if (rc == 0 && json_object_get(reply, "DeletedDate") &&
+	    !json_is_null(json_object_get(reply, "DeletedDate"))) {
+		backend_error_set(
+		    err, "DescribeSecret %s: the secret is scheduled for deletion", what);
+		rc = SFS_EBACKEND;
+	}
+	return rc;
+}
+
 static int aws_probe(struct backend *be, const struct source_key *key, char *version,
                      size_t versionlen, struct backend_error *err)
 {
@@ -518,8 +559,6 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 	const char *stage =
 	    json_string_value(json_object_get(key->extra, "version_stage"));
 	json_t *body, *reply = NULL;
-	const char *id;
-	json_t *stages;
 	bool denied;
 	int rc;
 
@@ -561,36 +600,7 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 	}
 	if (rc < 0)
 		return rc;
-	rc = SFS_ENOTFOUND;
-	json_object_foreach(json_object_get(reply, "VersionIdsToStages"), id, stages)
-	{
-		size_t i;
-		json_t *st;
-		json_array_foreach(stages, i,
-		                   st) if (json_is_string(st) &&
-		                           strcmp(json_string_value(st), stage) == 0)
-		{
-			rc = strlen(id) < versionlen ? 0 : SFS_EPARSE;
-			if (rc == 0)
-				memcpy(version, id, strlen(id) + 1);
-		}
-	}
-	if (rc == SFS_EPARSE)
-		backend_error_set(
-		    err,
-		    "DescribeSecret %s: the VersionId with stage %s is longer "
-		    "than %zu bytes",
-		    key->path, stage, versionlen - 1);
-	else if (rc < 0)
-		backend_error_set(err, "DescribeSecret %s: no version has stage %s",
-		                  key->path, stage);
-	if (rc == 0 && json_object_get(reply, "DeletedDate") &&
-	    !json_is_null(json_object_get(reply, "DeletedDate"))) {
-		backend_error_set(
-		    err, "DescribeSecret %s: the secret is scheduled for deletion",
-		    key->path);
-		rc = SFS_EBACKEND;
-	}
+	rc = aws_version_from_describe(reply, stage, version, versionlen, err, key->path);
 	json_decref(reply);
 	return rc;
 }

@@ -67,6 +67,42 @@ static uint64_t issued_validity(struct vault *v, const struct source_key *key,
 	return (uint64_t)(end - now) * 1000;
 }
 
+int vault_lease_from_reply(const json_t *reply, const char *path, uint64_t gen,
+                           struct fetch_result *out, struct backend_error *err)
+{
+	const json_t *data = json_object_get(reply, "data");
+	const json_t *id = json_object_get(reply, "lease_id");
+	uint64_t lease_ms = 0;
+
+	if (!json_is_object(data)) {
+		backend_error_set(err, "%s: reply has no data object", path);
+		return SFS_EPARSE;
+	}
+	/* Cut (at the buffer's end or a NUL), it would renew and revoke
+	 * another lease, or none. */
+	if (json_string_length(id) >= sizeof out->lease_id ||
+	    strlen(json_string_value(id) ? json_string_value(id) : "") !=
+	        json_string_length(id)) {
+		backend_error_set(err,
+		                  "%s: lease_id is longer than %zu bytes or holds a NUL",
+		                  path, sizeof out->lease_id - 1);
+		return SFS_EPARSE;
+	}
+	if (vault_duration_ms(json_object_get(reply, "lease_duration"), &lease_ms) < 0) {
+		backend_error_set(err, "%s: negative lease_duration", path);
+		return SFS_EPARSE;
+	}
+	memset(out, 0, sizeof *out);
+	out->value = json_incref((json_t *)data);
+	out->auth_generation = gen;
+	if (json_string_length(id) > 0 && lease_ms > 0) {
+		memcpy(out->lease_id, json_string_value(id), json_string_length(id));
+		out->lease_ms = lease_ms;
+		out->renewable = json_is_true(json_object_get(reply, "renewable"));
+	}
+	return 0;
+}
+
 static int vault_fetch(struct backend *be, const struct source_key *key,
                        struct fetch_result *out, struct backend_error *err)
 {
@@ -93,33 +129,10 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 	}
 	if (rc < 0)
 		goto out;
+	rc = vault_lease_from_reply(reply, key->path, gen, out, err);
+	if (rc < 0)
+		goto out;
 	data = json_object_get(reply, "data");
-	if (!json_is_object(data)) {
-		backend_error_set(err, "%s: reply has no data object", key->path);
-		rc = SFS_EPARSE;
-		goto out;
-	}
-	if (json_string_length(json_object_get(reply, "lease_id")) >=
-	    sizeof out->lease_id) {
-		/* Cut, it would renew and revoke another lease, or none. */
-		backend_error_set(err, "%s: lease_id is longer than %zu bytes", key->path,
-		                  sizeof out->lease_id - 1);
-		rc = SFS_EPARSE;
-		goto out;
-	}
-	memset(out, 0, sizeof *out);
-	out->value = json_incref((json_t *)data);
-	out->auth_generation = gen;
-	if (json_string_length(json_object_get(reply, "lease_id")) > 0) {
-		snprintf(out->lease_id, sizeof out->lease_id, "%s",
-		         json_string_value(json_object_get(reply, "lease_id")));
-		out->lease_ms = (uint64_t)json_integer_value(
-		                    json_object_get(reply, "lease_duration")) *
-		                1000;
-		out->renewable = json_is_true(json_object_get(reply, "renewable"));
-		if (out->lease_ms == 0)
-			out->lease_id[0] = '\0';
-	}
 	if (method && strcmp(method, "GET") != 0 && !out->lease_id[0]) {
 		out->issued = true;
 		out->valid_ms = issued_validity(v, key, data);
@@ -133,6 +146,22 @@ static int vault_probe(struct backend *be, const struct source_key *key, char *v
                        size_t versionlen, struct backend_error *err)
 {
 	return vault_kv_probe((struct vault *)be, key, version, versionlen, err);
+}
+
+int vault_renewal_from_reply(const json_t *reply, uint64_t *lease_ms,
+                             struct backend_error *err)
+{
+	uint64_t ms = 0;
+
+	if (vault_duration_ms(json_object_get(reply, "lease_duration"), &ms) < 0) {
+		backend_error_set(err,
+		                  "lease renewal reply has a negative lease_duration");
+		return SFS_EPARSE;
+	}
+	*lease_ms = ms;
+	if (!json_is_true(json_object_get(reply, "renewable")) && ms == 0)
+		return SFS_EEXPIRED;
+	return 0;
 }
 
 static int vault_renew(struct backend *be, const char *lease_id, uint64_t increment_ms,
@@ -152,13 +181,8 @@ static int vault_renew(struct backend *be, const char *lease_id, uint64_t increm
 	    (strstr(err->msg, "lease not found") || strstr(err->msg, "expired") ||
 	     strstr(err->msg, "invalid lease")))
 		rc = SFS_ENOTFOUND;
-	if (rc == 0) {
-		*lease_ms = (uint64_t)json_integer_value(
-		                json_object_get(reply, "lease_duration")) *
-		            1000;
-		if (!json_is_true(json_object_get(reply, "renewable")) && *lease_ms == 0)
-			rc = SFS_EEXPIRED;
-	}
+	if (rc == 0)
+		rc = vault_renewal_from_reply(reply, lease_ms, err);
 	json_decref(reply);
 	return rc;
 }

@@ -50,6 +50,17 @@ const struct vault_auth_ops *vault_auth_find(const char *method);
  * SFS_EINVAL with d filled. */
 int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d);
 
+/* Longer TTLs and lease durations count as this (ten years: "for ever"
+ * here, and never overflowing a count of ms). */
+#define VAULT_MAX_TTL_S (10ll * 365 * 24 * 3600)
+
+/*
+ * A reply's duration in seconds (lease_duration, ttl) as ms into *ms: 0
+ * when absent or not an integer, capped at VAULT_MAX_TTL_S. Returns 0, or
+ * SFS_EPARSE for a negative one (*ms untouched).
+ */
+int vault_duration_ms(const json_t *seconds, uint64_t *ms);
+
 /* Bytes of an auth mount path; longer ones are refused by the config
  * check. */
 #define VAULT_MAX_MOUNT_LEN 256

@@ -12,8 +12,6 @@
 #include "secretfs/secmem.h"
 #include "vault_backend.h"
 
-#define VAULT_MAX_TTL_S (10ll * 365 * 24 * 3600) /* longer TTLs count as this */
-
 /* The auth registry: one line per method, each defined in its
  * auth_<method>.c. Adding a method is one new file and one line here. */
 extern const struct vault_auth_ops vault_auth_token, vault_auth_approle,
@@ -121,12 +119,22 @@ const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *op
 	return m ? m : ops->default_mount;
 }
 
+int vault_duration_ms(const json_t *seconds, uint64_t *ms)
+{
+	json_int_t s = json_integer_value(seconds);
+
+	if (s < 0)
+		return SFS_EPARSE;
+	*ms = (uint64_t)(s > VAULT_MAX_TTL_S ? VAULT_MAX_TTL_S : s) * 1000;
+	return 0;
+}
+
 int vault_login_from_reply(const json_t *reply, struct vault_login *out,
                            struct backend_error *err)
 {
 	const json_t *auth = json_object_get(reply, "auth");
 	const json_t *tok = json_object_get(auth, "client_token");
-	json_int_t ttl;
+	uint64_t ttl_ms;
 
 	memset(out, 0, sizeof *out);
 	if (!json_is_string(tok) || json_string_length(tok) == 0) {
@@ -137,8 +145,7 @@ int vault_login_from_reply(const json_t *reply, struct vault_login *out,
 		backend_error_set(err, "login reply has a NUL byte in auth.client_token");
 		return SFS_EPARSE;
 	}
-	ttl = json_integer_value(json_object_get(auth, "lease_duration"));
-	if (ttl < 0) {
+	if (vault_duration_ms(json_object_get(auth, "lease_duration"), &ttl_ms) < 0) {
 		backend_error_set(err, "login reply has a negative auth.lease_duration");
 		return SFS_EPARSE;
 	}
@@ -146,8 +153,7 @@ int vault_login_from_reply(const json_t *reply, struct vault_login *out,
 	if (!out->token)
 		return SFS_ENOMEM;
 	memcpy(out->token, json_string_value(tok), json_string_length(tok));
-	/* Past ten years is "for ever" here, and must not overflow. */
-	out->ttl_ms = (uint64_t)(ttl > VAULT_MAX_TTL_S ? VAULT_MAX_TTL_S : ttl) * 1000;
+	out->ttl_ms = ttl_ms;
 	out->renewable = json_is_true(json_object_get(auth, "renewable"));
 	return 0;
 }

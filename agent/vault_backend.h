@@ -28,4 +28,21 @@ struct vault {
 	struct vault_kv kv;
 };
 
+/*
+ * Parses the reply of a read that is not KV v2 (backend_vault.c): data
+ * (an object) into out->value, and lease_id, lease_duration and renewable
+ * into the lease, made under auth generation gen; a lease_id with a zero
+ * duration is no lease. On success the caller releases out. Returns 0 or
+ * SFS_EPARSE (no data object; a lease_id that does not fit or holds a
+ * NUL; a negative duration) with err naming path.
+ */
+int vault_lease_from_reply(const json_t *reply, const char *path, uint64_t gen,
+                           struct fetch_result *out, struct backend_error *err);
+
+/* Parses a sys/leases/renew reply: its lease_duration into *lease_ms.
+ * Returns 0, SFS_EEXPIRED (not renewable and 0 s left: the lease ends) or
+ * SFS_EPARSE (negative duration). */
+int vault_renewal_from_reply(const json_t *reply, uint64_t *lease_ms,
+                             struct backend_error *err);
+
 #endif

@@ -54,14 +54,37 @@ static const struct vault_mount *mount_lookup(struct vault_kv *kv, const char *p
 	return found;
 }
 
+int vault_kv_mount_from_reply(const json_t *reply, const char *path, const char **prefix,
+                              const char **type, int *kv_version)
+{
+	const json_t *data = json_object_get(reply, "data");
+	const json_t *p = json_object_get(data, "path"),
+	             *t = json_object_get(data, "type");
+	const char *version = json_string_value(
+	    json_object_get(json_object_get(data, "options"), "version"));
+
+	/* KV v2 paths are cut after the prefix, so it must begin path; an
+	 * empty one or one cut at a NUL would claim every path. */
+	if (!json_is_string(p) || !json_is_string(t) || json_string_length(p) == 0 ||
+	    strlen(json_string_value(p)) != json_string_length(p) ||
+	    strlen(json_string_value(t)) != json_string_length(t) ||
+	    strncmp(path, json_string_value(p), json_string_length(p)) != 0)
+		return SFS_EPARSE;
+	*prefix = json_string_value(p);
+	*type = json_string_value(t);
+	*kv_version = strcmp(*type, "kv") == 0 || strcmp(*type, "generic") == 0
+	                  ? (version && strcmp(version, "2") == 0 ? 2 : 1)
+	                  : 0;
+	return 0;
+}
+
 const struct vault_mount *vault_kv_mount_for(struct vault *v, const char *path,
                                              struct backend_error *err, int *rc)
 {
 	struct vault_kv *kv = &v->kv;
 	const struct vault_mount *m;
 	json_t *reply = NULL;
-	const json_t *data;
-	const char *type, *prefix, *version;
+	const char *type, *prefix;
 	char *p = NULL;
 	int kvv;
 
@@ -84,18 +107,10 @@ const struct vault_mount *vault_kv_mount_for(struct vault *v, const char *path,
 		json_decref(reply);
 		return NULL;
 	}
-	data = json_object_get(reply, "data");
-	type = json_string_value(json_object_get(data, "type"));
-	prefix = json_string_value(json_object_get(data, "path"));
-	version = json_string_value(
-	    json_object_get(json_object_get(data, "options"), "version"));
-	if (!prefix || !type) {
+	if (vault_kv_mount_from_reply(reply, path, &prefix, &type, &kvv) < 0) {
 		json_decref(reply);
 		return NULL;
 	}
-	kvv = strcmp(type, "kv") == 0 || strcmp(type, "generic") == 0
-	          ? (version && strcmp(version, "2") == 0 ? 2 : 1)
-	          : 0;
 	pthread_mutex_lock(&kv->lock);
 	/* Another request may have learnt it meanwhile. */
 	for (size_t i = 0; i < kv->nmounts; i++)
@@ -126,6 +141,34 @@ static char *kv2_path(const struct vault_mount *m, const char *path, const char 
 	return out;
 }
 
+int vault_kv_read_from_reply(const json_t *reply, int rc, const char *path,
+                             struct fetch_result *out, struct backend_error *err)
+{
+	const json_t *data = json_object_get(reply, "data");
+	const json_t *meta = json_object_get(data, "metadata");
+
+	if (rc == SFS_ENOTFOUND && json_is_object(meta)) {
+		const json_t *del = json_object_get(meta, "deletion_time");
+		backend_error_set(
+		    err, "%s: version %lld is %s", path,
+		    (long long)json_integer_value(json_object_get(meta, "version")),
+		    json_is_true(json_object_get(meta, "destroyed")) ? "destroyed"
+		    : del && json_string_length(del)                 ? "deleted"
+		                                                     : "gone");
+	}
+	if (rc < 0)
+		return rc;
+	if (!json_is_object(json_object_get(data, "data"))) {
+		backend_error_set(err, "%s: reply has no data.data object", path);
+		return SFS_EPARSE;
+	}
+	memset(out, 0, sizeof *out);
+	out->value = json_incref(json_object_get(data, "data"));
+	snprintf(out->version, sizeof out->version, "%lld",
+	         (long long)json_integer_value(json_object_get(meta, "version")));
+	return 0;
+}
+
 int vault_kv_read(struct vault *v, const struct vault_mount *m,
                   const struct source_key *key, struct fetch_result *out,
                   struct backend_error *err)
@@ -133,7 +176,6 @@ int vault_kv_read(struct vault *v, const struct vault_mount *m,
 	const json_t *pin = json_object_get(key->extra, "version");
 	char *path = kv2_path(m, key->path, "data/"), query[32];
 	json_t *reply = NULL;
-	const json_t *data, *meta;
 	int rc;
 
 	if (!path)
@@ -142,29 +184,7 @@ int vault_kv_read(struct vault *v, const struct vault_mount *m,
 		snprintf(query, sizeof query, "version=%lld",
 		         (long long)json_integer_value(pin));
 	rc = vault_call_authed(v, "GET", path, pin ? query : NULL, NULL, &reply, err);
-	data = json_object_get(reply, "data");
-	meta = json_object_get(data, "metadata");
-	if (rc == SFS_ENOTFOUND && json_is_object(meta)) {
-		const json_t *del = json_object_get(meta, "deletion_time");
-		backend_error_set(
-		    err, "%s: version %lld is %s", key->path,
-		    (long long)json_integer_value(json_object_get(meta, "version")),
-		    json_is_true(json_object_get(meta, "destroyed")) ? "destroyed"
-		    : del && json_string_length(del)                 ? "deleted"
-		                                                     : "gone");
-	}
-	if (rc < 0)
-		goto out;
-	if (!json_is_object(json_object_get(data, "data"))) {
-		backend_error_set(err, "%s: reply has no data.data object", key->path);
-		rc = SFS_EPARSE;
-		goto out;
-	}
-	memset(out, 0, sizeof *out);
-	out->value = json_incref(json_object_get(data, "data"));
-	snprintf(out->version, sizeof out->version, "%lld",
-	         (long long)json_integer_value(json_object_get(meta, "version")));
-out:
+	rc = vault_kv_read_from_reply(reply, rc, key->path, out, err);
 	json_decref(reply);
 	free(path);
 	return rc;
@@ -212,6 +232,13 @@ static int probe_by_reading(struct vault *v, const struct vault_mount *m,
 	return rc;
 }
 
+void vault_kv_version_from_metadata(const json_t *reply, char *version, size_t versionlen)
+{
+	snprintf(version, versionlen, "%lld",
+	         (long long)json_integer_value(
+	             json_object_get(json_object_get(reply, "data"), "current_version")));
+}
+
 int vault_kv_probe(struct vault *v, const struct source_key *key, char *version,
                    size_t versionlen, struct backend_error *err)
 {
@@ -239,9 +266,7 @@ int vault_kv_probe(struct vault *v, const struct source_key *key, char *version,
 		return SFS_ENOMEM;
 	rc = vault_call_authed(v, "GET", path, NULL, NULL, &reply, err);
 	if (rc == 0)
-		snprintf(version, versionlen, "%lld",
-		         (long long)json_integer_value(json_object_get(
-		             json_object_get(reply, "data"), "current_version")));
+		vault_kv_version_from_metadata(reply, version, versionlen);
 	json_decref(reply);
 	free(path);
 	if (rc == SFS_EDENIED) {

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "secretfs/backend.h"
 #include "secretfs/stats.h"
 
@@ -45,6 +47,31 @@ void vault_kv_release(struct vault_kv *kv);
  */
 const struct vault_mount *vault_kv_mount_for(struct vault *v, const char *path,
                                              struct backend_error *err, int *rc);
+
+/*
+ * Parses the sys/internal/ui/mounts/<path> reply for path: data.path (the
+ * mount's prefix, "secret/") and data.type, both borrowed from reply, and
+ * the KV version (1 or 2; 0: not a KV mount). Returns 0, or SFS_EPARSE
+ * when either is missing or not a string, holds a NUL byte, or the prefix
+ * is empty or does not begin path.
+ */
+int vault_kv_mount_from_reply(const json_t *reply, const char *path, const char **prefix,
+                              const char **type, int *kv_version);
+
+/*
+ * Parses the reply of a KV v2 data/ read of path, whose request returned
+ * rc (vault_call: a 404 reply still carries the version's metadata, which
+ * names a deleted or destroyed version in err). On rc 0, fills out (the
+ * caller releases it) with data.data, which must be an object, and
+ * data.metadata.version. Returns 0, rc when negative, or SFS_EPARSE.
+ */
+int vault_kv_read_from_reply(const json_t *reply, int rc, const char *path,
+                             struct fetch_result *out, struct backend_error *err);
+
+/* The data.current_version of a KV v2 metadata/ reply, in decimal, into
+ * version ("0" when absent). */
+void vault_kv_version_from_metadata(const json_t *reply, char *version,
+                                    size_t versionlen);
 
 /* Reads key from the KV v2 mount m (data/, pinned to key's "version" if
  * given) into out. A deleted or destroyed version is SFS_ENOTFOUND with

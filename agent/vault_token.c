@@ -150,7 +150,7 @@ static int token_renew(struct vault *v, uint64_t now)
 	struct backend_error err = {0};
 	uint64_t seen = vault_token_seen(v);
 	json_t *reply = NULL;
-	uint64_t ttl;
+	uint64_t ttl = 0;
 	int rc;
 
 	rc = vault_call(v, "POST", "auth/token/renew-self", NULL, NULL, true, NULL,
@@ -160,6 +160,13 @@ static int token_renew(struct vault *v, uint64_t now)
 		         v->base.name, err.msg);
 		json_decref(reply);
 		return token_login(v, now, seen, true);
+	}
+	if (rc == 0 && vault_duration_ms(json_object_get(json_object_get(reply, "auth"),
+	                                                 "lease_duration"),
+	                                 &ttl) < 0) {
+		backend_error_set(
+		    &err, "token renewal reply has a negative auth.lease_duration");
+		rc = SFS_EPARSE;
 	}
 	credcache_lock(&t->cache);
 	if (rc < 0) {
@@ -174,9 +181,6 @@ static int token_renew(struct vault *v, uint64_t now)
 		}
 	} else {
 		credcache_succeeded_locked(&t->cache);
-		ttl = (uint64_t)json_integer_value(json_object_get(
-		          json_object_get(reply, "auth"), "lease_duration")) *
-		      1000;
 		if (ttl == 0) {
 			/* Renewed for 0 s: capped with under a second left, it
 			 * ends now (only a login's TTL 0 means "never"). */

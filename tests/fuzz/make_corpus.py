@@ -139,6 +139,94 @@ def vault():
     put("vault_login", json.dumps({"errors": ["permission denied"]}))
 
 
+def vault_reply(kind, path, reply):
+    """A fuzz_vault_reply input: the parser (0 mount, 1 KV v2 read, 2 KV v2
+    404, 3 metadata, 4 leased read, 5 renewal), the path, the reply."""
+    put("vault_reply", bytes([kind]) + path.encode() + b"\0" + json.dumps(reply).encode())
+
+
+def vault_replies():
+    # The shapes of Vault's API documentation: sys/internal/ui/mounts,
+    # KV v2 data/ and metadata/, a dynamic database credential and
+    # sys/leases/renew.
+    envelope = {"request_id": "9a2b", "lease_id": "", "renewable": False,
+                "lease_duration": 0, "wrap_info": None, "warnings": None, "auth": None}
+    for typ, opts in [("kv", {"version": "2"}), ("kv", {"version": "1"}), ("kv", None),
+                      ("generic", None), ("database", None), ("pki", {})]:
+        vault_reply(0, "secret/app/config", dict(envelope, data={
+            "accessor": "kv_5e1d", "config": {"default_lease_ttl": 0, "max_lease_ttl": 0,
+                                              "force_no_cache": False},
+            "description": "key/value secret storage", "external_entropy_access": False,
+            "local": False, "options": opts, "path": "secret/", "seal_wrap": False,
+            "type": typ, "uuid": "7a3e"}))
+    meta = {"created_time": "2018-03-22T02:24:06.945319214Z",
+            "custom_metadata": {"owner": "jdoe", "mission_critical": "false"},
+            "deletion_time": "", "destroyed": False, "version": 2}
+    vault_reply(1, "secret/my-secret", dict(envelope, data={
+        "data": {"foo": "bar", "nested": {"a": [1, 2]}}, "metadata": meta}))
+    for deleted, destroyed in [("2018-03-22T02:24:06.945319214Z", False), ("", True)]:
+        vault_reply(2, "secret/my-secret", dict(envelope, data={
+            "data": None, "metadata": dict(meta, deletion_time=deleted,
+                                           destroyed=destroyed)}))
+    vault_reply(2, "secret/gone", {"errors": []})
+    vault_reply(3, "secret/my-secret", dict(envelope, data={
+        "cas_required": False, "created_time": "2018-03-22T02:24:06.945319214Z",
+        "current_version": 3, "delete_version_after": "3h25m19s", "max_versions": 0,
+        "oldest_version": 0, "updated_time": "2018-03-22T02:36:43.986212308Z",
+        "custom_metadata": {"foo": "abc"},
+        "versions": {"1": {"created_time": "2018-03-22T02:24:06.945319214Z",
+                           "deletion_time": "", "destroyed": False}}}))
+    vault_reply(4, "database/creds/app", dict(
+        envelope, lease_id="database/creds/app/2f6a614c-4aa2-7b19-24b9-ad944a8d4de6",
+        renewable=True, lease_duration=3600,
+        data={"username": "v-token-app-x4n2w9", "password": "A1a-8yq2lk"}))
+    vault_reply(4, "pki/issue/web", dict(envelope, data={
+        "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "expiration": 1654105687, "serial_number": "39:dd:2e"}))
+    vault_reply(4, "kv1/app", dict(envelope, lease_duration=2764800, data={"k": "v"}))
+    vault_reply(5, "", {"lease_id": "database/creds/app/2f6a", "renewable": True,
+                        "lease_duration": 2764800})
+    vault_reply(5, "", {"lease_id": "database/creds/app/2f6a", "renewable": False,
+                        "lease_duration": 0})
+
+
+def sm_reply(kind, stage, reply):
+    """A fuzz_sm_reply input: 0 GetSecretValue, 1 DescribeSecret; the stage;
+    the reply."""
+    put("sm_reply", bytes([kind]) + stage.encode() + b"\0" + json.dumps(reply).encode())
+
+
+def sm_replies():
+    # The response syntax of the Secrets Manager API reference.
+    arn = "arn:aws:secretsmanager:us-west-2:123456789012:secret:MyTestSecret-a1b2c3"
+    base = {"ARN": arn, "Name": "MyTestSecret", "CreatedDate": 1523477145.713,
+            "VersionId": "EXAMPLE1-90ab-cdef-fedc-ba987SECRET1",
+            "VersionStages": ["AWSCURRENT"]}
+    sm_reply(0, "", dict(base, SecretString='{"username":"app","password":"EXAMPLE-PASSWORD"}'))
+    sm_reply(0, "", dict(base, SecretString="plain text value"))
+    sm_reply(0, "", dict(base, SecretBinary="c2VjcmV0IGJ5dGVzAA=="))
+    sm_reply(0, "", {"__type": "ResourceNotFoundException",
+                     "message": "Secrets Manager can't find the specified secret."})
+    describe = {"ARN": arn, "Name": "MyTestSecret", "Description": "My test secret",
+                "KmsKeyId": "arn:aws:kms:us-west-2:123456789012:key/EXAMPLE1-90ab",
+                "RotationEnabled": True,
+                "RotationLambdaARN": "arn:aws:lambda:us-west-2:123456789012:function:Rot",
+                "RotationRules": {"AutomaticallyAfterDays": 14, "Duration": "2h",
+                                  "ScheduleExpression": "cron(0 16 1,15 * ? *)"},
+                "LastRotatedDate": 1525747253.72, "LastChangedDate": 1523477145.729,
+                "LastAccessedDate": 1524572133.25, "NextRotationDate": 1665165599,
+                "Tags": [{"Key": "SecondTag", "Value": "AnotherValue"}],
+                "VersionIdsToStages": {
+                    "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE": ["AWSPREVIOUS"],
+                    "EXAMPLE2-90ab-cdef-fedc-ba987EXAMPLE": ["AWSCURRENT", "custom"]},
+                "CreatedDate": 1523477145.729, "PrimaryRegion": "us-west-2",
+                "ReplicationStatus": [{"Region": "eu-west-3", "Status": "InSync",
+                                       "StatusMessage": "Replication succeeded"}]}
+    for stage in ["AWSCURRENT", "AWSPREVIOUS", "AWSPENDING"]:
+        sm_reply(1, stage, describe)
+    sm_reply(1, "AWSCURRENT", dict(describe, DeletedDate=1700000000.5))
+
+
 if __name__ == "__main__":
     configs()
     durations()
@@ -146,3 +234,5 @@ if __name__ == "__main__":
     sigv4()
     aws()
     vault()
+    vault_replies()
+    sm_replies()
