@@ -686,6 +686,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_inode *in;
 	uint64_t version = 0;
 	struct caller c;
+	bool redirected = false;
 	int err = 0;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
@@ -705,6 +706,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		err = in ? EISDIR : ENOENT;
 	} else {
 		file = in->node;
+		/*
+		 * A name the kernel still maps to a replaced version (its entry
+		 * invalidation may not have arrived yet) opens the current one:
+		 * once a publish is done every open sees it, so the files of one
+		 * source agree. Served without the old inode's page cache.
+		 */
+		redirected = in->superseded && file->current && file->current->blob;
+		if (redirected)
+			in = file->current;
 		version = in->version;
 		h->inode = in;
 		handle_link(fs, h);
@@ -727,8 +737,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	/* This inode's content never changes: its page cache stays valid. */
-	fi->keep_cache = 1;
+	/* This inode's content never changes: its page cache stays valid. A
+	 * redirected open must not fill or use the old inode's cache. */
+	fi->keep_cache = !redirected;
+	fi->direct_io = redirected;
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) != 0) {
 		/* The opener went away: release now, there will be no RELEASE. */

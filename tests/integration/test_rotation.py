@@ -131,6 +131,29 @@ def test_handle_opened_before_rotation_and_first_read_after_gets_the_old_version
     assert read_text(p) == new
 
 
+def test_an_open_of_a_replaced_version_reads_the_current_one(sandbox):
+    # A name the kernel still maps to a replaced inode (an entry invalidation
+    # not yet arrived; here, deterministically, a reopen through /proc of an
+    # O_PATH descriptor) opens the current version: once a publish is done,
+    # every open agrees with it. A longer new version shows st_size mix-ups.
+    old, new = rand_token(3000), rand_token(9000)
+    d = sandbox.start({"s": {"backend": "local", "path": "s"}}, data={"s": old})
+    p = d.path("s")
+    path_fd = os.open(p, os.O_PATH)
+    try:
+        sandbox.write_data({"s": new})
+        wait_until(lambda: read_text(p) == new, what="a new open to see the new version")
+        fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY)
+        try:
+            assert read_fd_to_end(fd).decode() == new
+            assert os.pread(fd, len(new) + 4096, 0).decode() == new
+        finally:
+            os.close(fd)
+    finally:
+        os.close(path_fd)
+    assert read_text(p) == new
+
+
 def test_many_threads_on_many_files_during_rotation_read_only_whole_versions(sandbox):
     names = [f"d{i % 2}/s{i}" for i in range(6)]
     versions = {n: [f"{n}:v000:" + rand_token(5000 + 97 * i)] for i, n in enumerate(names)}
