@@ -427,12 +427,14 @@ int aws_secret_value_from_reply(const json_t *reply, json_t **out, char *version
 
 	if (id && (!json_is_string(id) ||
 	           strlen(json_string_value(id)) != json_string_length(id))) {
-		backend_error_set(err, "GetSecretValue %s: VersionId is not a string", what);
+		backend_error_set(err, "GetSecretValue %s: VersionId is not a string",
+		                  what);
 		return SFS_EPARSE;
 	}
 	/* A version cut to fit would compare equal to another one. */
 	if (id && json_string_length(id) >= versionlen) {
-		backend_error_set(err, "GetSecretValue %s: VersionId is longer than %zu bytes",
+		backend_error_set(err,
+		                  "GetSecretValue %s: VersionId is longer than %zu bytes",
 		                  what, versionlen - 1);
 		return SFS_EPARSE;
 	}

@@ -292,7 +292,8 @@ static void lease_plan(struct source *src, uint64_t now, uint64_t left, bool cap
 		terms.capped = true;
 	}
 	src->lease_expires = now + left;
-	stats_set_value(src->stats, SRC_LEASE_EXPIRY, timing_unix_s_of(src->lease_expires));
+	stats_set_value(src->stats, SRC_LEASE_EXPIRY,
+	                timing_unix_s_of(src->lease_expires));
 	src->step =
 	    lease_next(&terms, now, left, timing_random(), &src->due) == LEASE_RENEW
 	        ? STEP_RENEW

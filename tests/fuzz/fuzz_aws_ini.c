@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
 				char *v = NULL;
 
-				if (aws_ini_get(path, profiles[p], style, keys[k], &v) == 0)
+				if (aws_ini_get(path, profiles[p], style, keys[k], &v) ==
+				    0)
 					secmem_free(v);
 			}
 	close(fd);

@@ -13,8 +13,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!reply)
 		return 0;
 	if (vault_login_from_reply(reply, &login, &err) == 0 &&
-	    (!login.token || strlen(login.token) != json_string_length(json_object_get(
-	                                         json_object_get(reply, "auth"), "client_token")) ||
+	    (!login.token ||
+	     strlen(login.token) !=
+	         json_string_length(
+	             json_object_get(json_object_get(reply, "auth"), "client_token")) ||
 	     login.ttl_ms > 10ull * 365 * 24 * 3600 * 1000))
 		abort(); /* a token cut at a NUL, or a TTL that wrapped */
 	secmem_free(login.token);

@@ -6,6 +6,7 @@
  * the secret calls a template names, and the bounds.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -563,30 +564,40 @@ TEST(test_syntax_errors_with_position)
 
 /* ---- bounds ------------------------------------------------------------- */
 
+/* Appends s to the NUL-terminated text in buf (cap bytes); a test that
+ * outgrows its buffer is a bug in the test: abort. */
+static void append(char *buf, size_t cap, const char *s)
+{
+	size_t used = strlen(buf);
+
+	if ((size_t)snprintf(buf + used, cap - used, "%s", s) >= cap - used)
+		abort();
+}
+
 TEST(test_deep_nesting_refused)
 {
 	char tpl[2048] = "";
 
 	for (int i = 0; i < CTMPL_MAX_DEPTH + 1; i++)
-		strcat(tpl, "{{if 1}}");
+		append(tpl, sizeof tpl, "{{if 1}}");
 	run(tpl, NULL);
 	CHECK_FAILS(SFS_ETOOBIG, "nesting deeper than");
 	tpl[0] = '\0';
-	strcat(tpl, "{{ ");
+	append(tpl, sizeof tpl, "{{ ");
 	for (int i = 0; i < CTMPL_MAX_DEPTH + 1; i++)
-		strcat(tpl, "(");
-	strcat(tpl, "1");
+		append(tpl, sizeof tpl, "(");
+	append(tpl, sizeof tpl, "1");
 	for (int i = 0; i < CTMPL_MAX_DEPTH + 1; i++)
-		strcat(tpl, ")");
-	strcat(tpl, " }}");
+		append(tpl, sizeof tpl, ")");
+	append(tpl, sizeof tpl, " }}");
 	run(tpl, NULL);
 	CHECK_FAILS(SFS_ETOOBIG, "nesting deeper than");
 	tpl[0] = '\0';
 	for (int i = 0; i < CTMPL_MAX_DEPTH; i++)
-		strcat(tpl, "{{if 1}}");
-	strcat(tpl, "x");
+		append(tpl, sizeof tpl, "{{if 1}}");
+	append(tpl, sizeof tpl, "x");
 	for (int i = 0; i < CTMPL_MAX_DEPTH; i++)
-		strcat(tpl, "{{end}}");
+		append(tpl, sizeof tpl, "{{end}}");
 	run(tpl, NULL);
 	CHECK_OUT("x");
 }
@@ -596,9 +607,11 @@ TEST(test_huge_output_refused)
 	size_t n = 700 * 1024;
 	char *big = malloc(n + 64);
 
+	if (!big)
+		abort();
 	memcpy(big, "{\"data\":{\"big\":\"", 16);
 	memset(big + 16, 'a', n);
-	strcpy(big + 16 + n, "\"}}");
+	memcpy(big + 16 + n, "\"}}", sizeof "\"}}");
 	run("{{ with secret \"s\" }}{{ .Data.big }}{{ .Data.big }}{{ end }}", big);
 	CHECK_FAILS(SFS_ETOOBIG, "larger than");
 	run("{{ with secret \"s\" }}{{ .Data.big | toJSON | toJSON }}{{ end }}", big);
@@ -623,6 +636,8 @@ TEST(test_template_size_and_secret_count_bounds)
 	char *tpl = malloc(n);
 	char buf[8192] = "";
 
+	if (!tpl)
+		abort();
 	memset(tpl, 'a', n);
 	run_max(tpl, n, NULL, RENDER_MAX_LEN);
 	CHECK_FAILS(SFS_ETOOBIG, "larger than");
@@ -630,7 +645,7 @@ TEST(test_template_size_and_secret_count_bounds)
 	for (int i = 0; i <= CTMPL_MAX_SECRETS; i++) {
 		char one[64];
 		snprintf(one, sizeof one, "{{ with secret \"p%d\" }}{{ end }}", i);
-		strcat(buf, one);
+		append(buf, sizeof buf, one);
 	}
 	run(buf, NULL);
 	CHECK_FAILS(SFS_ETOOBIG, "names more than 64 secrets");
