@@ -1,12 +1,9 @@
 /*
  * The telemetry listener (see telemetry.h), over libmicrohttpd.
  *
- * libmicrohttpd (and GnuTLS, which Debian builds it with) is loaded with
- * dlopen when "telemetry" is configured, as http.c loads libcurl: a daemon
- * without the block maps none of it. We make and bind the socket
- * ourselves (so a busy address is reported at start-up with its errno,
- * and unix: sockets get mode 0660) and hand it to libmicrohttpd, which
- * runs one polling thread of its own with every signal blocked.
+ * libmicrohttpd is loaded and the socket bound through httpd.c, shared
+ * with the AWS agent API (aws_api.c): a daemon without the block maps none
+ * of it, and a busy address is reported at start-up with its errno.
  *
  * Bounds: TELEMETRY_MAX_CONNECTIONS at once, each closed after
  * TELEMETRY_CONN_TIMEOUT_S idle seconds, TELEMETRY_CONN_MEMORY bytes for a
@@ -36,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "httpd.h"
 #include "mountpoint.h"
 #include "scheduler.h"
 #include "secretfs/error.h"
@@ -50,51 +48,20 @@
 #define TELEMETRY_CONN_MEMORY (16 * 1024)
 #define TELEMETRY_MAX_BODY (16u * 1024 * 1024)
 #define TELEMETRY_MAX_READY_TEXT 2048 /* names listed by /readyz */
-#define MHD_SONAME "libmicrohttpd.so.12"
 
 struct telemetry {
 	const struct config *cfg;
 	int fd;               /* listening socket; -1 once libmicrohttpd owns it */
 	bool unlink_path;     /* we made the unix socket file */
 	struct MHD_Daemon *d; /* NULL until started */
-	void *lib;
 	struct stats *stats;
 	struct sched *sched;
 	_Atomic bool mounted;
 	bool mount_checked; /* a FUSE mount at a path: look at mountinfo */
 };
 
-static struct {
-	struct MHD_Daemon *(*start_daemon)(unsigned int, uint16_t,
-	                                   MHD_AcceptPolicyCallback, void *,
-	                                   MHD_AccessHandlerCallback, void *, ...);
-	void (*stop_daemon)(struct MHD_Daemon *);
-	struct MHD_Response *(*create_response_from_buffer)(size_t, void *,
-	                                                    enum MHD_ResponseMemoryMode);
-	enum MHD_Result (*add_response_header)(struct MHD_Response *, const char *,
-	                                       const char *);
-	enum MHD_Result (*queue_response)(struct MHD_Connection *, unsigned int,
-	                                  struct MHD_Response *);
-	void (*destroy_response)(struct MHD_Response *);
-} mhd;
-
-#define LOAD(lib, field, name)                                                           \
-	do {                                                                             \
-		*(void **)&mhd.field = dlsym(lib, name);                                 \
-		if (!mhd.field)                                                          \
-			return SFS_EIO;                                                  \
-	} while (0)
-
-static int load_mhd(void *lib)
-{
-	LOAD(lib, start_daemon, "MHD_start_daemon");
-	LOAD(lib, stop_daemon, "MHD_stop_daemon");
-	LOAD(lib, create_response_from_buffer, "MHD_create_response_from_buffer");
-	LOAD(lib, add_response_header, "MHD_add_response_header");
-	LOAD(lib, queue_response, "MHD_queue_response");
-	LOAD(lib, destroy_response, "MHD_destroy_response");
-	return 0;
-}
+static const struct httpd_api *mhd_api; /* set by telemetry_start */
+#define mhd (*mhd_api)
 
 /* --- a bounded text buffer ---------------------------------------------- */
 
@@ -446,78 +413,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* --- the socket ---------------------------------------------------------- */
 
-static int bind_unix(struct telemetry *tm, const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd;
-
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	/* A socket file nobody answers on is a leftover: replace it. One
-	 * that answers is another instance's. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		bool live =
-		    probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
-
-		if (probe >= 0)
-			close(probe);
-		if (live) {
-			close(fd);
-			errno = EADDRINUSE;
-			return -1;
-		}
-		unlink(path);
-	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(path, 0660) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	tm->unlink_path = true;
-	return fd;
-}
-
-static int bind_inet(const struct config_telemetry *tc)
-{
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	int fd, one = 1;
-
-	if (tc->family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(tc->port);
-		inet_pton(AF_INET6, tc->host, &a->sin6_addr);
-		len = sizeof *a;
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons(tc->port);
-		inet_pton(AF_INET, tc->host, &a->sin_addr);
-		len = sizeof *a;
-	}
-	fd = socket(tc->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	/* A restart may bind while old connections linger in TIME_WAIT; a
-	 * listener still bound elsewhere is refused all the same. */
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (tc->family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
 int telemetry_new(const struct config *cfg, struct telemetry **out)
 {
 	const struct config_telemetry *tc = cfg->telemetry;
@@ -526,7 +421,7 @@ int telemetry_new(const struct config *cfg, struct telemetry **out)
 	if (!tm)
 		return SFS_ENOMEM;
 	tm->cfg = cfg;
-	tm->fd = tc->family == AF_UNIX ? bind_unix(tm, tc->path) : bind_inet(tc);
+	tm->fd = httpd_bind(tc, &tm->unlink_path);
 	if (tm->fd < 0 || listen(tm->fd, TELEMETRY_MAX_CONNECTIONS) < 0) {
 		log_event(LOG_LVL_ERROR,
 		          &(struct log_fields){.event = "telemetry.listen_failed"},
@@ -544,26 +439,16 @@ int telemetry_new(const struct config *cfg, struct telemetry **out)
 
 int telemetry_start(struct telemetry *tm, struct stats *stats, struct sched *sched)
 {
-	sigset_t all, old;
-
 	tm->stats = stats;
 	tm->sched = sched;
-	tm->lib = dlopen(MHD_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!tm->lib || load_mhd(tm->lib) < 0) {
-		log_error("telemetry: cannot load %s: %s", MHD_SONAME,
-		          tm->lib ? "a function is missing" : dlerror());
+	if (!(mhd_api = httpd_load("telemetry")))
 		return SFS_EIO;
-	}
-	/* Signals go to the main thread (the FUSE loop), never here. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	tm->d = mhd.start_daemon(
-	    MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, on_request, tm,
-	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)tm->fd, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned int)TELEMETRY_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned int)TELEMETRY_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)TELEMETRY_CONN_MEMORY, MHD_OPTION_END);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	tm->d = httpd_start(
+	    tm->fd,
+	    &(struct httpd_bounds){.max_connections = TELEMETRY_MAX_CONNECTIONS,
+	                           .idle_timeout_s = TELEMETRY_CONN_TIMEOUT_S,
+	                           .request_memory = TELEMETRY_CONN_MEMORY},
+	    on_request, tm);
 	if (!tm->d) {
 		log_error("telemetry: cannot start the listener on %s",
 		          tm->cfg->telemetry->listen);
@@ -594,6 +479,5 @@ void telemetry_free(struct telemetry *tm)
 		close(tm->fd);
 	if (tm->unlink_path)
 		unlink(tm->cfg->telemetry->path);
-	/* Not dlclose'd: GnuTLS's destructors at exit would run twice. */
 	free(tm);
 }

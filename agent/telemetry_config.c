@@ -13,6 +13,7 @@
 
 #include "secretfs/duration.h"
 #include "secretfs/error.h"
+#include "httpd.h"
 #include "telemetry.h"
 
 #define DEFAULT_LIVENESS_TIMEOUT_MS 60000
@@ -20,73 +21,6 @@
 #define LISTEN_MAX 200 /* bytes of a listen value echoed in a message */
 
 static const char *const telemetry_keys[] = {"listen", "liveness_timeout", NULL};
-
-/* Parses "port" into *out; NULL or a static reason. */
-static const char *parse_port(const char *s, uint16_t *out)
-{
-	unsigned long v = 0;
-
-	if (!*s)
-		return "the port is missing";
-	for (const char *c = s; *c; c++) {
-		if (*c < '0' || *c > '9' || c - s >= 5)
-			return "the port must be a number from 1 to 65535";
-		v = v * 10 + (unsigned long)(*c - '0');
-	}
-	if (v == 0 || v > 65535)
-		return "the port must be a number from 1 to 65535";
-	*out = (uint16_t)v;
-	return NULL;
-}
-
-/* Fills tc from a listen value; NULL or a static reason. */
-static const char *parse_listen(const char *s, struct config_telemetry *tc)
-{
-	const char *colon, *host = s;
-	size_t hostlen;
-	unsigned char addr[sizeof(struct in6_addr)];
-
-	if (strncmp(s, "unix:", 5) == 0) {
-		const char *path = s + 5;
-
-		if (path[0] != '/')
-			return "a unix socket path must be absolute "
-			       "(unix:/run/secretfs/metrics.sock)";
-		if (strlen(path) >= sizeof tc->path)
-			return "the unix socket path is too long (at most 107 bytes)";
-		tc->family = AF_UNIX;
-		snprintf(tc->path, sizeof tc->path, "%s", path);
-		return NULL;
-	}
-	if (s[0] == '[') {
-		const char *end = strchr(s, ']');
-
-		if (!end || end[1] != ':')
-			return "an IPv6 address is written [address]:port";
-		host = s + 1;
-		hostlen = (size_t)(end - host);
-		colon = end + 1;
-		tc->family = AF_INET6;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return "must be ADDRESS:PORT (e.g. 127.0.0.1:9464), [IPv6]:PORT "
-			       "or "
-			       "unix:/path";
-		hostlen = (size_t)(colon - s);
-		tc->family = AF_INET;
-	}
-	if (hostlen == 0 || hostlen >= sizeof tc->host)
-		return "the address is missing or too long";
-	memcpy(tc->host, host, hostlen);
-	tc->host[hostlen] = '\0';
-	if (inet_pton(tc->family, tc->host, addr) != 1)
-		return tc->family == AF_INET
-		           ? "not a numeric IPv4 address (names are not resolved; use "
-		             "[...] for IPv6)"
-		           : "not a numeric IPv6 address";
-	return parse_port(colon + 1, &tc->port);
-}
 
 int telemetry_config_parse(const json_t *obj, const char *kp, struct diag *d,
                            struct config_telemetry **out)
@@ -129,7 +63,7 @@ int telemetry_config_parse(const json_t *obj, const char *kp, struct diag *d,
 	} else if (!json_is_string(v)) {
 		diag_add(d, ckp, "must be a string");
 		rc = SFS_EINVAL;
-	} else if ((why = parse_listen(json_string_value(v), tc))) {
+	} else if ((why = httpd_parse_listen(json_string_value(v), tc))) {
 		diag_add(d, ckp, "invalid address \"%.*s\": %s", LISTEN_MAX,
 		         json_string_value(v), why);
 		rc = SFS_EINVAL;
