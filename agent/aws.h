@@ -148,4 +148,16 @@ int aws_secret_value_from_reply(const json_t *reply, json_t **out, char *version
 int aws_version_from_describe(const json_t *reply, const char *stage, char *version,
                               size_t versionlen, struct backend_error *err,
                               const char *what);
+/*
+ * GetSecretValue of secret id (version_id and version_stage may be NULL)
+ * through be, an "aws" backend, for the agent API (aws_api.c): on success
+ * *reply is the whole reply object (ARN, Name, VersionId, SecretString or
+ * SecretBinary, VersionStages, CreatedDate), built with the wiping
+ * allocator; json_decref it. Errors as the backend's fetch (err names the
+ * AWS error type); SFS_EINVAL when be is not an aws backend.
+ */
+int aws_get_secret_value(struct backend *be, const char *id, const char *version_id,
+                         const char *version_stage, json_t **reply,
+                         struct backend_error *err);
+
 #endif

@@ -929,3 +929,26 @@ const struct backend_ops backend_aws_ops = {
     .maintain = aws_maintain,
     .concurrent = true,
 };
+
+int aws_get_secret_value(struct backend *be, const char *id, const char *version_id,
+                         const char *version_stage, json_t **reply,
+                         struct backend_error *err)
+{
+	json_t *body = json_pack("{s:s}", "SecretId", id);
+	int rc = SFS_ENOMEM;
+
+	*reply = NULL;
+	if (be->ops != backend_find("aws"))
+		return SFS_EINVAL;
+	if (body && version_id &&
+	    json_object_set_new(body, "VersionId", json_string(version_id)) < 0)
+		goto out;
+	if (body && version_stage &&
+	    json_object_set_new(body, "VersionStage", json_string(version_stage)) < 0)
+		goto out;
+	if (body)
+		rc = aws_call((struct aws *)be, "GetSecretValue", id, body, reply, err);
+out:
+	json_decref(body);
+	return rc;
+}

@@ -26,6 +26,7 @@
 #include "secretfs/config.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
+#include "aws_api.h"
 #include "telemetry.h"
 
 #define CONFIG_MAX_FILE (4u * 1024 * 1024) /* bytes of config text */
@@ -53,7 +54,7 @@ struct parser {
 
 static const char *const top_keys[] = {"mount", "backends",        "secrets",
                                        "log",   "startup_timeout", "shutdown_timeout",
-                                       "audit", "telemetry",       NULL};
+                                       "audit", "telemetry",       "aws_api", NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
@@ -629,6 +630,9 @@ static void parse_root(struct parser *p, const json_t *root)
 	if ((v = json_object_get(root, "telemetry")) &&
 	    telemetry_config_parse(v, "telemetry", p->cv.d, &p->cfg->telemetry) < 0)
 		p->cv.errors++;
+	if ((v = json_object_get(root, "aws_api")) &&
+	    aws_api_config_parse(v, "aws_api", p->cfg, p->cv.d, &p->cfg->aws_api) < 0)
+		p->cv.errors++;
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -763,6 +767,7 @@ void config_free(struct config *cfg)
 	free(cfg->secrets);
 	audit_config_free(cfg->audit);
 	telemetry_config_free(cfg->telemetry);
+	aws_api_config_free(cfg->aws_api);
 	free(cfg);
 }
 

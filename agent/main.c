@@ -33,6 +33,7 @@
 #include "secretfs/stats.h"
 #include "secretfs/store.h"
 #include "secretfs/timing.h"
+#include "aws_api.h"
 #include "telemetry.h"
 
 /* Exit codes (usage() and README.md list them). */
@@ -507,6 +508,7 @@ static int run(const struct config *cfg, bool once)
 	struct fs *fs = NULL;
 	struct sched *sched = NULL;
 	struct telemetry *tm = NULL;
+	struct aws_api *awsapi = NULL;
 	uint64_t started = timing_now_ms();
 	size_t missing = 0, served;
 	int rc = EXIT_STARTUP;
@@ -538,6 +540,8 @@ static int run(const struct config *cfg, bool once)
 		goto out;
 	}
 	if (tm && telemetry_start(tm, stats, sched) < 0)
+		goto out;
+	if (cfg->aws_api && !once && aws_api_new(cfg, backends, es, stats, &awsapi) < 0)
 		goto out;
 	/* Mount once the first values are in, so an application never starts
 	 * on an empty mount; a source still failing at the deadline is absent
@@ -599,6 +603,7 @@ out:
 	/* The listener reads the scheduler: it goes first. */
 	telemetry_set_mounted(tm, false);
 	telemetry_free(tm);
+	aws_api_free(awsapi);
 	sched_stop(sched);
 	/* No FUSE request runs past fs_run: what is queued is all there is. */
 	set_reopen_signal(NULL);

@@ -88,6 +88,7 @@ struct config {
 	uint64_t shutdown_timeout_ms;       /* default 5s: revocations after SIGTERM */
 	struct audit_config *audit;         /* "audit" (audit.h); NULL when absent */
 	struct config_telemetry *telemetry; /* NULL when not configured */
+	struct aws_api_config *aws_api;     /* "aws_api" (aws_api.h); NULL when absent */
 };
 
 /*

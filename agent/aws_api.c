@@ -1,0 +1,562 @@
+/*
+ * The AWS Secrets Manager Agent's local API (see aws_api.h).
+ *
+ * Each request for a secret is a GetSecretValue through the config's AWS
+ * backend (its credential chain and SigV4), answered with the reply's
+ * GetSecretValue JSON shape as the agent answers it. The body is built in
+ * guarded memory (secbuf) and handed to libmicrohttpd with a free callback
+ * that wipes it once sent; the parsed reply lives in wiping-allocator
+ * memory. Nothing of a value is logged: requests log the secret id and
+ * the outcome.
+ *
+ * SSRF protection as the agent's: every request but /ping must carry the
+ * token in one of ssrf_headers, compared in constant time with the value
+ * taken (sealed, envstash.h) from the first set of ssrf_env_variables; a
+ * file:// value names a file read at each request. A request with
+ * X-Forwarded-For is refused, and the listener is loopback-only unless
+ * allow_non_loopback is set.
+ *
+ * Bounds: max_connections at once (the agent's 800), 10 s idle, 16 KiB of
+ * request line and headers, no body read, AWS_API_MAX_BODY bytes of answer.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "aws.h"
+#include "aws_api.h"
+#include "confval.h"
+#include "envstash.h"
+#include "httpd.h"
+#include "secretfs/backend.h"
+#include "secretfs/error.h"
+#include "secretfs/log.h"
+#include "secretfs/secjson.h"
+#include "secretfs/secmem.h"
+#include "secretfs/stats.h"
+
+#define AWS_API_DEFAULT_LISTEN "127.0.0.1:2773"
+#define AWS_API_DEFAULT_MAX_CONN 800
+#define AWS_API_CONN_TIMEOUT_S 10
+#define AWS_API_CONN_MEMORY (16 * 1024)
+#define AWS_API_MAX_BODY (256u * 1024) /* 64 KiB secret, base64, metadata */
+#define AWS_API_MAX_TOKEN 4096
+#define AWS_API_MAX_LIST 16
+
+static const char *const api_keys[] = {
+    "listen",  "allow_non_loopback", "on_demand",    "max_connections",
+    "backend", "path_prefix",        "ssrf_headers", "ssrf_env_variables",
+    NULL};
+static const char *const default_headers[] = {"X-Aws-Parameters-Secrets-Token",
+                                              "X-Vault-Token", NULL};
+static const char *const default_env[] = {"AWS_TOKEN", "AWS_SESSION_TOKEN",
+                                          "AWS_CONTAINER_AUTHORIZATION_TOKEN", NULL};
+
+/* --- metrics ---------------------------------------------------------------- */
+
+static const char *const api_paths[] = {"get", "v1", "ping", "other", NULL};
+static const char *const api_results[] = {"ok",          "unauthorized", "forwarded",
+                                          "not_allowed", "not_found",    "denied",
+                                          "bad_request", "error",        NULL};
+enum { P_GET, P_V1, P_PING, P_OTHER };
+enum {
+	AR_OK,
+	AR_UNAUTH,
+	AR_FORWARDED,
+	AR_NOT_ALLOWED,
+	AR_NOT_FOUND,
+	AR_DENIED,
+	AR_BAD,
+	AR_ERROR
+};
+static const struct stats_dim api_dims[] = {
+    {"path", api_paths}, {"result", api_results}, {NULL, NULL}};
+static const struct stats_field api_fields[] = {
+    {STATS_COUNTER, "secretfs_aws_api_requests_total",
+     "Requests to the AWS agent API, by path and result", api_dims, NULL, 0, 0},
+};
+static const struct stats_family api_family = {api_fields, 1, NULL};
+
+struct aws_api {
+	const struct aws_api_config *conf;
+	const struct config *cfg;
+	struct backend *be;
+	struct envstash *es;
+	const char *token_var; /* the ssrf_env_variables entry that was set */
+	const struct httpd_api *mhd;
+	struct MHD_Daemon *d;
+	int fd;
+	bool unlink_path;
+	struct stats_set *stats;
+};
+
+/* --- config ------------------------------------------------------------------ */
+
+static int parse_list(struct confval *cv, const json_t *v, const char *kp,
+                      const char *const *dflt, char ***out)
+{
+	size_t n = 0;
+
+	if (v && (!json_is_array(v) || json_array_size(v) == 0 ||
+	          json_array_size(v) > AWS_API_MAX_LIST)) {
+		confval_problem(cv, kp, "must be a list of 1 to %d names",
+		                AWS_API_MAX_LIST);
+		return -1;
+	}
+	n = v ? json_array_size(v) : 0;
+	if (!v)
+		while (dflt[n])
+			n++;
+	*out = calloc(n + 1, sizeof **out);
+	if (!*out)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = v ? json_array_get(v, i) : NULL;
+		const char *s = v ? json_string_value(e) : dflt[i];
+		if (!s || !*s || strlen(s) > 128 || strpbrk(s, ":\r\n =")) {
+			char ekp[CONFVAL_KP_MAX];
+			snprintf(ekp, sizeof ekp, "%s[%zu]", kp, i);
+			confval_problem(cv, ekp,
+			                "must be a name (a header or variable name)");
+			return -1;
+		}
+		if (!((*out)[i] = strdup(s)))
+			return SFS_ENOMEM;
+	}
+	return 0;
+}
+
+static bool is_loopback(const struct config_telemetry *a)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (a->family == AF_UNIX)
+		return true;
+	if (inet_pton(a->family, a->host, buf) != 1)
+		return false;
+	if (a->family == AF_INET)
+		return buf[0] == 127;
+	return IN6_IS_ADDR_LOOPBACK((struct in6_addr *)buf);
+}
+
+int aws_api_config_parse(const json_t *obj, const char *kp, const struct config *cfg,
+                         struct diag *d, struct aws_api_config **out)
+{
+	struct confval cv = {.d = d};
+	struct aws_api_config *c;
+	char ckp[CONFVAL_KP_MAX];
+	const char *listen = AWS_API_DEFAULT_LISTEN, *why;
+	const json_t *v;
+	size_t naws = 0;
+
+	*out = NULL;
+	if (!json_is_object(obj)) {
+		diag_add(d, kp, "must be an object: {\"listen\": \"127.0.0.1:2773\"}");
+		return SFS_EINVAL;
+	}
+	if (!(c = calloc(1, sizeof *c)))
+		return SFS_ENOMEM;
+	confval_check_keys(&cv, obj, kp, api_keys, NULL);
+	diag_keypath(ckp, sizeof ckp, kp, "listen");
+	if ((v = json_object_get(obj, "listen")) && !json_is_string(v))
+		confval_problem(&cv, ckp, "must be a string such as \"127.0.0.1:2773\"");
+	else if (v)
+		listen = json_string_value(v);
+	if ((why = httpd_parse_listen(listen, &c->addr)))
+		confval_problem(&cv, ckp, "%s", why);
+	else if (!(c->addr.listen = strdup(listen)))
+		cv.oom = true;
+	c->max_connections = AWS_API_DEFAULT_MAX_CONN;
+	const struct {
+		const char *key;
+		bool *flag;
+	} flags[] = {{"allow_non_loopback", &c->allow_non_loopback},
+	             {"on_demand", &c->on_demand}};
+	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+		diag_keypath(ckp, sizeof ckp, kp, flags[i].key);
+		if ((v = json_object_get(obj, flags[i].key)) && !json_is_boolean(v))
+			confval_problem(&cv, ckp, "must be true or false");
+		*flags[i].flag = json_is_true(v);
+	}
+	if (!why && !c->allow_non_loopback && !is_loopback(&c->addr))
+		confval_problem(
+		    &cv, diag_keypath(ckp, sizeof ckp, kp, "listen"),
+		    "not a loopback address: the agent API serves secrets to "
+		    "anyone who can connect; set \"allow_non_loopback\": true "
+		    "to mean it");
+	diag_keypath(ckp, sizeof ckp, kp, "max_connections");
+	if ((v = json_object_get(obj, "max_connections"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 10000)
+			confval_problem(&cv, ckp, "must be a number from 1 to 10000");
+		else
+			c->max_connections = (unsigned)json_integer_value(v);
+	}
+	diag_keypath(ckp, sizeof ckp, kp, "path_prefix");
+	v = json_object_get(obj, "path_prefix");
+	if (v && (!json_is_string(v) || json_string_value(v)[0] != '/' ||
+	          strlen(json_string_value(v)) > 64))
+		confval_problem(&cv, ckp,
+		                "must be a path starting with / such as \"/v1/\"");
+	else if (!(c->path_prefix = strdup(v ? json_string_value(v) : "/v1/")))
+		cv.oom = true;
+	if (parse_list(&cv, json_object_get(obj, "ssrf_headers"),
+	               diag_keypath(ckp, sizeof ckp, kp, "ssrf_headers"), default_headers,
+	               &c->ssrf_headers) == SFS_ENOMEM ||
+	    parse_list(&cv, json_object_get(obj, "ssrf_env_variables"),
+	               diag_keypath(ckp, sizeof ckp, kp, "ssrf_env_variables"),
+	               default_env, &c->ssrf_env_variables) == SFS_ENOMEM)
+		cv.oom = true;
+	diag_keypath(ckp, sizeof ckp, kp, "backend");
+	v = json_object_get(obj, "backend");
+	for (size_t i = 0; i < cfg->nbackends; i++)
+		if (strcmp(cfg->backends[i].type, "aws") == 0) {
+			naws++;
+			if (!v && !(c->backend = strdup(cfg->backends[i].name)))
+				cv.oom = true;
+		}
+	if (v) {
+		const struct config_backend *b =
+		    json_is_string(v) ? config_backend_find(cfg, json_string_value(v))
+		                      : NULL;
+		if (!b || strcmp(b->type, "aws") != 0)
+			confval_problem(&cv, ckp, "must name a backend of type aws");
+		else if (!(c->backend = strdup(b->name)))
+			cv.oom = true;
+	} else if (naws != 1) {
+		confval_problem(&cv, ckp,
+		                naws ? "several aws backends: name the one to call"
+		                     : "needs a backend of type aws in \"backends\"");
+	}
+	if (cv.oom || cv.errors) {
+		aws_api_config_free(c);
+		return cv.oom ? SFS_ENOMEM : SFS_EINVAL;
+	}
+	*out = c;
+	return 0;
+}
+
+static void free_list(char **l)
+{
+	for (size_t i = 0; l && l[i]; i++)
+		free(l[i]);
+	free(l);
+}
+
+void aws_api_config_free(struct aws_api_config *c)
+{
+	if (!c)
+		return;
+	free(c->addr.listen);
+	free(c->backend);
+	free(c->path_prefix);
+	free_list(c->ssrf_headers);
+	free_list(c->ssrf_env_variables);
+	free(c);
+}
+
+/* --- answers ----------------------------------------------------------------- */
+
+static void wipe_free(void *p)
+{
+	secmem_free(p);
+}
+
+/* Queues body (guarded memory, taken: wiped and freed once sent). */
+static enum MHD_Result send_body(struct aws_api *api, struct MHD_Connection *c,
+                                 unsigned status, struct secbuf *body, const char *type)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ok;
+
+	if (!body->data && secbuf_puts(body, "") < 0)
+		return MHD_NO;
+	r = api->mhd->create_response_from_buffer_with_free_callback(
+	    body->len, body->data, wipe_free);
+	if (!r) {
+		secbuf_release(body);
+		return MHD_NO;
+	}
+	body->data = NULL; /* the response owns it now */
+	api->mhd->add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	api->mhd->add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ok = api->mhd->queue_response(c, status, r);
+	api->mhd->destroy_response(r);
+	return ok;
+}
+
+/* The agent's error body: {"__type": type, "message": message}. */
+static enum MHD_Result send_error(struct aws_api *api, struct MHD_Connection *c,
+                                  unsigned status, const char *type, const char *message)
+{
+	struct secbuf b;
+	json_t *j = json_pack("{s:s,s:s}", "__type", type, "message", message);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	int rc;
+
+	secbuf_init(&b, AWS_API_MAX_BODY);
+	rc = text ? secbuf_puts(&b, text) : SFS_ENOMEM;
+	secjson_free_buf(text);
+	json_decref(j);
+	if (rc < 0) {
+		secbuf_release(&b);
+		return MHD_NO;
+	}
+	return send_body(api, c, status, &b, "application/x-amz-json-1.1");
+}
+
+/* --- the token ----------------------------------------------------------------- */
+
+/* Whether the request carries the expected token in one of the headers. */
+static bool token_ok(struct aws_api *api, struct MHD_Connection *c)
+{
+	char *want = NULL;
+	unsigned char *file = NULL;
+	const unsigned char *w;
+	size_t wlen;
+	bool ok = false;
+
+	if (envstash_get(api->es, api->token_var, &want) < 0)
+		return false;
+	w = (const unsigned char *)want;
+	wlen = strlen(want);
+	if (strncmp(want, "file://", 7) == 0) {
+		if (secmem_read_file(want + 7, AWS_API_MAX_TOKEN, &file, &wlen) < 0)
+			goto out;
+		while (wlen && (file[wlen - 1] == '\n' || file[wlen - 1] == '\r'))
+			wlen--;
+		w = file;
+	}
+	for (size_t i = 0; wlen && api->conf->ssrf_headers[i] && !ok; i++) {
+		const char *got = api->mhd->lookup_connection_value(
+		    c, MHD_HEADER_KIND, api->conf->ssrf_headers[i]);
+		ok = got && strlen(got) == wlen && sodium_memcmp(got, w, wlen) == 0;
+	}
+out:
+	secmem_free(file);
+	secmem_free(want);
+	return ok;
+}
+
+/* --- secrets ------------------------------------------------------------------- */
+
+/* Whether a secret of the config names id through the API's backend. */
+static bool allowed(const struct aws_api *api, const char *id)
+{
+	if (api->conf->on_demand)
+		return true;
+	for (size_t i = 0; i < api->cfg->nsecrets; i++)
+		if (strcmp(api->cfg->secrets[i].backend, api->conf->backend) == 0 &&
+		    strcmp(api->cfg->secrets[i].path, id) == 0)
+			return true;
+	return false;
+}
+
+/* The GetSecretValue answer: the keys the agent passes on. */
+static enum MHD_Result send_secret(struct aws_api *api, struct MHD_Connection *c,
+                                   const json_t *reply)
+{
+	static const char *const keys[] = {
+	    "ARN",          "Name",          "VersionId",   "SecretString",
+	    "SecretBinary", "VersionStages", "CreatedDate", NULL};
+	json_t *out = json_object();
+	struct secbuf b;
+	char *text;
+	int rc = SFS_ENOMEM;
+
+	secbuf_init(&b, AWS_API_MAX_BODY);
+	for (size_t i = 0; out && keys[i]; i++) {
+		json_t *v = json_object_get(reply, keys[i]);
+		if (v && json_object_set(out, keys[i], v) < 0)
+			goto out;
+	}
+	if (out && (text = json_dumps(out, JSON_COMPACT))) {
+		rc = secbuf_puts(&b, text);
+		secjson_free_buf(text);
+	}
+out:
+	json_decref(out);
+	if (rc < 0) {
+		secbuf_release(&b);
+		return send_error(api, c, 500, "InternalFailure",
+		                  "cannot build the answer");
+	}
+	return send_body(api, c, 200, &b, "application/x-amz-json-1.1");
+}
+
+static enum MHD_Result get_secret(struct aws_api *api, struct MHD_Connection *c, int path,
+                                  const char *id)
+{
+	const char *vid =
+	    api->mhd->lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "versionId");
+	const char *stage =
+	    api->mhd->lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "versionStage");
+	struct backend_error err = {0};
+	json_t *reply = NULL;
+	enum MHD_Result ok;
+	int rc;
+
+	if (!id || !*id || strlen(id) > 2048) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_BAD);
+		return send_error(api, c, 400, "InvalidParameterException",
+		                  "secretId is missing");
+	}
+	if (!allowed(api, id)) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_NOT_ALLOWED);
+		log_info("aws_api: %s is not a secret of the config (on_demand is off)",
+		         id);
+		return send_error(api, c, 400, "ResourceNotFoundException",
+		                  "Secrets Manager can't find the specified secret.");
+	}
+	rc = aws_get_secret_value(api->be, id, vid, stage, &reply, &err);
+	if (rc == 0) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_OK);
+		ok = send_secret(api, c, reply);
+		json_decref(reply);
+		return ok;
+	}
+	log_warn("aws_api: %s", err.msg);
+	if (rc == SFS_ENOTFOUND) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_NOT_FOUND);
+		return send_error(api, c, 400, "ResourceNotFoundException",
+		                  "Secrets Manager can't find the specified secret.");
+	}
+	if (rc == SFS_EDENIED) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_DENIED);
+		return send_error(api, c, 400, "AccessDeniedException",
+		                  "Access to the secret is denied.");
+	}
+	stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_ERROR);
+	return send_error(api, c, 500, "InternalFailure",
+	                  "Secrets Manager request failed");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+	struct aws_api *api = cls;
+	const char *prefix = api->conf->path_prefix;
+	int path = strcmp(url, "/ping") == 0                   ? P_PING
+	           : strcmp(url, "/secretsmanager/get") == 0   ? P_GET
+	           : strncmp(url, prefix, strlen(prefix)) == 0 ? P_V1
+	                                                       : P_OTHER;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)req_cls;
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_BAD);
+		return send_error(api, c, 405, "InvalidRequestException",
+		                  "Method not allowed");
+	}
+	if (path == P_PING) {
+		struct secbuf b;
+		secbuf_init(&b, 16);
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_OK);
+		return secbuf_puts(&b, "healthy") < 0
+		           ? MHD_NO
+		           : send_body(api, c, 200, &b, "text/plain; charset=utf-8");
+	}
+	if (!token_ok(api, c)) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_UNAUTH);
+		return send_error(api, c, 403, "AccessDeniedException", "Bad Token");
+	}
+	if (api->mhd->lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For")) {
+		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_FORWARDED);
+		return send_error(api, c, 400, "InvalidRequestException",
+		                  "Forwarded header not allowed");
+	}
+	if (path == P_GET)
+		return get_secret(api, c, path,
+		                  api->mhd->lookup_connection_value(
+		                      c, MHD_GET_ARGUMENT_KIND, "secretId"));
+	if (path == P_V1)
+		return get_secret(api, c, path, url + strlen(prefix));
+	stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_NOT_FOUND);
+	return send_error(api, c, 404, "InvalidRequestException", "Not found");
+}
+
+/* --- lifecycle ----------------------------------------------------------------- */
+
+int aws_api_new(const struct config *cfg, struct backend **backends, struct envstash *es,
+                struct stats *stats, struct aws_api **out)
+{
+	const struct aws_api_config *conf = cfg->aws_api;
+	struct aws_api *api = calloc(1, sizeof *api);
+	char *probe = NULL;
+
+	if (!api)
+		return SFS_ENOMEM;
+	api->conf = conf;
+	api->cfg = cfg;
+	api->es = es;
+	api->fd = -1;
+	for (size_t i = 0; i < cfg->nbackends; i++)
+		if (strcmp(cfg->backends[i].name, conf->backend) == 0)
+			api->be = backends[i];
+	for (size_t i = 0; conf->ssrf_env_variables[i] && !api->token_var; i++) {
+		if (envstash_take(es, conf->ssrf_env_variables[i]) < 0)
+			goto fail;
+		if (envstash_get(es, conf->ssrf_env_variables[i], &probe) == 0)
+			api->token_var = conf->ssrf_env_variables[i];
+		secmem_free(probe);
+		probe = NULL;
+	}
+	if (!api->token_var) {
+		log_error("aws_api: no SSRF token: none of ssrf_env_variables is set "
+		          "(the agent's default: AWS_TOKEN, AWS_SESSION_TOKEN, "
+		          "AWS_CONTAINER_AUTHORIZATION_TOKEN)");
+		goto fail;
+	}
+	api->fd = httpd_bind(&conf->addr, &api->unlink_path);
+	if (api->fd < 0 || listen(api->fd, (int)conf->max_connections) < 0) {
+		log_error("aws_api: cannot listen on %s: %s", conf->addr.listen,
+		          errno == EADDRINUSE ? "address already in use"
+		                              : strerror(errno));
+		goto fail;
+	}
+	if (!(api->mhd = httpd_load("aws_api")))
+		goto fail;
+	api->stats = stats_register(stats, &api_family, NULL);
+	api->d =
+	    httpd_start(api->fd,
+	                &(struct httpd_bounds){.max_connections = conf->max_connections,
+	                                       .idle_timeout_s = AWS_API_CONN_TIMEOUT_S,
+	                                       .request_memory = AWS_API_CONN_MEMORY},
+	                on_request, api);
+	if (!api->d) {
+		log_error("aws_api: cannot start the listener on %s", conf->addr.listen);
+		goto fail;
+	}
+	api->fd = -1; /* libmicrohttpd closes it */
+	log_event(LOG_LVL_INFO, &(struct log_fields){.event = "aws_api.listening"},
+	          "aws_api: serving the AWS Secrets Manager Agent API on %s%s",
+	          conf->addr.listen, conf->on_demand ? " (on demand)" : "");
+	*out = api;
+	return 0;
+fail:
+	aws_api_free(api);
+	return SFS_EIO;
+}
+
+void aws_api_free(struct aws_api *api)
+{
+	if (!api)
+		return;
+	if (api->d)
+		api->mhd->stop_daemon(api->d);
+	if (api->fd >= 0)
+		close(api->fd);
+	if (api->unlink_path)
+		unlink(api->conf->addr.path);
+	free(api);
+}
