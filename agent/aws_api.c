@@ -313,7 +313,21 @@ static enum MHD_Result send_error(struct aws_api *api, struct MHD_Connection *c,
 
 /* --- the token ----------------------------------------------------------------- */
 
-/* Whether the request carries the expected token in one of the headers. */
+/* libmicrohttpd parses headers in place in the connection's buffer,
+ * which it frees unwiped: wipe the token headers there once read (no
+ * later lookup wants them). */
+static void wipe_token_headers(struct aws_api *api, struct MHD_Connection *c)
+{
+	for (size_t i = 0; api->conf->ssrf_headers[i]; i++) {
+		const char *got = api->mhd->lookup_connection_value(
+		    c, MHD_HEADER_KIND, api->conf->ssrf_headers[i]);
+		if (got)
+			sodium_memzero((char *)got, strlen(got));
+	}
+}
+
+/* Whether the request carries the expected token in one of the headers
+ * (wiped from the request buffer either way). */
 static bool token_ok(struct aws_api *api, struct MHD_Connection *c)
 {
 	char *want = NULL;
@@ -322,13 +336,17 @@ static bool token_ok(struct aws_api *api, struct MHD_Connection *c)
 	size_t wlen;
 	bool ok = false;
 
-	if (envstash_get(api->es, api->token_var, &want) < 0)
+	if (envstash_get(api->es, api->token_var, &want) < 0) {
+		wipe_token_headers(api, c);
 		return false;
+	}
 	w = (const unsigned char *)want;
 	wlen = strlen(want);
 	if (strncmp(want, "file://", 7) == 0) {
-		if (secmem_read_file(want + 7, AWS_API_MAX_TOKEN, &file, &wlen) < 0)
+		if (secmem_read_file(want + 7, AWS_API_MAX_TOKEN, &file, &wlen) < 0) {
+			wipe_token_headers(api, c);
 			goto out;
+		}
 		while (wlen && (file[wlen - 1] == '\n' || file[wlen - 1] == '\r'))
 			wlen--;
 		w = file;
@@ -338,6 +356,7 @@ static bool token_ok(struct aws_api *api, struct MHD_Connection *c)
 		    c, MHD_HEADER_KIND, api->conf->ssrf_headers[i]);
 		ok = got && strlen(got) == wlen && sodium_memcmp(got, w, wlen) == 0;
 	}
+	wipe_token_headers(api, c);
 out:
 	secmem_free(file);
 	secmem_free(want);

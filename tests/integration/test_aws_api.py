@@ -1,0 +1,222 @@
+"""The AWS Secrets Manager Agent's local API ("aws_api") against the fake
+AWS (tests/fakes/fake_aws.py): the agent's documented requests, made as
+its own examples make them (curl, and Python's urllib), and its answers:
+the GetSecretValue JSON shape, /ping, the SSRF token from the first set of
+AWS_TOKEN / AWS_SESSION_TOKEN / AWS_CONTAINER_AUTHORIZATION_TOKEN (a
+file:// value names a file), refusals of a missing or wrong token and of
+X-Forwarded-For, the allow-list of the config's secrets and on_demand,
+and no plaintext at rest with the API enabled.
+"""
+
+import json
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from helpers.aws import FakeAws, backend, sm, start, static_keys
+from helpers.harness import (SLOW, TIMEOUT, WaitTimeout, describe_hits, rand_token,
+                             scan_memory, wait_until)
+
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+
+
+@pytest.fixture
+def aws():
+    fake = FakeAws().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(sandbox, aws, secrets, token, api=None, token_var="AWS_TOKEN"):
+    """secretfs with the AWS backend on the fake and "aws_api" on a free
+    loopback port; returns (daemon, base URL)."""
+    port = free_port()
+    env, _, _ = static_keys(aws, sandbox, **{token_var: token})
+    block = {"listen": f"127.0.0.1:{port}", **(api or {})}
+    d = start(sandbox, secrets, backend(aws), env, top={"aws_api": block})
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: get(base + "/ping")[0] == 200, timeout=5 * SLOW,
+               ignore=(OSError,), what="the API listening")
+    return d, base
+
+
+def get(url, headers=None):
+    """urllib GET, as the agent's Python example; returns (status, body)."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def curl(url, *headers):
+    """curl, as the agent's shell example; returns (status, body)."""
+    args = ["curl", "-sS", "--max-time", str(TIMEOUT), "-w", "\n%{http_code}"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=TIMEOUT + 5,
+                         check=True).stdout
+    body, _, status = out.rpartition("\n")
+    return int(status), body
+
+
+def test_get_answers_the_get_secret_value_shape(sandbox, aws):
+    token, value = rand_token(32), rand_token(40)
+    arn = aws.add_secret("app/db", string=value)
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, token)
+    status, body = curl(f"{base}/secretsmanager/get?secretId=app/db",
+                        f"{TOKEN_HEADER}: {token}")
+    assert status == 200, body
+    doc = json.loads(body)
+    assert doc["SecretString"] == value
+    assert doc["ARN"] == arn and doc["Name"] == "app/db"
+    assert doc["VersionId"] == aws.version_id("app/db")
+    assert doc["VersionStages"] == ["AWSCURRENT"]
+    assert isinstance(doc["CreatedDate"], (int, float))
+    assert "SecretBinary" not in doc
+    # The path form, by ARN too (the config names the secret by name).
+    status, body = get(f"{base}/v1/app/db", {TOKEN_HEADER: token})
+    assert status == 200 and json.loads(body)["SecretString"] == value
+
+
+def test_ping_is_healthy_without_a_token(sandbox, aws):
+    aws.add_secret("app/db", string="x")
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, rand_token(32))
+    assert curl(base + "/ping") == (200, "healthy")
+
+
+@pytest.mark.parametrize("headers", [{}, {TOKEN_HEADER: "wrong"}, {TOKEN_HEADER: ""}],
+                         ids=["missing", "wrong", "empty"])
+def test_a_missing_or_wrong_token_is_refused(sandbox, aws, headers):
+    token = rand_token(32)
+    aws.add_secret("app/db", string=rand_token(20))
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, token)
+    before = len(aws.find_requests(kind="sm", op="GetSecretValue"))
+    status, body = get(f"{base}/secretsmanager/get?secretId=app/db", headers)
+    assert status == 403
+    assert json.loads(body)["message"] == "Bad Token"
+    assert len(aws.find_requests(kind="sm", op="GetSecretValue")) == before
+
+
+def test_x_forwarded_for_is_refused(sandbox, aws):
+    token = rand_token(32)
+    aws.add_secret("app/db", string=rand_token(20))
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, token)
+    status, body = get(f"{base}/v1/app/db",
+                       {TOKEN_HEADER: token, "X-Forwarded-For": "10.0.0.1"})
+    assert status == 400 and "Forwarded" in json.loads(body)["message"]
+
+
+def test_token_from_a_file_url_in_the_later_variables(sandbox, aws):
+    token = rand_token(32)
+    path = sandbox.file("ssrf-token")
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    aws.add_secret("app/db", string="v")
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, "file://" + path,
+                        token_var="AWS_CONTAINER_AUTHORIZATION_TOKEN")
+    assert get(f"{base}/v1/app/db", {TOKEN_HEADER: token})[0] == 200
+    # The agent's default header list has X-Vault-Token too.
+    assert get(f"{base}/v1/app/db", {"X-Vault-Token": token})[0] == 200
+
+
+def test_version_stage_and_version_id_follow_a_rotation(sandbox, aws):
+    token, old, new = rand_token(32), rand_token(20), rand_token(20)
+    aws.add_secret("app/db", string=old)
+    old_id = aws.version_id("app/db")
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, token)
+    aws.rotate("app/db", new)
+    h = {TOKEN_HEADER: token}
+    cur = json.loads(get(f"{base}/v1/app/db", h)[1])
+    assert cur["SecretString"] == new and cur["VersionStages"] == ["AWSCURRENT"]
+    prev = json.loads(get(f"{base}/secretsmanager/get?secretId=app/db"
+                          f"&versionStage=AWSPREVIOUS", h)[1])
+    assert prev["SecretString"] == old and prev["VersionId"] == old_id
+    by_id = json.loads(get(f"{base}/v1/app/db?versionId={old_id}", h)[1])
+    assert by_id["SecretString"] == old
+
+
+def test_only_the_configs_secrets_unless_on_demand(sandbox, aws):
+    token = rand_token(32)
+    aws.add_secret("app/db", string="a")
+    aws.add_secret("app/other", string=rand_token(20))
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, token)
+    status, body = get(f"{base}/v1/app/other", {TOKEN_HEADER: token})
+    assert status == 400
+    assert json.loads(body)["__type"] == "ResourceNotFoundException"
+    assert not aws.find_requests(kind="sm", op="GetSecretValue", secret="app/other")
+
+
+def test_on_demand_serves_any_id_and_answers_unknown_and_denied(sandbox, aws):
+    token, other = rand_token(32), rand_token(20)
+    aws.add_secret("app/db", string="a")
+    aws.add_secret("app/other", string=other)
+    aws.add_secret("app/denied", string=rand_token(20))
+    aws.deny_access(secret="app/denied")
+    d, base = start_api(sandbox, aws, {"db": sm("app/db")}, token, {"on_demand": True})
+    h = {TOKEN_HEADER: token}
+    status, body = get(f"{base}/v1/app/other", h)
+    assert status == 200 and json.loads(body)["SecretString"] == other
+    status, body = get(f"{base}/v1/app/missing", h)
+    assert status == 400 and json.loads(body)["__type"] == "ResourceNotFoundException"
+    status, body = get(f"{base}/v1/app/denied", h)
+    assert status == 400 and json.loads(body)["__type"] == "AccessDeniedException"
+    assert other not in d.log_text()
+
+
+def test_no_plaintext_at_rest_with_the_api_enabled(sandbox, aws):
+    token, value, blob = rand_token(32), rand_token(40), rand_token(30).encode() + b"\xff"
+    aws.add_secret("app/db", string=value)
+    aws.add_secret("app/blob", binary=blob)
+    d, base = start_api(sandbox, aws, {"db": sm("app/db"), "blob": sm("app/blob")}, token)
+    for _ in range(3):
+        assert json.loads(get(f"{base}/v1/app/db", {TOKEN_HEADER: token})[1])[
+            "SecretString"] == value
+        assert get(f"{base}/v1/app/blob", {TOKEN_HEADER: token})[0] == 200
+    labels = {value.encode(): "SecretString", blob: "binary value",
+              token.encode(): "SSRF token"}
+    state = {}
+
+    def clean():
+        state["hits"], state["scanned"] = scan_memory(d.pid, list(labels))
+        return not state["hits"]
+    try:
+        wait_until(clean, timeout=3 * SLOW, interval=0.2, what="no plaintext")
+    except WaitTimeout:
+        pytest.fail("plaintext in the daemon's memory at rest:\n"
+                    + describe_hits(state["hits"], labels), pytrace=False)
+    assert state["scanned"] > 1 << 20
+
+
+@pytest.mark.parametrize("block,where", [
+    ({"listen": "0.0.0.0:2773"}, "aws_api.listen"),
+    ({"listen": "127.0.0.1:2773", "max_connections": 0}, "aws_api.max_connections"),
+    ({"listen": "127.0.0.1:2773", "bogus": 1}, "aws_api"),
+    ({"backend": "nope"}, "aws_api.backend"),
+    ({"ssrf_headers": []}, "aws_api.ssrf_headers"),
+])
+def test_check_names_the_key_path(sandbox, aws, block, where):
+    cfg = sandbox.config({"db": sm("app/db")}, backends={"aws": backend(aws)},
+                         aws_api=block)
+    r = sandbox.run(["--config", sandbox.write_config(cfg), "--check"])
+    assert r.returncode != 0
+    assert where in r.stderr, r.stderr
+
+
+def test_check_accepts_non_loopback_when_asked(sandbox, aws):
+    cfg = sandbox.config({"db": sm("app/db")}, backends={"aws": backend(aws)},
+                         aws_api={"listen": "0.0.0.0:2773", "allow_non_loopback": True})
+    r = sandbox.run(["--config", sandbox.write_config(cfg), "--check"])
+    assert r.returncode == 0, r.stderr
