@@ -305,10 +305,11 @@ def scan_memory(pid, needles, max_mapping=256 << 20, chunk=1 << 20):
     return hits, scanned
 
 
-def assert_no_plaintext(pid, values, when):
-    """Fails (AssertionError) if any of values (str) is in the memory of
-    process pid, allowing a moment for asynchronous releases to land."""
-    needles = [v.encode() for v in values]
+def assert_no_plaintext(pid, values, when, labels=None):
+    """Fails (AssertionError) if any of values (str or bytes) is in the
+    memory of process pid, allowing a moment for asynchronous releases to
+    land; labels maps a value's bytes to what it is, for the message."""
+    needles = [v if isinstance(v, bytes) else v.encode() for v in values]
     state = {}
 
     def clean():
@@ -320,7 +321,7 @@ def assert_no_plaintext(pid, values, when):
         wait_until(clean, timeout=3, interval=0.2, what="no plaintext")
     except WaitTimeout:
         raise AssertionError(f"plaintext secret(s) in the daemon's memory {when}:\n"
-                             + describe_hits(state["hits"])) from None
+                             + describe_hits(state["hits"], labels)) from None
     assert state["scanned"] > 1 << 20, "the scan read suspiciously little memory"
 
 
