@@ -17,7 +17,8 @@ import urllib.request
 import pytest
 
 from helpers.aws import FakeAws, backend, sm, start, static_keys
-from helpers.harness import SLOW, TIMEOUT, assert_no_plaintext, rand_token, wait_until
+from helpers.harness import (SANITIZE, SLOW, TIMEOUT, assert_no_plaintext, rand_token,
+                             wait_until)
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 
@@ -186,6 +187,11 @@ def test_no_plaintext_at_rest_with_the_api_enabled(sandbox, aws):
         assert get(f"{base}/v1/app/blob", {TOKEN_HEADER: token})[0] == 200
     labels = {value.encode(): "SecretString", blob: "binary value",
               token.encode(): "SSRF token"}
+    if SANITIZE:
+        # The sanitizer runtime keeps its own copy of the initial
+        # environment (read from /proc/self/environ at start), out of the
+        # daemon's reach: AWS_TOKEN is in it.
+        del labels[token.encode()]
     assert_no_plaintext(d.pid, list(labels), "at rest with the API enabled", labels)
 
 
