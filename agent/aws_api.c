@@ -45,7 +45,7 @@
 #define AWS_API_DEFAULT_MAX_CONN 800
 #define AWS_API_CONN_TIMEOUT_S 10
 #define AWS_API_CONN_MEMORY (16 * 1024)
-#define AWS_API_MAX_BODY (256u * 1024) /* 64 KiB secret, base64, metadata */
+#define AWS_API_MAX_BODY (512u * 1024) /* 64 KiB secret, JSON-escaped up to 6x */
 #define AWS_API_MAX_TOKEN 4096
 #define AWS_API_MAX_LIST 16
 

@@ -8,6 +8,7 @@ X-Forwarded-For, the allow-list of the config's secrets and on_demand,
 and no plaintext at rest with the API enabled.
 """
 
+import base64
 import json
 import socket
 import subprocess
@@ -228,3 +229,16 @@ def test_requests_are_counted_by_path_and_result(sandbox, aws):
     metrics = get(f"http://127.0.0.1:{tport}/metrics")[1]
     assert 'secretfs_aws_api_requests_total{path="v1",result="ok"} 1' in metrics
     assert 'secretfs_aws_api_requests_total{path="get",result="unauthorized"} 1' in metrics
+
+
+def test_the_largest_values_are_served_whole(sandbox, aws):
+    token = rand_token(32)
+    text = ("\x01\"\\" + rand_token(29)) * 2048  # 65536 bytes, escaped up to 6x
+    blob = bytes(range(256)) * 256
+    aws.add_secret("app/big", string=text)
+    aws.add_secret("app/bin", binary=blob)
+    d, base = start_api(sandbox, aws, {"big": sm("app/big"), "bin": sm("app/bin")}, token)
+    status, body = get(f"{base}/v1/app/big", {TOKEN_HEADER: token})
+    assert status == 200 and json.loads(body)["SecretString"] == text
+    status, body = get(f"{base}/v1/app/bin", {TOKEN_HEADER: token})
+    assert status == 200 and base64.b64decode(json.loads(body)["SecretBinary"]) == blob
