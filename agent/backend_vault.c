@@ -269,6 +269,15 @@ static int vault_conf_parse(const json_t *conf, const char *keypath, struct diag
 		kp = diag_keypath_new(keypath, "auth");
 		if (vault_auth_check(c->auth, kp ? kp : keypath, d) < 0)
 			rc = SFS_EINVAL;
+		else if (vault_auth_needs_client_cert(c->auth) && !c->tls.client_cert &&
+		         !vault_env("CLIENT_CERT")) {
+			diag_add(
+			    d, kp ? kp : keypath,
+			    "auth method cert logs in with the TLS client certificate: "
+			    "set tls.client_cert and tls.client_key (or "
+			    "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY)");
+			rc = SFS_EINVAL;
+		}
 		free(kp);
 	}
 	return rc;

@@ -40,6 +40,8 @@ struct vault_auth_ops {
 	int (*start)(struct vault *v, const json_t *conf);
 	/* True when a new token can be had by logging in again. */
 	bool can_relogin;
+	/* True when the login is proven by the TLS client certificate. */
+	bool needs_client_cert;
 };
 
 /* The auth method by name, or NULL. */
@@ -49,6 +51,10 @@ const struct vault_auth_ops *vault_auth_find(const char *method);
  * its keys, a bounded mount, and the method's own check. Returns 0 or
  * SFS_EINVAL with d filled. */
 int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d);
+
+/* True when auth (a checked "auth" object) names a method that logs in
+ * with the TLS client certificate. */
+bool vault_auth_needs_client_cert(const json_t *auth);
 
 /* Longer TTLs and lease durations count as this (ten years: "for ever"
  * here, and never overflowing a count of ms). */

@@ -45,7 +45,8 @@ What is modelled, with the HTTP shapes of Vault's API docs
   with data.data null and data.metadata carrying deletion_time/destroyed).
 * Auth: approle (role_id, secret_id; secret-id generation, num_uses),
   kubernetes and jwt (role, jwt: accepted when the JWT is one configured for
-  the role). sys/wrapping/unwrap (single use; wrapping token in X-Vault-Token or
+  the role), cert (the TLS client certificate, verified with the openssl CLI
+  against the role's CA; optional name). sys/wrapping/unwrap (single use; wrapping token in X-Vault-Token or
   body {"token"}) and X-Vault-Wrap-TTL on any 200 response.
 * Leased secrets: <mount>/creds/<role> (database: renewable; aws: not) and
   <mount>/issue/<role> (pki), with pluggable issue/revoke callbacks;
@@ -191,6 +192,7 @@ class RecordedRequest:
         self.body = body                  # raw bytes
         self.client = client              # (host, port)
         self.peer_cert = peer_cert        # client certificate (dict) under mTLS, else None
+        self.peer_cert_der = None         # the same certificate, DER bytes
         self.fault = None                 # kind of the fault applied, if any
         self.status = None                # status answered (None: no answer / connection closed)
         try:
@@ -452,6 +454,29 @@ extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid,issuer
 """
+
+
+def _cert_common_name(pem):
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "multiline"],
+                       input=pem, capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key.strip() == "commonName":
+            return value.strip()
+    return ""
+
+
+def _openssl_verifies(pem, ca_pem):
+    """True when the certificate pem is issued by (or is) ca_pem, with the openssl CLI."""
+    with tempfile.TemporaryDirectory(prefix="fake-vault-cert-") as d:
+        ca, leaf = os.path.join(d, "ca.pem"), os.path.join(d, "leaf.pem")
+        with open(ca, "w") as f:
+            f.write(ca_pem)
+        with open(leaf, "w") as f:
+            f.write(pem)
+        r = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile", ca, leaf],
+                           capture_output=True, text=True)
+        return r.returncode == 0
 
 
 def make_test_pki(directory=None, days=2, client_cn="secretfs-test-client"):
@@ -914,7 +939,7 @@ class FakeVault:
             self.add_mount("database/", "database", namespace=name, renewable=True)
             self.add_mount("aws/", "aws", namespace=name, renewable=False)
             self.add_mount("pki/", "pki", namespace=name, renewable=False)
-            for m in ("token", "approle", "kubernetes", "jwt"):
+            for m in ("token", "approle", "kubernetes", "jwt", "cert"):
                 self.add_mount(f"auth/{m}/", m, namespace=name)
 
     def _nsobj(self, namespace):
@@ -1229,6 +1254,22 @@ class FakeVault:
             "token_ttl": token_ttl, "token_max_ttl": token_max_ttl, "policies": list(policies),
             "token_num_uses": token_num_uses, "renewable": renewable})
 
+    def add_cert_role(self, name, certificate, allowed_common_names=(), token_ttl=3600,
+                      token_max_ttl=None, policies=(), renewable=True, mount="cert",
+                      namespace=""):
+        """A cert auth role (auth/cert/certs/<name>): `certificate` is the PEM text (or
+        a path to it) of the CA that must have issued the client certificate."""
+        if os.path.exists(certificate):
+            with open(certificate) as f:
+                certificate = f.read()
+        with self._lock:
+            m = self._auth_mount(self._nsobj(namespace), mount, "cert")
+            m.roles[name] = {"certificate": certificate,
+                             "allowed_common_names": list(allowed_common_names),
+                             "token_ttl": token_ttl, "token_max_ttl": token_max_ttl,
+                             "policies": list(policies), "renewable": renewable,
+                             "token_num_uses": 0}
+
     def _add_jwt_like(self, mount, mtype, namespace, role, jwts, cfg):
         if isinstance(jwts, str):
             jwts = [jwts]
@@ -1400,16 +1441,18 @@ class FakeVault:
     # ------------------------------------------------------------------ request handling
 
     def _record(self, h, method, raw_path, path, query, body):
-        peer = None
+        peer = peer_der = None
         if isinstance(h.request, ssl.SSLSocket):
             try:
                 peer = h.request.getpeercert() or None
+                peer_der = h.request.getpeercert(binary_form=True) if peer else None
             except (ValueError, OSError):
                 peer = None
         with self._cond:
             self._seq += 1
             rec = RecordedRequest(self._seq, method, raw_path, path, query,
                                   dict(h.headers.items()), body, h.client_address, peer)
+            rec.peer_cert_der = peer_der
             self.requests.append(rec)
             self.counters[(method, path)] += 1
             self._cond.notify_all()
@@ -1521,7 +1564,7 @@ class FakeVault:
 
         m = re.fullmatch(r"auth/(.+)/login(?:/(.*))?", vpath)
         if m and method in ("POST", "PUT"):
-            return self._login(ns, m.group(1), m.group(2), body)
+            return self._login(ns, m.group(1), m.group(2), body, rec)
         if vpath == "sys/wrapping/unwrap" and method in ("POST", "PUT"):
             return self._unwrap(ns, headers, body)
 
@@ -1670,7 +1713,7 @@ class FakeVault:
 
     # -- auth methods
 
-    def _login(self, ns, mount_name, suffix, body):
+    def _login(self, ns, mount_name, suffix, body, rec=None):
         with self._lock:
             m = ns.auth.get(mount_name.strip("/") + "/")
         if m is None:
@@ -1680,7 +1723,37 @@ class FakeVault:
             return self._login_approle(ns, m, body)
         if m.type in ("kubernetes", "jwt"):
             return self._login_jwt(ns, m, body)
+        if m.type == "cert":
+            return self._login_cert(ns, m, body, rec.peer_cert_der if rec else None)
         raise VaultError(405, ["unsupported operation"])
+
+    def _login_cert(self, ns, m, body, der):
+        """auth/cert/login: the client certificate of the TLS connection must verify
+        against a role's `certificate` (a CA, or the certificate itself) and match its
+        allowed_common_names; `name` limits the roles tried to that one."""
+        if der is None:
+            raise _bad("client certificate must be supplied")
+        name = body.get("name") or ""
+        with self._lock:
+            if name and name not in m.roles:
+                raise _bad(f'invalid certificate or no client certificate supplied; '
+                           f'role "{name}" not found')
+            roles = [(name, m.roles[name])] if name else sorted(m.roles.items())
+        pem = ssl.DER_cert_to_PEM_cert(der)
+        cn = _cert_common_name(pem)
+        for role, cfg in roles:
+            allowed = cfg["allowed_common_names"]
+            if allowed and cn not in allowed:
+                continue
+            if not _openssl_verifies(pem, cfg["certificate"]):
+                continue
+            with self._cond:
+                self.logins[(m.path, role)] += 1
+                auth = self._issue_login_token(ns, cfg, f"auth/{m.path}login",
+                                               f"{m.path.rstrip('/')}-{role}",
+                                               {"cert_name": role, "common_name": cn})
+            return self._ok(auth=auth)
+        raise _bad("invalid certificate or no client certificate supplied")
 
     def _login_approle(self, ns, m, body):
         role_id = body.get("role_id") or ""
