@@ -341,6 +341,8 @@ static void vault_free(struct backend *be)
 
 	if (!v)
 		return;
+	if (v->auth && v->auth->stop)
+		v->auth->stop(v);
 	vault_client_release(&v->client);
 	vault_token_release(&v->token);
 	credcache_slot_release(&v->stash);
@@ -373,7 +375,7 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->auth_conf = json_incref((json_t *)c.auth);
 	v->auth =
 	    vault_auth_find(json_string_value(json_object_get(v->auth_conf, "method")));
-	if (v->auth->start && (rc = v->auth->start(v, v->auth_conf)) < 0)
+	if (v->auth->start && (rc = v->auth->start(v, v->auth_conf, env)) < 0)
 		goto out;
 	rc = vault_client_init(&v->client, name, &c);
 	if (rc < 0)
