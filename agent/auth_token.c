@@ -33,8 +33,9 @@ static int token_check(const json_t *auth, const char *keypath, struct diag *d)
 /* A token from the environment is sealed away and wiped from it: the
  * environment stays readable in /proc/<pid>/environ and in memory. Both
  * variables are wiped, whichever was used. */
-static int token_start(struct vault *v, const json_t *conf)
+static int token_start(struct vault *v, const json_t *conf, const struct backend_env *env)
 {
+	(void)env;
 	const char *tok;
 	int rc;
 

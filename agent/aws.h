@@ -149,6 +149,18 @@ int aws_version_from_describe(const json_t *reply, const char *stage, char *vers
                               size_t versionlen, struct backend_error *err,
                               const char *what);
 /*
+ * For users of the credential chain outside Secrets Manager (Vault's aws
+ * auth method, auth_aws.c), which make an "aws" backend of their own with
+ * backend_aws_ops.create: its current credentials into out (guarded; release
+ * with aws_creds_release), refreshed first when there are none or they are
+ * close to expiry, and the region it resolved. Returns 0 or an SFS_ code
+ * with err filled (never holding a key or token).
+ */
+int aws_backend_creds(struct backend *be, struct aws_creds *out,
+                      struct backend_error *err);
+const char *aws_backend_region(const struct backend *be);
+
+/*
  * GetSecretValue of secret id (version_id and version_stage may be NULL)
  * through be, an "aws" backend, for the agent API (aws_api.c): on success
  * *reply is the whole reply object (ARN, Name, VersionId, SecretString or

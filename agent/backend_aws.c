@@ -187,6 +187,20 @@ static int creds_get(struct aws *a, struct aws_creds *out, uint64_t *gen,
 	return rc;
 }
 
+int aws_backend_creds(struct backend *be, struct aws_creds *out,
+                      struct backend_error *err)
+{
+	struct aws *a = (struct aws *)be;
+	uint64_t gen;
+
+	return creds_get(a, out, &gen, err);
+}
+
+const char *aws_backend_region(const struct backend *be)
+{
+	return ((const struct aws *)be)->env.region;
+}
+
 /* When maintain() should run next for the credentials held; lock held. */
 static uint64_t maintain_next(struct aws *a, uint64_t now)
 {
@@ -938,7 +952,7 @@ int aws_get_secret_value(struct backend *be, const char *id, const char *version
 	int rc = SFS_ENOMEM;
 
 	*reply = NULL;
-	if (be->ops != backend_find("aws"))
+	if (be->ops != &backend_aws_ops)
 		return SFS_EINVAL;
 	if (body && version_id &&
 	    json_object_set_new(body, "VersionId", json_string(version_id)) < 0)

@@ -269,6 +269,15 @@ static int vault_conf_parse(const json_t *conf, const char *keypath, struct diag
 		kp = diag_keypath_new(keypath, "auth");
 		if (vault_auth_check(c->auth, kp ? kp : keypath, d) < 0)
 			rc = SFS_EINVAL;
+		else if (vault_auth_needs_client_cert(c->auth) && !c->tls.client_cert &&
+		         !vault_env("CLIENT_CERT")) {
+			diag_add(
+			    d, kp ? kp : keypath,
+			    "auth method cert logs in with the TLS client certificate: "
+			    "set tls.client_cert and tls.client_key (or "
+			    "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY)");
+			rc = SFS_EINVAL;
+		}
 		free(kp);
 	}
 	return rc;
@@ -332,6 +341,8 @@ static void vault_free(struct backend *be)
 
 	if (!v)
 		return;
+	if (v->auth && v->auth->stop)
+		v->auth->stop(v);
 	vault_client_release(&v->client);
 	vault_token_release(&v->token);
 	credcache_slot_release(&v->stash);
@@ -364,7 +375,7 @@ static int vault_create(const struct backend_env *env, const char *name,
 	v->auth_conf = json_incref((json_t *)c.auth);
 	v->auth =
 	    vault_auth_find(json_string_value(json_object_get(v->auth_conf, "method")));
-	if (v->auth->start && (rc = v->auth->start(v, v->auth_conf)) < 0)
+	if (v->auth->start && (rc = v->auth->start(v, v->auth_conf, env)) < 0)
 		goto out;
 	rc = vault_client_init(&v->client, name, &c);
 	if (rc < 0)

@@ -37,10 +37,20 @@ struct vault_auth_ops {
 	/* Optional: called once when the backend is created, before any
 	 * login (the token method takes its token from the environment).
 	 * Returns 0 or an SFS_ code, which fails the backend's start. */
-	int (*start)(struct vault *v, const json_t *conf);
+	int (*start)(struct vault *v, const json_t *conf, const struct backend_env *env);
+	/* Optional: releases what start kept (vault_auth_state). */
+	void (*stop)(struct vault *v);
 	/* True when a new token can be had by logging in again. */
 	bool can_relogin;
+	/* True when the login is proven by the TLS client certificate. */
+	bool needs_client_cert;
 };
+
+/* State an auth method keeps between logins (set by its start). */
+void *vault_auth_state(struct vault *v);
+void vault_set_auth_state(struct vault *v, void *state);
+/* The backend's name, for messages. */
+const char *vault_name(const struct vault *v);
 
 /* The auth method by name, or NULL. */
 const struct vault_auth_ops *vault_auth_find(const char *method);
@@ -49,6 +59,10 @@ const struct vault_auth_ops *vault_auth_find(const char *method);
  * its keys, a bounded mount, and the method's own check. Returns 0 or
  * SFS_EINVAL with d filled. */
 int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d);
+
+/* True when auth (a checked "auth" object) names a method that logs in
+ * with the TLS client certificate. */
+bool vault_auth_needs_client_cert(const json_t *auth);
 
 /* Longer TTLs and lease durations count as this (ten years: "for ever"
  * here, and never overflowing a count of ms). */

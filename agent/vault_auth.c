@@ -15,14 +15,18 @@
 /* The auth registry: one line per method, each defined in its
  * auth_<method>.c. Adding a method is one new file and one line here. */
 extern const struct vault_auth_ops vault_auth_token, vault_auth_approle,
-    vault_auth_kubernetes, vault_auth_jwt;
+    vault_auth_kubernetes, vault_auth_jwt, vault_auth_cert, vault_auth_aws;
 
+/* clang-format off */
 static const struct vault_auth_ops *const auth_methods[] = {
     &vault_auth_token,
     &vault_auth_approle,
     &vault_auth_kubernetes,
     &vault_auth_jwt,
+    &vault_auth_cert,
+    &vault_auth_aws,
 };
+/* clang-format on */
 #define NAUTH (sizeof auth_methods / sizeof auth_methods[0])
 
 const struct vault_auth_ops *vault_auth_find(const char *method)
@@ -110,6 +114,14 @@ int vault_auth_check(const json_t *auth, const char *keypath, struct diag *d)
 	if (ops->check(auth, keypath, d) < 0)
 		rc = SFS_EINVAL;
 	return rc;
+}
+
+bool vault_auth_needs_client_cert(const json_t *auth)
+{
+	const char *method = json_string_value(json_object_get(auth, "method"));
+	const struct vault_auth_ops *ops = method ? vault_auth_find(method) : NULL;
+
+	return ops && ops->needs_client_cert;
 }
 
 const char *vault_auth_mount(const json_t *conf, const struct vault_auth_ops *ops)
@@ -200,6 +212,21 @@ int vault_login_role_jwt(struct vault *v, const json_t *conf,
 	rc = vault_login_at(v, conf, ops, body, out, err);
 	json_decref(body);
 	return rc;
+}
+
+void *vault_auth_state(struct vault *v)
+{
+	return v->auth_state;
+}
+
+void vault_set_auth_state(struct vault *v, void *state)
+{
+	v->auth_state = state;
+}
+
+const char *vault_name(const struct vault *v)
+{
+	return v->base.name;
 }
 
 int vault_stash(struct vault *v, const char *data, size_t len)

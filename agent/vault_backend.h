@@ -25,6 +25,7 @@ struct vault {
 	json_t *auth_conf;
 	struct vault_token token;
 	struct credcache_slot stash; /* auth method material */
+	void *auth_state;            /* the auth method's own (vault_auth_state) */
 	struct vault_kv kv;
 };
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """A fake AWS for secretfs's integration tests: Secrets Manager (SigV4-verified), STS
-AssumeRoleWithWebIdentity, container credentials (ECS / EKS Pod Identity) and IMDSv2, all
+AssumeRoleWithWebIdentity and GetCallerIdentity (SigV4-verified), container credentials
+(ECS / EKS Pod Identity) and IMDSv2, all
 on one HTTP(S) server on 127.0.0.1.
 
 Python standard library only. Use it as a library::
@@ -29,8 +30,9 @@ Routing (one server, told apart by the request; each request is recorded with it
   Errors are 400 {"__type", "Message"} with x-amzn-ErrorType; the errors the AWS front end
   raises (signature, credentials, throttling, unknown operation, serialization) use a
   lowercase "message", as AWS does; 500 InternalServiceError.
-* "sts": ``POST /`` form-encoded (or ``GET /?...``) with Action=AssumeRoleWithWebIdentity;
-  unsigned; XML answers and STS ErrorResponse errors.
+* "sts": ``POST /`` form-encoded (or ``GET /?...``) with Action=AssumeRoleWithWebIdentity
+  (unsigned) or Action=GetCallerIdentity (SigV4 for service "sts", verified as above; the
+  Arn, UserId and Account of the signer); XML answers and STS ErrorResponse errors.
 * "container": ``GET <path>`` for each path added with add_container_endpoint.
 * "imds": ``PUT /latest/api/token`` and ``GET /latest/...`` (IMDSv2 only: GETs need a token).
 
@@ -1180,7 +1182,7 @@ class FakeAws:
 
     # ------------------------------------------------------------------ Secrets Manager
 
-    def _authenticate(self, h, body):
+    def _authenticate(self, h, body, service=SM_SERVICE):
         """SigV4 of a Secrets Manager request, rebuilt from what arrived. Returns the
         Credential or raises AwsError (400): MissingAuthenticationTokenException (no
         Authorization), IncompleteSignatureException (malformed Authorization, no/bad
@@ -1209,7 +1211,9 @@ class FakeAws:
                            f"Date must be in ISO-8601 'basic format'. Got '{date}'. See "
                            "http://en.wikipedia.org/wiki/ISO_8601")
         token = _hget(h.headers, "X-Amz-Security-Token")
-        required = list(self.required_signed_headers) + \
+        base = self.required_signed_headers if service == SM_SERVICE else \
+            [n for n in self.required_signed_headers if n != "x-amz-target"]
+        required = list(base) + \
             (["x-amz-security-token"] if token is not None else [])
         for name in required:
             if name not in p["signed_headers"]:
@@ -1241,9 +1245,9 @@ class FakeAws:
         if p["region"] != self.region:
             raise AwsError(400, "InvalidSignatureException",
                            "Credential should be scoped to a valid region. ")
-        if p["service"] != SM_SERVICE:
+        if p["service"] != service:
             raise AwsError(400, "InvalidSignatureException",
-                           f"Credential should be scoped to correct service: '{SM_SERVICE}'. ")
+                           f"Credential should be scoped to correct service: '{service}'. ")
         if p["terminator"] != "aws4_request":
             raise AwsError(400, "InvalidSignatureException",
                            "Credential should be scoped with a valid terminator: "
@@ -1496,6 +1500,8 @@ class FakeAws:
 
     def _sts(self, rec, h, method, path, query, body):
         p = self._sts_params(query, body)
+        if p.get("Action") == "GetCallerIdentity" and p.get("Version") == "2011-06-15":
+            return self._sts_get_caller_identity(rec, h, body)
         if p.get("Action") != "AssumeRoleWithWebIdentity" or p.get("Version") != "2011-06-15":
             raise AwsError(400, "InvalidAction",
                            f"Could not find operation {p.get('Action')} for version "
@@ -1570,6 +1576,26 @@ class FakeAws:
                f'    <RequestId>{rec.request_id}</RequestId>\n'
                f'  </ResponseMetadata>\n'
                f'</AssumeRoleWithWebIdentityResponse>\n')
+        return 200, xml.encode(), {}, "text/xml"
+
+    def _sts_get_caller_identity(self, rec, h, body):
+        """GetCallerIdentity: SigV4-signed for service "sts" (verified like Secrets
+        Manager requests); answers who signed it."""
+        cred = self._authenticate(h, body, service="sts")
+        user_id = cred.access_key_id if not cred.temporary else \
+            f"AROA{cred.access_key_id[4:]}:{cred.session_name}"
+        x = {k: _xml_escape(str(v)) for k, v in {
+            "arn": cred.principal_arn, "uid": user_id, "acct": self.account_id}.items()}
+        xml = (f'<GetCallerIdentityResponse xmlns="{STS_NS}">\n'
+               f'  <GetCallerIdentityResult>\n'
+               f'    <Arn>{x["arn"]}</Arn>\n'
+               f'    <UserId>{x["uid"]}</UserId>\n'
+               f'    <Account>{x["acct"]}</Account>\n'
+               f'  </GetCallerIdentityResult>\n'
+               f'  <ResponseMetadata>\n'
+               f'    <RequestId>{rec.request_id}</RequestId>\n'
+               f'  </ResponseMetadata>\n'
+               f'</GetCallerIdentityResponse>\n')
         return 200, xml.encode(), {}, "text/xml"
 
     # ------------------------------------------------------------------ container credentials

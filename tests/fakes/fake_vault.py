@@ -45,7 +45,11 @@ What is modelled, with the HTTP shapes of Vault's API docs
   with data.data null and data.metadata carrying deletion_time/destroyed).
 * Auth: approle (role_id, secret_id; secret-id generation, num_uses),
   kubernetes and jwt (role, jwt: accepted when the JWT is one configured for
-  the role). sys/wrapping/unwrap (single use; wrapping token in X-Vault-Token or
+  the role), cert (the TLS client certificate, verified with the openssl CLI
+  against the role's CA; optional name), aws IAM (the signed GetCallerIdentity
+  request is sent to the configured sts_endpoint, as Vault does, and the ARN
+  STS answers is bound to the role; X-Vault-AWS-IAM-Server-ID checked and
+  required to be signed when configured). sys/wrapping/unwrap (single use; wrapping token in X-Vault-Token or
   body {"token"}) and X-Vault-Wrap-TTL on any 200 response.
 * Leased secrets: <mount>/creds/<role> (database: renewable; aws: not) and
   <mount>/issue/<role> (pki), with pluggable issue/revoke callbacks;
@@ -61,6 +65,7 @@ the fake's own notion of time (TTLs, expiry), not the client's.
 """
 
 import argparse
+import base64
 import copy
 import datetime
 import http.server
@@ -79,7 +84,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 import weakref
 from collections import Counter
@@ -191,6 +198,7 @@ class RecordedRequest:
         self.body = body                  # raw bytes
         self.client = client              # (host, port)
         self.peer_cert = peer_cert        # client certificate (dict) under mTLS, else None
+        self.peer_cert_der = None         # the same certificate, DER bytes
         self.fault = None                 # kind of the fault applied, if any
         self.status = None                # status answered (None: no answer / connection closed)
         try:
@@ -452,6 +460,29 @@ extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid,issuer
 """
+
+
+def _cert_common_name(pem):
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "multiline"],
+                       input=pem, capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key.strip() == "commonName":
+            return value.strip()
+    return ""
+
+
+def _openssl_verifies(pem, ca_pem):
+    """True when the certificate pem is issued by (or is) ca_pem, with the openssl CLI."""
+    with tempfile.TemporaryDirectory(prefix="fake-vault-cert-") as d:
+        ca, leaf = os.path.join(d, "ca.pem"), os.path.join(d, "leaf.pem")
+        with open(ca, "w") as f:
+            f.write(ca_pem)
+        with open(leaf, "w") as f:
+            f.write(pem)
+        r = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile", ca, leaf],
+                           capture_output=True, text=True)
+        return r.returncode == 0
 
 
 def make_test_pki(directory=None, days=2, client_cn="secretfs-test-client"):
@@ -914,7 +945,7 @@ class FakeVault:
             self.add_mount("database/", "database", namespace=name, renewable=True)
             self.add_mount("aws/", "aws", namespace=name, renewable=False)
             self.add_mount("pki/", "pki", namespace=name, renewable=False)
-            for m in ("token", "approle", "kubernetes", "jwt"):
+            for m in ("token", "approle", "kubernetes", "jwt", "cert", "aws"):
                 self.add_mount(f"auth/{m}/", m, namespace=name)
 
     def _nsobj(self, namespace):
@@ -1229,6 +1260,44 @@ class FakeVault:
             "token_ttl": token_ttl, "token_max_ttl": token_max_ttl, "policies": list(policies),
             "token_num_uses": token_num_uses, "renewable": renewable})
 
+    def configure_aws_auth(self, sts_endpoint=None, iam_server_id_header_value=None,
+                           mount="aws", namespace=""):
+        """auth/<mount>/config/client: where the login's signed request is sent, and
+        the X-Vault-AWS-IAM-Server-ID value logins must carry (signed)."""
+        with self._lock:
+            m = self._auth_mount(self._nsobj(namespace), mount, "aws")
+            m.config.update({"sts_endpoint": sts_endpoint,
+                             "iam_server_id_header_value": iam_server_id_header_value})
+
+    def add_aws_role(self, role, bound_iam_principal_arn, token_ttl=3600, token_max_ttl=None,
+                     policies=(), renewable=True, mount="aws", namespace=""):
+        """An aws auth role of auth_type iam (auth/aws/role/<role>); a trailing * in a
+        bound ARN matches any suffix, as Vault allows."""
+        if isinstance(bound_iam_principal_arn, str):
+            bound_iam_principal_arn = [bound_iam_principal_arn]
+        with self._lock:
+            m = self._auth_mount(self._nsobj(namespace), mount, "aws")
+            m.roles[role] = {"bound_iam_principal_arn": list(bound_iam_principal_arn),
+                             "token_ttl": token_ttl, "token_max_ttl": token_max_ttl,
+                             "policies": list(policies), "renewable": renewable,
+                             "token_num_uses": 0}
+
+    def add_cert_role(self, name, certificate, allowed_common_names=(), token_ttl=3600,
+                      token_max_ttl=None, policies=(), renewable=True, mount="cert",
+                      namespace=""):
+        """A cert auth role (auth/cert/certs/<name>): `certificate` is the PEM text (or
+        a path to it) of the CA that must have issued the client certificate."""
+        if os.path.exists(certificate):
+            with open(certificate) as f:
+                certificate = f.read()
+        with self._lock:
+            m = self._auth_mount(self._nsobj(namespace), mount, "cert")
+            m.roles[name] = {"certificate": certificate,
+                             "allowed_common_names": list(allowed_common_names),
+                             "token_ttl": token_ttl, "token_max_ttl": token_max_ttl,
+                             "policies": list(policies), "renewable": renewable,
+                             "token_num_uses": 0}
+
     def _add_jwt_like(self, mount, mtype, namespace, role, jwts, cfg):
         if isinstance(jwts, str):
             jwts = [jwts]
@@ -1400,16 +1469,18 @@ class FakeVault:
     # ------------------------------------------------------------------ request handling
 
     def _record(self, h, method, raw_path, path, query, body):
-        peer = None
+        peer = peer_der = None
         if isinstance(h.request, ssl.SSLSocket):
             try:
                 peer = h.request.getpeercert() or None
+                peer_der = h.request.getpeercert(binary_form=True) if peer else None
             except (ValueError, OSError):
                 peer = None
         with self._cond:
             self._seq += 1
             rec = RecordedRequest(self._seq, method, raw_path, path, query,
                                   dict(h.headers.items()), body, h.client_address, peer)
+            rec.peer_cert_der = peer_der
             self.requests.append(rec)
             self.counters[(method, path)] += 1
             self._cond.notify_all()
@@ -1521,7 +1592,7 @@ class FakeVault:
 
         m = re.fullmatch(r"auth/(.+)/login(?:/(.*))?", vpath)
         if m and method in ("POST", "PUT"):
-            return self._login(ns, m.group(1), m.group(2), body)
+            return self._login(ns, m.group(1), m.group(2), body, rec)
         if vpath == "sys/wrapping/unwrap" and method in ("POST", "PUT"):
             return self._unwrap(ns, headers, body)
 
@@ -1670,7 +1741,7 @@ class FakeVault:
 
     # -- auth methods
 
-    def _login(self, ns, mount_name, suffix, body):
+    def _login(self, ns, mount_name, suffix, body, rec=None):
         with self._lock:
             m = ns.auth.get(mount_name.strip("/") + "/")
         if m is None:
@@ -1680,7 +1751,117 @@ class FakeVault:
             return self._login_approle(ns, m, body)
         if m.type in ("kubernetes", "jwt"):
             return self._login_jwt(ns, m, body)
+        if m.type == "aws":
+            return self._login_aws(ns, m, body)
+        if m.type == "cert":
+            return self._login_cert(ns, m, body, rec.peer_cert_der if rec else None)
         raise VaultError(405, ["unsupported operation"])
+
+    def _login_aws(self, ns, m, body):
+        """auth/aws/login, IAM type (Vault's path_login.go): decode the signed request,
+        check the server ID header, send it to STS and bind the caller's ARN."""
+        def b64(name):
+            v = body.get(name)
+            if not isinstance(v, str) or not v:
+                raise _bad(f"missing {name}")
+            try:
+                return base64.b64decode(v, validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise _bad(f"failed to base64 decode {name}")
+        method = body.get("iam_http_request_method") or ""
+        if not method:
+            raise _bad("missing iam_http_request_method")
+        url, req_body = b64("iam_request_url"), b64("iam_request_body")
+        raw_headers = body.get("iam_request_headers")
+        if isinstance(raw_headers, str):
+            try:
+                raw_headers = json.loads(base64.b64decode(raw_headers, validate=True))
+            except ValueError:
+                raise _bad("failed to parse iam_request_headers")
+        if not isinstance(raw_headers, dict):
+            raise _bad("missing iam_request_headers")
+        headers = {k: (v if isinstance(v, list) else [v]) for k, v in raw_headers.items()}
+        form = urllib.parse.parse_qs(req_body)
+        if form.get("Action") != ["GetCallerIdentity"]:
+            raise _bad("error parsing iam_request_body: must have 'Action=GetCallerIdentity'")
+        with self._lock:
+            cfg = dict(m.config or {})
+        want = cfg.get("iam_server_id_header_value")
+        if want:
+            got = next((v for k, v in headers.items() if k.lower() ==
+                        "x-vault-aws-iam-server-id"), None)
+            if not got:
+                raise _bad("error validating X-Vault-AWS-IAM-Server-ID header: missing header "
+                           '"X-Vault-AWS-IAM-Server-ID"')
+            if got[0] != want:
+                raise _bad("error validating X-Vault-AWS-IAM-Server-ID header: expected "
+                           f'"{want}" but got "{got[0]}"')
+            auth = next((v[0] for k, v in headers.items() if k.lower() == "authorization"), "")
+            signed = re.search(r"SignedHeaders=([^,\s]+)", auth)
+            if not signed or "x-vault-aws-iam-server-id" not in signed.group(1).split(";"):
+                raise _bad("error validating X-Vault-AWS-IAM-Server-ID header: vault header "
+                           "wasn't signed")
+        endpoint = cfg.get("sts_endpoint") or "https://sts.amazonaws.com"
+        target = endpoint.rstrip("/") + (urllib.parse.urlsplit(url).path or "/")
+        req = urllib.request.Request(target, data=req_body.encode(), method=method)
+        for k, vs in headers.items():
+            req.add_header(k, ",".join(vs))
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                xml = r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise _bad(f"error making upstream request: received error code {e.code} from "
+                       f"STS: {e.read().decode(errors='replace')}")
+        except OSError as e:
+            raise _bad(f"error making upstream request: {e}")
+        found = re.search(r"<Arn>([^<]+)</Arn>", xml)
+        account = re.search(r"<Account>([^<]+)</Account>", xml)
+        if not found:
+            raise _bad("error parsing STS response")
+        arn = found.group(1)
+        role = body.get("role") or arn.rsplit("/", 1)[-1]
+        with self._cond:
+            rcfg = m.roles.get(role)
+            if rcfg is None:
+                raise _bad(f"entry for role {role} not found")
+            bound = rcfg["bound_iam_principal_arn"]
+            if not any(arn == b or (b.endswith("*") and arn.startswith(b[:-1]))
+                       for b in bound):
+                raise _bad(f'IAM Principal "{arn}" does not belong to the role "{role}"')
+            self.logins[(m.path, role)] += 1
+            auth = self._issue_login_token(
+                ns, rcfg, f"auth/{m.path}login", f"{m.path.rstrip('/')}-{arn}",
+                {"auth_type": "iam", "client_arn": arn, "canonical_arn": arn,
+                 "account_id": account.group(1) if account else ""})
+        return self._ok(auth=auth)
+
+    def _login_cert(self, ns, m, body, der):
+        """auth/cert/login: the client certificate of the TLS connection must verify
+        against a role's `certificate` (a CA, or the certificate itself) and match its
+        allowed_common_names; `name` limits the roles tried to that one."""
+        if der is None:
+            raise _bad("client certificate must be supplied")
+        name = body.get("name") or ""
+        with self._lock:
+            if name and name not in m.roles:
+                raise _bad(f'invalid certificate or no client certificate supplied; '
+                           f'role "{name}" not found')
+            roles = [(name, m.roles[name])] if name else sorted(m.roles.items())
+        pem = ssl.DER_cert_to_PEM_cert(der)
+        cn = _cert_common_name(pem)
+        for role, cfg in roles:
+            allowed = cfg["allowed_common_names"]
+            if allowed and cn not in allowed:
+                continue
+            if not _openssl_verifies(pem, cfg["certificate"]):
+                continue
+            with self._cond:
+                self.logins[(m.path, role)] += 1
+                auth = self._issue_login_token(ns, cfg, f"auth/{m.path}login",
+                                               f"{m.path.rstrip('/')}-{role}",
+                                               {"cert_name": role, "common_name": cn})
+            return self._ok(auth=auth)
+        raise _bad("invalid certificate or no client certificate supplied")
 
     def _login_approle(self, ns, m, body):
         role_id = body.get("role_id") or ""
