@@ -1,9 +1,14 @@
 /*
  * The AWS Secrets Manager Agent's local API (see aws_api.h).
  *
- * Each request for a secret is a GetSecretValue through the config's AWS
- * backend (its credential chain and SigV4), answered with the reply's
- * GetSecretValue JSON shape as the agent answers it. The body is built in
+ * A request for a secret is answered from the sealed cache
+ * (aws_api_cache.c) when it holds the answer, else by a GetSecretValue
+ * through the config's AWS backend (its credential chain and SigV4), with
+ * the reply's GetSecretValue JSON shape as the agent answers it, which is
+ * then kept sealed. Unlike the agent, whose plaintext cache is refreshed
+ * only when a read finds an entry past its TTL, a thread of ours probes
+ * every answer older than "ttl" with DescribeSecret and reads it again only
+ * when its stage moved; a failed refresh keeps the last answer. The body is built in
  * guarded memory (secbuf) and handed to libmicrohttpd with a free callback
  * that wipes it once sent; the parsed reply lives in wiping-allocator
  * memory. Nothing of a value is logged: requests log the secret id and
@@ -21,6 +26,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -31,6 +38,7 @@
 
 #include "aws.h"
 #include "aws_api.h"
+#include "aws_api_cache.h"
 #include "confval.h"
 #include "envstash.h"
 #include "httpd.h"
@@ -40,6 +48,7 @@
 #include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
 #include "secretfs/stats.h"
+#include "secretfs/timing.h"
 
 #define AWS_API_DEFAULT_LISTEN "127.0.0.1:2773"
 #define AWS_API_DEFAULT_MAX_CONN 800
@@ -48,11 +57,22 @@
 #define AWS_API_MAX_BODY (512u * 1024) /* 64 KiB secret, JSON-escaped up to 6x */
 #define AWS_API_MAX_TOKEN 4096
 #define AWS_API_MAX_LIST 16
+#define AWS_API_DEFAULT_TTL_MS (300u * 1000) /* the agent's ttlSeconds */
+#define AWS_API_DEFAULT_CACHE 1000           /* the agent's cacheSize */
+#define AWS_API_MAX_CACHE 10000
+#define AWS_API_REFRESH_BATCH 64 /* stale entries refreshed per pass */
 
-static const char *const api_keys[] = {
-    "listen",  "allow_non_loopback", "on_demand",    "max_connections",
-    "backend", "path_prefix",        "ssrf_headers", "ssrf_env_variables",
-    NULL};
+static const char *const api_keys[] = {"listen",
+                                       "allow_non_loopback",
+                                       "on_demand",
+                                       "max_connections",
+                                       "backend",
+                                       "path_prefix",
+                                       "ssrf_headers",
+                                       "ssrf_env_variables",
+                                       "ttl",
+                                       "cache_size",
+                                       NULL};
 static const char *const default_headers[] = {"X-Aws-Parameters-Secrets-Token",
                                               "X-Vault-Token", NULL};
 static const char *const default_env[] = {"AWS_TOKEN", "AWS_SESSION_TOKEN",
@@ -83,6 +103,18 @@ static const struct stats_field api_fields[] = {
 };
 static const struct stats_family api_family = {api_fields, 1, NULL};
 
+static const char *const cache_events[] = {
+    "hit", "miss", "probe_current", "reread", "evicted", "refresh_failed", NULL};
+enum { CE_HIT, CE_MISS, CE_CURRENT, CE_REREAD, CE_EVICTED, CE_FAILED };
+static const struct stats_dim cache_dims[] = {{"event", cache_events}, {NULL, NULL}};
+static const struct stats_field cache_fields[] = {
+    {STATS_COUNTER, "secretfs_aws_api_cache_events_total",
+     "Sealed answer cache of the AWS agent API: hits, misses, background "
+     "probes that found the answer current, re-reads, evictions, failed refreshes",
+     cache_dims, NULL, 0, 0},
+};
+static const struct stats_family cache_family = {cache_fields, 1, NULL};
+
 struct aws_api {
 	const struct aws_api_config *conf;
 	const struct config *cfg;
@@ -94,6 +126,15 @@ struct aws_api {
 	int fd;
 	bool unlink_path;
 	struct stats_set *stats;
+	struct stats_set *cache_stats;
+
+	/* The sealed answers (NULL: ttl 0) and the thread that refreshes
+	 * them; stop and wake guarded by lock. */
+	struct apicache *cache;
+	pthread_t refresher;
+	bool refresher_started, stop;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
 };
 
 /* --- config ------------------------------------------------------------------ */
@@ -197,6 +238,22 @@ int aws_api_config_parse(const json_t *obj, const char *kp, const struct config 
 			confval_problem(&cv, ckp, "must be a number from 1 to 10000");
 		else
 			c->max_connections = (unsigned)json_integer_value(v);
+	}
+	c->ttl_ms = AWS_API_DEFAULT_TTL_MS;
+	c->cache_size = AWS_API_DEFAULT_CACHE;
+	diag_keypath(ckp, sizeof ckp, kp, "ttl");
+	if ((v = json_object_get(obj, "ttl")) &&
+	    confval_duration(&cv, v, ckp, &c->ttl_ms) == 0 && c->ttl_ms > 0 &&
+	    c->ttl_ms < 1000)
+		confval_problem(&cv, ckp, "must be 0 (no cache) or at least 1s");
+	diag_keypath(ckp, sizeof ckp, kp, "cache_size");
+	if ((v = json_object_get(obj, "cache_size"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > AWS_API_MAX_CACHE)
+			confval_problem(&cv, ckp, "must be a number from 1 to %d",
+			                AWS_API_MAX_CACHE);
+		else
+			c->cache_size = (unsigned)json_integer_value(v);
 	}
 	diag_keypath(ckp, sizeof ckp, kp, "path_prefix");
 	v = json_object_get(obj, "path_prefix");
@@ -377,36 +434,63 @@ static bool allowed(const struct aws_api *api, const char *id)
 	return false;
 }
 
-/* The GetSecretValue answer: the keys the agent passes on. */
-static enum MHD_Result send_secret(struct aws_api *api, struct MHD_Connection *c,
-                                   const json_t *reply)
+/* The GetSecretValue answer, the keys the agent passes on, into b
+ * (guarded, empty). Returns 0 or SFS_ code (b released). */
+static int build_answer(const json_t *reply, struct secbuf *b)
 {
 	static const char *const keys[] = {
 	    "ARN",          "Name",          "VersionId",   "SecretString",
 	    "SecretBinary", "VersionStages", "CreatedDate", NULL};
 	json_t *out = json_object();
-	struct secbuf b;
 	char *text;
 	int rc = SFS_ENOMEM;
 
-	secbuf_init(&b, AWS_API_MAX_BODY);
 	for (size_t i = 0; out && keys[i]; i++) {
 		json_t *v = json_object_get(reply, keys[i]);
 		if (v && json_object_set(out, keys[i], v) < 0)
 			goto out;
 	}
 	if (out && (text = json_dumps(out, JSON_COMPACT))) {
-		rc = secbuf_puts(&b, text);
+		rc = secbuf_puts(b, text);
 		secjson_free_buf(text);
 	}
 out:
 	json_decref(out);
+	if (rc < 0)
+		secbuf_release(b);
+	return rc;
+}
+
+/* Reads the answer of k from Secrets Manager into b (guarded, empty) and
+ * keeps it sealed in the cache. Returns 0 or the backend's SFS_ code, with
+ * err filled. */
+static int read_answer(struct aws_api *api, const struct apicache_key *k,
+                       struct secbuf *b, struct backend_error *err)
+{
+	json_t *reply = NULL;
+	size_t evicted = 0;
+	const char *version;
+	int rc;
+
+	rc = aws_get_secret_value(api->be, k->id, *k->version_id ? k->version_id : NULL,
+	                          *k->stage ? k->stage : NULL, &reply, err);
+	if (rc < 0)
+		return rc;
+	version = json_string_value(json_object_get(reply, "VersionId"));
+	rc = build_answer(reply, b);
 	if (rc < 0) {
-		secbuf_release(&b);
-		return send_error(api, c, 500, "InternalFailure",
-		                  "cannot build the answer");
+		json_decref(reply);
+		backend_error_set(err, "%s: cannot build the answer", k->id);
+		return rc;
 	}
-	return send_body(api, c, 200, &b, "application/x-amz-json-1.1");
+	/* version lives in reply: it goes last. */
+	if (api->cache && apicache_put(api->cache, k, version ? version : "", b->data,
+	                               b->len, timing_now_ms(), &evicted) < 0)
+		log_warn("aws_api: %s: cannot keep the answer (out of memory)", k->id);
+	json_decref(reply);
+	for (size_t i = 0; i < evicted; i++)
+		stats_inc_at(api->cache_stats, 0, CE_EVICTED);
+	return 0;
 }
 
 static enum MHD_Result get_secret(struct aws_api *api, struct MHD_Connection *c, int path,
@@ -416,12 +500,13 @@ static enum MHD_Result get_secret(struct aws_api *api, struct MHD_Connection *c,
 	    api->mhd->lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "versionId");
 	const char *stage =
 	    api->mhd->lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "versionStage");
+	struct apicache_key k = {id, vid ? vid : "", stage ? stage : ""};
 	struct backend_error err = {0};
-	json_t *reply = NULL;
-	enum MHD_Result ok;
+	struct secbuf b;
 	int rc;
 
-	if (!id || !*id || strlen(id) > 2048) {
+	if (!id || !*id || strlen(id) > 2048 || strlen(k.version_id) > 256 ||
+	    strlen(k.stage) > 256) {
 		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_BAD);
 		return send_error(api, c, 400, "InvalidParameterException",
 		                  "secretId is missing");
@@ -433,12 +518,18 @@ static enum MHD_Result get_secret(struct aws_api *api, struct MHD_Connection *c,
 		return send_error(api, c, 400, "ResourceNotFoundException",
 		                  "Secrets Manager can't find the specified secret.");
 	}
-	rc = aws_get_secret_value(api->be, id, vid, stage, &reply, &err);
+	secbuf_init(&b, AWS_API_MAX_BODY);
+	rc = api->cache ? apicache_get(api->cache, &k, &b) : SFS_ENOTFOUND;
+	if (api->cache)
+		stats_inc_at(api->cache_stats, 0, rc == 0 ? CE_HIT : CE_MISS);
+	if (rc < 0) {
+		secbuf_release(&b);
+		secbuf_init(&b, AWS_API_MAX_BODY);
+		rc = read_answer(api, &k, &b, &err);
+	}
 	if (rc == 0) {
 		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_OK);
-		ok = send_secret(api, c, reply);
-		json_decref(reply);
-		return ok;
+		return send_body(api, c, 200, &b, "application/x-amz-json-1.1");
 	}
 	log_warn("aws_api: %s", err.msg);
 	if (rc == SFS_ENOTFOUND) {
@@ -454,6 +545,89 @@ static enum MHD_Result get_secret(struct aws_api *api, struct MHD_Connection *c,
 	stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_ERROR);
 	return send_error(api, c, 500, "InternalFailure",
 	                  "Secrets Manager request failed");
+}
+
+/* --- background refresh -------------------------------------------------------- */
+
+/* Refreshes one stale entry: a DescribeSecret probe of its stage (a
+ * versionId-pinned answer's content never changes), a full read only
+ * when the version moved. On failure the last good answer stays and is
+ * tried again after another ttl. */
+static void refresh_one(struct aws_api *api, const struct apicache_stale *e)
+{
+	struct apicache_key k = {e->id, e->version_id, e->stage};
+	json_t *extra = json_object();
+	struct backend_error err = {0};
+	char version[BACKEND_VERSION_MAX];
+	struct secbuf b;
+	int rc = SFS_ENOMEM;
+
+	if (extra && *e->version_id)
+		rc = json_object_set_new(extra, "version_id", json_string(e->version_id));
+	else if (extra && *e->stage)
+		rc = json_object_set_new(extra, "version_stage", json_string(e->stage));
+	else if (extra)
+		rc = 0;
+	if (rc == 0)
+		rc = backend_probe(api->be, &(struct source_key){e->id, extra}, version,
+		                   sizeof version, &err);
+	json_decref(extra);
+	if (rc == 0 && strcmp(version, e->version) == 0) {
+		apicache_touch(api->cache, &k, timing_now_ms());
+		stats_inc_at(api->cache_stats, 0, CE_CURRENT);
+		return;
+	}
+	if (rc == 0) {
+		secbuf_init(&b, AWS_API_MAX_BODY);
+		rc = read_answer(api, &k, &b, &err);
+		secbuf_release(&b);
+		if (rc == 0) {
+			stats_inc_at(api->cache_stats, 0, CE_REREAD);
+			log_event(LOG_LVL_INFO,
+			          &(struct log_fields){.event = "aws_api.refreshed",
+			                               .backend = api->conf->backend},
+			          "aws_api: %s moved to version %s", e->id, version);
+			return;
+		}
+	}
+	stats_inc_at(api->cache_stats, 0, CE_FAILED);
+	log_warn("aws_api: refreshing %s failed (the last answer stays): %s", e->id,
+	         err.msg[0] ? err.msg : sfs_strerror(rc));
+	apicache_touch(api->cache, &k, timing_now_ms());
+}
+
+static void *refresher_main(void *arg)
+{
+	struct aws_api *api = arg;
+	struct apicache_stale stale[AWS_API_REFRESH_BATCH];
+	sigset_t all;
+
+	/* Signals are for the main thread and the FUSE loop. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&api->lock);
+	while (!api->stop) {
+		struct timespec until;
+		uint64_t now = timing_now_ms();
+		size_t n;
+
+		pthread_mutex_unlock(&api->lock);
+		n = now > api->conf->ttl_ms
+		        ? apicache_stale(api->cache, now - api->conf->ttl_ms, stale,
+		                         AWS_API_REFRESH_BATCH)
+		        : 0;
+		for (size_t i = 0; i < n; i++)
+			refresh_one(api, &stale[i]);
+		apicache_stale_free(stale, n);
+		pthread_mutex_lock(&api->lock);
+		if (n == AWS_API_REFRESH_BATCH || api->stop)
+			continue; /* more are due */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&api->wake, &api->lock, &until);
+	}
+	pthread_mutex_unlock(&api->lock);
+	return NULL;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -507,7 +681,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 /* --- lifecycle ----------------------------------------------------------------- */
 
 int aws_api_new(const struct config *cfg, struct backend **backends, struct envstash *es,
-                struct stats *stats, struct aws_api **out)
+                struct store *st, struct stats *stats, struct aws_api **out)
 {
 	const struct aws_api_config *conf = cfg->aws_api;
 	struct aws_api *api = calloc(1, sizeof *api);
@@ -546,6 +720,18 @@ int aws_api_new(const struct config *cfg, struct backend **backends, struct envs
 	if (!(api->mhd = httpd_load("aws_api")))
 		goto fail;
 	api->stats = stats_register(stats, &api_family, NULL);
+	pthread_mutex_init(&api->lock, NULL);
+	pthread_cond_init(&api->wake, NULL);
+	if (conf->ttl_ms) {
+		api->cache_stats = stats_register(stats, &cache_family, NULL);
+		if (apicache_new(st, conf->cache_size, &api->cache) < 0)
+			goto fail;
+		if (pthread_create(&api->refresher, NULL, refresher_main, api) != 0) {
+			log_error("aws_api: cannot start the refresher thread");
+			goto fail;
+		}
+		api->refresher_started = true;
+	}
 	api->d =
 	    httpd_start(api->fd,
 	                &(struct httpd_bounds){.max_connections = conf->max_connections,
@@ -573,6 +759,14 @@ void aws_api_free(struct aws_api *api)
 		return;
 	if (api->d)
 		api->mhd->stop_daemon(api->d);
+	if (api->refresher_started) {
+		pthread_mutex_lock(&api->lock);
+		api->stop = true;
+		pthread_cond_signal(&api->wake);
+		pthread_mutex_unlock(&api->lock);
+		pthread_join(api->refresher, NULL);
+	}
+	apicache_free(api->cache);
 	if (api->fd >= 0)
 		close(api->fd);
 	if (api->unlink_path)

@@ -5,7 +5,9 @@
  * agent (same status codes, bodies and SSRF token rules) from an AWS
  * backend of the config, so an application written for the agent runs
  * unchanged. Served: the secret ids that AWS sources of the config name
- * (an allow-list), plus any id when "on_demand" is true.
+ * (an allow-list), plus any id when "on_demand" is true. Answers are kept
+ * sealed (aws_api_cache.h) and refreshed in the background once older
+ * than "ttl" with a DescribeSecret probe, read again only when it moved.
  */
 #ifndef SECRETFS_AWS_API_H
 #define SECRETFS_AWS_API_H
@@ -18,6 +20,7 @@
 
 struct backend;
 struct envstash;
+struct store;
 struct stats;
 struct aws_api;
 
@@ -31,6 +34,9 @@ struct aws_api_config {
 	char *path_prefix;   /* "path_prefix", default "/v1/" */
 	char **ssrf_headers; /* "ssrf_headers", NULL-terminated */
 	char **ssrf_env_variables; /* "ssrf_env_variables", NULL-terminated */
+	uint64_t ttl_ms;           /* "ttl" (the agent's ttlSeconds), default 300 s;
+	                              0: no cache */
+	unsigned cache_size;       /* "cache_size" (cacheSize), default 1000 */
 };
 
 /* Checks the "aws_api" object at kp against cfg's backends (which must be
@@ -44,14 +50,14 @@ void aws_api_config_free(struct aws_api_config *c);
 
 /*
  * Binds the listener of cfg->aws_api and starts serving it with the
- * config's AWS backend among backends (borrowed, like cfg, es and stats:
+ * config's AWS backend among backends (borrowed, like cfg, es, st and stats:
  * they must outlive aws_api_free). The SSRF token is taken into es from
  * the first set variable of ssrf_env_variables (a file:// value names a
  * file, read at each request). Returns 0, or SFS_EIO (logged: address
  * busy, no token, libmicrohttpd missing) or SFS_ENOMEM.
  */
 int aws_api_new(const struct config *cfg, struct backend **backends, struct envstash *es,
-                struct stats *stats, struct aws_api **out);
+                struct store *st, struct stats *stats, struct aws_api **out);
 
 /* Stops serving, closes the socket, frees. NULL-safe. */
 void aws_api_free(struct aws_api *api);

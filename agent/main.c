@@ -541,7 +541,7 @@ static int run(const struct config *cfg, bool once)
 	}
 	if (tm && telemetry_start(tm, stats, sched) < 0)
 		goto out;
-	if (cfg->aws_api && !once && aws_api_new(cfg, backends, es, stats, &awsapi) < 0)
+	if (cfg->aws_api && !once && aws_api_new(cfg, backends, es, st, stats, &awsapi) < 0)
 		goto out;
 	/* Mount once the first values are in, so an application never starts
 	 * on an empty mount; a source still failing at the deadline is absent

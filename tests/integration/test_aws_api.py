@@ -202,6 +202,8 @@ def test_no_plaintext_at_rest_with_the_api_enabled(sandbox, aws):
     ({"listen": "127.0.0.1:2773", "bogus": 1}, "aws_api"),
     ({"backend": "nope"}, "aws_api.backend"),
     ({"ssrf_headers": []}, "aws_api.ssrf_headers"),
+    ({"ttl": "100ms"}, "aws_api.ttl"),
+    ({"cache_size": 0}, "aws_api.cache_size"),
 ])
 def test_check_names_the_key_path(sandbox, aws, block, where):
     cfg = sandbox.config({"db": sm("app/db")}, backends={"aws": backend(aws)},
@@ -242,3 +244,75 @@ def test_the_largest_values_are_served_whole(sandbox, aws):
     assert status == 200 and json.loads(body)["SecretString"] == text
     status, body = get(f"{base}/v1/app/bin", {TOKEN_HEADER: token})
     assert status == 200 and base64.b64decode(json.loads(body)["SecretBinary"]) == blob
+
+
+# ---------------------------------------------------------------- sealed cache
+
+# A file of the mount (the config needs one); the API is asked for others.
+FILLER = {"filler": sm("app/filler")}
+
+
+@pytest.fixture(autouse=True)
+def _filler(aws):
+    aws.add_secret("app/filler", string=rand_token(20))
+
+def test_answers_are_served_from_the_sealed_cache(sandbox, aws):
+    token, value = rand_token(32), rand_token(40)
+    aws.add_secret("app/api", string=value)
+    d, base = start_api(sandbox, aws, FILLER, token, api={"on_demand": True})
+    h = {TOKEN_HEADER: token}
+    for _ in range(5):
+        status, body = get(f"{base}/v1/app/api", h)
+        assert status == 200 and json.loads(body)["SecretString"] == value
+    # One read from Secrets Manager; the other four from the cache.
+    assert aws.count(kind="sm", op="GetSecretValue", secret="app/api") == 1
+    # Another stage is another answer.
+    get(f"{base}/v1/app/api?versionStage=AWSCURRENT", h)
+    assert aws.count(kind="sm", op="GetSecretValue", secret="app/api") == 2
+
+
+def test_the_cache_is_refreshed_in_the_background_by_probes(sandbox, aws):
+    token, old, new = rand_token(32), rand_token(20), rand_token(20)
+    aws.add_secret("app/db", string=old)
+    d, base = start_api(sandbox, aws, FILLER, token, api={"on_demand": True, "ttl": "1s"})
+    h = {TOKEN_HEADER: token}
+    assert json.loads(get(f"{base}/v1/app/db", h)[1])["SecretString"] == old
+    # Unchanged: probes only, no second read.
+    aws.wait_for_requests(2, timeout=10 * SLOW, kind="sm", op="DescribeSecret",
+                          secret="app/db")
+    assert aws.count(kind="sm", op="GetSecretValue", secret="app/db") == 1
+    # Rotated: the refresher reads it again without any request asking.
+    aws.rotate("app/db", new)
+    aws.wait_for_requests(2, timeout=10 * SLOW, kind="sm", op="GetSecretValue",
+                          secret="app/db")
+    d.wait_log(r"aws_api: app/db moved to version")
+    reads = aws.count(kind="sm", op="GetSecretValue", secret="app/db")
+    assert json.loads(get(f"{base}/v1/app/db", h)[1])["SecretString"] == new
+    assert aws.count(kind="sm", op="GetSecretValue", secret="app/db") == reads
+
+
+def test_the_least_recently_served_answer_is_evicted(sandbox, aws):
+    token = rand_token(32)
+    for name in ("a", "b", "c"):
+        aws.add_secret(f"app/{name}", string=rand_token(20))
+    d, base = start_api(sandbox, aws, FILLER, token,
+                        api={"on_demand": True, "cache_size": 2})
+    h = {TOKEN_HEADER: token}
+    get(f"{base}/v1/app/a", h)
+    get(f"{base}/v1/app/b", h)
+    get(f"{base}/v1/app/a", h)       # a is now the more recent
+    get(f"{base}/v1/app/c", h)       # evicts b
+    get(f"{base}/v1/app/a", h)       # still cached
+    assert aws.count(kind="sm", op="GetSecretValue", secret="app/a") == 1
+    get(f"{base}/v1/app/b", h)       # read again
+    assert aws.count(kind="sm", op="GetSecretValue", secret="app/b") == 2
+
+
+def test_ttl_zero_turns_the_cache_off(sandbox, aws):
+    token = rand_token(32)
+    aws.add_secret("app/a", string=rand_token(20))
+    d, base = start_api(sandbox, aws, FILLER, token, api={"on_demand": True, "ttl": 0})
+    h = {TOKEN_HEADER: token}
+    for _ in range(3):
+        assert get(f"{base}/v1/app/a", h)[0] == 200
+    assert aws.count(kind="sm", op="GetSecretValue", secret="app/a") == 3
