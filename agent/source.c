@@ -24,6 +24,7 @@
 
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_CAP_MS (5 * 60 * 1000)
+#define BACKOFF_FLOOR_MS (10 * 1000) /* the least cap: see backoff_cap */
 
 struct source_set {
 	struct backend **backends; /* borrowed */
@@ -225,13 +226,27 @@ static void source_revoke_lease(struct source_set *set, struct source *src, uint
 		          (unsigned long long)src->be->revoke_grace_ms);
 }
 
+/* The backoff cap of src: its refresh interval (at least
+ * BACKOFF_FLOOR_MS, at most BACKOFF_CAP_MS). A source retries no more often
+ * than a healthy one probes once the backoff has grown, and is current
+ * again within about one interval of the backend's recovery (with a fixed
+ * 5 min cap, a fleet at a 10 s refresh took 4 minutes to recover from a
+ * 60 s outage: bench/fleet). */
+static uint64_t backoff_cap(const struct source *src)
+{
+	uint64_t cap =
+	    src->refresh_ms < BACKOFF_FLOOR_MS ? BACKOFF_FLOOR_MS : src->refresh_ms;
+
+	return cap < BACKOFF_CAP_MS ? cap : BACKOFF_CAP_MS;
+}
+
 /* After a failure: back off, and make files absent once a lease has truly
  * expired (they would only hand out dead credentials). */
 static void source_failed(struct source_set *set, struct source *src, int rc,
                           const struct backend_error *err, const char *what,
                           const char *event, uint64_t now)
 {
-	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
+	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, backoff_cap(src),
 	                                err->retry_after_ms, timing_random());
 
 	/* Cut by the stop: nothing failed, and nothing is to change. */
@@ -415,7 +430,7 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 		/* The files could not be written (a full disk, say): read again
 		 * soon, with backoff; the unchanged hash makes it publish. */
 		uint64_t delay = timing_backoff(src->attempt - 1, BACKOFF_BASE_MS,
-		                                BACKOFF_CAP_MS, 0, timing_random());
+		                                backoff_cap(src), 0, timing_random());
 		if (now + delay < src->due || src->step != STEP_FETCH) {
 			src->step = STEP_FETCH;
 			src->due = now + delay;
