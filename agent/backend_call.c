@@ -7,6 +7,7 @@
  */
 #include "secretfs/backend.h"
 #include "secretfs/error.h"
+#include "secretfs/http.h"
 #include "secretfs/stats.h"
 #include "secretfs/timing.h"
 
@@ -109,4 +110,9 @@ int backend_revoke(struct backend *be, const char *lease_id, struct backend_erro
 	uint64_t t = timing_now_us();
 
 	return counted(be, OP_REVOKE, t, be->ops->revoke(be, lease_id, err));
+}
+
+void backend_single_try(bool on)
+{
+	http_thread_single_try(on);
 }

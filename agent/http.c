@@ -546,6 +546,13 @@ static bool pause_for(uint64_t ms, uint64_t deadline)
 	return may_run(&until) && timing_now_ms() < deadline;
 }
 
+static __thread bool single_try;
+
+void http_thread_single_try(bool on)
+{
+	single_try = on;
+}
+
 int http_do(struct http_client *c, const struct http_request *req,
             struct http_response *resp, struct backend_error *err)
 {
@@ -564,8 +571,8 @@ int http_do(struct http_client *c, const struct http_request *req,
 		uint64_t delay;
 
 		rc = attempt(c, req, deadline, resp, err);
-		if (i >= c->opt.max_retries || rc == SFS_ETOOBIG || rc == SFS_ENOMEM ||
-		    rc == SFS_ECANCELED)
+		if (single_try || i >= c->opt.max_retries || rc == SFS_ETOOBIG ||
+		    rc == SFS_ENOMEM || rc == SFS_ECANCELED)
 			break;
 		if (rc == SFS_ETRANSIENT && !req->idempotent)
 			break;

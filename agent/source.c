@@ -246,8 +246,9 @@ static void source_failed(struct source_set *set, struct source *src, int rc,
                           const struct backend_error *err, const char *what,
                           const char *event, uint64_t now)
 {
-	uint64_t delay = timing_backoff(src->attempt, BACKOFF_BASE_MS, backoff_cap(src),
-	                                err->retry_after_ms, timing_random());
+	uint64_t delay =
+	    timing_backoff_steady(src->attempt, BACKOFF_BASE_MS, backoff_cap(src),
+	                          err->retry_after_ms, timing_random());
 
 	/* Cut by the stop: nothing failed, and nothing is to change. */
 	if (rc == SFS_ECANCELED) {
@@ -429,8 +430,9 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	if (published < 0) {
 		/* The files could not be written (a full disk, say): read again
 		 * soon, with backoff; the unchanged hash makes it publish. */
-		uint64_t delay = timing_backoff(src->attempt - 1, BACKOFF_BASE_MS,
-		                                backoff_cap(src), 0, timing_random());
+		uint64_t delay =
+		    timing_backoff_steady(src->attempt - 1, BACKOFF_BASE_MS,
+		                          backoff_cap(src), 0, timing_random());
 		if (now + delay < src->due || src->step != STEP_FETCH) {
 			src->step = STEP_FETCH;
 			src->due = now + delay;
@@ -507,6 +509,8 @@ static void source_renew(struct source_set *set, struct source *src, uint64_t no
 
 void source_run(struct source_set *set, struct source *src, uint64_t now)
 {
+	/* A source backing off makes one try per attempt. */
+	backend_single_try(src->attempt > 0);
 	switch (src->step) {
 	case STEP_PROBE:
 		source_probe(set, src, now);
@@ -519,6 +523,7 @@ void source_run(struct source_set *set, struct source *src, uint64_t now)
 		source_fetch(set, src, now);
 		break;
 	}
+	backend_single_try(false);
 }
 
 void source_read_now(struct source *src, uint64_t now)

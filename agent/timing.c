@@ -42,16 +42,32 @@ double timing_random(void)
 	return (double)randombytes_uniform(1u << 30) / (double)(1u << 30);
 }
 
-uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
-                        uint64_t retry_after, double u)
+/* base * 2^attempt, at most cap. */
+static uint64_t backoff_ceiling(unsigned attempt, uint64_t base, uint64_t cap)
 {
 	uint64_t ceiling = base;
 
 	for (unsigned i = 0; i < attempt && ceiling < cap; i++)
 		ceiling *= 2;
-	if (ceiling > cap)
-		ceiling = cap;
-	uint64_t delay = (uint64_t)((double)ceiling * u);
+	return ceiling < cap ? ceiling : cap;
+}
+
+uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
+                        uint64_t retry_after, double u)
+{
+	uint64_t delay = (uint64_t)((double)backoff_ceiling(attempt, base, cap) * u);
+
+	return delay < retry_after ? retry_after : delay;
+}
+
+uint64_t timing_backoff_steady(unsigned attempt, uint64_t base, uint64_t cap,
+                               uint64_t retry_after, double u)
+{
+	uint64_t delay;
+
+	if (backoff_ceiling(attempt, base, cap) < cap)
+		return timing_backoff(attempt, base, cap, retry_after, u);
+	delay = cap * 3 / 4 + (uint64_t)((double)(cap / 2) * u);
 	return delay < retry_after ? retry_after : delay;
 }
 

@@ -161,6 +161,11 @@ int backend_renew(struct backend *be, const char *lease_id, uint64_t increment_m
                   uint64_t *lease_ms, struct backend_error *err);
 int backend_revoke(struct backend *be, const char *lease_id, struct backend_error *err);
 
+/* For the calling thread's next calls: with on, each request is tried
+ * once, without the HTTP client's own retries (http_thread_single_try),
+ * for a caller that spaces its retries itself. */
+void backend_single_try(bool on);
+
 /* Registers be's call metrics in st (labelled with be->name). NULL-safe. */
 void backend_calls_register(struct backend *be, struct stats *st);
 

@@ -87,6 +87,15 @@ void http_client_free(struct http_client *c);
 int http_do(struct http_client *c, const struct http_request *req,
             struct http_response *resp, struct backend_error *err);
 
+/*
+ * For the calling thread: with on, http_do makes a single attempt, no
+ * retries. Set around the step of a source that is already backing off:
+ * its retries are spaced by the scheduler, and in-call retries would bunch
+ * the whole fleet's attempts in flight at a backend's recovery into its
+ * first second (bench/fleet).
+ */
+void http_thread_single_try(bool on);
+
 /* Wipes and frees the body. */
 void http_response_release(struct http_response *resp);
 

@@ -32,6 +32,19 @@ uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
                         uint64_t retry_after, double u);
 
 /*
+ * The backoff of a source that keeps failing: timing_backoff while
+ * base * 2^attempt is below cap; from there on a delay uniform in
+ * [3/4 cap, 5/4 cap] (mean cap, so a failing source retries as often as a
+ * healthy one probes), never below retry_after. Full jitter at the cap
+ * would put a fleet's next attempts, counted from any instant such as a
+ * backend's recovery, at a density falling from 2/cap to 0 over one cap:
+ * twice the mean rate right after the recovery. With the narrow band the
+ * next attempts spread evenly over the interval (bench/fleet).
+ */
+uint64_t timing_backoff_steady(unsigned attempt, uint64_t base, uint64_t cap,
+                               uint64_t retry_after, double u);
+
+/*
  * First check of a static secret: a random phase in [interval/2, interval)
  * so a fleet started together spreads its probes.
  */

@@ -32,6 +32,19 @@ TEST(backoff_honours_retry_after)
 	CHECK_EQ_INT(timing_backoff(0, 1000, 300000, 600000, 0.5), 600000);
 }
 
+TEST(steady_backoff_is_a_narrow_band_at_the_cap)
+{
+	/* Below the cap: full jitter, as timing_backoff. */
+	CHECK_EQ_INT(timing_backoff_steady(2, 1000, 10000, 0, 0.0), 0);
+	CHECK_EQ_INT(timing_backoff_steady(2, 1000, 10000, 0, 0.5), 2000);
+	/* At the cap: [3/4 cap, 5/4 cap], mean cap. */
+	CHECK_EQ_INT(timing_backoff_steady(4, 1000, 10000, 0, 0.0), 7500);
+	CHECK_EQ_INT(timing_backoff_steady(4, 1000, 10000, 0, 0.5), 10000);
+	CHECK(timing_backoff_steady(40, 1000, 10000, 0, 0.999999) <= 12500);
+	CHECK(timing_backoff_steady(40, 1000, 10000, 0, 0.999999) >= 12499);
+	CHECK_EQ_INT(timing_backoff_steady(40, 1000, 10000, 20000, 0.5), 20000);
+}
+
 TEST(backoff_random_stays_in_range)
 {
 	for (int i = 0; i < 10000; i++) {
@@ -76,7 +89,7 @@ TEST(replacement_lands_at_85_to_90_percent)
 }
 
 TEST_MAIN(backoff_grows_exponentially_then_caps, backoff_is_full_jitter,
-          backoff_honours_retry_after, backoff_random_stays_in_range,
-          first_refresh_is_a_phase_within_the_second_half,
+          backoff_honours_retry_after, steady_backoff_is_a_narrow_band_at_the_cap,
+          backoff_random_stays_in_range, first_refresh_is_a_phase_within_the_second_half,
           renewal_lands_at_70_to_73_percent, grace_is_10_to_20_percent,
           replacement_lands_at_85_to_90_percent)
