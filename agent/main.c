@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "annotations.h"
 #include "envstash.h"
 #include "harden.h"
 #include "scheduler.h"
@@ -43,11 +44,12 @@
 #define EXIT_NONE 4      /* --once: nothing written */
 #define EXIT_STARTUP 5   /* a backend, the mount or the process could not start */
 #define EXIT_NOT_READY 6 /* --ready: not every file is served */
+#define EXIT_PARTIAL 7   /* --from-vault-annotations: some annotations not carried over */
 
 enum mode { MODE_RUN, MODE_CHECK, MODE_ONCE, MODE_READY };
 
 /* Options without a one-letter form. */
-enum { OPT_ONCE = 256, OPT_READY, OPT_LOG_LEVEL, OPT_LOG_FORMAT };
+enum { OPT_ONCE = 256, OPT_READY, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_FROM_ANNOTATIONS };
 
 static const char shortopts[] = "c:nVh";
 static const struct option longopts[] = {
@@ -57,6 +59,7 @@ static const struct option longopts[] = {
     {"ready", no_argument, NULL, OPT_READY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"from-vault-annotations", required_argument, NULL, OPT_FROM_ANNOTATIONS},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -68,6 +71,7 @@ static void usage(FILE *out)
 	    out,
 	    "Usage: secretfs --config FILE [--check | --once | --ready]\n"
 	    "                [--log-level LEVEL] [--log-format text|json]\n"
+	    "       secretfs --from-vault-annotations FILE\n"
 	    "       secretfs --version | --help\n"
 	    "\n"
 	    "Serves secrets from Vault, AWS Secrets Manager or development backends\n"
@@ -88,6 +92,12 @@ static void usage(FILE *out)
 	    "                      $SECRETFS_LOG_LEVEL, which overrides log.level)\n"
 	    "      --log-format FMT   text or json (overrides $SECRETFS_LOG_FORMAT,\n"
 	    "                      which overrides log.format)\n"
+	    "      --from-vault-annotations FILE\n"
+	    "                      print a config serving the files the Vault Agent\n"
+	    "                      injector's annotations on a pod or workload ask\n"
+	    "                      for (FILE: kubectl get ... -o json output, - for\n"
+	    "                      stdin); what does not carry over is listed on\n"
+	    "                      stderr: exit 0 complete, 7 partial, 1 bad input\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
@@ -99,7 +109,8 @@ static void usage(FILE *out)
 	    "Exit codes: 0 success; 1 invalid configuration; 2 usage error (options,\n"
 	    "environment); 3 --once wrote only some files; 4 --once wrote nothing;\n"
 	    "5 start-up failure (a backend cannot start, cannot mount); 6 --ready:\n"
-	    "not ready.\n");
+	    "not ready; 7 --from-vault-annotations: some annotations not carried "
+	    "over.\n");
 }
 
 /* Edit distance between a[0..an) and b, both short; larger ones count as far. */
@@ -327,6 +338,15 @@ static int parse_command_line(int argc, char **argv, struct cli *cli)
 			                      opt, optarg, cli) < 0)
 				return EXIT_USAGE;
 			break;
+		case OPT_FROM_ANNOTATIONS:
+			switch (annotations_convert(optarg, stdout, stderr)) {
+			case ANNOT_COMPLETE:
+				return EXIT_SUCCESS;
+			case ANNOT_INCOMPLETE:
+				return EXIT_PARTIAL;
+			default:
+				return EXIT_CONFIG;
+			}
 		case 'V':
 			printf("secretfs %s\n", SECRETFS_VERSION);
 			return EXIT_SUCCESS;
@@ -541,7 +561,8 @@ static int run(const struct config *cfg, bool once)
 	}
 	if (tm && telemetry_start(tm, stats, sched) < 0)
 		goto out;
-	if (cfg->aws_api && !once && aws_api_new(cfg, backends, es, st, stats, &awsapi) < 0)
+	if (cfg->aws_api && !once &&
+	    aws_api_new(cfg, backends, es, st, stats, &awsapi) < 0)
 		goto out;
 	/* Mount once the first values are in, so an application never starts
 	 * on an empty mount; a source still failing at the deadline is absent
