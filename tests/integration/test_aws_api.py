@@ -517,3 +517,27 @@ def test_past_max_connections_the_agents_429(sandbox, aws):
     finally:
         for c in conns:
             c.close()
+
+
+def test_transport_failures_as_the_agent_answers_them(sandbox, aws):
+    token = rand_token(32)
+    aws.add_secret("app/db", string=rand_token(20))
+    d, base = start_api(sandbox, aws, FILLER, token, api={"on_demand": True, "ttl": 0})
+    h = {TOKEN_HEADER: token}
+    # A service error without retry here: relayed (the agent's SDK would
+    # retry a throttle first; see the README).
+    aws.fault_throttle("GetSecretValue", secret="app/db")
+    status, _, body = raw(base, "GET", "/v1/app/db", h)
+    assert (status, body) == (400, '{"__type":"ThrottlingException", '
+                              '"message":"Rate exceeded"}')
+    # Dropped connections (more than one: a dropped kept-alive connection
+    # is tried again on a new one).
+    aws.fault_close("GetSecretValue", secret="app/db", times=None)
+    status, _, body = raw(base, "GET", "/v1/app/db", h)
+    assert (status, body) == (502, '{"__type":"ConnectionError", "message":"Read Error"}')
+    aws.clear_faults()
+    # The backend's timeout is 5 s (helpers.aws.backend).
+    aws.fault_hang("GetSecretValue", seconds=8, secret="app/db")
+    status, _, body = raw(base, "GET", "/v1/app/db", h)
+    assert (status, body) == (504, '{"__type":"TimeoutError", "message":"Timeout"}')
+    assert raw(base, "GET", "/v1/app/db", h)[0] == 200
