@@ -21,8 +21,16 @@
  * X-Forwarded-For is refused, and the listener is loopback-only unless
  * allow_non_loopback is set.
  *
- * Bounds: max_connections at once (the agent's 800), 10 s idle, 16 KiB of
- * request line and headers, no body read, AWS_API_MAX_BODY bytes of answer.
+ * Answers as the agent's source (aws-secretsmanager-agent: server.rs,
+ * parse.rs, cache_manager.rs, utils.rs) gives them: its own refusals in
+ * plain text and in its order (connection limit, X-Forwarded-For, token,
+ * method, path, parameters), no Content-Type, the service's errors relayed
+ * with their status, and the raw URI parsed as its url crate does.
+ *
+ * Bounds: past max_connections (the agent's 800) a connection's requests
+ * answer 429 as the agent's, up to AWS_API_CONN_MARGIN more connections
+ * (then libmicrohttpd refuses them); 10 s idle, 16 KiB of request line and
+ * headers, no body read, AWS_API_MAX_BODY bytes of answer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
