@@ -824,6 +824,9 @@ static void *refresher_main(void *arg)
 		for (size_t i = 0; i < n; i++)
 			refresh_one(api, &stale[i]);
 		apicache_stale_free(stale, n);
+		/* Replies passed through this stack; nothing of them stays
+		 * below it while the thread waits. */
+		secmem_wipe_stack();
 		pthread_mutex_lock(&api->lock);
 		if (n == AWS_API_REFRESH_BATCH || api->stop)
 			continue; /* more are due */
