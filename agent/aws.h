@@ -166,10 +166,17 @@ const char *aws_backend_region(const struct backend *be);
  * *reply is the whole reply object (ARN, Name, VersionId, SecretString or
  * SecretBinary, VersionStages, CreatedDate), built with the wiping
  * allocator; json_decref it. Errors as the backend's fetch (err names the
- * AWS error type); SFS_EINVAL when be is not an aws backend.
+ * AWS error type); SFS_EINVAL when be is not an aws backend. When the
+ * service answered an error, svc (may be NULL; status 0 otherwise) holds
+ * it as answered: HTTP status, __type (no namespace) and message.
  */
+struct aws_service_error {
+	long status;
+	char type[128];
+	char message[1024];
+};
 int aws_get_secret_value(struct backend *be, const char *id, const char *version_id,
                          const char *version_stage, json_t **reply,
-                         struct backend_error *err);
+                         struct aws_service_error *svc, struct backend_error *err);
 
 #endif

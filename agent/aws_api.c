@@ -21,8 +21,16 @@
  * X-Forwarded-For is refused, and the listener is loopback-only unless
  * allow_non_loopback is set.
  *
- * Bounds: max_connections at once (the agent's 800), 10 s idle, 16 KiB of
- * request line and headers, no body read, AWS_API_MAX_BODY bytes of answer.
+ * Answers as the agent's source (aws-secretsmanager-agent: server.rs,
+ * parse.rs, cache_manager.rs, utils.rs) gives them: its own refusals in
+ * plain text and in its order (connection limit, X-Forwarded-For, token,
+ * method, path, parameters), no Content-Type, the service's errors relayed
+ * with their status, and the raw URI parsed as its url crate does.
+ *
+ * Bounds: past max_connections (the agent's 800) a connection's requests
+ * answer 429 as the agent's, up to AWS_API_CONN_MARGIN more connections
+ * (then libmicrohttpd refuses them); 10 s idle, 16 KiB of request line and
+ * headers, no body read, AWS_API_MAX_BODY bytes of answer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,8 +66,14 @@
 #define AWS_API_MAX_TOKEN 4096
 #define AWS_API_MAX_LIST 16
 #define AWS_API_DEFAULT_TTL_MS (300u * 1000) /* the agent's ttlSeconds */
-#define AWS_API_DEFAULT_CACHE 1000           /* the agent's cacheSize */
-#define AWS_API_MAX_CACHE 10000
+#define AWS_API_DEFAULT_CACHE 1000           /* the agent's cache_size */
+#define AWS_API_MAX_CACHE 1000               /* the agent's bounds, as its */
+#define AWS_API_MAX_CONN 1000                /* config checks them */
+#define AWS_API_MAX_TTL_MS (3600u * 1000)
+/* Connections above max_connections are answered 429 as the agent does,
+ * up to this many more (and /ping gets 2 of them, as the agent's); past
+ * that libmicrohttpd refuses them. */
+#define AWS_API_CONN_MARGIN 8
 #define AWS_API_REFRESH_BATCH 64 /* stale entries refreshed per pass */
 
 static const char *const api_keys[] = {"listen",
@@ -81,9 +95,9 @@ static const char *const default_env[] = {"AWS_TOKEN", "AWS_SESSION_TOKEN",
 /* --- metrics ---------------------------------------------------------------- */
 
 static const char *const api_paths[] = {"get", "v1", "ping", "other", NULL};
-static const char *const api_results[] = {"ok",          "unauthorized", "forwarded",
-                                          "not_allowed", "not_found",    "denied",
-                                          "bad_request", "error",        NULL};
+static const char *const api_results[] = {
+    "ok",     "unauthorized", "forwarded", "not_allowed", "not_found",
+    "denied", "bad_request",  "error",     "limited",     NULL};
 enum { P_GET, P_V1, P_PING, P_OTHER };
 enum {
 	AR_OK,
@@ -93,7 +107,9 @@ enum {
 	AR_NOT_FOUND,
 	AR_DENIED,
 	AR_BAD,
-	AR_ERROR
+	AR_ERROR,
+	AR_LIMIT,
+	AR_N
 };
 static const struct stats_dim api_dims[] = {
     {"path", api_paths}, {"result", api_results}, {NULL, NULL}};
@@ -135,6 +151,8 @@ struct aws_api {
 	bool refresher_started, stop;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
+
+	unsigned long open; /* connections (the listener's thread only) */
 };
 
 /* --- config ------------------------------------------------------------------ */
@@ -234,8 +252,9 @@ int aws_api_config_parse(const json_t *obj, const char *kp, const struct config 
 	diag_keypath(ckp, sizeof ckp, kp, "max_connections");
 	if ((v = json_object_get(obj, "max_connections"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-		    json_integer_value(v) > 10000)
-			confval_problem(&cv, ckp, "must be a number from 1 to 10000");
+		    json_integer_value(v) > AWS_API_MAX_CONN)
+			confval_problem(&cv, ckp, "must be a number from 1 to %d",
+			                AWS_API_MAX_CONN);
 		else
 			c->max_connections = (unsigned)json_integer_value(v);
 	}
@@ -243,9 +262,9 @@ int aws_api_config_parse(const json_t *obj, const char *kp, const struct config 
 	c->cache_size = AWS_API_DEFAULT_CACHE;
 	diag_keypath(ckp, sizeof ckp, kp, "ttl");
 	if ((v = json_object_get(obj, "ttl")) &&
-	    confval_duration(&cv, v, ckp, &c->ttl_ms) == 0 && c->ttl_ms > 0 &&
-	    c->ttl_ms < 1000)
-		confval_problem(&cv, ckp, "must be 0 (no cache) or at least 1s");
+	    confval_duration(&cv, v, ckp, &c->ttl_ms) == 0 &&
+	    ((c->ttl_ms > 0 && c->ttl_ms < 1000) || c->ttl_ms > AWS_API_MAX_TTL_MS))
+		confval_problem(&cv, ckp, "must be 0 (no cache) or from 1s to 1h");
 	diag_keypath(ckp, sizeof ckp, kp, "cache_size");
 	if ((v = json_object_get(obj, "cache_size"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
@@ -325,9 +344,10 @@ static void wipe_free(void *p)
 	secmem_free(p);
 }
 
-/* Queues body (guarded memory, taken: wiped and freed once sent). */
+/* Queues body (guarded memory, taken: wiped and freed once sent). Like the
+ * agent's, an answer has no Content-Type; ours adds Cache-Control. */
 static enum MHD_Result send_body(struct aws_api *api, struct MHD_Connection *c,
-                                 unsigned status, struct secbuf *body, const char *type)
+                                 unsigned status, struct secbuf *body)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ok;
@@ -341,31 +361,56 @@ static enum MHD_Result send_body(struct aws_api *api, struct MHD_Connection *c,
 		return MHD_NO;
 	}
 	body->data = NULL; /* the response owns it now */
-	api->mhd->add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	api->mhd->add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	ok = api->mhd->queue_response(c, status, r);
 	api->mhd->destroy_response(r);
 	return ok;
 }
 
-/* The agent's error body: {"__type": type, "message": message}. */
+/* An answer of the agent's own (a refusal, a bad request): plain text. */
+static enum MHD_Result send_text(struct aws_api *api, struct MHD_Connection *c,
+                                 unsigned status, const char *text)
+{
+	struct secbuf b;
+
+	secbuf_init(&b, AWS_API_MAX_BODY);
+	if (secbuf_puts(&b, text) < 0) {
+		secbuf_release(&b);
+		return MHD_NO;
+	}
+	return send_body(api, c, status, &b);
+}
+
+/* An error of Secrets Manager relayed as the agent does (its
+ * err_response): {"__type":"T", "message":"M"} with that space, or
+ * {"__type":"InternalFailure"} when there is no message. Ours escapes T
+ * and M as JSON strings (the agent pastes them raw). */
 static enum MHD_Result send_error(struct aws_api *api, struct MHD_Connection *c,
                                   unsigned status, const char *type, const char *message)
 {
+	json_t *t = json_string(type), *m = json_string(message ? message : "");
+	char *ts = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
+	char *ms = m ? json_dumps(m, JSON_ENCODE_ANY) : NULL;
 	struct secbuf b;
-	json_t *j = json_pack("{s:s,s:s}", "__type", type, "message", message);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	int rc;
+	int rc = SFS_ENOMEM;
 
 	secbuf_init(&b, AWS_API_MAX_BODY);
-	rc = text ? secbuf_puts(&b, text) : SFS_ENOMEM;
-	secjson_free_buf(text);
-	json_decref(j);
+	if (!message || !*message || strcmp(type, "InternalFailure") == 0)
+		rc = secbuf_puts(&b, "{\"__type\":\"InternalFailure\"}");
+	else if (ts && ms && (rc = secbuf_puts(&b, "{\"__type\":")) == 0 &&
+	         (rc = secbuf_puts(&b, ts)) == 0 &&
+	         (rc = secbuf_puts(&b, ", \"message\":")) == 0 &&
+	         (rc = secbuf_puts(&b, ms)) == 0)
+		rc = secbuf_puts(&b, "}");
+	secjson_free_buf(ts);
+	secjson_free_buf(ms);
+	json_decref(t);
+	json_decref(m);
 	if (rc < 0) {
 		secbuf_release(&b);
 		return MHD_NO;
 	}
-	return send_body(api, c, status, &b, "application/x-amz-json-1.1");
+	return send_body(api, c, status, &b);
 }
 
 /* --- the token ----------------------------------------------------------------- */
@@ -381,6 +426,11 @@ static void wipe_token_headers(struct aws_api *api, struct MHD_Connection *c)
 		if (got)
 			sodium_memzero((char *)got, strlen(got));
 	}
+}
+
+static bool is_space(unsigned char ch)
+{
+	return ch == ' ' || (ch >= '\t' && ch <= '\r');
 }
 
 /* Whether the request carries the expected token in one of the headers
@@ -404,9 +454,14 @@ static bool token_ok(struct aws_api *api, struct MHD_Connection *c)
 			wipe_token_headers(api, c);
 			goto out;
 		}
-		while (wlen && (file[wlen - 1] == '\n' || file[wlen - 1] == '\r'))
-			wlen--;
+		/* Trimmed at both ends, as the agent's. */
 		w = file;
+		while (wlen && is_space(w[wlen - 1]))
+			wlen--;
+		while (wlen && is_space(*w)) {
+			w++;
+			wlen--;
+		}
 	}
 	for (size_t i = 0; wlen && api->conf->ssrf_headers[i] && !ok; i++) {
 		const char *got = api->mhd->lookup_connection_value(
@@ -418,6 +473,109 @@ out:
 	secmem_free(file);
 	secmem_free(want);
 	return ok;
+}
+
+/* --- the request ---------------------------------------------------------------- */
+
+/* A request's parameters, parsed from its raw URI as the agent parses it
+ * (the url crate): the path form's id is the path after the prefix as
+ * sent (not percent-decoded); query values are form-decoded ('+' is a
+ * space, %XX a byte); the last of repeated parameters wins. */
+struct api_query {
+	char *secret_id, *version_id, *version_stage;
+	bool refresh_now;
+	char problem[160]; /* the agent's 400 answer, when not "" */
+};
+
+static void query_free(struct api_query *q)
+{
+	free(q->secret_id);
+	free(q->version_id);
+	free(q->version_stage);
+}
+
+static int hexval(char ch)
+{
+	return ch >= '0' && ch <= '9'   ? ch - '0'
+	       : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+	       : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+	                                : -1;
+}
+
+/* The form-decoded copy of s[0..n), or NULL (out of memory). A %00 stays
+ * as it is (no C string can hold the byte, and no secret has it). */
+static char *form_decode(const char *s, size_t n)
+{
+	char *out = malloc(n + 1), *o = out;
+
+	for (size_t i = 0; out && i < n; i++) {
+		int hi = s[i] == '%' && i + 2 < n ? hexval(s[i + 1]) : -1;
+		int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+
+		if (s[i] == '+') {
+			*o++ = ' ';
+		} else if (lo >= 0 && (hi | lo) != 0) {
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	if (out)
+		*o = '\0';
+	return out;
+}
+
+/* Parses the query q (after '?', NULL: none) into qr; with_id: the query
+ * form, where secretId is a parameter. Returns 0, or SFS_ENOMEM. */
+static int parse_query(const char *q, bool with_id, struct api_query *qr)
+{
+	while (q && *q && !qr->problem[0]) {
+		size_t n = strcspn(q, "&");
+		const char *eq = memchr(q, '=', n);
+		size_t klen = eq ? (size_t)(eq - q) : n;
+		char *k = n ? form_decode(q, klen) : NULL;
+		char *v =
+		    n && k ? (eq ? form_decode(eq + 1, n - klen - 1) : strdup("")) : NULL;
+		char **slot = NULL;
+
+		if (n && (!k || !v)) {
+			free(k);
+			free(v);
+			return SFS_ENOMEM;
+		}
+		if (!n) {
+			/* empty pair: skipped */
+		} else if (with_id && strcmp(k, "secretId") == 0) {
+			slot = &qr->secret_id;
+		} else if (strcmp(k, "versionId") == 0) {
+			slot = &qr->version_id;
+		} else if (strcmp(k, "versionStage") == 0) {
+			slot = &qr->version_stage;
+		} else if (strcmp(k, "refreshNow") == 0) {
+			if (!strcasecmp(v, "true") || !strcmp(v, "1"))
+				qr->refresh_now = true;
+			else if (!strcasecmp(v, "false") || !strcmp(v, "0"))
+				qr->refresh_now = false;
+			else
+				snprintf(qr->problem, sizeof qr->problem,
+				         "invalid refreshNow value");
+		} else {
+			snprintf(qr->problem, sizeof qr->problem,
+			         "unknown parameter: %.100s", k);
+		}
+		if (slot) {
+			free(*slot);
+			*slot = v;
+			v = NULL;
+		}
+		free(k);
+		free(v);
+		q += n;
+		if (*q == '&')
+			q++;
+	}
+	return 0;
 }
 
 /* --- secrets ------------------------------------------------------------------- */
@@ -434,23 +592,58 @@ static bool allowed(const struct aws_api *api, const char *id)
 	return false;
 }
 
-/* The GetSecretValue answer, the keys the agent passes on, into b
- * (guarded, empty). Returns 0 or SFS_ code (b released). */
+/* CreatedDate as the agent writes it (serde_with's TimestampSecondsWithFrac
+ * <String> of the SDK's time): a string of the epoch seconds with the
+ * fewest fraction digits that give the time back, "1569534789.046". */
+static json_t *created_date(const json_t *v)
+{
+	char buf[64];
+	double d = json_number_value(v);
+
+	if (json_is_integer(v)) {
+		snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return json_string(buf);
+	}
+	if (!json_is_real(v))
+		return json_null();
+	for (int digits = 0; digits <= 17; digits++) {
+		snprintf(buf, sizeof buf, "%.*f", digits, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	return json_string(buf);
+}
+
+/* The GetSecretValue answer as the agent serializes it (its
+ * GetSecretValueOutputDef): ARN, Name, VersionId (null when absent),
+ * SecretString, SecretBinary, VersionStages (left out when absent),
+ * CreatedDate (a string, or null), in that order, into b (guarded,
+ * empty). Returns 0 or SFS_ code (b released). */
 static int build_answer(const json_t *reply, struct secbuf *b)
 {
-	static const char *const keys[] = {
-	    "ARN",          "Name",          "VersionId",   "SecretString",
-	    "SecretBinary", "VersionStages", "CreatedDate", NULL};
+	static const struct {
+		const char *key;
+		bool always;
+	} keys[] = {{"ARN", true},           {"Name", true},
+	            {"VersionId", true},     {"SecretString", false},
+	            {"SecretBinary", false}, {"VersionStages", false}};
 	json_t *out = json_object();
 	char *text;
 	int rc = SFS_ENOMEM;
 
-	for (size_t i = 0; out && keys[i]; i++) {
-		json_t *v = json_object_get(reply, keys[i]);
-		if (v && json_object_set(out, keys[i], v) < 0)
+	for (size_t i = 0; out && i < sizeof keys / sizeof keys[0]; i++) {
+		json_t *v = json_object_get(reply, keys[i].key);
+		if (json_is_null(v))
+			v = NULL;
+		if ((v || keys[i].always) &&
+		    json_object_set(out, keys[i].key, v ? v : json_null()) < 0)
 			goto out;
 	}
-	if (out && (text = json_dumps(out, JSON_COMPACT))) {
+	if (!out ||
+	    json_object_set_new(out, "CreatedDate",
+	                        created_date(json_object_get(reply, "CreatedDate"))) < 0)
+		goto out;
+	if ((text = json_dumps(out, JSON_COMPACT))) {
 		rc = secbuf_puts(b, text);
 		secjson_free_buf(text);
 	}
@@ -463,9 +656,10 @@ out:
 
 /* Reads the answer of k from Secrets Manager into b (guarded, empty) and
  * keeps it sealed in the cache. Returns 0 or the backend's SFS_ code, with
- * err filled. */
+ * err (and svc, may be NULL, for the service's error) filled. */
 static int read_answer(struct aws_api *api, const struct apicache_key *k,
-                       struct secbuf *b, struct backend_error *err)
+                       struct secbuf *b, struct aws_service_error *svc,
+                       struct backend_error *err)
 {
 	json_t *reply = NULL;
 	size_t evicted = 0;
@@ -473,7 +667,7 @@ static int read_answer(struct aws_api *api, const struct apicache_key *k,
 	int rc;
 
 	rc = aws_get_secret_value(api->be, k->id, *k->version_id ? k->version_id : NULL,
-	                          *k->stage ? k->stage : NULL, &reply, err);
+	                          *k->stage ? k->stage : NULL, &reply, svc, err);
 	if (rc < 0)
 		return rc;
 	version = json_string_value(json_object_get(reply, "VersionId"));
@@ -493,58 +687,69 @@ static int read_answer(struct aws_api *api, const struct apicache_key *k,
 	return 0;
 }
 
-static enum MHD_Result get_secret(struct aws_api *api, struct MHD_Connection *c, int path,
-                                  const char *id)
+/* Answers a failed read as the agent does: the service's own error
+ * (status, __type and message) when it answered one, 504/502 for a
+ * timeout / connection failure, else 500 InternalFailure. */
+static enum MHD_Result relay_error(struct aws_api *api, struct MHD_Connection *c, int rc,
+                                   const struct aws_service_error *svc,
+                                   const struct backend_error *err)
 {
-	const char *vid =
-	    api->mhd->lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "versionId");
-	const char *stage =
-	    api->mhd->lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "versionStage");
-	struct apicache_key k = {id, vid ? vid : "", stage ? stage : ""};
+	if (svc->status >= 400 && svc->status <= 599 && svc->type[0])
+		return send_error(api, c, (unsigned)svc->status, svc->type, svc->message);
+	if (rc == SFS_ETRANSIENT && !svc->status &&
+	    !strstr(err->msg, ": no credentials from ")) {
+		if (strstr(err->msg, "no complete answer within") ||
+		    strstr(err->msg, "Timeout was reached"))
+			return send_error(api, c, 504, "TimeoutError", "Timeout");
+		return send_error(api, c, 502, "ConnectionError", "Read Error");
+	}
+	return send_error(api, c, 500, "InternalFailure", NULL);
+}
+
+static enum MHD_Result get_secret(struct aws_api *api, struct MHD_Connection *c, int path,
+                                  const struct api_query *q)
+{
+	const char *id = q->secret_id;
+	struct apicache_key k = {id, q->version_id ? q->version_id : "",
+	                         q->version_stage ? q->version_stage : ""};
 	struct backend_error err = {0};
+	struct aws_service_error svc = {0};
 	struct secbuf b;
 	int rc;
 
-	if (!id || !*id || strlen(id) > 2048 || strlen(k.version_id) > 256 ||
-	    strlen(k.stage) > 256) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_BAD);
+	if (strlen(id) > 2048 || strlen(k.version_id) > 256 || strlen(k.stage) > 256) {
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_BAD);
 		return send_error(api, c, 400, "InvalidParameterException",
-		                  "secretId is missing");
+		                  "The parameter SecretId, VersionId or VersionStage is "
+		                  "too long.");
 	}
 	if (!allowed(api, id)) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_NOT_ALLOWED);
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_NOT_ALLOWED);
 		log_info("aws_api: %s is not a secret of the config (on_demand is off)",
 		         id);
 		return send_error(api, c, 400, "ResourceNotFoundException",
 		                  "Secrets Manager can't find the specified secret.");
 	}
 	secbuf_init(&b, AWS_API_MAX_BODY);
-	rc = api->cache ? apicache_get(api->cache, &k, &b) : SFS_ENOTFOUND;
-	if (api->cache)
+	rc = api->cache && !q->refresh_now ? apicache_get(api->cache, &k, &b)
+	                                   : SFS_ENOTFOUND;
+	if (api->cache && !q->refresh_now)
 		stats_inc_at(api->cache_stats, 0, rc == 0 ? CE_HIT : CE_MISS);
 	if (rc < 0) {
 		secbuf_release(&b);
 		secbuf_init(&b, AWS_API_MAX_BODY);
-		rc = read_answer(api, &k, &b, &err);
+		rc = read_answer(api, &k, &b, &svc, &err);
 	}
 	if (rc == 0) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_OK);
-		return send_body(api, c, 200, &b, "application/x-amz-json-1.1");
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_OK);
+		return send_body(api, c, 200, &b);
 	}
 	log_warn("aws_api: %s", err.msg);
-	if (rc == SFS_ENOTFOUND) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_NOT_FOUND);
-		return send_error(api, c, 400, "ResourceNotFoundException",
-		                  "Secrets Manager can't find the specified secret.");
-	}
-	if (rc == SFS_EDENIED) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_DENIED);
-		return send_error(api, c, 400, "AccessDeniedException",
-		                  "Access to the secret is denied.");
-	}
-	stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_ERROR);
-	return send_error(api, c, 500, "InternalFailure",
-	                  "Secrets Manager request failed");
+	stats_inc_at(api->stats, 0,
+	             (size_t)path * AR_N + (rc == SFS_ENOTFOUND ? AR_NOT_FOUND
+	                                    : rc == SFS_EDENIED ? AR_DENIED
+	                                                        : AR_ERROR));
+	return relay_error(api, c, rc, &svc, &err);
 }
 
 /* --- background refresh -------------------------------------------------------- */
@@ -579,7 +784,7 @@ static void refresh_one(struct aws_api *api, const struct apicache_stale *e)
 	}
 	if (rc == 0) {
 		secbuf_init(&b, AWS_API_MAX_BODY);
-		rc = read_answer(api, &k, &b, &err);
+		rc = read_answer(api, &k, &b, NULL, &err);
 		secbuf_release(&b);
 		if (rc == 0) {
 			stats_inc_at(api->cache_stats, 0, CE_REREAD);
@@ -619,6 +824,9 @@ static void *refresher_main(void *arg)
 		for (size_t i = 0; i < n; i++)
 			refresh_one(api, &stale[i]);
 		apicache_stale_free(stale, n);
+		/* Replies passed through this stack; nothing of them stays
+		 * below it while the thread waits. */
+		secmem_wipe_stack();
 		pthread_mutex_lock(&api->lock);
 		if (n == AWS_API_REFRESH_BATCH || api->stop)
 			continue; /* more are due */
@@ -630,52 +838,159 @@ static void *refresher_main(void *arg)
 	return NULL;
 }
 
+/* A request: its raw URI (the agent parses that, not libmicrohttpd's
+ * decoded path), kept from on_uri to on_completed, and whether the
+ * handler saw its headers. The answer is queued at the handler's second
+ * call: libmicrohttpd 0.9.75 closes a connection whose answer was queued
+ * at the first, and the agent keeps connections alive. */
+struct api_req {
+	bool seen;
+	char uri[];
+};
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct api_req *r = malloc(sizeof *r + strlen(uri) + 1);
+
+	(void)cls;
+	(void)c;
+	if (r) {
+		r->seen = false;
+		memcpy(r->uri, uri, strlen(uri) + 1);
+	}
+	return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	free(*req_cls);
+	*req_cls = NULL;
+}
+
+/* Counts the open connections; each keeps the count at its accept, its
+ * rank, as the agent's connection task keeps the count it was spawned
+ * with. Connections leave no IP hop, as the agent's (TTL 1). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	struct aws_api *api = cls;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    api->mhd->get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		int one = 1;
+
+		if (ci && api->conf->addr.family == AF_INET)
+			setsockopt(ci->connect_fd, IPPROTO_IP, IP_TTL, &one, sizeof one);
+		else if (ci && api->conf->addr.family == AF_INET6)
+			setsockopt(ci->connect_fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &one,
+			           sizeof one);
+		*socket_context = (void *)(uintptr_t)++api->open;
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		api->open--;
+	}
+}
+
+/* The checks in the agent's order: the connection limit (429), the SSRF
+ * token and X-Forwarded-For (400, 403; not for /ping), the method (405),
+ * then the path (404). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
 {
 	struct aws_api *api = cls;
-	const char *prefix = api->conf->path_prefix;
-	int path = strcmp(url, "/ping") == 0                   ? P_PING
-	           : strcmp(url, "/secretsmanager/get") == 0   ? P_GET
-	           : strncmp(url, prefix, strlen(prefix)) == 0 ? P_V1
-	                                                       : P_OTHER;
+	struct api_req *req = *req_cls;
+	const char *prefix = api->conf->path_prefix, *raw, *query;
+	const union MHD_ConnectionInfo *ci =
+	    api->mhd->get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	uintptr_t rank = ci ? (uintptr_t)ci->socket_context : 0;
+	char *rpath;
+	struct api_query q = {0};
+	enum MHD_Result ok;
+	bool open_path;
+	int path;
 
+	(void)url;
 	(void)version;
 	(void)upload_data;
 	(void)upload_data_size;
-	(void)req_cls;
+	if (!req)
+		return MHD_NO; /* out of memory copying the URI */
+	if (!req->seen) {
+		req->seen = true;
+		return MHD_YES;
+	}
+	raw = req->uri;
+	if (!(rpath = strndup(raw, strcspn(raw, "?"))))
+		return MHD_NO;
+	query = strchr(raw, '?') ? strchr(raw, '?') + 1 : NULL;
+	path = strcmp(rpath, "/ping") == 0                   ? P_PING
+	       : strcmp(rpath, "/secretsmanager/get") == 0   ? P_GET
+	       : strncmp(rpath, prefix, strlen(prefix)) == 0 ? P_V1
+	                                                     : P_OTHER;
+	/* /start_serving is the agent's Lambda mode's: open, then not found. */
+	open_path = path == P_PING || strcmp(rpath, "/start_serving") == 0;
+	if (rank > api->conf->max_connections + (open_path ? 2 : 0)) {
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_LIMIT);
+		ok = send_text(api, c, 429, "Connection limit exceeded");
+		goto out;
+	}
+	if (!open_path &&
+	    api->mhd->lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For")) {
+		wipe_token_headers(api, c);
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_FORWARDED);
+		log_warn("aws_api: refused a request with X-Forwarded-For");
+		ok = send_text(api, c, 400, "Forwarded");
+		goto out;
+	}
+	if (!open_path && !token_ok(api, c)) {
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_UNAUTH);
+		ok = send_text(api, c, 403, "Bad Token");
+		goto out;
+	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_BAD);
-		return send_error(api, c, 405, "InvalidRequestException",
-		                  "Method not allowed");
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_BAD);
+		ok = send_text(api, c, 405, "Not allowed");
+		goto out;
 	}
 	if (path == P_PING) {
-		struct secbuf b;
-		secbuf_init(&b, 16);
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_OK);
-		return secbuf_puts(&b, "healthy") < 0
-		           ? MHD_NO
-		           : send_body(api, c, 200, &b, "text/plain; charset=utf-8");
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_OK);
+		ok = send_text(api, c, 200, "healthy");
+		goto out;
 	}
-	if (!token_ok(api, c)) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_UNAUTH);
-		return send_error(api, c, 403, "AccessDeniedException", "Bad Token");
+	if (path == P_OTHER) {
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_NOT_FOUND);
+		ok = send_text(api, c, 404, "Not found");
+		goto out;
 	}
-	if (api->mhd->lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For")) {
-		stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_FORWARDED);
-		return send_error(api, c, 400, "InvalidRequestException",
-		                  "Forwarded header not allowed");
+	if (path == P_V1 && rpath[strlen(prefix)] &&
+	    !(q.secret_id = strdup(rpath + strlen(prefix)))) {
+		ok = MHD_NO;
+		goto out;
 	}
-	if (path == P_GET)
-		return get_secret(api, c, path,
-		                  api->mhd->lookup_connection_value(
-		                      c, MHD_GET_ARGUMENT_KIND, "secretId"));
-	if (path == P_V1)
-		return get_secret(api, c, path, url + strlen(prefix));
-	stats_inc_at(api->stats, 0, (size_t)path * 8 + AR_NOT_FOUND);
-	return send_error(api, c, 404, "InvalidRequestException", "Not found");
+	if (parse_query(query, path == P_GET, &q) < 0) {
+		ok = MHD_NO;
+		goto out;
+	}
+	if (!q.problem[0] && (!q.secret_id || !*q.secret_id))
+		snprintf(q.problem, sizeof q.problem,
+		         path == P_GET ? "missing parameter secretId"
+		                       : "missing secret ID");
+	if (q.problem[0]) {
+		stats_inc_at(api->stats, 0, (size_t)path * AR_N + AR_BAD);
+		ok = send_text(api, c, 400, q.problem);
+		goto out;
+	}
+	ok = get_secret(api, c, path, &q);
+out:
+	query_free(&q);
+	free(rpath);
+	return ok;
 }
 
 /* --- lifecycle ----------------------------------------------------------------- */
@@ -734,9 +1049,13 @@ int aws_api_new(const struct config *cfg, struct backend **backends, struct envs
 	}
 	api->d =
 	    httpd_start(api->fd,
-	                &(struct httpd_bounds){.max_connections = conf->max_connections,
+	                &(struct httpd_bounds){.max_connections = conf->max_connections +
+	                                                          2 + AWS_API_CONN_MARGIN,
 	                                       .idle_timeout_s = AWS_API_CONN_TIMEOUT_S,
-	                                       .request_memory = AWS_API_CONN_MEMORY},
+	                                       .request_memory = AWS_API_CONN_MEMORY,
+	                                       .on_connection = on_connection,
+	                                       .on_uri = on_uri,
+	                                       .on_completed = on_completed},
 	                on_request, api);
 	if (!api->d) {
 		log_error("aws_api: cannot start the listener on %s", conf->addr.listen);

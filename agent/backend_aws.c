@@ -345,10 +345,12 @@ static int aws_send(struct aws *a, const struct aws_creds *c, const char *op,
 /*
  * Calls operation op with the JSON request body. On success *out is the
  * parsed reply. err names the operation and the secret (what), and the
- * error's type and message.
+ * error's type and message; svc (may be NULL) gets the service's error
+ * answer whole.
  */
 static int aws_call(struct aws *a, const char *op, const char *what, const json_t *body,
-                    json_t **out, struct backend_error *err)
+                    json_t **out, struct aws_service_error *svc,
+                    struct backend_error *err)
 {
 	struct http_response resp = {0};
 	char *text = json_dumps(body, JSON_COMPACT);
@@ -371,6 +373,8 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 			break;
 		}
 		http_response_release(&resp);
+		if (svc)
+			*svc = (struct aws_service_error){0};
 		rc = aws_send(a, &c, op, text, &resp, &why);
 		aws_creds_release(&c);
 		if (rc < 0) {
@@ -396,6 +400,12 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 			break;
 		}
 		aws_error_fields(reply, &type, &message);
+		if (svc) {
+			svc->status = resp.status;
+			snprintf(svc->type, sizeof svc->type, "%s", type);
+			snprintf(svc->message, sizeof svc->message, "%s",
+			         message ? message : "");
+		}
 		backend_error_set(err, "%s %s: HTTP %ld %s: %.120s", op, what,
 		                  resp.status, type[0] ? type : "(no __type)",
 		                  message ? message : "");
@@ -497,7 +507,7 @@ static int aws_fetch(struct backend *be, const struct source_key *key,
 
 	if (!body)
 		return SFS_ENOMEM;
-	rc = aws_call(a, "GetSecretValue", key->path, body, &reply, err);
+	rc = aws_call(a, "GetSecretValue", key->path, body, &reply, NULL, err);
 	json_decref(body);
 	if (rc < 0)
 		return rc;
@@ -599,7 +609,7 @@ static int aws_probe(struct backend *be, const struct source_key *key, char *ver
 	body = json_pack("{s:s}", "SecretId", key->path);
 	if (!body)
 		return SFS_ENOMEM;
-	rc = aws_call(a, "DescribeSecret", key->path, body, &reply, err);
+	rc = aws_call(a, "DescribeSecret", key->path, body, &reply, NULL, err);
 	json_decref(body);
 	if (rc == SFS_EDENIED) {
 		pthread_mutex_lock(&a->lock);
@@ -946,12 +956,14 @@ const struct backend_ops backend_aws_ops = {
 
 int aws_get_secret_value(struct backend *be, const char *id, const char *version_id,
                          const char *version_stage, json_t **reply,
-                         struct backend_error *err)
+                         struct aws_service_error *svc, struct backend_error *err)
 {
 	json_t *body = json_pack("{s:s}", "SecretId", id);
 	int rc = SFS_ENOMEM;
 
 	*reply = NULL;
+	if (svc)
+		*svc = (struct aws_service_error){0};
 	if (be->ops != &backend_aws_ops)
 		return SFS_EINVAL;
 	if (body && version_id &&
@@ -961,7 +973,8 @@ int aws_get_secret_value(struct backend *be, const char *id, const char *version
 	    json_object_set_new(body, "VersionStage", json_string(version_stage)) < 0)
 		goto out;
 	if (body)
-		rc = aws_call((struct aws *)be, "GetSecretValue", id, body, reply, err);
+		rc = aws_call((struct aws *)be, "GetSecretValue", id, body, reply, svc,
+		              err);
 out:
 	json_decref(body);
 	return rc;

@@ -43,6 +43,7 @@ static const char *load_symbols(void *lib)
 	LOAD(lib, queue_response, "MHD_queue_response");
 	LOAD(lib, destroy_response, "MHD_destroy_response");
 	LOAD(lib, lookup_connection_value, "MHD_lookup_connection_value");
+	LOAD(lib, get_connection_info, "MHD_get_connection_info");
 	return NULL;
 }
 
@@ -69,17 +70,31 @@ const struct httpd_api *httpd_load(const char *what)
 struct MHD_Daemon *httpd_start(int fd, const struct httpd_bounds *b,
                                MHD_AccessHandlerCallback handler, void *cls)
 {
+	struct MHD_OptionItem opts[8] = {
+	    {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+	    {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)b->max_connections, NULL},
+	    {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)b->idle_timeout_s, NULL},
+	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)b->request_memory, NULL},
+	};
+	size_t n = 4;
 	struct MHD_Daemon *d;
 	sigset_t all, old;
 
+	if (b->on_connection)
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
+		                                    (intptr_t)b->on_connection, cls};
+	if (b->on_uri)
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK,
+		                                    (intptr_t)b->on_uri, cls};
+	if (b->on_completed)
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
+		                                    (intptr_t)b->on_completed, cls};
+	opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	/* Signals go to the main thread (the FUSE loop), never here. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	d = api.start_daemon(
-	    MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, handler, cls,
-	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
-	    b->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, b->idle_timeout_s,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, b->request_memory, MHD_OPTION_END);
+	d = api.start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, handler, cls,
+	                     MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return d;
 }

@@ -32,6 +32,8 @@ struct httpd_api {
 	void (*destroy_response)(struct MHD_Response *);
 	const char *(*lookup_connection_value)(struct MHD_Connection *,
 	                                       enum MHD_ValueKind, const char *);
+	const union MHD_ConnectionInfo *(*get_connection_info)(
+	    struct MHD_Connection *, enum MHD_ConnectionInfoType, ...);
 };
 
 /* Loads libmicrohttpd once (any thread; later calls return the same).
@@ -44,11 +46,17 @@ const struct httpd_api *httpd_load(const char *what);
  * the descriptor, or -1 with errno set. */
 int httpd_bind(const struct config_telemetry *addr, bool *made_file);
 
-/* Bounds of one listener. */
+/* Bounds of one listener, and its optional per-connection and
+ * per-request hooks (libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION,
+ * MHD_OPTION_URI_LOG_CALLBACK and MHD_OPTION_NOTIFY_COMPLETED, all called
+ * with the handler's cls on the listener's one thread). */
 struct httpd_bounds {
 	unsigned max_connections;
 	unsigned idle_timeout_s;
 	size_t request_memory; /* bytes for a request's line and headers */
+	MHD_NotifyConnectionCallback on_connection;
+	void *(*on_uri)(void *cls, const char *uri, struct MHD_Connection *c);
+	MHD_RequestCompletedCallback on_completed;
 };
 
 /* Starts a libmicrohttpd daemon on the bound and listening fd (which it
