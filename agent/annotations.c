@@ -108,6 +108,15 @@ static const char *take_for(struct conv *c, const char *key, const char *secret)
 	return take(c, name);
 }
 
+/* Annotation <annotation>, when set, as obj's string <key>. */
+static void carry(struct conv *c, json_t *obj, const char *annotation, const char *key)
+{
+	const char *v = take(c, annotation);
+
+	if (v)
+		json_object_set_new(obj, key, json_string(v));
+}
+
 static bool is_true(const char *v)
 {
 	return v &&
@@ -286,13 +295,12 @@ static int file_key(struct conv *c, const char *mount, const char *name, char *o
 }
 
 static json_t *one_secret(struct conv *c, const char *name, const char *path,
-                          const char *refresh, json_t *mode_default)
+                          const char *refresh, json_t *mode_default, bool json_default)
 {
 	const char *tmpl = take_for(c, "agent-inject-template", name);
 	const char *tfile = take_for(c, "agent-inject-template-file", name);
 	const char *perms = take_for(c, "agent-inject-perms", name);
 	const char *cmd = take_for(c, "agent-inject-command", name);
-	const char *deftmpl = take(c, "agent-inject-default-template");
 	json_t *s = json_object();
 
 	json_object_set_new(s, "backend", json_string("vault"));
@@ -306,7 +314,7 @@ static json_t *one_secret(struct conv *c, const char *name, const char *path,
 		        "readable by secretfs at %s\n",
 		        name, tfile);
 	} else {
-		char *t = default_template(path, deftmpl && strcmp(deftmpl, "json") == 0);
+		char *t = default_template(path, json_default);
 		json_object_set_new(s, "template", t ? json_string(t) : json_null());
 		free(t);
 	}
@@ -331,9 +339,6 @@ static json_t *backend_of(struct conv *c)
 {
 	const char *service = take(c, "service"), *role = take(c, "role");
 	const char *path = take(c, "auth-path"), *type = take(c, "auth-type");
-	const char *ns = take(c, "namespace"), *proxy = take(c, "proxy-address");
-	const char *ca = take(c, "ca-cert"), *sni = take(c, "tls-server-name");
-	const char *cert = take(c, "client-cert"), *key = take(c, "client-key");
 	const char *skip = take(c, "tls-skip-verify");
 	const char *revoke = take(c, "agent-revoke-on-shutdown");
 	const char *grace = take(c, "agent-revoke-grace");
@@ -345,18 +350,12 @@ static json_t *backend_of(struct conv *c)
 	else
 		fprintf(c->err, "note: no vault.hashicorp.com/service: the Vault address "
 		                "comes from VAULT_ADDR in the secretfs container\n");
-	if (ns)
-		json_object_set_new(be, "namespace", json_string(ns));
-	if (proxy)
-		json_object_set_new(be, "proxy", json_string(proxy));
-	if (ca)
-		json_object_set_new(tls, "ca_file", json_string(ca));
-	if (sni)
-		json_object_set_new(tls, "server_name", json_string(sni));
-	if (cert)
-		json_object_set_new(tls, "client_cert", json_string(cert));
-	if (key)
-		json_object_set_new(tls, "client_key", json_string(key));
+	carry(c, be, "namespace", "namespace");
+	carry(c, be, "proxy-address", "proxy");
+	carry(c, tls, "ca-cert", "ca_file");
+	carry(c, tls, "tls-server-name", "server_name");
+	carry(c, tls, "client-cert", "client_cert");
+	carry(c, tls, "client-key", "client_key");
 	if (json_object_size(tls))
 		json_object_set(be, "tls", tls);
 	json_decref(tls);
@@ -457,6 +456,8 @@ static int convert(struct conv *c, json_t *spec, FILE *out)
 	const char *refresh = take(c, "template-static-secret-render-interval");
 	const char *preonly = take(c, "agent-pre-populate-only");
 	const char *eomk = take(c, "error-on-missing-key");
+	const char *deftmpl = take(c, "agent-inject-default-template");
+	bool json_default = deftmpl && strcmp(deftmpl, "json") == 0;
 	json_t *cfg = json_object(), *mount = json_object(), *secrets = json_object();
 	json_t *mode_default = NULL, *log;
 	json_int_t uid, gid;
@@ -494,7 +495,7 @@ static int convert(struct conv *c, json_t *spec, FILE *out)
 		        "by every user in the pod as the injector's are; set mount.uid "
 		        "to the application's uid for 0400 files\n");
 	}
-	if (eomk && is_true(eomk))
+	if (is_true(eomk))
 		not_carried(c, ANNOT_PREFIX "error-on-missing-key",
 		            "secretfs renders a missing key as \"<no value>\", as "
 		            "consul-template's default");
@@ -513,9 +514,9 @@ static int convert(struct conv *c, json_t *spec, FILE *out)
 			not_carried(c, name, "two secrets render to the same file");
 			continue;
 		}
-		json_object_set_new(
-		    secrets, key,
-		    one_secret(c, sname, json_string_value(v), refresh, mode_default));
+		json_object_set_new(secrets, key,
+		                    one_secret(c, sname, json_string_value(v), refresh,
+		                               mode_default, json_default));
 	}
 	json_decref(mode_default);
 	if (json_object_size(secrets) == 0) {
