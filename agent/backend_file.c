@@ -102,7 +102,8 @@ static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
 		return rc;
 	crypto_generichash(hash, crypto_generichash_BYTES, buf, len, fb->hash_key,
 	                   crypto_generichash_KEYBYTES);
-	*doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	*doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+	                  &jerr);
 	secmem_free(buf);
 	if (!*doc || !json_is_object(*doc)) {
 		fb->malformed_count++;
