@@ -228,3 +228,25 @@ def test_opens_past_limits_max_open_handles_get_enfile_and_are_logged(sandbox):
         for fd in fds:
             os.close(fd)
     assert read_text(d.path("a")) == "va"
+
+
+# ---------------------------------------------------------------- on_change
+
+
+def test_changed_names_past_secretfs_files_bound_are_flagged_not_cut_silently(sandbox):
+    out = sandbox.file("env.out")
+    hook = {"command": ["/bin/sh", "-c", f"env > {out}.tmp && mv {out}.tmp {out}"],
+            "debounce": "300ms"}
+    names = [f"d/{'n' * 200}{i:03d}" for i in range(40)]     # 8 KiB of names
+    secrets = {name: {"backend": "local", "path": f"k{i}", "on_change": hook}
+               for i, name in enumerate(names)}
+    d = sandbox.start(secrets, data={f"k{i}": "v1" for i in range(40)})
+    sandbox.write_data({f"k{i}": "v2" for i in range(40)})
+    wait_until(lambda: os.path.exists(out), what="the on_change command's output")
+    env = dict(ln.split("=", 1) for ln in read_text(out).splitlines() if "=" in ln)
+    assert env.get("SECRETFS_FILES_INCOMPLETE") == "1", env
+    listed = env["SECRETFS_FILES"].split(" ")
+    assert 0 < len(listed) < 40 and set(listed) <= set(names), listed
+    assert len(env["SECRETFS_FILES"]) <= 4095
+    d.wait_log(r"on_change: the changed files' names pass 4095 bytes, the bound of "
+               r"SECRETFS_FILES; \S+ and later names not listed")
