@@ -464,6 +464,7 @@ static struct fs_options fs_options_of(const struct config *cfg, bool once)
 	    .dir_gid = cfg->mount.gid,
 	    .allow_other = cfg->mount.allow_other,
 	    .keep_on_exit = cfg->mount.keep_on_exit || once,
+	    .max_handles = cfg->limits.max_open_handles,
 	};
 	return fopt;
 }

@@ -71,6 +71,8 @@
 /* Supplementary groups read for a check; more are ignored (refusing what
  * only a later group would allow). */
 #define FS_MAX_GROUPS 1024
+/* Opens refused past max_handles are logged at most this often. */
+#define FS_REFUSED_LOG_MS 10000
 
 struct fs_inode;
 
@@ -130,6 +132,8 @@ struct fs_fuse {
 	fuse_ino_t next_ino;
 	size_t nhandles;
 	struct fs_handle *handles;
+	uint64_t handles_refused; /* opens past opt.max_handles */
+	uint64_t refused_logged_ms;
 	struct fuse_session *se;
 	bool mounted;
 	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
@@ -687,6 +691,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint64_t version = 0;
 	struct caller c;
 	bool redirected = false;
+	uint64_t refused = 0;
 	int err = 0;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
@@ -716,12 +721,26 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (redirected)
 			in = file->current;
 		version = in->version;
-		h->inode = in;
-		handle_link(fs, h);
+		if (fs->opt.max_handles && fs->nhandles >= fs->opt.max_handles) {
+			err = ENFILE;
+			refused = ++fs->handles_refused;
+			if (refused == 1 ||
+			    timing_now_ms() - fs->refused_logged_ms >= FS_REFUSED_LOG_MS)
+				fs->refused_logged_ms = timing_now_ms();
+			else
+				refused = 0; /* logged not long ago */
+		} else {
+			h->inode = in;
+			handle_link(fs, h);
+		}
 	}
 	pthread_mutex_unlock(&fs->lock);
+	if (refused)
+		log_warn("open of %s refused (ENFILE): %zu handles open, the bound "
+		         "limits.max_open_handles; %llu refused so far",
+		         file->path, fs->opt.max_handles, (unsigned long long)refused);
 	/* Pinned: the check (which may read /proc) runs without the lock. */
-	if (file && (err = caller_may(fs, &c, file, PERM_READ))) {
+	if (file && !err && (err = caller_may(fs, &c, file, PERM_READ))) {
 		pthread_mutex_lock(&fs->lock);
 		handle_release(fs, h);
 		pthread_mutex_unlock(&fs->lock);

@@ -49,6 +49,9 @@ struct fs_options {
 	 * would refuse opens unseen): secretfs checks modes itself, as the
 	 * kernel would (fs_perm.h). */
 	struct audit *audit;
+	/* FUSE only: handles open at once (limits.max_open_handles); an open
+	 * past it fails with ENFILE, logged and counted. 0: unbounded. */
+	size_t max_handles;
 };
 
 /* Creates an empty tree (only the root) served by opt->output. st is
