@@ -96,6 +96,7 @@ struct fs_node {
 	uint64_t publish_mark;    /* dirs: the last publish that changed them */
 	size_t id;                /* files: the index in fs_fuse.files */
 	bool removed;             /* files: undeclared by a reload (fs_remove_file) */
+	size_t nlive;             /* dirs: declared files below; none: hidden */
 };
 
 struct fs_inode {
@@ -414,8 +415,43 @@ static int fusefs_check_name(struct fs *base, const char *name)
 	return rc;
 }
 
+/*
+ * Counts file n in (delta 1) or out (-1) of the directories above it. A
+ * directory without declared files is hidden (a reload removed them all):
+ * the highest one that appears or disappears is written to *shown, for its
+ * parent's listing and entry to be invalidated (NULL when none). Lock held.
+ */
+static void count_live(struct fs_node *n, int delta, struct fs_node **shown)
+{
+	*shown = NULL;
+	for (struct fs_node *d = n->parent; d; d = d->parent) {
+		bool flips = delta > 0 ? d->nlive++ == 0 : --d->nlive == 0;
+
+		/* The root is never hidden. */
+		if (flips && d->parent)
+			*shown = d;
+	}
+}
+
+/* Tells the kernel that dir's entry in its parent and the parent's listing
+ * changed (after the lock; never from a handler). */
+static void notify_dir_shown(struct fs_fuse *fs, struct fs_node *dir, fuse_ino_t parent)
+{
+	int r;
+
+	if (!dir || !fs->se)
+		return;
+	r = fuse_lowlevel_notify_inval_entry(fs->se, parent, dir->name,
+	                                     strlen(dir->name));
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating directory %s: %s", dir->name, strerror(-r));
+	r = fuse_lowlevel_notify_inval_inode(fs->se, parent, 0, 0);
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating a directory: %s", strerror(-r));
+}
+
 static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, uid_t uid,
-                           gid_t gid, size_t *id)
+                           gid_t gid, size_t *id, struct fs_node **shown)
 {
 	struct fs_node *dir = fs->root, *n, **grown;
 	const char *seg = name, *slash;
@@ -429,6 +465,7 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
 		n->uid = uid;
 		n->gid = gid;
 		*id = n->id;
+		count_live(n, 1, shown);
 		return 0;
 	}
 	while ((slash = strchr(seg, '/'))) {
@@ -454,6 +491,7 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
 	n->id = fs->nfiles;
 	*id = fs->nfiles;
 	fs->files[fs->nfiles++] = n;
+	count_live(n, 1, shown);
 	return 0;
 }
 
@@ -461,11 +499,19 @@ static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t
                            gid_t gid, size_t *id)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
+	struct fs_node *shown = NULL;
+	fuse_ino_t parent = 0;
+	bool mounted;
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = add_file_locked(fs, name, mode, uid, gid, id);
+	rc = add_file_locked(fs, name, mode, uid, gid, id, &shown);
+	if (shown)
+		parent = shown->parent->current->ino;
+	mounted = fs->mounted;
 	pthread_mutex_unlock(&fs->lock);
+	if (mounted)
+		notify_dir_shown(fs, shown, parent);
 	return rc;
 }
 
@@ -569,13 +615,24 @@ static int fusefs_remove_file(struct fs *base, size_t id)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	struct fs_update upd = {.id = id};
+	struct fs_node *hidden = NULL;
+	fuse_ino_t parent = 0;
+	bool mounted = false;
 	int rc = fusefs_publish(base, &upd, 1);
 
 	if (rc == 0) {
 		pthread_mutex_lock(&fs->lock);
-		fs->files[id]->removed = true;
+		if (!fs->files[id]->removed) {
+			fs->files[id]->removed = true;
+			count_live(fs->files[id], -1, &hidden);
+		}
+		if (hidden)
+			parent = hidden->parent->current->ino;
+		mounted = fs->mounted;
 		pthread_mutex_unlock(&fs->lock);
 	}
+	if (mounted)
+		notify_dir_shown(fs, hidden, parent);
 	return rc;
 }
 
@@ -723,7 +780,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
-	in = child ? child->current : NULL;
+	in = child && (!child->is_dir || child->nlive) ? child->current : NULL;
 	if (!in) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, ENOENT);
@@ -1009,8 +1066,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_mode = S_IFDIR;
 		} else {
 			struct fs_node *c = dir->node->children[i - 2];
-			if (!c->current)
-				continue; /* absent file */
+			if (!c->current || (c->is_dir && !c->nlive))
+				continue; /* absent file, or a directory a reload emptied
+				           */
 			name = c->name;
 			st.st_ino = c->current->ino;
 			st.st_mode = c->is_dir ? S_IFDIR : S_IFREG;

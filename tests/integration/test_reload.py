@@ -142,13 +142,16 @@ def test_sighup_adds_removes_and_re_renders_files_while_readers_poll(sandbox):
     new["added/api-copy"] = {"backend": "local", "path": "api"}
     new["added/user"] = {"backend": "local", "path": "db", "field": "username"}
     expected = {"keep/api": data["api"], "keep/user": "app"}
+    assert sorted(os.listdir(d.path())) == ["db.conf", "gone", "keep"]  # listing cached
     with Readers(d, expected) as readers:
         reload_with(d, sandbox.config(new))
         wait_until(lambda: os.path.exists(d.path("added/api-copy")), what="added file")
         assert d.read("added/api-copy") == data["api"]
         assert d.read("added/user") == "app"
         assert errno_of(lambda: open(d.path("gone"))) == "ENOENT"
-        assert "gone" not in os.listdir(d.path())
+        # The cached listing of the root was invalidated: a new directory too.
+        assert sorted(os.listdir(d.path())) == ["added", "db.conf", "keep"]
+        assert sorted(os.listdir(d.path("added"))) == ["api-copy", "user"]
         assert parse_env_file(d.read("db.conf")) == data["db"]
         n = readers.reads
         wait_until(lambda: readers.reads > n + 20, what="reads after the reload")
@@ -285,7 +288,32 @@ def test_a_dynamic_lease_survives_ten_reloads_and_is_revoked_once_unused(
     only_kv = {"api": {"backend": "vault", "path": "secret/app/config", "field": "api_key"}}
     reload_with(d, vault_config(sandbox, vault, vault_pki, auth, only_kv))
     assert errno_of(lambda: open(d.path("db/password"))) == "ENOENT"
+    # A directory whose files are all gone goes too.
+    assert errno_of(lambda: os.stat(d.path("db"))) == "ENOENT"
+    assert sorted(os.listdir(d.path())) == ["api"]
     wait_until(lambda: vault.lease(lease.lease_id).revoked, timeout=TIMEOUT + 2 * SLOW,
                what="the unused lease revoked")
     assert len(reqs(vault, "GET", "database/creds/app")) == 1
     assert len(login_requests(vault)) == 1
+
+
+def test_a_directory_mount_refuses_files_added_or_removed_but_applies_the_rest(sandbox):
+    data = {"db": {"username": "app", "password": rand_token(32)}, "api": rand_token(24)}
+    cfg = sandbox.config(file_secrets(), mount={"type": "directory"})
+    d = sandbox.start(config=cfg, data=data)
+    assert d.read("gone") == data["db"]["password"]
+    added = json.loads(json.dumps(cfg))
+    added["secrets"]["new"] = {"backend": "local", "path": "api"}
+    del added["secrets"]["gone"]
+    write_atomic(d.config_path, added)
+    d.send(signal.SIGHUP)
+    d.wait_log(r'secrets\.new: a new file cannot be added live with a directory mount')
+    d.wait_log(r'secrets\.gone: a file cannot be removed live with a directory mount')
+    assert not os.path.exists(d.path("new"))
+    assert d.read("gone") == data["db"]["password"]
+    # A format change is applied: rendered from the kept value.
+    changed = json.loads(json.dumps(cfg))
+    changed["secrets"]["db.conf"]["format"] = "env"
+    reload_with(d, changed)
+    wait_until(lambda: parse_env_file(d.read("db.conf")) == data["db"],
+               what="db.conf re-rendered")
