@@ -41,16 +41,8 @@
 #define RELOAD_SETTLE_MS 100 /* between two reads that must agree */
 #define RELOAD_MAX_READS 50  /* reads of a round before it gives up */
 
-/* A backend the running config uses, or one retired. */
-struct tracked {
-	struct backend *be;
-	bool owned; /* made by a reload (else main's) */
-};
-
 struct reload {
 	struct reload_env env;
-	char config_dir[PATH_MAX]; /* of the config file, for relative paths */
-	bool have_dir;
 	char *watch_name; /* the file's name in its directory */
 	int inotify_fd;
 	int hup_fd; /* eventfd, written by the SIGHUP handler */
@@ -59,7 +51,7 @@ struct reload {
 	struct config *owned_cfg;  /* cfg when a reload made it, else NULL */
 	struct backend **backends; /* running, in cfg->backends order */
 	bool owned_backends;       /* the array (not its entries) is ours */
-	struct tracked *made;      /* backends made here, running or retired */
+	struct backend **made;     /* backends made here, running or retired */
 	size_t nmade;
 	struct config **pinned; /* half-applied configs, kept to the end */
 	size_t npinned;
@@ -214,15 +206,17 @@ static void check_fixed_sections(struct reload *r, const json_t *old_root,
 
 /* ---- backends ----------------------------------------------------------- */
 
-static struct tracked *track(struct reload *r, struct backend *be)
+/* Records be as made here (freed by reload_free); false when out of
+ * memory. */
+static bool track(struct reload *r, struct backend *be)
 {
-	struct tracked *grown = realloc(r->made, (r->nmade + 1) * sizeof *grown);
+	struct backend **grown = realloc(r->made, (r->nmade + 1) * sizeof *grown);
 
 	if (!grown)
-		return NULL;
+		return false;
 	r->made = grown;
-	r->made[r->nmade] = (struct tracked){be, true};
-	return &r->made[r->nmade++];
+	r->made[r->nmade++] = be;
+	return true;
 }
 
 /* The running backend that serves as cfg's cb unchanged, or NULL. */
@@ -247,15 +241,12 @@ static struct backend *running_backend(struct reload *r, const char *name)
 	return NULL;
 }
 
-/* Frees the backends in v[0..n) made by this round (not kept ones). */
-static void drop_new_backends(struct reload *r, struct backend **v, size_t n,
-                              size_t nmade_before)
+/* Frees the backends made since there were nmade_before. */
+static void drop_new_backends(struct reload *r, size_t nmade_before)
 {
 	for (size_t i = nmade_before; i < r->nmade; i++)
-		r->made[i].be->ops->free(r->made[i].be);
+		r->made[i]->ops->free(r->made[i]);
 	r->nmade = nmade_before;
-	(void)v;
-	(void)n;
 }
 
 /* The backends of cfg: the running ones it keeps unchanged, new ones for
@@ -263,16 +254,19 @@ static void drop_new_backends(struct reload *r, struct backend **v, size_t n,
 static struct backend **build_backends(struct reload *r, const struct config *cfg,
                                        size_t *nbuilt)
 {
-	struct backend_env env = {.store = r->env.store,
-	                          .stats = r->env.stats,
-	                          .envstash = r->env.envstash,
-	                          .config_dir = r->have_dir ? r->config_dir : NULL};
+	struct backend_env env = {
+	    .store = r->env.store, .stats = r->env.stats, .envstash = r->env.envstash};
 	struct backend **v = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *v);
 	size_t before = r->nmade;
+	char real[PATH_MAX];
 
 	*nbuilt = 0;
 	if (!v)
 		return NULL;
+	/* Relative paths are the config file's, as at start: where it is now
+	 * (a ConfigMap's file moves to a new directory at each update). */
+	if (realpath(r->env.path, real))
+		env.config_dir = dirname(real);
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		const struct config_backend *cb = &cfg->backends[i];
 		struct backend *old;
@@ -283,7 +277,7 @@ static struct backend **build_backends(struct reload *r, const struct config *cf
 		    !track(r, v[i])) {
 			if (v[i] && r->nmade == before + *nbuilt)
 				v[i]->ops->free(v[i]);
-			drop_new_backends(r, v, i, before);
+			drop_new_backends(r, before);
 			free(v);
 			return NULL;
 		}
@@ -372,6 +366,9 @@ static void reload_text(struct reload *r, const unsigned char *text, size_t len,
 			r->pinned[r->npinned++] = r->owned_cfg;
 			r->owned_cfg = NULL;
 		}
+		/* Nor is it known which backends array the scheduler holds:
+		 * the old one is left (not freed). */
+		r->owned_backends = false;
 		stats_inc_at(r->stats, RELOADS, RESULT_FAILED);
 	} else {
 		stats_inc_at(r->stats, RELOADS, RESULT_OK);
@@ -395,7 +392,7 @@ static void reload_text(struct reload *r, const unsigned char *text, size_t len,
 out:
 	if (cfg) {
 		if (r->nmade > nmade_before)
-			drop_new_backends(r, v, cfg->nbackends, nmade_before);
+			drop_new_backends(r, nmade_before);
 		free(v);
 		config_free(cfg);
 	}
@@ -544,7 +541,6 @@ int reload_new(const struct reload_env *env, struct reload **out)
 	unsigned char *text = NULL;
 	size_t len = 0;
 	struct diag d;
-	char real[PATH_MAX];
 	int rc = SFS_ENOMEM;
 
 	if (!r)
@@ -557,10 +553,6 @@ int reload_new(const struct reload_env *env, struct reload **out)
 	if (r->hup_fd < 0) {
 		rc = SFS_EIO;
 		goto out;
-	}
-	if (realpath(env->path, real)) {
-		snprintf(r->config_dir, sizeof r->config_dir, "%s", dirname(real));
-		r->have_dir = true;
 	}
 	rc = watch_setup(r);
 	if (rc < 0)
@@ -596,7 +588,7 @@ void reload_free(struct reload *r)
 	if (r->inotify_fd >= 0)
 		close(r->inotify_fd);
 	for (size_t i = 0; i < r->nmade; i++)
-		r->made[i].be->ops->free(r->made[i].be);
+		r->made[i]->ops->free(r->made[i]);
 	free(r->made);
 	if (r->owned_backends)
 		free(r->backends);

@@ -618,6 +618,7 @@ static int apply_locked(struct sched *s, const struct config *old,
 		goto out;
 	before = source_set_count(s->sources);
 	publish_set_config(s->publish, cfg);
+	revoke_set_shutdown_timeout(s->revoke, cfg->shutdown_timeout_ms);
 	/* The sources of a backend rebuilt or gone end: their files move to
 	 * sources of the new backend (read anew). */
 	for (size_t i = 0; i < nfiles; i++)
