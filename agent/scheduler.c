@@ -140,35 +140,39 @@ out:
 	return rc;
 }
 
-size_t sched_source_count(struct sched *s)
-{
-	size_t n;
+enum sched_count { COUNT_SOURCES, COUNT_PUBLISHED, COUNT_FILES };
 
-	pthread_rwlock_rdlock(&s->shape);
-	n = source_set_count(s->sources);
-	pthread_rwlock_unlock(&s->shape);
-	return n;
-}
-
-size_t sched_published_count(struct sched *s)
-{
-	size_t n;
-
-	pthread_rwlock_rdlock(&s->shape);
-	n = publish_count(s->publish);
-	pthread_rwlock_unlock(&s->shape);
-	return n;
-}
-
-size_t sched_file_count(struct sched *s)
+/* A count of the running config, read under the shape lock: a reload may
+ * change what it counts. */
+static size_t sched_count(struct sched *s, enum sched_count what)
 {
 	size_t n = 0;
 
 	pthread_rwlock_rdlock(&s->shape);
-	for (size_t i = 0; i < source_set_count(s->sources); i++)
-		n += source_set_get(s->sources, i)->nfiles;
+	if (what == COUNT_SOURCES)
+		n = source_set_count(s->sources);
+	else if (what == COUNT_PUBLISHED)
+		n = publish_count(s->publish);
+	else
+		for (size_t i = 0; i < source_set_count(s->sources); i++)
+			n += source_set_get(s->sources, i)->nfiles;
 	pthread_rwlock_unlock(&s->shape);
 	return n;
+}
+
+size_t sched_source_count(struct sched *s)
+{
+	return sched_count(s, COUNT_SOURCES);
+}
+
+size_t sched_published_count(struct sched *s)
+{
+	return sched_count(s, COUNT_PUBLISHED);
+}
+
+size_t sched_file_count(struct sched *s)
+{
+	return sched_count(s, COUNT_FILES);
 }
 
 /* Hands a due source of a concurrent backend to the workers. */

@@ -415,43 +415,50 @@ static int fusefs_check_name(struct fs *base, const char *name)
 	return rc;
 }
 
+/* A directory that a reload made appear or disappear: its parent's
+ * listing and its entry there are to be invalidated (name NULL: none). */
+struct dir_change {
+	const char *name; /* the directory's, immutable */
+	fuse_ino_t parent;
+};
+
 /*
  * Counts file n in (delta 1) or out (-1) of the directories above it. A
  * directory without declared files is hidden (a reload removed them all):
- * the highest one that appears or disappears is written to *shown, for its
- * parent's listing and entry to be invalidated (NULL when none). Lock held.
+ * the highest one that appears or disappears goes to *chg once mounted.
+ * Lock held.
  */
-static void count_live(struct fs_node *n, int delta, struct fs_node **shown)
+static void count_live(struct fs_fuse *fs, struct fs_node *n, int delta,
+                       struct dir_change *chg)
 {
-	*shown = NULL;
+	chg->name = NULL;
 	for (struct fs_node *d = n->parent; d; d = d->parent) {
 		bool flips = delta > 0 ? d->nlive++ == 0 : --d->nlive == 0;
 
 		/* The root is never hidden. */
-		if (flips && d->parent)
-			*shown = d;
+		if (flips && d->parent && fs->mounted)
+			*chg = (struct dir_change){d->name, d->parent->current->ino};
 	}
 }
 
-/* Tells the kernel that dir's entry in its parent and the parent's listing
- * changed (after the lock; never from a handler). */
-static void notify_dir_shown(struct fs_fuse *fs, struct fs_node *dir, fuse_ino_t parent)
+/* After the lock, never from a handler. */
+static void notify_dir_change(struct fs_fuse *fs, const struct dir_change *chg)
 {
 	int r;
 
-	if (!dir || !fs->se)
+	if (!chg->name)
 		return;
-	r = fuse_lowlevel_notify_inval_entry(fs->se, parent, dir->name,
-	                                     strlen(dir->name));
+	r = fuse_lowlevel_notify_inval_entry(fs->se, chg->parent, chg->name,
+	                                     strlen(chg->name));
 	if (r < 0 && r != -ENOENT)
-		log_debug("invalidating directory %s: %s", dir->name, strerror(-r));
-	r = fuse_lowlevel_notify_inval_inode(fs->se, parent, 0, 0);
+		log_debug("invalidating directory %s: %s", chg->name, strerror(-r));
+	r = fuse_lowlevel_notify_inval_inode(fs->se, chg->parent, 0, 0);
 	if (r < 0 && r != -ENOENT)
 		log_debug("invalidating a directory: %s", strerror(-r));
 }
 
 static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, uid_t uid,
-                           gid_t gid, size_t *id, struct fs_node **shown)
+                           gid_t gid, size_t *id, struct dir_change *chg)
 {
 	struct fs_node *dir = fs->root, *n, **grown;
 	const char *seg = name, *slash;
@@ -465,7 +472,7 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
 		n->uid = uid;
 		n->gid = gid;
 		*id = n->id;
-		count_live(n, 1, shown);
+		count_live(fs, n, 1, chg);
 		return 0;
 	}
 	while ((slash = strchr(seg, '/'))) {
@@ -491,7 +498,7 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
 	n->id = fs->nfiles;
 	*id = fs->nfiles;
 	fs->files[fs->nfiles++] = n;
-	count_live(n, 1, shown);
+	count_live(fs, n, 1, chg);
 	return 0;
 }
 
@@ -499,19 +506,13 @@ static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t
                            gid_t gid, size_t *id)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
-	struct fs_node *shown = NULL;
-	fuse_ino_t parent = 0;
-	bool mounted;
+	struct dir_change chg = {NULL, 0};
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = add_file_locked(fs, name, mode, uid, gid, id, &shown);
-	if (shown)
-		parent = shown->parent->current->ino;
-	mounted = fs->mounted;
+	rc = add_file_locked(fs, name, mode, uid, gid, id, &chg);
 	pthread_mutex_unlock(&fs->lock);
-	if (mounted)
-		notify_dir_shown(fs, shown, parent);
+	notify_dir_change(fs, &chg);
 	return rc;
 }
 
@@ -615,24 +616,18 @@ static int fusefs_remove_file(struct fs *base, size_t id)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	struct fs_update upd = {.id = id};
-	struct fs_node *hidden = NULL;
-	fuse_ino_t parent = 0;
-	bool mounted = false;
+	struct dir_change chg = {NULL, 0};
 	int rc = fusefs_publish(base, &upd, 1);
 
 	if (rc == 0) {
 		pthread_mutex_lock(&fs->lock);
 		if (!fs->files[id]->removed) {
 			fs->files[id]->removed = true;
-			count_live(fs->files[id], -1, &hidden);
+			count_live(fs, fs->files[id], -1, &chg);
 		}
-		if (hidden)
-			parent = hidden->parent->current->ino;
-		mounted = fs->mounted;
 		pthread_mutex_unlock(&fs->lock);
 	}
-	if (mounted)
-		notify_dir_shown(fs, hidden, parent);
+	notify_dir_change(fs, &chg);
 	return rc;
 }
 

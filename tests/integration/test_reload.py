@@ -21,7 +21,8 @@ import urllib.request
 
 import pytest
 
-from helpers.harness import SLOW, TIMEOUT, errno_of, parse_env_file, rand_token, wait_until
+from helpers.harness import (SLOW, TIMEOUT, errno_of, parse_env_file, rand_token, sample,
+                             wait_until)
 from helpers.vault import approle_auth, backend, clean_env, leases_of, login_requests, reqs
 
 pytestmark = pytest.mark.fuse
@@ -65,17 +66,7 @@ def metric(listen, name, **labels):
     """The value of name{labels} on /metrics; 0 when absent (a labelled
     counter appears at its first count)."""
     with urllib.request.urlopen(f"http://{listen}/metrics", timeout=TIMEOUT) as r:
-        body = r.read().decode()
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in body.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        series, value = line.rsplit(" ", 1)
-        sname, _, rest = series.partition("{")
-        got = ",".join(sorted(p for p in rest.rstrip("}").split(",") if p))
-        if sname == name and got == want:
-            return float(value)
-    return 0
+        return sample(r.read().decode(), name, **labels) or 0
 
 
 class Readers:
