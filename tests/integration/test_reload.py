@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from helpers.harness import (SLOW, TIMEOUT, errno_of, parse_env_file, rand_token, sample,
+from helpers.harness import (SLOW, TIMEOUT, assert_no_plaintext, errno_of, parse_env_file, rand_token, sample,
                              wait_until)
 from helpers.vault import approle_auth, backend, clean_env, leases_of, login_requests, reqs
 
@@ -308,3 +308,48 @@ def test_a_directory_mount_refuses_files_added_or_removed_but_applies_the_rest(s
     reload_with(d, changed)
     wait_until(lambda: parse_env_file(d.read("db.conf")) == data["db"],
                what="db.conf re-rendered")
+
+
+def test_a_rebuilt_backend_logs_in_anew_and_its_old_lease_is_revoked_after_grace(
+        sandbox, vault, vault_pki):
+    vault.add_dynamic_role("database", "app", default_ttl=600, max_ttl=3600)
+    _rid, _sid, auth = approle_auth(sandbox, vault)
+    secrets = {"db/password": dyn("password")}
+    d = sandbox.start(config=vault_config(sandbox, vault, vault_pki, auth, secrets),
+                      env=clean_env())
+    (old,) = leases_of(vault, "database", "app")
+    cfg = vault_config(sandbox, vault, vault_pki, auth, secrets)
+    cfg["backends"]["vault"]["timeout"] = "20s"  # any change rebuilds it
+    reload_with(d, cfg)
+    d.wait_log(r"1 backends rebuilt")
+    wait_until(lambda: len(leases_of(vault, "database", "app")) == 2, what="a new lease")
+    new = leases_of(vault, "database", "app")[1]
+    wait_until(lambda: d.read("db/password") == new.data["password"], what="new creds served")
+    assert len(login_requests(vault)) == 2, "the rebuilt backend logs in once"
+    wait_until(lambda: vault.lease(old.lease_id).revoked, timeout=TIMEOUT + 2 * SLOW,
+               what="the old backend's lease revoked after grace")
+    assert not vault.lease(new.lease_id).revoked
+
+
+def test_a_renamed_file_keeps_its_source_and_lease_and_nothing_is_left_in_memory(
+        sandbox, vault, vault_pki):
+    vault.add_dynamic_role("database", "app", default_ttl=600, max_ttl=3600)
+    _rid, _sid, auth = approle_auth(sandbox, vault)
+    d = sandbox.start(config=vault_config(sandbox, vault, vault_pki, auth,
+                                          {"db/password": dyn("password")}),
+                      env=clean_env())
+    (lease,) = leases_of(vault, "database", "app")
+    # Renamed, and a template file added from the same lease: rendered from
+    # the kept value, in guarded memory.
+    renamed = {"pass": dyn("password"),
+               "dsn": dyn(None, format="template",
+                          template="postgres://{{username}}:{{password}}@db/app")}
+    del renamed["dsn"]["field"]
+    reload_with(d, vault_config(sandbox, vault, vault_pki, auth, renamed))
+    assert d.read("pass") == lease.data["password"]
+    assert d.read("dsn") == (f"postgres://{lease.data['username']}:"
+                             f"{lease.data['password']}@db/app")
+    assert errno_of(lambda: open(d.path("db/password"))) == "ENOENT"
+    assert len(reqs(vault, "GET", "database/creds/app")) == 1
+    assert not vault.lease(lease.lease_id).revoked
+    assert_no_plaintext(d.pid, [lease.data["password"]], "after a reload re-rendered files")
