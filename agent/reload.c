@@ -232,15 +232,6 @@ static struct backend *kept_backend(struct reload *r, const struct config_backen
 	return NULL;
 }
 
-/* The running backend called name (changed or not), or NULL. */
-static struct backend *running_backend(struct reload *r, const char *name)
-{
-	for (size_t i = 0; i < r->cfg->nbackends; i++)
-		if (strcmp(r->backends[i]->name, name) == 0)
-			return r->backends[i];
-	return NULL;
-}
-
 /* Frees the backends made since there were nmade_before. */
 static void drop_new_backends(struct reload *r, size_t nmade_before)
 {
@@ -269,7 +260,6 @@ static struct backend **build_backends(struct reload *r, const struct config *cf
 		env.config_dir = dirname(real);
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		const struct config_backend *cb = &cfg->backends[i];
-		struct backend *old;
 
 		if ((v[i] = kept_backend(r, cb)))
 			continue;
@@ -282,13 +272,8 @@ static struct backend **build_backends(struct reload *r, const struct config *cf
 			return NULL;
 		}
 		(*nbuilt)++;
-		/* One metric series per backend name: a rebuilt backend counts
-		 * on in its predecessor's. */
-		old = running_backend(r, cb->name);
-		if (old)
-			v[i]->calls = old->calls;
-		else
-			backend_calls_register(v[i], r->env.stats);
+		/* A rebuilt backend counts on in its predecessor's series. */
+		backend_calls_register(v[i], r->env.stats);
 	}
 	return v;
 }

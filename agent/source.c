@@ -34,13 +34,6 @@ struct source_set {
 	struct stats *stats;     /* borrowed */
 	struct source **v;       /* each owned */
 	size_t n;
-	/* Metrics of sources a reload ended, by label: a source of the same
-	 * label made later counts on in them (one series per label). */
-	struct retired_stats {
-		char *label;
-		struct stats_set *stats;
-	} * retired;
-	size_t nretired;
 
 	pthread_mutex_t lock; /* guards the fields below and each source's settled */
 	pthread_cond_t ready_cond;
@@ -132,22 +125,6 @@ static struct backend *backend_by_name(struct source_set *set, const char *name)
 	return NULL;
 }
 
-/* The metrics for a new source of label: those of a source a reload
- * ended under the same label, else new ones. */
-static struct stats_set *source_stats(struct source_set *set, const char *label)
-{
-	for (size_t i = 0; i < set->nretired; i++) {
-		struct stats_set *st = set->retired[i].stats;
-
-		if (strcmp(set->retired[i].label, label) != 0)
-			continue;
-		free(set->retired[i].label);
-		set->retired[i] = set->retired[--set->nretired];
-		return st;
-	}
-	return stats_register(set->stats, &source_family, label);
-}
-
 static void source_free(struct source *src)
 {
 	if (!src)
@@ -185,7 +162,8 @@ static struct source *source_new(struct source_set *set, const struct config_sec
 	}
 	src->refresh_ms = UINT64_MAX;
 	src->step = STEP_FETCH;
-	src->stats = source_stats(set, src->label);
+	/* A source of this label that a reload ended counts on in its set. */
+	src->stats = stats_register(set->stats, &source_family, src->label);
 	pthread_mutex_lock(&set->lock);
 	set->v[set->n++] = src;
 	pthread_mutex_unlock(&set->lock);
@@ -260,11 +238,9 @@ void source_set_detach(struct source_set *set, struct sched_file *f)
 }
 
 /* Ends src, which no file uses any more: its lease is revoked after the
- * grace period, its metrics wait for a source of the same label. */
+ * grace period. */
 static void source_end(struct source_set *set, struct source *src, uint64_t now)
 {
-	struct retired_stats *grown;
-
 	if (src->lease_id[0] && src->be->ops->revoke) {
 		if (revoke_add(set->revoke, src->be, src->label, src->lease_id,
 		               src->stats, now + src->be->revoke_grace_ms) == 0)
@@ -280,13 +256,6 @@ static void source_end(struct source_set *set, struct source *src, uint64_t now)
 	}
 	stats_set_value(src->stats, SRC_READY, 0);
 	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
-	grown = realloc(set->retired, (set->nretired + 1) * sizeof *grown);
-	if (grown) {
-		set->retired = grown;
-		set->retired[set->nretired].label = src->label;
-		set->retired[set->nretired++].stats = src->stats;
-		src->label = NULL;
-	}
 	source_free(src);
 }
 
@@ -764,9 +733,6 @@ void source_set_free(struct source_set *set)
 		return;
 	for (size_t i = 0; i < set->n; i++)
 		source_free(set->v[i]);
-	for (size_t i = 0; i < set->nretired; i++)
-		free(set->retired[i].label);
-	free(set->retired);
 	free(set->v);
 	pthread_cond_destroy(&set->ready_cond);
 	pthread_mutex_destroy(&set->lock);

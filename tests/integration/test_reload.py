@@ -315,10 +315,12 @@ def test_a_rebuilt_backend_logs_in_anew_and_its_old_lease_is_revoked_after_grace
     vault.add_dynamic_role("database", "app", default_ttl=600, max_ttl=3600)
     _rid, _sid, auth = approle_auth(sandbox, vault)
     secrets = {"db/password": dyn("password")}
-    d = sandbox.start(config=vault_config(sandbox, vault, vault_pki, auth, secrets),
-                      env=clean_env())
-    (old,) = leases_of(vault, "database", "app")
+    listen = f"127.0.0.1:{free_port()}"
     cfg = vault_config(sandbox, vault, vault_pki, auth, secrets)
+    cfg["telemetry"] = {"listen": listen}
+    d = sandbox.start(config=cfg, env=clean_env())
+    (old,) = leases_of(vault, "database", "app")
+    cfg = json.loads(json.dumps(cfg))
     cfg["backends"]["vault"]["timeout"] = "20s"  # any change rebuilds it
     reload_with(d, cfg)
     d.wait_log(r"1 backends rebuilt")
@@ -329,6 +331,13 @@ def test_a_rebuilt_backend_logs_in_anew_and_its_old_lease_is_revoked_after_grace
     wait_until(lambda: vault.lease(old.lease_id).revoked, timeout=TIMEOUT + 2 * SLOW,
                what="the old backend's lease revoked after grace")
     assert not vault.lease(new.lease_id).revoked
+    # The new backend and source count on in the series of the old ones.
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=TIMEOUT) as r:
+        series = [ln.rsplit(" ", 1)[0] for ln in r.read().decode().splitlines()
+                  if ln and not ln.startswith("#")]
+    assert len(series) == len(set(series)), sorted(x for x in series if series.count(x) > 1)
+    assert metric(listen, "secretfs_source_reads_total",
+                  source="vault:database/creds/app") == 2
 
 
 def test_a_renamed_file_keeps_its_source_and_lease_and_nothing_is_left_in_memory(
