@@ -1,8 +1,8 @@
 /*
  * The publisher: the files of the config, each declared in the filesystem
- * (fs.h) at start, and the way from a source's fetched value to them:
- * render each file (render.h) in guarded memory, skip one whose keyed hash
- * did not change, seal the rest (store.h) and publish them in one atomic
+ * (fs.h) at start or by a reload (which may also remove them), and the way from a
+ * source's fetched value to them: render each file (render.h) in guarded memory, skip one
+ * whose keyed hash did not change, seal the rest (store.h) and publish them in one atomic
  * fs_publish, then trigger their on_change actions. Owns the files, the
  * hash key and the actions; the actions have a lock of their own (workers
  * trigger them, the scheduler thread runs them).

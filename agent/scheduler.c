@@ -1,5 +1,8 @@
 /*
  * The scheduler (see scheduler.h). One thread runs a loop:
+ *   - the hook (reload.h), which may apply a new config between steps
+ *     (sched_apply_config: the workers are idle meanwhile, and the shape
+ *     lock keeps other threads' counts and reports out);
  *   - backends' housekeeping (token and credential refresh) that is due;
  *   - sources that are due run their next step (source.h): those of
  *     concurrent (network) backends on a pool of workers, the others here;
