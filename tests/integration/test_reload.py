@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import threading
+import urllib.error
 import urllib.request
 
 import pytest
@@ -362,3 +363,62 @@ def test_a_renamed_file_keeps_its_source_and_lease_and_nothing_is_left_in_memory
     assert len(reqs(vault, "GET", "database/creds/app")) == 1
     assert not vault.lease(lease.lease_id).revoked
     assert_no_plaintext(d.pid, [lease.data["password"]], "after a reload re-rendered files")
+
+
+# ------------------------------------------------------------- AWS agent API
+
+@pytest.fixture
+def aws():
+    from helpers.aws import FakeAws
+    fake = FakeAws().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def test_the_aws_api_allow_list_and_listener_are_refused_live_the_rest_applies(sandbox, aws):
+    from helpers.aws import backend as aws_backend, sm, static_keys
+    token, value = rand_token(32), rand_token(40)
+    aws.add_secret("app/db", string=value)
+    aws.add_secret("app/other", string=rand_token(40))
+    sandbox.write_data({"api": "plain"})
+    env, _, _ = static_keys(aws, sandbox, AWS_TOKEN=token)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def config(secrets, **api):
+        return sandbox.config(secrets, backends={
+            "aws": aws_backend(aws), "local": {"type": "file", "path": "secrets.json"}},
+            aws_api={"listen": f"127.0.0.1:{port}", **api})
+
+    def api_get(secret_id):
+        req = urllib.request.Request(f"{base}/secretsmanager/get?secretId={secret_id}",
+                                     headers={"X-Aws-Parameters-Secrets-Token": token})
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    secrets = {"db": sm("app/db")}
+    d = sandbox.start(config=config(secrets), env=env)
+    wait_until(lambda: api_get("app/db") == 200, what="the API answering")
+    assert api_get("app/other") != 200
+    # Not the API's business: applied.
+    reload_with(d, config({**secrets, "plain": {"backend": "local", "path": "api"}}))
+    assert d.read("plain") == "plain"
+    assert api_get("app/db") == 200
+    # A new secret of its backend would change its allow-list: refused.
+    before = failed_count(d)
+    write_atomic(d.config_path, config({**secrets, "other": sm("app/other")}))
+    d.send(signal.SIGHUP)
+    d.wait_log(r"secrets\.other: adds a secret of the aws_api listener's allow-list")
+    assert errno_of(lambda: open(d.path("other"))) == "ENOENT"
+    assert api_get("app/other") != 200
+    # Its listener settings: refused.
+    write_atomic(d.config_path, config(secrets, max_connections=10))
+    d.send(signal.SIGHUP)
+    d.wait_log(r"aws_api: cannot change live")
+    assert failed_count(d) >= before + 2
+    assert api_get("app/db") == 200 and d.read("db") == value
