@@ -156,6 +156,23 @@ def test_sighup_adds_removes_and_re_renders_files_while_readers_poll(sandbox):
     assert re.search(r"2 files added, 1 removed, 1 changed; 2 sources kept", log), log
 
 
+def test_ten_reloads_in_a_row_never_break_a_read_of_an_unchanged_file(sandbox):
+    data = {"db": {"username": "app", "password": rand_token(32)}, "api": rand_token(24)}
+    d = sandbox.start(file_secrets(), data=data)
+    expected = {"keep/api": data["api"], "keep/user": "app", "gone": data["db"]["password"]}
+    with Readers(d, expected, n=6) as readers:
+        for i in range(10):
+            s = file_secrets()
+            s["db.conf"]["format"] = "env" if i % 2 == 0 else "json"
+            if i % 2 == 0:
+                s[f"dir{i}/x"] = {"backend": "local", "path": "api"}
+            reload_with(d, sandbox.config(s), sighup=i % 3 == 0)
+            assert os.path.exists(d.path(f"dir{i}/x")) == (i % 2 == 0)
+            assert os.path.exists(d.path(f"dir{i - 1}")) is False
+    assert readers.errors == [], readers.errors[:5]
+    assert readers.reads > 100
+
+
 def test_an_invalid_edit_keeps_the_running_config_and_counts_a_failure(sandbox):
     listen = f"127.0.0.1:{free_port()}"
     data = {"db": {"username": "app", "password": rand_token(32)}, "api": rand_token(24)}
