@@ -748,6 +748,34 @@ int config_parse(const char *text, const char *name, struct diag *d, struct conf
 	return config_parse_buf(text, strlen(text), name, d, out);
 }
 
+int config_parse_text(const char *text, size_t len, const char *name, struct diag *d,
+                      struct config **out)
+{
+	return config_parse_buf(text, len, name, d, out);
+}
+
+int config_read(const char *path, struct diag *d, unsigned char **text, size_t *len)
+{
+	const char *saved_file = d->file;
+	int rc;
+
+	if (!d->file)
+		d->file = path;
+	/* To the end of the file, never past the cap: st_size may lie
+	 * (pipes, /proc). */
+	rc = readfile(path, CONFIG_MAX_FILE, 0, &readfile_heap, text, len);
+	if (rc == SFS_ETOOBIG) {
+		diag_add(d, NULL, "cannot read: the file is larger than %u MiB",
+		         CONFIG_MAX_FILE / (1024 * 1024));
+		rc = SFS_EINVAL;
+	} else if (rc < 0 && rc != SFS_ENOMEM) {
+		diag_add(d, NULL, "cannot read: %s", strerror(errno));
+		rc = SFS_EIO;
+	}
+	d->file = saved_file;
+	return rc;
+}
+
 int config_load(const char *path, struct diag *d, struct config **out)
 {
 	const char *saved_file = d->file;
@@ -755,23 +783,14 @@ int config_load(const char *path, struct diag *d, struct config **out)
 	size_t len = 0;
 	int rc;
 
-	if (!d->file)
-		d->file = path;
-	/* To the end of the file, never past the cap: st_size may lie
-	 * (pipes, /proc). */
-	rc = readfile(path, CONFIG_MAX_FILE, 0, &readfile_heap, &buf, &len);
+	rc = config_read(path, d, &buf, &len);
 	if (rc == 0) {
+		if (!d->file)
+			d->file = path;
 		rc = config_parse_buf((const char *)buf, len, path, d, out);
-	} else if (rc == SFS_ETOOBIG) {
-		diag_add(d, NULL, "cannot read: the file is larger than %u MiB",
-		         CONFIG_MAX_FILE / (1024 * 1024));
-		rc = SFS_EINVAL;
-	} else if (rc != SFS_ENOMEM) {
-		diag_add(d, NULL, "cannot read: %s", strerror(errno));
-		rc = SFS_EIO;
+		d->file = saved_file;
 	}
 	free(buf);
-	d->file = saved_file;
 	return rc;
 }
 

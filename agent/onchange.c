@@ -240,6 +240,13 @@ struct onchange *onchange_new(const struct config_onchange *cfg, const char *mou
 	return oc;
 }
 
+void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg,
+                     const char *mount_path)
+{
+	oc->cfg = cfg;
+	oc->mount_path = mount_path;
+}
+
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg)
 {
 	const struct config_onchange *a = oc->cfg;

@@ -117,6 +117,16 @@ struct config {
  */
 int config_load(const char *path, struct diag *d, struct config **out);
 
+/* The reading half of config_load: the file's bytes (at most the size
+ * config_load accepts) in a new heap block *text of *len bytes, for
+ * config_parse_text. Returns 0, or SFS_EINVAL / SFS_EIO / SFS_ENOMEM with
+ * a diag (not for SFS_ENOMEM). */
+int config_read(const char *path, struct diag *d, unsigned char **text, size_t *len);
+
+/* config_parse of len bytes of text (not NUL-terminated). */
+int config_parse_text(const char *text, size_t len, const char *name, struct diag *d,
+                      struct config **out);
+
 /* Same, from a NUL-terminated JSON text; name is used in messages. */
 int config_parse(const char *text, const char *name, struct diag *d, struct config **out);
 
