@@ -172,6 +172,11 @@ static void check_fixed_sections(struct reload *r, const json_t *old_root,
 			diag_add(d, fixed[i],
 			         "cannot change live: it opened its listener or file at "
 			         "start (restart secretfs)");
+	if (!same_json(json_object_get(old_root, "limits"),
+	               json_object_get(new_root, "limits")))
+		diag_add(d, "limits",
+		         "cannot change live: the bounds are set at start (restart "
+		         "secretfs)");
 	if (!old->aws_api || !cfg->aws_api)
 		return;
 	/* Its backend object and allow-list are those it started with. */

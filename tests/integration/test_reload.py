@@ -217,6 +217,18 @@ def test_a_mount_path_change_is_refused_and_the_running_config_stays(sandbox):
     assert os.listdir(other) == []
 
 
+def test_a_limits_change_is_refused_and_the_running_config_stays(sandbox):
+    data = {"db": {"username": "app", "password": rand_token(32)}, "api": rand_token(24)}
+    d = sandbox.start(file_secrets(), data=data)
+    new = sandbox.config({**file_secrets(), "new": {"backend": "local", "path": "api"}},
+                         limits={"max_open_handles": 10})
+    write_atomic(d.config_path, new)
+    d.send(signal.SIGHUP)
+    d.wait_log(r"limits: cannot change live.*keeping the running configuration")
+    assert errno_of(lambda: open(d.path("new"))) == "ENOENT"
+    assert d.read("gone") == data["db"]["password"]
+
+
 def test_a_configmap_data_symlink_swap_reloads_without_a_signal(sandbox):
     """The kubelet's layout: config.json -> ..data/config.json, ..data -> a
     timestamped directory; an update writes a new directory, points a new
