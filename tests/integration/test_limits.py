@@ -196,12 +196,12 @@ def test_3000_handles_on_one_file_across_a_rotation(sandbox):
         for fd in old_fds:                       # old handles keep the old version
             assert read_through_daemon(fd, len(old)) == old.encode()
         peak = max(peak, maps_lines(d.pid))
-        per_handle = (peak - base_maps) / (2 * n)
-        assert 1 <= per_handle <= 4, (base_maps, peak)
+        # At most 4 mappings per snapshot, and a few for whatever else the
+        # daemon (or the sanitizer's runtime) maps meanwhile.
+        assert 2 * n <= peak - base_maps <= 4 * 2 * n + 64, (base_maps, peak)
         # the default limits.max_open_handles keeps a daemon that also loaded
         # libcurl and OpenSSL (a few hundred mappings) within vm.max_map_count
-        assert 500 + per_handle * DEFAULT_MAX_OPEN_HANDLES < max_map_count, (
-            per_handle, max_map_count)
+        assert 500 + 4 * DEFAULT_MAX_OPEN_HANDLES < max_map_count, max_map_count
     finally:
         for fd in old_fds + new_fds:
             os.close(fd)
