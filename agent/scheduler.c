@@ -484,13 +484,41 @@ static void pool_wait_idle(struct sched_pool *pool)
 	pthread_mutex_unlock(&pool->lock);
 }
 
-static const struct config_secret *secret_named(const struct config *cfg,
+/* A config's secrets sorted by name: a reload looks up every name of one
+ * config in the other, each of up to limits.max_files secrets (a linear
+ * search per name was quadratic). */
+struct secret_index {
+	const struct config_secret **v;
+	size_t n;
+};
+
+static int by_name(const void *a, const void *b)
+{
+	const struct config_secret *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+static int index_secrets(const struct config *cfg, struct secret_index *ix)
+{
+	ix->n = cfg->nsecrets;
+	ix->v = malloc((ix->n ? ix->n : 1) * sizeof *ix->v);
+	if (!ix->v)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < ix->n; i++)
+		ix->v[i] = &cfg->secrets[i];
+	qsort(ix->v, ix->n, sizeof *ix->v, by_name);
+	return 0;
+}
+
+static const struct config_secret *secret_named(const struct secret_index *ix,
                                                 const char *name)
 {
-	for (size_t i = 0; i < cfg->nsecrets; i++)
-		if (strcmp(cfg->secrets[i].name, name) == 0)
-			return &cfg->secrets[i];
-	return NULL;
+	const struct config_secret key = {.name = (char *)name}, *kp = &key;
+	const struct config_secret *const *hit =
+	    bsearch(&kp, ix->v, ix->n, sizeof *ix->v, by_name);
+
+	return hit ? *hit : NULL;
 }
 
 static bool backend_in(struct backend *be, struct backend **v, size_t n)
@@ -516,11 +544,16 @@ int sched_check_config(struct sched *s, const struct config *old,
 {
 	int problems = 0;
 	bool resize = !fs_can_change_files(s->fs);
+	struct secret_index olds = {0}, news = {0};
 
+	if (index_secrets(old, &olds) < 0 || index_secrets(cfg, &news) < 0) {
+		free(olds.v);
+		return SFS_ENOMEM;
+	}
 	for (size_t i = 0; i < cfg->nsecrets; i++) {
 		const struct config_secret *cs = &cfg->secrets[i];
 
-		if (secret_named(old, cs->name))
+		if (secret_named(&olds, cs->name))
 			continue;
 		if (resize) {
 			diag_add_at(d, "secrets", cs->name,
@@ -538,7 +571,7 @@ int sched_check_config(struct sched *s, const struct config *old,
 	for (size_t i = 0; resize && i < old->nsecrets; i++) {
 		const struct config_secret *os = &old->secrets[i], *cs;
 
-		if (!(cs = secret_named(cfg, os->name))) {
+		if (!(cs = secret_named(&news, os->name))) {
 			diag_add_at(
 			    d, "secrets", os->name,
 			    "a file cannot be removed live with a directory mount "
@@ -556,6 +589,8 @@ int sched_check_config(struct sched *s, const struct config *old,
 			problems++;
 		}
 	}
+	free(olds.v);
+	free(news.v);
 	return problems ? SFS_EINVAL : 0;
 }
 
@@ -617,11 +652,13 @@ static int apply_locked(struct sched *s, const struct config *old,
 {
 	struct sched_file **files, **moved = NULL;
 	size_t nfiles = 0, nmoved = 0, before;
+	struct secret_index olds = {0}, news = {0};
 	int rc = SFS_ENOMEM;
 
 	files = live_files(s, &nfiles);
 	moved = calloc(nfiles + cfg->nsecrets + 1, sizeof *moved);
-	if (!files || !moved)
+	if (!files || !moved || index_secrets(old, &olds) < 0 ||
+	    index_secrets(cfg, &news) < 0)
 		goto out;
 	before = source_set_count(s->sources);
 	publish_set_config(s->publish, cfg);
@@ -638,7 +675,7 @@ static int apply_locked(struct sched *s, const struct config *old,
 		goto out;
 	for (size_t i = 0; i < nfiles; i++) {
 		struct sched_file *f = files[i];
-		const struct config_secret *cs = secret_named(cfg, f->name);
+		const struct config_secret *cs = secret_named(&news, f->name);
 		bool detached = f->source == NULL;
 
 		if (!cs) {
@@ -669,7 +706,7 @@ static int apply_locked(struct sched *s, const struct config *old,
 		const struct config_secret *cs = &cfg->secrets[i];
 		struct sched_file *f;
 
-		if (secret_named(old, cs->name))
+		if (secret_named(&olds, cs->name))
 			continue;
 		rc = publish_add_file(s->publish, cs, &f);
 		if (rc < 0)
@@ -709,6 +746,8 @@ static int apply_locked(struct sched *s, const struct config *old,
 	}
 	rc = 0;
 out:
+	free(olds.v);
+	free(news.v);
 	free(files);
 	free(moved);
 	return rc;
