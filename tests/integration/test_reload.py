@@ -397,13 +397,8 @@ def test_a_renamed_file_keeps_its_source_and_lease_and_nothing_is_left_in_memory
 # ------------------------------------------------------------- AWS agent API
 
 @pytest.fixture
-def aws():
-    from helpers.aws import FakeAws
-    fake = FakeAws().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def aws(fake_aws):
+    return fake_aws
 
 
 def test_the_aws_api_allow_list_and_listener_are_refused_live_the_rest_applies(sandbox, aws):
