@@ -54,7 +54,7 @@ struct source {
 	char *label; /* "backend:path" for logs */
 	struct backend *be;
 	struct source_key key;
-	char *identity; /* backend + path + options, for sharing */
+	uint64_t identity_hash; /* of backend + path + options, for sharing */
 	struct sched_file **files;
 	size_t nfiles;
 	uint64_t refresh_ms;
@@ -64,14 +64,16 @@ struct source {
 
 	enum source_step step;
 	uint64_t due;
-	unsigned attempt;  /* consecutive failures */
-	bool ready;        /* read successfully at least once */
-	bool settled;      /* ready, or failed in a way retrying will not cure */
-	char problem[320]; /* why the last attempt failed (no secret values) */
-	char version[BACKEND_VERSION_MAX];
+	unsigned attempt; /* consecutive failures */
+	bool ready;       /* read successfully at least once */
+	bool settled;     /* ready, or failed in a way retrying will not cure */
+	/* Heap strings, "" (never NULL) when unset, set with source_text_set:
+	 * with 10 000 sources, fixed buffers cost 700 bytes each. */
+	const char *problem; /* why the last attempt failed (no secret values) */
+	const char *version;
 
 	/* The current lease, if the value is leased. */
-	char lease_id[BACKEND_LEASE_ID_MAX];
+	const char *lease_id;
 	bool renewable;
 	uint64_t lease_ms;      /* as first granted */
 	uint64_t lease_expires; /* monotonic ms */
