@@ -49,6 +49,8 @@ struct parser {
 	struct confval cv; /* the diag, the problem count, out of memory */
 	struct config *cfg;
 	const json_t *backends; /* the "backends" object, when it is one */
+	json_t *no_extra;       /* shared by the secrets without backend keys:
+	                           an empty object costs ~260 bytes each */
 };
 
 static const char *const top_keys[] = {
@@ -439,6 +441,11 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		                confval_join(list, sizeof list, secret_keys,
 		                             ops ? ops->secret_keys : no_keys));
 	}
+	if (json_object_size(s->extra) == 0 &&
+	    (p->no_extra || (p->no_extra = json_object()))) {
+		json_decref(s->extra);
+		s->extra = json_incref(p->no_extra);
+	}
 
 	if (confval_get_str(&p->cv, obj, kp, "path", true, CONFVAL_MAX_STR, &str) == 1)
 		s->path = confval_dup(&p->cv, str);
@@ -738,6 +745,7 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 	}
 out:
 	config_free(p.cfg);
+	json_decref(p.no_extra);
 	json_decref(root);
 	d->file = saved_file;
 	return rc;

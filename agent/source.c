@@ -16,6 +16,7 @@
 #include "revoke.h"
 #include "source.h"
 #include "secretfs/error.h"
+#include "secretfs/hash.h"
 #include "secretfs/lease.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
@@ -129,33 +130,21 @@ static void source_text_set(const char **dst, const char *s)
 	*dst = copy ? copy : source_text_empty;
 }
 
-/* FNV-1a over len bytes, continuing from h. */
-static uint64_t fnv1a(uint64_t h, const void *p, size_t len)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= b[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 /* The hash of a secret's identity (backend, path, backend options): no
  * identity string is kept, a candidate is compared field by field
  * (source_is). Returns 0 or SFS_ENOMEM. */
 static int source_identity_hash(const struct config_secret *cs, uint64_t *out)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = SFS_FNV_BASIS;
 	char *extra = NULL;
 
-	h = fnv1a(h, cs->backend, strlen(cs->backend) + 1);
-	h = fnv1a(h, cs->path, strlen(cs->path) + 1);
+	h = sfs_fnv1a(h, cs->backend, strlen(cs->backend) + 1);
+	h = sfs_fnv1a(h, cs->path, strlen(cs->path) + 1);
 	if (json_object_size(cs->extra)) {
 		extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
 		if (!extra)
 			return SFS_ENOMEM;
-		h = fnv1a(h, extra, strlen(extra));
+		h = sfs_fnv1a(h, extra, strlen(extra));
 		secjson_free_buf(extra);
 	}
 	*out = h;

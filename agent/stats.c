@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "secretfs/error.h"
+#include "secretfs/hash.h"
 #include "secretfs/stats.h"
 
 #define STATS_MAX_FAMILIES 64 /* distinct families stats_each groups */
@@ -119,13 +120,10 @@ void stats_free(struct stats *st)
 static size_t index_hash(const struct stats *st, const struct stats_family *fam,
                          const char *value)
 {
-	uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)fam;
+	uintptr_t f = (uintptr_t)fam;
+	const char *v = fam->label && value ? value : "";
+	uint64_t h = sfs_fnv1a(sfs_fnv1a(SFS_FNV_BASIS, &f, sizeof f), v, strlen(v));
 
-	h *= 1099511628211ull;
-	for (const char *c = fam->label && value ? value : ""; *c; c++) {
-		h ^= (unsigned char)*c;
-		h *= 1099511628211ull;
-	}
 	return (size_t)(h ^ h >> 29) & st->index_mask;
 }
 
