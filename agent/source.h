@@ -51,7 +51,7 @@ enum {
  * by the source, the files themselves by the publisher (publish.h).
  */
 struct source {
-	char *label; /* "backend:path" for logs */
+	char *label; /* "backend:path" for logs, in the source's block */
 	struct backend *be;
 	struct source_key key;
 	uint64_t identity_hash; /* of backend + path + options, for sharing */

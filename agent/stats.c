@@ -21,9 +21,9 @@
 struct stats_set {
 	const struct stats_family *fam;
 	struct stats_set *next;
-	char *value;       /* label value, in this block after v; NULL without a label */
 	const size_t *off; /* fam->nfields + 1 slot offsets, shared by the family */
-	_Atomic int64_t v[]; /* off[fam->nfields] slots */
+	/* off[fam->nfields] slots, then the label value if any (set_value) */
+	_Atomic int64_t v[];
 };
 
 /* The slot offsets of one family, computed once: with 10 000 files a copy
@@ -116,6 +116,13 @@ void stats_free(struct stats *st)
 	free(st);
 }
 
+/* The label value of s, in its block after v; NULL without a label. */
+static const char *set_value(const struct stats_set *s)
+{
+	return s->fam->label ? (const char *)(const void *)&s->v[s->off[s->fam->nfields]]
+	                     : NULL;
+}
+
 /* The index slot of fam and label value: FNV-1a of both. */
 static size_t index_hash(const struct stats *st, const struct stats_family *fam,
                          const char *value)
@@ -130,7 +137,7 @@ static size_t index_hash(const struct stats *st, const struct stats_family *fam,
 /* Puts s into the index, which has room. Lock held. */
 static void index_put(struct stats *st, struct stats_set *s)
 {
-	size_t i = index_hash(st, s->fam, s->value);
+	size_t i = index_hash(st, s->fam, set_value(s));
 
 	while (st->index[i])
 		i = (i + 1) & st->index_mask;
@@ -171,7 +178,7 @@ static struct stats_set *set_find(struct stats *st, const struct stats_family *f
 		struct stats_set *s = st->index[i];
 
 		if (s->fam == fam &&
-		    (!fam->label || strcmp(s->value, value ? value : "") == 0))
+		    (!fam->label || strcmp(set_value(s), value ? value : "") == 0))
 			return s;
 	}
 	return NULL;
@@ -230,8 +237,7 @@ struct stats_set *stats_register(struct stats *st, const struct stats_family *fa
 	s->fam = fam;
 	s->off = l->off;
 	if (fam->label) {
-		s->value = (char *)(void *)&s->v[slots];
-		memcpy(s->value, value ? value : "", vlen);
+		memcpy((char *)(void *)&s->v[slots], value ? value : "", vlen);
 	}
 	for (size_t i = 0; i < slots; i++)
 		atomic_init(&s->v[i], 0);
@@ -363,7 +369,7 @@ static void each_cell(const struct stats_set *s, size_t i, stats_fn fn, void *ar
 	const struct stats_field *f = &s->fam->fields[i];
 	size_t ndims = field_ndims(f), cells = field_cells(f);
 	struct stats_sample smp = {
-	    .field = f, .label = s->fam->label, .value = s->value, .ndims = ndims};
+	    .field = f, .label = s->fam->label, .value = set_value(s), .ndims = ndims};
 	int64_t buckets[STATS_MAX_BOUNDS];
 
 	for (size_t c = 0; c < cells; c++) {
