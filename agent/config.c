@@ -29,7 +29,7 @@
 #include "aws_api.h"
 #include "telemetry.h"
 
-#define CONFIG_MAX_FILE (4u * 1024 * 1024) /* bytes of config text */
+#define CONFIG_MAX_FILE (16u * 1024 * 1024) /* bytes of config text: 100 000 secrets */
 #define CONFIG_MAX_BACKENDS 256
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 5000
 #define CONFIG_MAX_NAME 1024

@@ -36,7 +36,7 @@ struct config_limits {
 	                            CONFIG_DEFAULT_MAX_OPEN_HANDLES */
 };
 /* 100 000 files take about 100 MiB (README "Limits"); a config that names
- * them is itself near CONFIG_MAX_FILE (4 MiB) long. */
+ * them is about 5 MiB long (CONFIG_MAX_FILE: 16 MiB). */
 #define CONFIG_DEFAULT_MAX_FILES 100000
 #define CONFIG_MAX_MAX_FILES 1000000
 /* A handle's snapshot past the guarded arenas is its own sodium_malloc,
