@@ -94,6 +94,7 @@ int vault_lease_from_reply(const json_t *reply, const char *path, uint64_t gen,
 	}
 	memset(out, 0, sizeof *out);
 	out->value = json_incref((json_t *)data);
+	out->reply = json_incref((json_t *)reply);
 	out->auth_generation = gen;
 	if (json_string_length(id) > 0 && lease_ms > 0) {
 		memcpy(out->lease_id, json_string_value(id), json_string_length(id));

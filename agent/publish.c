@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctmpl.h"
 #include "onchange.h"
 #include "publish.h"
 #include "source.h"
@@ -32,6 +33,9 @@ struct publish {
 	/* Guards the on_change actions, which workers trigger and the
 	 * scheduler thread runs. */
 	pthread_mutex_t lock;
+	/* Guards the consul-template files and the replies their sources
+	 * keep: the workers of several sources render the same file. */
+	pthread_mutex_t tmpl_lock;
 	struct onchange **actions;
 	size_t nactions;
 };
@@ -59,6 +63,7 @@ int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
 	p->store = st;
 	p->stats = stats;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->tmpl_lock, NULL);
 	p->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	p->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *p->files);
 	if (!p->hash_key || !p->files) {
@@ -127,9 +132,47 @@ static void file_set_problem(struct sched_file *f, const char *why)
 	f->problem = why ? strdup(why) : NULL;
 }
 
-/* Renders one file from value; on a change seals it into *upd and its
- * keyed hash into hash (kept once published). Returns 1 when changed, 0
- * when the content is the same, negative on failure. */
+/* Logs and records why f could not be rendered from src. */
+static void render_failed(struct sched_file *f, const struct source *src, int rc,
+                          const char *msg)
+{
+	const char *why = msg[0] ? msg : sfs_strerror(rc);
+
+	log_event(LOG_LVL_ERROR,
+	          &(struct log_fields){.event = "file.render_failed",
+	                               .file = f->cs->name,
+	                               .source = src->label,
+	                               .backend = src->be->name},
+	          "file %s: cannot render from %s: %s; keeping %s", f->cs->name,
+	          src->label, why, f->version ? "the last good content" : "it absent");
+	file_set_problem(f, why);
+}
+
+/* The rendered content out of f: when it changed, seals it into *upd and
+ * its keyed hash into hash (kept once published). Returns 1 when changed,
+ * 0 when the content is the same, negative on failure. */
+static int seal_if_changed(struct publish *p, struct sched_file *f,
+                           const struct secbuf *out, struct fs_update *upd,
+                           unsigned char *hash)
+{
+	struct store_blob *blob = NULL;
+	int rc;
+
+	crypto_generichash(hash, HASH_LEN, out->data, out->len, p->hash_key,
+	                   crypto_generichash_KEYBYTES);
+	if (f->version && sodium_memcmp(hash, f->hash, HASH_LEN) == 0)
+		return 0;
+	rc =
+	    store_seal(p->store, f->cs->name, f->version + 1, out->data, out->len, &blob);
+	if (rc < 0)
+		return rc;
+	upd->id = f->fs_id;
+	upd->blob = blob;
+	upd->version = f->version + 1;
+	return 1;
+}
+
+/* Renders one file from value (seal_if_changed). */
 static int render_file(struct publish *p, struct source *src, struct sched_file *f,
                        const json_t *value, struct fs_update *upd, unsigned char *hash)
 {
@@ -141,44 +184,123 @@ static int render_file(struct publish *p, struct source *src, struct sched_file 
 	    .decode_base64 = cs->decode_base64,
 	};
 	struct secbuf out;
-	struct store_blob *blob = NULL;
 	struct backend_error err = {0};
 	int rc;
 
 	secbuf_init(&out, RENDER_MAX_LEN);
 	rc = render(&spec, value, &out, &err);
 	if (rc < 0) {
-		log_event(LOG_LVL_ERROR,
-		          &(struct log_fields){.event = "file.render_failed",
-		                               .file = cs->name,
-		                               .source = src->label,
-		                               .backend = src->be->name},
-		          "file %s: cannot render from %s: %s; keeping %s", cs->name,
-		          src->label, err.msg[0] ? err.msg : sfs_strerror(rc),
-		          f->version ? "the last good content" : "it absent");
-		file_set_problem(f, err.msg[0] ? err.msg : sfs_strerror(rc));
-		goto out;
+		render_failed(f, src, rc, err.msg);
+	} else {
+		file_set_problem(f, NULL);
+		rc = seal_if_changed(p, f, &out, upd, hash);
 	}
-	file_set_problem(f, NULL);
-	crypto_generichash(hash, HASH_LEN, out.data, out.len, p->hash_key,
-	                   crypto_generichash_KEYBYTES);
-	if (f->version && sodium_memcmp(hash, f->hash, HASH_LEN) == 0) {
-		rc = 0;
-		goto out;
-	}
-	rc = store_seal(p->store, cs->name, f->version + 1, out.data, out.len, &blob);
-	if (rc < 0)
-		goto out;
-	upd->id = f->fs_id;
-	upd->blob = blob;
-	upd->version = f->version + 1;
-	rc = 1;
-out:
 	secbuf_release(&out);
 	return rc;
 }
 
-int publish_source(struct publish *p, struct source *src, const json_t *value,
+/* Keeps reply (may be NULL: none) sealed in src for its consul-template
+ * files. Under the template lock. */
+static void keep_reply(struct publish *p, struct source *src, const json_t *reply)
+{
+	struct render_spec spec = {.format = RENDER_JSON};
+	struct backend_error err = {0};
+	struct store_blob *blob = NULL;
+	struct secbuf out;
+
+	store_blob_free(src->reply);
+	src->reply = NULL;
+	if (!reply)
+		return;
+	secbuf_init(&out, RENDER_MAX_LEN);
+	if (render(&spec, reply, &out, &err) == 0 &&
+	    store_seal(p->store, src->label, ++src->reply_version, out.data, out.len,
+	               &blob) == 0)
+		src->reply = blob;
+	else
+		log_error("source %s: cannot keep its reply for its consul-template "
+		          "files: %s",
+		          src->label, err.msg[0] ? err.msg : "out of memory");
+	secbuf_release(&out);
+}
+
+/* The reply src keeps, parsed, into *out (NULL when it keeps none).
+ * Returns 0 or a negative SFS_ code. Under the template lock. */
+static int kept_reply(struct publish *p, const struct source *src, json_t **out)
+{
+	unsigned char *plain = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	if (!src->reply)
+		return 0;
+	rc = store_unseal(p->store, src->reply, src->label, src->reply_version, &plain,
+	                  &len);
+	if (rc < 0)
+		return rc;
+	/* jansson's parse errors quote the input: not passed on. */
+	*out = json_loadb((const char *)plain, len, 0, NULL);
+	secmem_free(plain);
+	return *out ? 0 : SFS_EPARSE;
+}
+
+/*
+ * Renders a consul-template file from reply (what src just read) and the
+ * replies its other sources keep (seal_if_changed); returns 0 without
+ * rendering while one of them has none yet. Under the template lock.
+ */
+static int render_ctmpl_file(struct publish *p, struct source *src, struct sched_file *f,
+                             const json_t *reply, struct fs_update *upd,
+                             unsigned char *hash)
+{
+	const json_t **secrets = calloc(f->ncalls, sizeof *secrets);
+	json_t **kept = calloc(f->ncalls, sizeof *kept);
+	char msg[sizeof((struct backend_error *)0)->msg] = "";
+	const struct source *failed = src;
+	struct secbuf out;
+	int rc = SFS_ENOMEM;
+
+	secbuf_init(&out, RENDER_MAX_LEN);
+	if (!secrets || !kept)
+		goto out;
+	for (size_t i = 0; i < f->ncalls; i++) {
+		if (f->calls[i] == src) {
+			secrets[i] = reply;
+		} else if ((rc = kept_reply(p, f->calls[i], &kept[i])) < 0) {
+			failed = f->calls[i];
+			snprintf(msg, sizeof msg, "its kept reply cannot be read");
+			goto out;
+		} else {
+			secrets[i] = kept[i];
+		}
+		if (!secrets[i] && f->calls[i] == src) {
+			snprintf(msg, sizeof msg, "the backend gave no reply to render");
+			rc = SFS_EPARSE;
+			goto out;
+		}
+		if (!secrets[i]) {
+			rc = 0; /* rendered once that source is read */
+			goto out;
+		}
+	}
+	rc = ctmpl_render(f->cs->ctmpl, secrets, &out, msg, sizeof msg);
+	if (rc == 0) {
+		file_set_problem(f, NULL);
+		rc = seal_if_changed(p, f, &out, upd, hash);
+	}
+out:
+	if (rc < 0)
+		render_failed(f, failed, rc, msg);
+	secbuf_release(&out);
+	for (size_t i = 0; kept && i < f->ncalls; i++)
+		json_decref(kept[i]);
+	free(kept);
+	free(secrets);
+	return rc;
+}
+
+int publish_source(struct publish *p, struct source *src, const struct fetch_result *res,
                    uint64_t now)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
@@ -187,12 +309,19 @@ int publish_source(struct publish *p, struct source *src, const json_t *value,
 	size_t n = 0;
 	int rc = SFS_EIO;
 
+	if (src->feeds_templates) {
+		pthread_mutex_lock(&p->tmpl_lock);
+		keep_reply(p, src, res->reply);
+	}
 	if (!upd || !changed || !hashes) {
 		log_error("source %s: out of memory while publishing", src->label);
 		goto out;
 	}
 	for (size_t i = 0; i < src->nfiles; i++) {
-		int r = render_file(p, src, src->files[i], value, &upd[n], hashes[n]);
+		struct sched_file *f = src->files[i];
+		int r = f->calls
+		            ? render_ctmpl_file(p, src, f, res->reply, &upd[n], hashes[n])
+		            : render_file(p, src, f, res->value, &upd[n], hashes[n]);
 		if (r < 0)
 			stats_inc(src->files[i]->stats, FILE_RENDER_FAILURES);
 		if (r == 1)
@@ -234,6 +363,8 @@ int publish_source(struct publish *p, struct source *src, const json_t *value,
 	}
 	stats_inc(src->stats, SRC_PUBLISHES);
 out:
+	if (src->feeds_templates)
+		pthread_mutex_unlock(&p->tmpl_lock);
 	if (upd)
 		for (size_t i = 0; i < n; i++)
 			store_blob_free(upd[i].blob);
@@ -247,14 +378,20 @@ void publish_withdraw(struct publish *p, struct source *src)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 
-	if (!upd)
-		return;
-	for (size_t i = 0; i < src->nfiles; i++)
-		upd[i].id = src->files[i]->fs_id;
-	fs_publish(p->fs, upd, src->nfiles);
-	free(upd);
-	for (size_t i = 0; i < src->nfiles; i++)
-		__atomic_store_n(&src->files[i]->version, 0, __ATOMIC_RELAXED);
+	if (src->feeds_templates) {
+		pthread_mutex_lock(&p->tmpl_lock);
+		keep_reply(p, src, NULL);
+	}
+	if (upd) {
+		for (size_t i = 0; i < src->nfiles; i++)
+			upd[i].id = src->files[i]->fs_id;
+		fs_publish(p->fs, upd, src->nfiles);
+		free(upd);
+		for (size_t i = 0; i < src->nfiles; i++)
+			__atomic_store_n(&src->files[i]->version, 0, __ATOMIC_RELAXED);
+	}
+	if (src->feeds_templates)
+		pthread_mutex_unlock(&p->tmpl_lock);
 }
 
 uint64_t publish_run_actions(struct publish *p, uint64_t now)
@@ -283,13 +420,16 @@ void publish_free(struct publish *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->nfiles; i++)
+	for (size_t i = 0; i < p->nfiles; i++) {
 		free(p->files[i].problem);
+		free(p->files[i].calls);
+	}
 	for (size_t i = 0; i < p->nactions; i++)
 		onchange_free(p->actions[i]);
 	free(p->actions);
 	free(p->files);
 	secmem_free(p->hash_key);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->tmpl_lock);
 	free(p);
 }

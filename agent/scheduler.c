@@ -84,7 +84,7 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	rc = revoke_new(cfg->shutdown_timeout_ms, &s->revoke);
 	if (rc < 0)
 		goto out;
-	rc = source_set_new(cfg->nsecrets, backends, cfg->nbackends, s->publish,
+	rc = source_set_new(source_set_needed(cfg), backends, cfg->nbackends, s->publish,
 	                    s->revoke, stats, &s->sources);
 	if (rc < 0)
 		goto out;

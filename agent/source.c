@@ -20,6 +20,7 @@
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/stats.h"
+#include "secretfs/store.h"
 #include "secretfs/timing.h"
 
 #define BACKOFF_BASE_MS 1000
@@ -113,12 +114,17 @@ struct source *source_set_get(struct source_set *set, size_t i)
 	return &set->v[i];
 }
 
-static char *source_identity(const struct config_secret *cs)
+/* What makes two secrets one source: backend, path, options, and whether
+ * the path is an API path where that reads another secret (a KV v2 path
+ * naming "data/", see source_key). */
+static char *source_identity(const char *backend, const struct source_key *key)
 {
-	char *extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
+	char *extra = json_dumps(key->extra, JSON_COMPACT | JSON_SORT_KEYS);
 	char *id = NULL;
 
-	if (extra && asprintf(&id, "%s\n%s\n%s", cs->backend, cs->path, extra) < 0)
+	if (extra &&
+	    asprintf(&id, "%s\n%s\n%s%s", backend, key->path, extra,
+	             key->api_path && strstr(key->path, "/data/") ? "\napi" : "") < 0)
 		id = NULL;
 	secjson_free_buf(extra);
 	return id;
@@ -132,43 +138,51 @@ static struct backend *backend_by_name(struct source_set *set, const char *name)
 	return NULL;
 }
 
-int source_set_attach(struct source_set *set, struct sched_file *f)
+/* The source of key of backend (strings borrowed from the config), made
+ * on first use, into *out. */
+static int source_for(struct source_set *set, const char *backend,
+                      const struct source_key *key, struct source **out)
 {
-	const struct config_secret *cs = f->cs;
 	struct source *src = NULL;
-	struct sched_file **grown;
-	char *id = source_identity(cs);
-	uint64_t refresh;
+	char *id = source_identity(backend, key);
 
 	if (!id)
 		return SFS_ENOMEM;
 	for (size_t i = 0; i < set->n; i++) {
 		if (strcmp(set->v[i].identity, id) == 0) {
-			src = &set->v[i];
+			*out = &set->v[i];
 			free(id);
-			break;
+			return 0;
 		}
 	}
-	if (!src && set->n == set->max) {
+	if (set->n == set->max) {
 		free(id);
 		return SFS_EINVAL;
 	}
-	if (!src) {
-		src = &set->v[set->n++];
-		src->identity = id;
-		src->be = backend_by_name(set, cs->backend);
-		src->key.path = cs->path;
-		src->key.extra = cs->extra;
-		if (asprintf(&src->label, "%s:%s", cs->backend, cs->path) < 0) {
-			src->label = NULL;
-			return SFS_ENOMEM;
-		}
-		if (!src->be)
-			return SFS_EINVAL;
-		src->refresh_ms = UINT64_MAX;
-		src->step = STEP_FETCH;
-		src->stats = stats_register(set->stats, &source_family, src->label);
+	src = &set->v[set->n++];
+	src->identity = id;
+	src->be = backend_by_name(set, backend);
+	src->key = *key;
+	if (asprintf(&src->label, "%s:%s", backend, key->path) < 0) {
+		src->label = NULL;
+		return SFS_ENOMEM;
 	}
+	if (!src->be)
+		return SFS_EINVAL;
+	src->refresh_ms = UINT64_MAX;
+	src->step = STEP_FETCH;
+	src->stats = stats_register(set->stats, &source_family, src->label);
+	*out = src;
+	return 0;
+}
+
+/* Makes f a file of src, read at least as often as f's refresh asks. */
+static int source_add_file(struct source *src, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct sched_file **grown;
+	uint64_t refresh;
+
 	if (cs->refresh_ms)
 		src->refresh_explicit = true;
 	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
@@ -179,6 +193,45 @@ int source_set_attach(struct source_set *set, struct sched_file *f)
 		return SFS_ENOMEM;
 	src->files = grown;
 	src->files[src->nfiles++] = f;
+	return 0;
+}
+
+size_t source_set_needed(const struct config *cfg)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->nsecrets; i++)
+		n += cfg->secrets[i].ncalls ? cfg->secrets[i].ncalls : 1;
+	return n;
+}
+
+int source_set_attach(struct source_set *set, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct source *src;
+	int rc;
+
+	if (cs->format != RENDER_CONSUL_TEMPLATE) {
+		struct source_key key = {.path = cs->path, .extra = cs->extra};
+
+		rc = source_for(set, cs->backend, &key, &src);
+		return rc < 0 ? rc : source_add_file(src, f);
+	}
+	f->calls = calloc(cs->ncalls, sizeof *f->calls);
+	if (!f->calls)
+		return SFS_ENOMEM;
+	f->ncalls = cs->ncalls;
+	for (size_t i = 0; i < cs->ncalls; i++) {
+		struct source_key key = {.path = cs->calls[i].path,
+		                         .extra = cs->calls[i].extra,
+		                         .api_path = true};
+
+		rc = source_for(set, cs->backend, &key, &src);
+		if (rc < 0 || (rc = source_add_file(src, f)) < 0)
+			return rc;
+		src->feeds_templates = true;
+		f->calls[i] = src;
+	}
 	return 0;
 }
 
@@ -393,7 +446,7 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	}
 	stats_inc(src->stats, SRC_READS);
 	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
-	published = publish_source(set->publish, src, res.value, now);
+	published = publish_source(set->publish, src, &res, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
 
@@ -577,6 +630,17 @@ void source_set_revoke_leases(struct source_set *set)
 	}
 }
 
+/* The source a missing file is reported under: its own, or for a
+ * consul-template file (a file of several sources) the first of them not
+ * ready, else the first. */
+static const struct source *report_source(const struct sched_file *f)
+{
+	for (size_t i = 0; i < f->ncalls; i++)
+		if (!f->calls[i]->ready)
+			return f->calls[i];
+	return f->calls[0];
+}
+
 size_t source_set_report_missing(const struct source_set *set, bool with_reasons,
                                  sched_report_fn report, void *arg)
 {
@@ -589,7 +653,8 @@ size_t source_set_report_missing(const struct source_set *set, bool with_reasons
 			const struct sched_file *f = src->files[j];
 			const char *why;
 
-			if (__atomic_load_n(&f->version, __ATOMIC_RELAXED))
+			if (__atomic_load_n(&f->version, __ATOMIC_RELAXED) ||
+			    (f->ncalls && report_source(f) != src))
 				continue;
 			why = !with_reasons     ? NULL
 			      : f->problem      ? f->problem
@@ -611,6 +676,7 @@ void source_set_free(struct source_set *set)
 		free(set->v[i].label);
 		free(set->v[i].identity);
 		free(set->v[i].files);
+		store_blob_free(set->v[i].reply);
 	}
 	free(set->v);
 	pthread_cond_destroy(&set->ready_cond);

@@ -77,6 +77,14 @@ struct source {
 	uint64_t auth_gen;      /* login the lease was made under */
 	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
 
+	/* Some of its files are consul-template files, which render from the
+	 * replies of several sources: the last reply is kept sealed for them
+	 * (NULL: none yet, or withdrawn), under the publisher's template lock
+	 * (publish.c). */
+	bool feeds_templates;
+	struct store_blob *reply;
+	uint64_t reply_version;
+
 	bool in_flight;          /* a worker runs its step (the scheduler's pool lock) */
 	struct stats_set *stats; /* source_family; NULL-safe */
 };
@@ -102,11 +110,17 @@ int source_set_new(size_t max, struct backend **backends, size_t nbackends,
 /*
  * Attaches f (borrowed; must outlive the set) to the source of its secret,
  * made on first use: secrets naming the same backend, path and backend
- * options share one. The source is read as often as the most frequent
- * "refresh" of its files asks. Only before the sources run. Returns 0,
- * SFS_ENOMEM, or SFS_EINVAL (no such backend, or no room left).
+ * options share one. A consul-template file is attached to the source of
+ * each secret call of its template (f->calls). The source is read as
+ * often as the most frequent "refresh" of its files asks. Only before the
+ * sources run. Returns 0, SFS_ENOMEM, or SFS_EINVAL (no such backend, or
+ * no room left: see source_set_needed).
  */
 int source_set_attach(struct source_set *set, struct sched_file *f);
+
+/* The most sources the files of cfg can need (the room for
+ * source_set_new). */
+size_t source_set_needed(const struct config *cfg);
 
 /* Number of sources. */
 size_t source_set_count(const struct source_set *set);

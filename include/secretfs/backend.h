@@ -37,6 +37,10 @@ struct backend_env {
 struct source_key {
 	const char *path;    /* the config's "path" */
 	const json_t *extra; /* backend-specific per-secret keys (object, may be empty) */
+	/* The path is written as the backend's API names it, as consul-template
+	 * templates write Vault paths (Vault: on a KV v2 mount, a path that
+	 * already has "data/" after the mount is read as it is). */
+	bool api_path;
 };
 
 /* Room for a version id and a lease id with their NUL, here and wherever
@@ -47,7 +51,12 @@ struct source_key {
 
 /* A successful read. */
 struct fetch_result {
-	json_t *value;                     /* owned: string or object */
+	json_t *value; /* owned: string or object */
+	/* owned, NULL when the backend has none: the whole reply the value
+	 * came from, for consul-template files (Vault: {"data", "lease_id",
+	 * "lease_duration", "renewable", ...}; KV v2: data.data and
+	 * data.metadata) */
+	json_t *reply;
 	char version[BACKEND_VERSION_MAX]; /* backend's version id, "" when it has none */
 	char lease_id[BACKEND_LEASE_ID_MAX]; /* "" when the value is not leased */
 	uint64_t lease_ms;                   /* lease duration; 0 when not leased */
