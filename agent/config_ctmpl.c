@@ -144,7 +144,8 @@ void config_ctmpl_parse(struct confval *cv, const json_t *obj, const char *kp,
 		return;
 	}
 	rc = ctmpl_parse(text, len, &s->ctmpl, err, sizeof err);
-	free(text);
+	/* Kept: a reload compares it to tell a changed template. */
+	s->template_text = text;
 	if (rc == SFS_ENOMEM) {
 		cv->oom = true;
 		return;

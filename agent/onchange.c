@@ -33,6 +33,7 @@ struct onchange {
 	uint64_t first_pending; /* when the current burst began */
 	uint64_t due;
 	char files[ONCHANGE_MAX_FILES_LEN]; /* space-separated names in the burst */
+	bool files_incomplete;              /* a name did not fit in files */
 	pid_t child;                        /* running command, or 0 */
 	uint64_t child_started;
 	struct stats_set *stats; /* onchange_family; NULL-safe */
@@ -239,6 +240,13 @@ struct onchange *onchange_new(const struct config_onchange *cfg, const char *mou
 	return oc;
 }
 
+void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg,
+                     const char *mount_path)
+{
+	oc->cfg = cfg;
+	oc->mount_path = mount_path;
+}
+
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg)
 {
 	const struct config_onchange *a = oc->cfg;
@@ -263,15 +271,24 @@ void onchange_trigger(struct onchange *oc, const char *file, uint64_t now)
 		oc->pending = true;
 		oc->first_pending = now;
 		oc->files[0] = '\0';
+		oc->files_incomplete = false;
 		used = 0;
 	}
 	/* Record each name once. */
 	for (const char *p = oc->files; (p = strstr(p, file)); p += n)
 		if ((p == oc->files || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
 			goto scheduled;
-	if (used + n + 2 < sizeof oc->files)
+	if (used + n + 2 < sizeof oc->files) {
 		snprintf(oc->files + used, sizeof oc->files - used, "%s%s",
 		         used ? " " : "", file);
+	} else if (!oc->files_incomplete) {
+		/* Never a list that looks whole but is not: the command is told. */
+		oc->files_incomplete = true;
+		log_warn("on_change: the changed files' names pass %d bytes, the bound "
+		         "of SECRETFS_FILES; %s and later names not listed, "
+		         "SECRETFS_FILES_INCOMPLETE=1 set for this run",
+		         ONCHANGE_MAX_FILES_LEN - 1, file);
+	}
 scheduled:
 	/* Trailing debounce, but a steady stream of changes still runs the
 	 * action at least every ten debounce periods. */
@@ -350,7 +367,9 @@ static void onchange_spawn(struct onchange *oc, uint64_t now)
 		env_mount = NULL;
 	if (asprintf(&env_files, "SECRETFS_FILES=%s", oc->files) < 0)
 		env_files = NULL;
-	char *envp[] = {env_path, env_mount, env_files, NULL};
+	char env_incomplete[] = "SECRETFS_FILES_INCOMPLETE=1";
+	char *envp[] = {env_path, env_mount, env_files,
+	                oc->files_incomplete ? env_incomplete : NULL, NULL};
 	if (!env_mount || !env_files) {
 		stats_inc(oc->stats, OC_FAILURES);
 		goto out;

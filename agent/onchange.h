@@ -39,6 +39,11 @@ void onchange_config_free(struct config_onchange *cfg);
 struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path,
                               struct stats *stats);
 
+/* After a configuration reload: oc borrows cfg (onchange_same as its
+ * old one) and mount_path from now on. */
+void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg,
+                     const char *mount_path);
+
 /* True when cfg describes the same action (same signal and pid file, or the
  * same argv), so the files share it. */
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg);

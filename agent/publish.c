@@ -17,17 +17,18 @@
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
 #include "secretfs/render.h"
+#include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
 #include "secretfs/stats.h"
 #include "secretfs/store.h"
 
 struct publish {
-	const struct config *cfg; /* borrowed */
-	struct fs *fs;            /* borrowed */
-	struct store *store;      /* borrowed */
-	struct stats *stats;      /* borrowed */
-	unsigned char *hash_key;  /* secmem */
-	struct sched_file *files; /* room for cfg->nsecrets */
+	const struct config *cfg;  /* borrowed; replaced by publish_set_config */
+	struct fs *fs;             /* borrowed */
+	struct store *store;       /* borrowed */
+	struct stats *stats;       /* borrowed */
+	unsigned char *hash_key;   /* secmem */
+	struct sched_file **files; /* each owned; removed ones kept for re-adding */
 	size_t nfiles;
 
 	/* Guards the on_change actions, which workers trigger and the
@@ -65,8 +66,7 @@ int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->tmpl_lock, NULL);
 	p->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
-	p->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *p->files);
-	if (!p->hash_key || !p->files) {
+	if (!p->hash_key) {
 		publish_free(p);
 		return SFS_ENOMEM;
 	}
@@ -101,23 +101,65 @@ static int publish_add_action(struct publish *p, struct sched_file *f)
 	return 0;
 }
 
+/* Records (or clears, with NULL) why a file could not be rendered. */
+static void file_set_problem(struct sched_file *f, const char *why)
+{
+	free(f->problem);
+	f->problem = why ? strdup(why) : NULL;
+}
+
+/* The mode and owner of the file of cs: its own, else the mount's. */
+static void file_attrs(const struct config *cfg, const struct config_secret *cs,
+                       mode_t *mode, uid_t *uid, gid_t *gid)
+{
+	*mode = cs->has_mode ? cs->mode : cfg->mount.mode;
+	*uid = cs->has_uid ? cs->uid : cfg->mount.uid;
+	*gid = cs->has_gid ? cs->gid : cfg->mount.gid;
+}
+
+/* A file removed by a reload and named again is the same file (its
+ * metrics and fs id); NULL when there is none. */
+static struct sched_file *removed_file(struct publish *p, const char *name)
+{
+	for (size_t i = 0; i < p->nfiles; i++)
+		if (p->files[i]->removed && strcmp(p->files[i]->name, name) == 0)
+			return p->files[i];
+	return NULL;
+}
+
 int publish_add_file(struct publish *p, const struct config_secret *cs,
                      struct sched_file **out)
 {
-	const struct config *cfg = p->cfg;
-	struct sched_file *f;
+	struct sched_file *f = removed_file(p, cs->name), **grown;
+	bool fresh = !f;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
 	int rc;
 
-	if (p->nfiles >= cfg->nsecrets)
-		return SFS_EINVAL;
-	f = &p->files[p->nfiles++];
+	if (fresh) {
+		grown = realloc(p->files, (p->nfiles + 1) * sizeof *grown);
+		if (!grown)
+			return SFS_ENOMEM;
+		p->files = grown;
+		f = calloc(1, sizeof *f);
+		if (!f || !(f->name = strdup(cs->name))) {
+			free(f);
+			return SFS_ENOMEM;
+		}
+		p->files[p->nfiles++] = f;
+		f->stats = stats_register(p->stats, &file_family, cs->name);
+	}
 	f->cs = cs;
-	f->stats = stats_register(p->stats, &file_family, cs->name);
-	rc = fs_add_file(p->fs, cs->name, cs->has_mode ? cs->mode : cfg->mount.mode,
-	                 cs->has_uid ? cs->uid : cfg->mount.uid,
-	                 cs->has_gid ? cs->gid : cfg->mount.gid, &f->fs_id);
-	if (rc < 0)
+	f->action = NULL;
+	file_attrs(p->cfg, cs, &mode, &uid, &gid);
+	rc = fs_add_file(p->fs, cs->name, mode, uid, gid, &f->fs_id);
+	if (rc < 0) {
+		f->removed = true;
+		f->cs = NULL;
 		return rc;
+	}
+	f->removed = false;
 	rc = publish_add_action(p, f);
 	if (rc < 0)
 		return rc;
@@ -125,11 +167,91 @@ int publish_add_file(struct publish *p, const struct config_secret *cs,
 	return 0;
 }
 
-/* Records (or clears, with NULL) why a file could not be rendered. */
-static void file_set_problem(struct sched_file *f, const char *why)
+void publish_set_config(struct publish *p, const struct config *cfg)
 {
-	free(f->problem);
-	f->problem = why ? strdup(why) : NULL;
+	p->cfg = cfg;
+}
+
+int publish_remove_file(struct publish *p, struct sched_file *f)
+{
+	int rc = fs_remove_file(p->fs, f->fs_id);
+
+	if (rc < 0)
+		return rc;
+	__atomic_store_n(&f->version, 0, __ATOMIC_RELAXED);
+	memset(f->hash, 0, sizeof f->hash);
+	file_set_problem(f, NULL);
+	f->removed = true;
+	f->source = NULL;
+	f->cs = NULL;
+	f->action = NULL;
+	return 0;
+}
+
+/* Whether two secrets render the same bytes from the same value. */
+static bool same_rendering(const struct config_secret *a, const struct config_secret *b)
+{
+	return a->format == b->format && a->decode_base64 == b->decode_base64 &&
+	       (a->field && b->field ? strcmp(a->field, b->field) == 0
+	                             : a->field == b->field) &&
+	       (a->template_text && b->template_text
+	            ? strcmp(a->template_text, b->template_text) == 0
+	            : a->template_text == b->template_text);
+}
+
+int publish_rebind_file(struct publish *p, const struct config *old_cfg,
+                        struct sched_file *f, const struct config_secret *cs)
+{
+	mode_t m0, m1;
+	uid_t u0, u1;
+	gid_t g0, g1;
+	int rc = 0;
+
+	file_attrs(old_cfg, f->cs, &m0, &u0, &g0);
+	file_attrs(p->cfg, cs, &m1, &u1, &g1);
+	if (m0 != m1 || u0 != u1 || g0 != g1) {
+		rc = fs_set_file_attrs(p->fs, f->fs_id, m1, u1, g1);
+		if (rc < 0)
+			return rc;
+		log_event(
+		    LOG_LVL_INFO,
+		    &(struct log_fields){.event = "config.file_attrs", .file = cs->name},
+		    "file %s: mode %04o owner %u:%u (was %04o %u:%u)", cs->name,
+		    (unsigned)m1, (unsigned)u1, (unsigned)g1, (unsigned)m0, (unsigned)u0,
+		    (unsigned)g0);
+	}
+	rc = same_rendering(f->cs, cs) ? 0 : 1;
+	f->cs = cs;
+	/* The actions borrow their config: each file looks its own up again
+	 * (an unchanged one is found among the shared ones). */
+	f->action = NULL;
+	if (publish_add_action(p, f) < 0)
+		return SFS_ENOMEM;
+	return rc;
+}
+
+void publish_rebind_actions(struct publish *p)
+{
+	/* An action no file names any more is dropped; the others take the
+	 * config of the first file naming them. */
+	size_t kept = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nactions; i++) {
+		const struct config_onchange *oc = NULL;
+
+		for (size_t j = 0; j < p->nfiles && !oc; j++)
+			if (p->files[j]->action == p->actions[i])
+				oc = p->files[j]->cs->on_change;
+		if (!oc) {
+			onchange_free(p->actions[i]);
+			continue;
+		}
+		onchange_rebind(p->actions[i], oc, p->cfg->mount.path);
+		p->actions[kept++] = p->actions[i];
+	}
+	p->nactions = kept;
+	pthread_mutex_unlock(&p->lock);
 }
 
 /* Logs and records why f could not be rendered from src. */
@@ -199,60 +321,58 @@ static int render_file(struct publish *p, struct source *src, struct sched_file 
 	return rc;
 }
 
-/* Keeps reply (may be NULL: none) sealed in src for its consul-template
- * files. Under the template lock. */
-static void keep_reply(struct publish *p, struct source *src, const json_t *reply)
+/* Keeps json (may be NULL: forgets it) sealed in slot of src; false when
+ * it could not (logged, the slot emptied). */
+static bool keep_json(struct publish *p, struct source *src, struct store_slot *slot,
+                      const json_t *json, const char *what)
 {
-	struct render_spec spec = {.format = RENDER_JSON};
-	struct backend_error err = {0};
-	struct store_blob *blob = NULL;
-	struct secbuf out;
-
-	store_blob_free(src->reply);
-	src->reply = NULL;
-	if (!reply)
-		return;
-	secbuf_init(&out, RENDER_MAX_LEN);
-	if (render(&spec, reply, &out, &err) == 0 &&
-	    store_seal(p->store, src->label, ++src->reply_version, out.data, out.len,
-	               &blob) == 0)
-		src->reply = blob;
-	else
-		log_error("source %s: cannot keep its reply for its consul-template "
-		          "files: %s",
-		          src->label, err.msg[0] ? err.msg : "out of memory");
-	secbuf_release(&out);
-}
-
-/* The reply src keeps, parsed, into *out (NULL when it keeps none).
- * Returns 0 or a negative SFS_ code. Under the template lock. */
-static int kept_reply(struct publish *p, const struct source *src, json_t **out)
-{
-	unsigned char *plain = NULL;
-	size_t len = 0;
+	char *text;
 	int rc;
 
+	if (!json) {
+		store_slot_clear(slot);
+		return true;
+	}
+	text = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+	rc = text ? store_slot_put(p->store, slot, src->label, text, strlen(text))
+	          : SFS_ENOMEM;
+	secjson_free_buf(text);
+	if (rc < 0) {
+		store_slot_clear(slot);
+		log_warn("source %s: cannot keep the %s sealed: %s", src->label, what,
+		         sfs_strerror(rc));
+		return false;
+	}
+	return true;
+}
+
+/* What slot of src keeps, parsed, into *out (NULL when it keeps nothing).
+ * Returns 0 or a negative SFS_ code. */
+static int kept_json(struct publish *p, const struct source *src,
+                     const struct store_slot *slot, json_t **out)
+{
+	char *text = NULL;
+	int rc = store_slot_get(p->store, slot, src->label, &text);
+
 	*out = NULL;
-	if (!src->reply)
+	if (rc == SFS_ENOTFOUND)
 		return 0;
-	rc = store_unseal(p->store, src->reply, src->label, src->reply_version, &plain,
-	                  &len);
 	if (rc < 0)
 		return rc;
 	/* jansson's parse errors quote the input: not passed on. */
-	*out = json_loadb((const char *)plain, len, 0, NULL);
-	secmem_free(plain);
+	*out = json_loads(text, JSON_DECODE_ANY, NULL);
+	secmem_free(text);
 	return *out ? 0 : SFS_EPARSE;
 }
 
 /*
- * Renders a consul-template file from reply (what src just read) and the
- * replies its other sources keep (seal_if_changed); returns 0 without
- * rendering while one of them has none yet. Under the template lock.
+ * Renders a consul-template file from the replies its sources keep
+ * (seal_if_changed); src is the one being published. Returns 0 without
+ * rendering while one of the others has none yet. Under the template
+ * lock.
  */
 static int render_ctmpl_file(struct publish *p, struct source *src, struct sched_file *f,
-                             const json_t *reply, struct fs_update *upd,
-                             unsigned char *hash)
+                             struct fs_update *upd, unsigned char *hash)
 {
 	const json_t **secrets = calloc(f->ncalls, sizeof *secrets);
 	json_t **kept = calloc(f->ncalls, sizeof *kept);
@@ -265,15 +385,12 @@ static int render_ctmpl_file(struct publish *p, struct source *src, struct sched
 	if (!secrets || !kept)
 		goto out;
 	for (size_t i = 0; i < f->ncalls; i++) {
-		if (f->calls[i] == src) {
-			secrets[i] = reply;
-		} else if ((rc = kept_reply(p, f->calls[i], &kept[i])) < 0) {
+		if ((rc = kept_json(p, f->calls[i], &f->calls[i]->reply, &kept[i])) < 0) {
 			failed = f->calls[i];
 			snprintf(msg, sizeof msg, "its kept reply cannot be read");
 			goto out;
-		} else {
-			secrets[i] = kept[i];
 		}
+		secrets[i] = kept[i];
 		if (!secrets[i] && f->calls[i] == src) {
 			snprintf(msg, sizeof msg, "the backend gave no reply to render");
 			rc = SFS_EPARSE;
@@ -300,8 +417,11 @@ out:
 	return rc;
 }
 
-int publish_source(struct publish *p, struct source *src, const struct fetch_result *res,
-                   uint64_t now)
+/* Renders and publishes the files of src from value and the kept replies
+ * (publish_source without keeping them). Under the template lock when src
+ * feeds templates. */
+static int publish_files(struct publish *p, struct source *src, const json_t *value,
+                         uint64_t now)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 	struct sched_file **changed = calloc(src->nfiles, sizeof *changed);
@@ -309,19 +429,14 @@ int publish_source(struct publish *p, struct source *src, const struct fetch_res
 	size_t n = 0;
 	int rc = SFS_EIO;
 
-	if (src->feeds_templates) {
-		pthread_mutex_lock(&p->tmpl_lock);
-		keep_reply(p, src, res->reply);
-	}
 	if (!upd || !changed || !hashes) {
 		log_error("source %s: out of memory while publishing", src->label);
 		goto out;
 	}
 	for (size_t i = 0; i < src->nfiles; i++) {
 		struct sched_file *f = src->files[i];
-		int r = f->calls
-		            ? render_ctmpl_file(p, src, f, res->reply, &upd[n], hashes[n])
-		            : render_file(p, src, f, res->value, &upd[n], hashes[n]);
+		int r = f->calls ? render_ctmpl_file(p, src, f, &upd[n], hashes[n])
+		                 : render_file(p, src, f, value, &upd[n], hashes[n]);
 		if (r < 0)
 			stats_inc(src->files[i]->stats, FILE_RENDER_FAILURES);
 		if (r == 1)
@@ -363,8 +478,6 @@ int publish_source(struct publish *p, struct source *src, const struct fetch_res
 	}
 	stats_inc(src->stats, SRC_PUBLISHES);
 out:
-	if (src->feeds_templates)
-		pthread_mutex_unlock(&p->tmpl_lock);
 	if (upd)
 		for (size_t i = 0; i < n; i++)
 			store_blob_free(upd[i].blob);
@@ -374,14 +487,52 @@ out:
 	return rc;
 }
 
+int publish_source(struct publish *p, struct source *src, const struct fetch_result *res,
+                   uint64_t now)
+{
+	int rc;
+
+	/* Every reply is kept: a reload may give the source a consul-template
+	 * file, rendered then without reading it again. */
+	if (src->feeds_templates)
+		pthread_mutex_lock(&p->tmpl_lock);
+	keep_json(p, src, &src->reply, res->reply, "reply");
+	rc = publish_files(p, src, res->value, now);
+	if (src->feeds_templates)
+		pthread_mutex_unlock(&p->tmpl_lock);
+	/* A reload that changes how a file renders reads it again when the
+	 * value could not be kept. */
+	keep_json(p, src, &src->value, res->value, "value");
+	return rc;
+}
+
+int publish_source_again(struct publish *p, struct source *src, uint64_t now)
+{
+	json_t *value;
+	int rc = kept_json(p, src, &src->value, &value);
+
+	if (rc < 0)
+		return rc;
+	if (!value || (src->feeds_templates && !src->reply.blob)) {
+		json_decref(value);
+		return SFS_ENOTFOUND;
+	}
+	if (src->feeds_templates)
+		pthread_mutex_lock(&p->tmpl_lock);
+	rc = publish_files(p, src, value, now);
+	if (src->feeds_templates)
+		pthread_mutex_unlock(&p->tmpl_lock);
+	json_decref(value);
+	return rc;
+}
+
 void publish_withdraw(struct publish *p, struct source *src)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 
-	if (src->feeds_templates) {
+	if (src->feeds_templates)
 		pthread_mutex_lock(&p->tmpl_lock);
-		keep_reply(p, src, NULL);
-	}
+	keep_json(p, src, &src->reply, NULL, "reply");
 	if (upd) {
 		for (size_t i = 0; i < src->nfiles; i++)
 			upd[i].id = src->files[i]->fs_id;
@@ -412,7 +563,7 @@ size_t publish_count(const struct publish *p)
 	size_t n = 0;
 
 	for (size_t i = 0; i < p->nfiles; i++)
-		n += __atomic_load_n(&p->files[i].version, __ATOMIC_RELAXED) != 0;
+		n += __atomic_load_n(&p->files[i]->version, __ATOMIC_RELAXED) != 0;
 	return n;
 }
 
@@ -421,8 +572,10 @@ void publish_free(struct publish *p)
 	if (!p)
 		return;
 	for (size_t i = 0; i < p->nfiles; i++) {
-		free(p->files[i].problem);
-		free(p->files[i].calls);
+		free(p->files[i]->problem);
+		free(p->files[i]->name);
+		free(p->files[i]->calls);
+		free(p->files[i]);
 	}
 	for (size_t i = 0; i < p->nactions; i++)
 		onchange_free(p->actions[i]);
