@@ -303,6 +303,18 @@ void source_set_detach(struct source_set *set, struct sched_file *f)
 	f->source = NULL;
 }
 
+/* Queues the issued value src served (src->issued_id) to be revoked after
+ * the grace period, logging why. */
+static void source_revoke_issued(struct source_set *set, struct source *src, uint64_t now,
+                                 const char *why)
+{
+	if (revoke_add_issued(set->revoke, src->be, src->label, src->issued_id,
+	                      src->stats, now + src->be->revoke_grace_ms) == 0)
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "issued.replaced"),
+		          "source %s: %s; revoking issued %s in %llu ms", src->label, why,
+		          src->issued_id, (unsigned long long)src->be->revoke_grace_ms);
+}
+
 /* Ends src, which no file uses any more: its lease is revoked after the
  * grace period. */
 static void source_end(struct source_set *set, struct source *src, uint64_t now)
@@ -316,10 +328,12 @@ static void source_end(struct source_set *set, struct source *src, uint64_t now)
 			    "in %llu ms",
 			    src->label, src->lease_id,
 			    (unsigned long long)src->be->revoke_grace_ms);
-	} else {
+	} else if (!src->issued_id[0]) {
 		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "source.unused"),
 		          "source %s: no file uses it any more", src->label);
 	}
+	if (src->issued_id[0])
+		source_revoke_issued(set, src, now, "no file uses it any more");
 	stats_set_value(src->stats, SRC_READY, 0);
 	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
 	source_free(src);
@@ -601,6 +615,12 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
 
+	/* The issued value served until now goes once the new one is. */
+	if (published >= 0 && strcmp(res.revoke_id, src->issued_id) != 0) {
+		if (src->issued_id[0])
+			source_revoke_issued(set, src, now, "replaced");
+		snprintf(src->issued_id, sizeof src->issued_id, "%s", res.revoke_id);
+	}
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
 		stats_inc(src->stats, SRC_REPLACEMENTS);
 		if (src->be->ops->revoke)

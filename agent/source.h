@@ -78,6 +78,9 @@ struct source {
 	uint64_t lease_issued;  /* monotonic ms */
 	uint64_t auth_gen;      /* login the lease was made under */
 	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
+	/* The issued value served (revoke_on_replace): revoked after the grace
+	 * period once a new one replaces it (fetch_result.revoke_id). */
+	char issued_id[BACKEND_LEASE_ID_MAX];
 
 	/* The last value read, sealed (publish_source keeps it), so a reload
 	 * renders new or changed files without reading the source again. */

@@ -68,6 +68,10 @@ struct fetch_result {
 	 * out, or every refresh when the user set one, else never. */
 	bool issued;
 	uint64_t valid_ms; /* issued values: validity left when read; 0 unknown */
+	/* Issued values whose secret asks for it (Vault: revoke_on_replace):
+	 * the id revoke_issued takes to revoke this one once a newer one
+	 * replaced it (Vault: "<mount>/cert/<serial>"; no secret); "" none. */
+	char revoke_id[BACKEND_LEASE_ID_MAX];
 };
 
 struct backend_ops {
@@ -112,6 +116,10 @@ struct backend_ops {
 	/* Lease revocation; optional. */
 	int (*revoke)(struct backend *be, const char *lease_id,
 	              struct backend_error *err);
+	/* Revocation of an issued value by its fetch_result.revoke_id;
+	 * optional (needed by backends that set revoke_id). */
+	int (*revoke_issued)(struct backend *be, const char *revoke_id,
+	                     struct backend_error *err);
 
 	/* Change notification; optional. watch_fd returns a descriptor to poll
 	 * for reading, or -1. on_watch is called when it is readable and
@@ -174,6 +182,8 @@ int backend_probe(struct backend *be, const struct source_key *key, char *versio
 int backend_renew(struct backend *be, const char *lease_id, uint64_t increment_ms,
                   uint64_t *lease_ms, struct backend_error *err);
 int backend_revoke(struct backend *be, const char *lease_id, struct backend_error *err);
+int backend_revoke_issued(struct backend *be, const char *revoke_id,
+                          struct backend_error *err);
 
 /* For the calling thread's next calls: with on, each request is tried
  * once, without the HTTP client's own retries (http_thread_single_try),
