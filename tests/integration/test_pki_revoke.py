@@ -14,6 +14,7 @@ source: one issue for all the files, all from the same certificate.
 
 import json
 import os
+import signal
 import socket
 import ssl
 import threading
@@ -173,6 +174,25 @@ def test_a_failed_revoke_is_logged_and_the_new_certificate_stays(sandbox, vault,
     d.wait_log(r"cannot revoke issued pki/cert/")
     assert reqs(vault, "POST", "pki/revoke") and vault.pki_revoked == []
     wait_until(lambda: d.read("cert") != cert1, what="the new certificate served")
+
+
+@pytest.mark.fuse
+def test_a_certificate_no_file_uses_after_a_reload_is_revoked_after_grace(
+        sandbox, vault, vault_pki):
+    vault.add_pki_role("web", ttl=3600)
+    vault.kv_put("secret/app/config", {"a": "1"})
+    _, auth = token_auth(sandbox, vault)
+    be = backend(vault, vault_pki, auth, revoke_grace="1s")
+    kv = {"backend": "vault", "path": "secret/app/config", "field": "a"}
+    d = start(sandbox, {"cert": {**COMMON, "field": "certificate"}, "kv": kv}, be)
+    (serial,) = vault.pki_issued
+    sandbox.write_config(sandbox.config({"kv": kv}, backends={"vault": be}), d.config_path)
+    d.send(signal.SIGHUP)
+    d.wait_log(r"reload: applied")
+    d.wait_log(r"no file uses it any more; revoking issued pki/cert/")
+    wait_until(lambda: serial_of(serial) in revoked_serials(vault),
+               timeout=TIMEOUT + 1, what="the unused certificate revoked")
+    assert len(reqs(vault, "POST", "pki/issue/web")) == 1
 
 
 @pytest.mark.parametrize("extra,message", [
