@@ -69,10 +69,8 @@ static uint64_t issued_validity(struct vault *v, const struct source_key *key,
 	return (uint64_t)(end - now) * 1000;
 }
 
-/* Where a write to path issued a certificate: the length of its mount,
- * path before "/issue/<role>", "/sign/<role>" or "/sign-verbatim" (and
- * before "/issuer/<ref>", which names the issuer of the mount); 0 when it
- * has none of them. */
+/* The length of the mount of a certificate issued by a write to path
+ * (vault_pki_revoke_id); 0 when path names no issue. */
 static size_t pki_mount_len(const char *path)
 {
 	static const char *const verbs[] = {"/issue/", "/sign/", "/sign-verbatim"};
@@ -89,29 +87,37 @@ static size_t pki_mount_len(const char *path)
 	return (size_t)(end - path);
 }
 
-/* With revoke_on_replace, the id of the certificate a write issued
- * ("<mount>/cert/<serial>") into out->revoke_id. */
+int vault_pki_revoke_id(const char *path, const char *serial, char *out, size_t len)
+{
+	size_t mlen = pki_mount_len(path);
+	int n;
+
+	out[0] = '\0';
+	if (!serial || !serial[0] || strpbrk(serial, "/\n") || !mlen)
+		return SFS_EINVAL;
+	n = snprintf(out, len, "%.*s/cert/%s", (int)mlen, path, serial);
+	if (n < 0 || (size_t)n >= len) {
+		out[0] = '\0';
+		return SFS_ETOOBIG;
+	}
+	return 0;
+}
+
+/* With revoke_on_replace, the id of the certificate a write issued into
+ * out->revoke_id. */
 static void set_revoke_id(struct vault *v, const struct source_key *key,
                           const json_t *data, struct fetch_result *out)
 {
 	const char *serial = json_string_value(json_object_get(data, "serial_number"));
-	size_t mlen = pki_mount_len(key->path);
-	int n;
 
 	if (!json_is_true(json_object_get(key->extra, "revoke_on_replace")))
 		return;
-	if (!serial || !serial[0] || strpbrk(serial, "/\n") || !mlen) {
-		log_warn(
-		    "backend %s: %s: revoke_on_replace: the answer names no "
-		    "serial_number under a <mount>/issue/<role> path; it will not be "
-		    "revoked",
-		    v->base.name, key->path);
-		return;
-	}
-	n = snprintf(out->revoke_id, sizeof out->revoke_id, "%.*s/cert/%s", (int)mlen,
-	             key->path, serial);
-	if (n < 0 || (size_t)n >= sizeof out->revoke_id)
-		out->revoke_id[0] = '\0';
+	if (vault_pki_revoke_id(key->path, serial, out->revoke_id,
+	                        sizeof out->revoke_id) < 0)
+		log_warn("backend %s: %s: revoke_on_replace: the answer names no "
+		         "serial_number under a <mount>/issue/<role> path; it will not "
+		         "be revoked",
+		         v->base.name, key->path);
 }
 
 /* Revokes the certificate of revoke_id (set_revoke_id): POST
