@@ -21,6 +21,7 @@
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/stats.h"
+#include "secretfs/store.h"
 #include "secretfs/timing.h"
 
 #define BACKOFF_BASE_MS 1000
@@ -130,18 +131,27 @@ static void source_text_set(const char **dst, const char *s)
 	*dst = copy ? copy : source_text_empty;
 }
 
-/* The hash of a secret's identity (backend, path, backend options): no
- * identity string is kept, a candidate is compared field by field
- * (source_is). Returns 0 or SFS_ENOMEM. */
-static int source_identity_hash(const struct config_secret *cs, uint64_t *out)
+/* Whether key's path is an API path where that reads another secret (a KV
+ * v2 path naming "data/", see source_key). */
+static bool key_api_data(const struct source_key *key)
+{
+	return key->api_path && strstr(key->path, "/data/");
+}
+
+/* The hash of what makes two secrets one source: backend, path, options,
+ * and key_api_data. No identity string is kept: a candidate is compared
+ * field by field (same_key). Returns 0 or SFS_ENOMEM. */
+static int source_identity_hash(const char *backend, const struct source_key *key,
+                                uint64_t *out)
 {
 	uint64_t h = SFS_FNV_BASIS;
 	char *extra = NULL;
 
-	h = sfs_fnv1a(h, cs->backend, strlen(cs->backend) + 1);
-	h = sfs_fnv1a(h, cs->path, strlen(cs->path) + 1);
-	if (json_object_size(cs->extra)) {
-		extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
+	h = sfs_fnv1a(h, backend, strlen(backend) + 1);
+	h = sfs_fnv1a(h, key->path, strlen(key->path) + 1);
+	h = sfs_fnv1a(h, key_api_data(key) ? "a" : "-", 1);
+	if (json_object_size(key->extra)) {
+		extra = json_dumps(key->extra, JSON_COMPACT | JSON_SORT_KEYS);
 		if (!extra)
 			return SFS_ENOMEM;
 		h = sfs_fnv1a(h, extra, strlen(extra));
@@ -151,13 +161,12 @@ static int source_identity_hash(const struct config_secret *cs, uint64_t *out)
 	return 0;
 }
 
-/* Whether src, of backend be, reads what cs names. Its key is borrowed
- * from a config alive while files attach (the old one during a reload). */
-static bool source_is(const struct source *src, const struct backend *be,
-                      const struct config_secret *cs)
+/* Whether two keys read the same. A source's key is borrowed from a
+ * config alive while files attach (the old one during a reload). */
+static bool same_key(const struct source_key *a, const struct source_key *b)
 {
-	return src->be == be && strcmp(src->key.path, cs->path) == 0 &&
-	       json_equal((json_t *)src->key.extra, cs->extra);
+	return strcmp(a->path, b->path) == 0 && key_api_data(a) == key_api_data(b) &&
+	       json_equal((json_t *)a->extra, (json_t *)b->extra);
 }
 
 /* Puts src into the identity table, which has room. */
@@ -203,10 +212,10 @@ static int identity_grow(struct source_set *set, size_t n)
 	return 0;
 }
 
-/* The source of be reading what cs names, of identity hash h, or NULL. */
+/* The source of be reading key, of identity hash h, or NULL. */
 static struct source *identity_find(const struct source_set *set,
                                     const struct backend *be,
-                                    const struct config_secret *cs, uint64_t h)
+                                    const struct source_key *key, uint64_t h)
 {
 	if (!set->by_identity)
 		return NULL;
@@ -214,7 +223,7 @@ static struct source *identity_find(const struct source_set *set,
 	     slot = (slot + 1) & set->identity_mask) {
 		struct source *c = set->by_identity[slot];
 
-		if (c->identity_hash == h && source_is(c, be, cs))
+		if (c->identity_hash == h && c->be == be && same_key(&c->key, key))
 			return c;
 	}
 	return NULL;
@@ -233,20 +242,24 @@ static void source_free(struct source *src)
 	if (!src)
 		return;
 	store_slot_clear(&src->value);
+	store_slot_clear(&src->reply);
 	free(src->files);
 	source_text_set(&src->problem, "");
 	source_text_set(&src->version, "");
 	source_text_set(&src->lease_id, "");
+	source_text_set(&src->issued_id, "");
 	free(src);
 }
 
-/* A new source for the secret cs (identity hash h), of backend be,
- * appended to set; NULL when out of memory. */
+/* A new source for key of backend be named backend (identity hash h;
+ * strings borrowed from the config), appended to set; NULL when out of
+ * memory. */
 static struct source *source_new(struct source_set *set, struct backend *be,
-                                 const struct config_secret *cs, uint64_t h)
+                                 const char *backend, const struct source_key *key,
+                                 uint64_t h)
 {
 	/* The label in the same block: one allocation fewer a source. */
-	size_t blen = strlen(cs->backend), plen = strlen(cs->path);
+	size_t blen = strlen(backend), plen = strlen(key->path);
 	struct source *src = calloc(1, sizeof *src + blen + plen + 2), **grown;
 
 	grown = realloc(set->v, (set->n + 1) * sizeof *grown);
@@ -258,14 +271,13 @@ static struct source *source_new(struct source_set *set, struct backend *be,
 		return NULL;
 	}
 	src->identity_hash = h;
-	src->problem = src->version = src->lease_id = source_text_empty;
+	src->problem = src->version = src->lease_id = src->issued_id = source_text_empty;
 	src->be = be;
-	src->key.path = cs->path;
-	src->key.extra = cs->extra;
+	src->key = *key;
 	src->label = (char *)(src + 1);
-	memcpy(src->label, cs->backend, blen);
+	memcpy(src->label, backend, blen);
 	src->label[blen] = ':';
-	memcpy(src->label + blen + 1, cs->path, plen + 1);
+	memcpy(src->label + blen + 1, key->path, plen + 1);
 	src->refresh_ms = UINT64_MAX;
 	src->step = STEP_FETCH;
 	/* A source of this label that a reload ended counts on in its set. */
@@ -277,26 +289,38 @@ static struct source *source_new(struct source_set *set, struct backend *be,
 	return src;
 }
 
-int source_set_attach(struct source_set *set, struct sched_file *f)
+/* The source of key of backend, made on first use, into *out. */
+static int source_for(struct source_set *set, const char *backend,
+                      const struct source_key *key, struct source **out)
 {
-	const struct config_secret *cs = f->cs;
-	struct backend *be = backend_by_name(set, cs->backend);
-	struct source *src;
-	struct sched_file **grown;
-	uint64_t refresh, h;
+	struct backend *be = backend_by_name(set, backend);
+	uint64_t h;
 
 	if (!be)
 		return SFS_EINVAL;
-	if (source_identity_hash(cs, &h) < 0)
+	if (source_identity_hash(backend, key, &h) < 0)
 		return SFS_ENOMEM;
 	/* Not a source of a backend a reload replaced (it is ending): the
 	 * backend is compared too. */
-	src = identity_find(set, be, cs, h);
-	if (!src) {
-		src = source_new(set, be, cs, h);
-		if (!src)
-			return SFS_ENOMEM;
-	}
+	*out = identity_find(set, be, key, h);
+	if (!*out)
+		*out = source_new(set, be, backend, key, h);
+	return *out ? 0 : SFS_ENOMEM;
+}
+
+bool source_is(const struct source *src, const char *backend,
+               const struct source_key *key)
+{
+	return strcmp(src->be->name, backend) == 0 && same_key(&src->key, key);
+}
+
+/* Makes f a file of src, read at least as often as f's refresh asks. */
+static int source_add_file(struct source *src, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct sched_file **grown;
+	uint64_t refresh;
+
 	if (cs->refresh_ms)
 		src->refresh_explicit = true;
 	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
@@ -307,7 +331,42 @@ int source_set_attach(struct source_set *set, struct sched_file *f)
 		return SFS_ENOMEM;
 	src->files = grown;
 	src->files[src->nfiles++] = f;
-	f->source = src;
+	return 0;
+}
+
+int source_set_attach(struct source_set *set, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct source *src;
+	int rc;
+
+	if (cs->format != RENDER_CONSUL_TEMPLATE) {
+		struct source_key key = {.path = cs->path, .extra = cs->extra};
+
+		rc = source_for(set, cs->backend, &key, &src);
+		if (rc < 0 || (rc = source_add_file(src, f)) < 0)
+			return rc;
+		f->source = src;
+		return 0;
+	}
+	f->calls = calloc(cs->ncalls, sizeof *f->calls);
+	if (!f->calls)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < cs->ncalls; i++) {
+		struct source_key key = {.path = cs->calls[i].path,
+		                         .extra = cs->calls[i].extra,
+		                         .api_path = true};
+
+		rc = source_for(set, cs->backend, &key, &src);
+		if (rc < 0 || (rc = source_add_file(src, f)) < 0) {
+			/* Attached to the calls so far: detach undoes them. */
+			f->source = f->calls[0];
+			return rc;
+		}
+		src->feeds_templates = true;
+		f->calls[f->ncalls++] = src;
+	}
+	f->source = f->calls[0];
 	return 0;
 }
 
@@ -318,13 +377,9 @@ void source_set_set_backends(struct source_set *set, struct backend **backends,
 	set->nbackends = nbackends;
 }
 
-void source_set_detach(struct source_set *set, struct sched_file *f)
+/* Takes f off the files of src. */
+static void source_drop_file(struct source *src, struct sched_file *f)
 {
-	struct source *src = f->source;
-
-	(void)set;
-	if (!src)
-		return;
 	for (size_t i = 0; i < src->nfiles; i++) {
 		if (src->files[i] != f)
 			continue;
@@ -333,7 +388,33 @@ void source_set_detach(struct source_set *set, struct sched_file *f)
 		src->nfiles--;
 		break;
 	}
+}
+
+void source_set_detach(struct source_set *set, struct sched_file *f)
+{
+	(void)set;
+	if (f->calls) {
+		for (size_t i = 0; i < f->ncalls; i++)
+			source_drop_file(f->calls[i], f);
+		free(f->calls);
+		f->calls = NULL;
+		f->ncalls = 0;
+	} else if (f->source) {
+		source_drop_file(f->source, f);
+	}
 	f->source = NULL;
+}
+
+/* Queues the issued value src served (src->issued_id) to be revoked after
+ * the grace period, logging why. */
+static void source_revoke_issued(struct source_set *set, struct source *src, uint64_t now,
+                                 const char *why)
+{
+	if (revoke_add_issued(set->revoke, src->be, src->label, src->issued_id,
+	                      src->stats, now + src->be->revoke_grace_ms) == 0)
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "issued.replaced"),
+		          "source %s: %s; revoking issued %s in %llu ms", src->label, why,
+		          src->issued_id, (unsigned long long)src->be->revoke_grace_ms);
 }
 
 /* Ends src, which no file uses any more: its lease is revoked after the
@@ -349,10 +430,12 @@ static void source_end(struct source_set *set, struct source *src, uint64_t now)
 			    "in %llu ms",
 			    src->label, src->lease_id,
 			    (unsigned long long)src->be->revoke_grace_ms);
-	} else {
+	} else if (!src->issued_id[0]) {
 		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "source.unused"),
 		          "source %s: no file uses it any more", src->label);
 	}
+	if (src->issued_id[0])
+		source_revoke_issued(set, src, now, "no file uses it any more");
 	stats_set_value(src->stats, SRC_READY, 0);
 	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
 	source_free(src);
@@ -386,21 +469,35 @@ size_t source_set_prune(struct source_set *set, uint64_t now)
 	return ended;
 }
 
+/* The key f reads from src, borrowed from f's config. */
+static struct source_key file_key(const struct sched_file *f, const struct source *src)
+{
+	const struct config_secret *cs = f->cs;
+
+	for (size_t i = 0; i < f->ncalls; i++)
+		if (f->calls[i] == src)
+			return (struct source_key){.path = cs->calls[i].path,
+			                           .extra = cs->calls[i].extra,
+			                           .api_path = true};
+	return (struct source_key){.path = cs->path, .extra = cs->extra};
+}
+
 void source_set_rebind(struct source_set *set)
 {
 	for (size_t i = 0; i < set->n; i++) {
 		struct source *src = set->v[i];
 
-		src->key.path = src->files[0]->cs->path;
-		src->key.extra = src->files[0]->cs->extra;
+		src->key = file_key(src->files[0], src);
 		src->refresh_ms = UINT64_MAX;
 		src->refresh_explicit = false;
+		src->feeds_templates = false;
 		for (size_t j = 0; j < src->nfiles; j++) {
 			const struct config_secret *cs = src->files[j]->cs;
 			uint64_t r = cs->refresh_ms ? cs->refresh_ms
 			                            : src->be->ops->default_refresh_ms;
 
 			src->refresh_explicit |= cs->refresh_ms != 0;
+			src->feeds_templates |= src->files[j]->calls != NULL;
 			if (r < src->refresh_ms)
 				src->refresh_ms = r;
 		}
@@ -620,10 +717,16 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	}
 	stats_inc(src->stats, SRC_READS);
 	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
-	published = publish_source(set->publish, src, res.value, now);
+	published = publish_source(set->publish, src, &res, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	source_text_set(&src->version, res.version);
 
+	/* The issued value served until now goes once the new one is. */
+	if (published >= 0 && strcmp(res.revoke_id, src->issued_id) != 0) {
+		if (src->issued_id[0])
+			source_revoke_issued(set, src, now, "replaced");
+		source_text_set(&src->issued_id, res.revoke_id);
+	}
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
 		stats_inc(src->stats, SRC_REPLACEMENTS);
 		if (src->be->ops->revoke)
@@ -804,6 +907,17 @@ void source_set_revoke_leases(struct source_set *set)
 	}
 }
 
+/* The source a missing file is reported under: its own, or for a
+ * consul-template file (a file of several sources) the first of them not
+ * ready, else the first. */
+static const struct source *report_source(const struct sched_file *f)
+{
+	for (size_t i = 0; i < f->ncalls; i++)
+		if (!f->calls[i]->ready)
+			return f->calls[i];
+	return f->calls[0];
+}
+
 size_t source_set_report_missing(const struct source_set *set, bool with_reasons,
                                  sched_report_fn report, void *arg)
 {
@@ -816,7 +930,8 @@ size_t source_set_report_missing(const struct source_set *set, bool with_reasons
 			const struct sched_file *f = src->files[j];
 			const char *why;
 
-			if (__atomic_load_n(&f->version, __ATOMIC_RELAXED))
+			if (__atomic_load_n(&f->version, __ATOMIC_RELAXED) ||
+			    (f->ncalls && report_source(f) != src))
 				continue;
 			why = !with_reasons     ? NULL
 			      : f->problem      ? f->problem
