@@ -1118,9 +1118,9 @@ TEST(test_load_missing_file)
 	diag_release(&d);
 }
 
-TEST(test_load_rejects_files_over_4_mib)
+TEST(test_load_rejects_files_over_16_mib)
 {
-	size_t len = 4u * 1024 * 1024 + 1;
+	size_t len = 16u * 1024 * 1024 + 1;
 	char *big = malloc(len);
 	char *path;
 	struct config *cfg = NULL;
@@ -1138,13 +1138,14 @@ TEST(test_load_rejects_files_over_4_mib)
 	CHECK_EQ_INT(config_load(path, &d, &cfg), SFS_EINVAL);
 	CHECK(cfg == NULL);
 	CHECK_EQ_INT(d.count, 1);
-	CHECK(d.count && strstr(d.msgs[0], "cannot read: the file is larger than 4 MiB"));
+	CHECK(d.count &&
+	      strstr(d.msgs[0], "cannot read: the file is larger than 16 MiB"));
 	diag_release(&d);
 	unlink(path);
 
 	free(path);
 
-	/* Exactly 4 MiB is read (and then found to lack every section). */
+	/* Exactly 16 MiB is read (and then found to lack every section). */
 	big[len - 2] = '}';
 	path = write_temp(big, len - 1);
 	CHECK(path != NULL);
@@ -1292,6 +1293,6 @@ TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_def
           test_name_length_limits, test_diag_formats_file_keypath_and_reason,
           test_diag_is_bounded, test_diag_keypath_quotes_unusual_keys,
           test_load_reads_a_file, test_load_names_the_file_in_messages,
-          test_load_missing_file, test_load_rejects_files_over_4_mib,
+          test_load_missing_file, test_load_rejects_files_over_16_mib,
           test_file_and_dev_backend_messages_are_exact,
           test_backend_conf_parse_fills_the_typed_struct_once, test_free_accepts_null)
