@@ -3,7 +3,13 @@
  * and an array of atomic 64-bit slots laid out as its family says. A
  * counter or gauge takes one slot per cell; a histogram takes, per cell,
  * one slot per bucket (not cumulative: an observation touches one) and one
- * for the sum.
+ * for the sum. A field with dims takes one slot only, the address of its
+ * cells, allocated at the field's first event: such cells are exported
+ * only once non-zero, and most (a source's failures by reason) never move.
+ *
+ * Sets are never freed before the registry, so they are cut from blocks
+ * of STATS_BLOCK bytes rather than allocated one by one: with 10 000
+ * files, a malloc per set cost its header and rounding 30 000 times.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,13 +23,23 @@
 #include "secretfs/stats.h"
 
 #define STATS_MAX_FAMILIES 64 /* distinct families stats_each groups */
+#define STATS_BLOCK 16384     /* bytes of a block of sets */
+
+_Static_assert(sizeof(void *) <= sizeof(int64_t), "a slot holds an address");
 
 struct stats_set {
-	const struct stats_family *fam;
+	const struct stats_layout *layout; /* of its family, shared */
 	struct stats_set *next;
-	const size_t *off; /* fam->nfields + 1 slot offsets, shared by the family */
-	/* off[fam->nfields] slots, then the label value if any (set_value) */
+	/* layout->off[fam->nfields] slots, then the label value if any
+	 * (set_value) */
 	_Atomic int64_t v[];
+};
+
+/* A block the sets are cut from; blocks are freed with the registry. */
+struct stats_block {
+	struct stats_block *next;
+	size_t used, size; /* bytes of data */
+	_Alignas(16) unsigned char data[];
 };
 
 /* The slot offsets of one family, computed once: with 10 000 files a copy
@@ -38,6 +54,7 @@ struct stats {
 	pthread_mutex_t lock;
 	struct stats_set *head, **tail;
 	struct stats_layout *layouts;
+	struct stats_block *blocks; /* the newest first */
 	/* Open addressing, (family, label value) -> set (NULL: empty), at
 	 * most 3/4 full: registering 10 000 sources and files searched the
 	 * list before (quadratic). */
@@ -97,14 +114,28 @@ int stats_new(struct stats **out)
 	return 0;
 }
 
+/* The cells of field i of s, a field with dims: NULL until its first
+ * event. */
+static _Atomic int64_t *dim_cells(const struct stats_set *s, size_t i)
+{
+	int64_t p = atomic_load_explicit((_Atomic int64_t *)&s->v[s->layout->off[i]],
+	                                 memory_order_acquire);
+
+	return (_Atomic int64_t *)(uintptr_t)p;
+}
+
 void stats_free(struct stats *st)
 {
 	if (!st)
 		return;
-	while (st->head) {
-		struct stats_set *s = st->head;
-		st->head = s->next;
-		free(s);
+	for (struct stats_set *s = st->head; s; s = s->next)
+		for (size_t i = 0; i < s->layout->fam->nfields; i++)
+			if (field_ndims(&s->layout->fam->fields[i]))
+				free((void *)dim_cells(s, i));
+	while (st->blocks) {
+		struct stats_block *b = st->blocks;
+		st->blocks = b->next;
+		free(b);
 	}
 	while (st->layouts) {
 		struct stats_layout *l = st->layouts;
@@ -119,8 +150,11 @@ void stats_free(struct stats *st)
 /* The label value of s, in its block after v; NULL without a label. */
 static const char *set_value(const struct stats_set *s)
 {
-	return s->fam->label ? (const char *)(const void *)&s->v[s->off[s->fam->nfields]]
-	                     : NULL;
+	const struct stats_family *fam = s->layout->fam;
+
+	return fam->label
+	           ? (const char *)(const void *)&s->v[s->layout->off[fam->nfields]]
+	           : NULL;
 }
 
 /* The index slot of fam and label value: FNV-1a of both. */
@@ -137,7 +171,7 @@ static size_t index_hash(const struct stats *st, const struct stats_family *fam,
 /* Puts s into the index, which has room. Lock held. */
 static void index_put(struct stats *st, struct stats_set *s)
 {
-	size_t i = index_hash(st, s->fam, set_value(s));
+	size_t i = index_hash(st, s->layout->fam, set_value(s));
 
 	while (st->index[i])
 		i = (i + 1) & st->index_mask;
@@ -177,7 +211,7 @@ static struct stats_set *set_find(struct stats *st, const struct stats_family *f
 	     i = (i + 1) & st->index_mask) {
 		struct stats_set *s = st->index[i];
 
-		if (s->fam == fam &&
+		if (s->layout->fam == fam &&
 		    (!fam->label || strcmp(set_value(s), value ? value : "") == 0))
 			return s;
 	}
@@ -204,12 +238,35 @@ static const struct stats_layout *layout_of(struct stats *st,
 	l->fam = fam;
 	for (size_t i = 0; i < fam->nfields; i++) {
 		l->off[i] = slots;
-		slots += field_cells(&fam->fields[i]) * cell_slots(&fam->fields[i]);
+		slots += field_ndims(&fam->fields[i])
+		             ? 1
+		             : field_cells(&fam->fields[i]) * cell_slots(&fam->fields[i]);
 	}
 	l->off[fam->nfields] = slots;
 	l->next = st->layouts;
 	st->layouts = l;
 	return l;
+}
+
+/* size bytes, zeroed and aligned for a set, from the newest block or a
+ * new one; NULL when out of memory. Lock held. */
+static void *block_cut(struct stats *st, size_t size)
+{
+	struct stats_block *b = st->blocks;
+
+	size = (size + 15) & ~(size_t)15;
+	if (!b || b->size - b->used < size) {
+		size_t data = size > STATS_BLOCK ? size : STATS_BLOCK;
+
+		b = calloc(1, sizeof *b + data);
+		if (!b)
+			return NULL;
+		b->size = data;
+		b->next = st->blocks;
+		st->blocks = b;
+	}
+	b->used += size;
+	return b->data + b->used - size;
 }
 
 struct stats_set *stats_register(struct stats *st, const struct stats_family *fam,
@@ -231,11 +288,10 @@ struct stats_set *stats_register(struct stats *st, const struct stats_family *fa
 	if (!l || index_fit(st) < 0)
 		goto out;
 	slots = l->off[fam->nfields];
-	s = calloc(1, sizeof *s + slots * sizeof s->v[0] + vlen);
+	s = block_cut(st, sizeof *s + slots * sizeof s->v[0] + vlen);
 	if (!s)
 		goto out;
-	s->fam = fam;
-	s->off = l->off;
+	s->layout = l;
 	if (fam->label) {
 		memcpy((char *)(void *)&s->v[slots], value ? value : "", vlen);
 	}
@@ -250,19 +306,52 @@ out:
 	return s;
 }
 
+/* The cells of field i of set, a field with dims, allocated (zero) if
+ * none yet; NULL when out of memory. Lock-free: of two threads racing,
+ * the one that installs its cells first wins, the other frees its own. */
+static _Atomic int64_t *dim_cells_make(const struct stats_set *set, size_t i)
+{
+	const struct stats_field *f = &set->layout->fam->fields[i];
+	_Atomic int64_t *slot = (_Atomic int64_t *)&set->v[set->layout->off[i]];
+	_Atomic int64_t *c = dim_cells(set, i);
+	size_t n;
+	int64_t none = 0;
+
+	if (c)
+		return c;
+	n = field_cells(f) * cell_slots(f);
+	c = malloc(n * sizeof *c);
+	if (!c)
+		return NULL;
+	for (size_t k = 0; k < n; k++)
+		atomic_init(&c[k], 0);
+	if (atomic_compare_exchange_strong_explicit(slot, &none, (int64_t)(uintptr_t)c,
+	                                            memory_order_acq_rel,
+	                                            memory_order_acquire))
+		return c;
+	free((void *)c);
+	return (_Atomic int64_t *)(uintptr_t)none;
+}
+
 /* The first slot of cell of field i, or NULL when out of range or not of
- * the kind wanted (-1: any). */
+ * the kind wanted (-1: any), or (for a field with dims) when it has no
+ * cells yet and make is false or they cannot be allocated. */
 static _Atomic int64_t *cell_at(const struct stats_set *set, size_t i, size_t cell,
-                                int kind)
+                                int kind, bool make)
 {
 	const struct stats_field *f;
+	_Atomic int64_t *c;
 
-	if (!set || i >= set->fam->nfields)
+	if (!set || i >= set->layout->fam->nfields)
 		return NULL;
-	f = &set->fam->fields[i];
+	f = &set->layout->fam->fields[i];
 	if ((kind >= 0 && (int)f->kind != kind) || cell >= field_cells(f))
 		return NULL;
-	return (_Atomic int64_t *)&set->v[set->off[i] + cell * cell_slots(f)];
+	if (!field_ndims(f))
+		return (_Atomic int64_t *)&set
+		    ->v[set->layout->off[i] + cell * cell_slots(f)];
+	c = make ? dim_cells_make(set, i) : dim_cells(set, i);
+	return c ? &c[cell * cell_slots(f)] : NULL;
 }
 
 void stats_inc(struct stats_set *set, size_t i)
@@ -282,17 +371,17 @@ void stats_inc_at(struct stats_set *set, size_t i, size_t cell)
 
 void stats_add_at(struct stats_set *set, size_t i, size_t cell, uint64_t n)
 {
-	_Atomic int64_t *c = cell_at(set, i, cell, -1);
+	_Atomic int64_t *c = cell_at(set, i, cell, -1, true);
 
-	if (c && set->fam->fields[i].kind != STATS_HISTOGRAM)
+	if (c && set->layout->fam->fields[i].kind != STATS_HISTOGRAM)
 		atomic_fetch_add_explicit(c, (int64_t)n, memory_order_relaxed);
 }
 
 void stats_set_value(struct stats_set *set, size_t i, int64_t v)
 {
-	_Atomic int64_t *c = cell_at(set, i, 0, -1);
+	_Atomic int64_t *c = cell_at(set, i, 0, -1, true);
 
-	if (c && set->fam->fields[i].kind != STATS_HISTOGRAM)
+	if (c && set->layout->fam->fields[i].kind != STATS_HISTOGRAM)
 		atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
@@ -303,13 +392,13 @@ void stats_observe(struct stats_set *set, size_t i, int64_t v)
 
 void stats_observe_at(struct stats_set *set, size_t i, size_t cell, int64_t v)
 {
-	_Atomic int64_t *c = cell_at(set, i, cell, STATS_HISTOGRAM);
+	_Atomic int64_t *c = cell_at(set, i, cell, STATS_HISTOGRAM, true);
 	const struct stats_field *f;
 	size_t b = 0;
 
 	if (!c)
 		return;
-	f = &set->fam->fields[i];
+	f = &set->layout->fam->fields[i];
 	while (b < f->nbounds && v > f->bounds[b])
 		b++;
 	atomic_fetch_add_explicit(&c[b], 1, memory_order_relaxed);
@@ -323,13 +412,13 @@ static int64_t load(const _Atomic int64_t *c)
 
 int64_t stats_get_at(const struct stats_set *set, size_t i, size_t cell)
 {
-	const _Atomic int64_t *c = cell_at(set, i, cell, -1);
+	const _Atomic int64_t *c = cell_at(set, i, cell, -1, false);
 	const struct stats_field *f;
 	int64_t n = 0;
 
 	if (!c)
 		return 0;
-	f = &set->fam->fields[i];
+	f = &set->layout->fam->fields[i];
 	if (f->kind != STATS_HISTOGRAM)
 		return load(c);
 	for (size_t b = 0; b <= f->nbounds; b++)
@@ -341,9 +430,9 @@ int64_t stats_get(const struct stats_set *set, size_t i)
 {
 	int64_t sum = 0;
 
-	if (!set || i >= set->fam->nfields)
+	if (!set || i >= set->layout->fam->nfields)
 		return 0;
-	for (size_t c = 0; c < field_cells(&set->fam->fields[i]); c++)
+	for (size_t c = 0; c < field_cells(&set->layout->fam->fields[i]); c++)
 		sum += stats_get_at(set, i, c);
 	return sum;
 }
@@ -356,8 +445,8 @@ int64_t stats_total(struct stats *st, const char *name)
 		return 0;
 	pthread_mutex_lock(&st->lock);
 	for (struct stats_set *s = st->head; s; s = s->next)
-		for (size_t i = 0; i < s->fam->nfields; i++)
-			if (strcmp(s->fam->fields[i].name, name) == 0)
+		for (size_t i = 0; i < s->layout->fam->nfields; i++)
+			if (strcmp(s->layout->fam->fields[i].name, name) == 0)
 				sum += stats_get(s, i);
 	pthread_mutex_unlock(&st->lock);
 	return sum;
@@ -366,15 +455,20 @@ int64_t stats_total(struct stats *st, const char *name)
 /* Hands out every cell of field i of set. */
 static void each_cell(const struct stats_set *s, size_t i, stats_fn fn, void *arg)
 {
-	const struct stats_field *f = &s->fam->fields[i];
+	const struct stats_field *f = &s->layout->fam->fields[i];
 	size_t ndims = field_ndims(f), cells = field_cells(f);
-	struct stats_sample smp = {
-	    .field = f, .label = s->fam->label, .value = set_value(s), .ndims = ndims};
+	struct stats_sample smp = {.field = f,
+	                           .label = s->layout->fam->label,
+	                           .value = set_value(s),
+	                           .ndims = ndims};
 	int64_t buckets[STATS_MAX_BOUNDS];
 
 	for (size_t c = 0; c < cells; c++) {
-		const _Atomic int64_t *slot = &s->v[s->off[i] + c * cell_slots(f)];
+		const _Atomic int64_t *slot = cell_at(s, i, c, -1, false);
 		size_t rest = c;
+
+		if (!slot)
+			return; /* dims, no event yet: every cell zero, skipped */
 
 		for (size_t d = ndims; d-- > 0;) {
 			size_t n = dim_count(&f->dims[d]);
@@ -407,21 +501,22 @@ void stats_each(struct stats *st, stats_fn fn, void *arg)
 		return;
 	pthread_mutex_lock(&st->lock);
 	for (struct stats_set *s = st->head; s; s = s->next) {
+		const struct stats_family *fam = s->layout->fam;
 		size_t k = 0;
 		bool grouped;
 
-		while (k < nseen && seen[k] != s->fam)
+		while (k < nseen && seen[k] != fam)
 			k++;
 		if (k < nseen)
 			continue;
 		grouped = nseen < STATS_MAX_FAMILIES;
 		if (grouped)
-			seen[nseen++] = s->fam;
+			seen[nseen++] = fam;
 		/* Past the limit a family is walked once per set: still
 		 * complete, only its lines are no longer together. */
-		for (size_t i = 0; i < s->fam->nfields; i++)
+		for (size_t i = 0; i < fam->nfields; i++)
 			for (struct stats_set *t = s; t; t = grouped ? t->next : NULL)
-				if (t->fam == s->fam)
+				if (t->layout->fam == fam)
 					each_cell(t, i, fn, arg);
 	}
 	pthread_mutex_unlock(&st->lock);
