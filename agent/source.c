@@ -243,7 +243,8 @@ static void source_free(struct source *src)
 		return;
 	store_slot_clear(&src->value);
 	store_slot_clear(&src->reply);
-	free(src->files);
+	if (src->files != &src->file1)
+		free(src->files);
 	source_text_set(&src->problem, "");
 	source_text_set(&src->version, "");
 	source_text_set(&src->lease_id, "");
@@ -326,10 +327,22 @@ static int source_add_file(struct source *src, struct sched_file *f)
 	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
 	if (refresh < src->refresh_ms)
 		src->refresh_ms = refresh;
-	grown = realloc(src->files, (src->nfiles + 1) * sizeof *grown);
-	if (!grown)
-		return SFS_ENOMEM;
-	src->files = grown;
+	if (src->nfiles == 0) {
+		if (src->files != &src->file1)
+			free(src->files);
+		src->files = &src->file1;
+	} else if (src->files == &src->file1) {
+		grown = malloc(2 * sizeof *grown);
+		if (!grown)
+			return SFS_ENOMEM;
+		grown[0] = src->file1;
+		src->files = grown;
+	} else {
+		grown = realloc(src->files, (src->nfiles + 1) * sizeof *grown);
+		if (!grown)
+			return SFS_ENOMEM;
+		src->files = grown;
+	}
 	src->files[src->nfiles++] = f;
 	return 0;
 }
