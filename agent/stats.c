@@ -9,7 +9,9 @@
  *
  * Sets are never freed before the registry, so they are cut from blocks
  * of STATS_BLOCK bytes rather than allocated one by one: with 10 000
- * files, a malloc per set cost its header and rounding 30 000 times.
+ * files, a malloc per set cost its header and rounding 30 000 times. The
+ * blocks, oldest first, hold the sets in registration order (walked with
+ * struct set_it); an index of chains finds a set by family and label.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -29,7 +31,7 @@ _Static_assert(sizeof(void *) <= sizeof(int64_t), "a slot holds an address");
 
 struct stats_set {
 	const struct stats_layout *layout; /* of its family, shared */
-	struct stats_set *next;
+	struct stats_set *chain;           /* the next of its index bucket */
 	/* layout->off[fam->nfields] slots, then the label value if any
 	 * (set_value) */
 	_Atomic int64_t v[];
@@ -37,8 +39,8 @@ struct stats_set {
 
 /* A block the sets are cut from; blocks are freed with the registry. */
 struct stats_block {
-	struct stats_block *next;
-	size_t used, size; /* bytes of data */
+	struct stats_block *next; /* newer */
+	size_t used, size;        /* bytes of data */
 	_Alignas(16) unsigned char data[];
 };
 
@@ -52,12 +54,11 @@ struct stats_layout {
 
 struct stats {
 	pthread_mutex_t lock;
-	struct stats_set *head, **tail;
 	struct stats_layout *layouts;
-	struct stats_block *blocks; /* the newest first */
-	/* Open addressing, (family, label value) -> set (NULL: empty), at
-	 * most 3/4 full: registering 10 000 sources and files searched the
-	 * list before (quadratic). */
+	struct stats_block *blocks, *last; /* oldest first */
+	/* Buckets of chains, (family, label value) -> set, at most 2 sets a
+	 * bucket on average: registering 10 000 sources and files searched
+	 * the list before (quadratic). */
 	struct stats_set **index;
 	size_t index_mask, nsets; /* index size - 1, a power of two */
 };
@@ -109,7 +110,6 @@ int stats_new(struct stats **out)
 	if (!st)
 		return SFS_ENOMEM;
 	pthread_mutex_init(&st->lock, NULL);
-	st->tail = &st->head;
 	*out = st;
 	return 0;
 }
@@ -124,11 +124,68 @@ static _Atomic int64_t *dim_cells(const struct stats_set *s, size_t i)
 	return (_Atomic int64_t *)(uintptr_t)p;
 }
 
+/* The label value of s, in its block after v; NULL without a label. */
+static const char *set_value(const struct stats_set *s)
+{
+	const struct stats_family *fam = s->layout->fam;
+
+	return fam->label
+	           ? (const char *)(const void *)&s->v[s->layout->off[fam->nfields]]
+	           : NULL;
+}
+
+/* The bytes s takes in its block. */
+static size_t set_size(const struct stats_set *s)
+{
+	const struct stats_family *fam = s->layout->fam;
+	size_t n = sizeof *s + s->layout->off[fam->nfields] * sizeof s->v[0];
+
+	if (fam->label)
+		n += strlen(set_value(s)) + 1;
+	return (n + 15) & ~(size_t)15;
+}
+
+/* A position among the sets, in registration order. */
+struct set_it {
+	const struct stats_block *b;
+	size_t at; /* bytes into b's data */
+};
+
+/* The set at it, or NULL past the last. */
+static struct stats_set *it_set(const struct set_it *it)
+{
+	return it->b && it->at < it->b->used
+	           ? (struct stats_set *)(void *)&it->b->data[it->at]
+	           : NULL;
+}
+
+/* The first set of st, or NULL. */
+static struct stats_set *it_first(const struct stats *st, struct set_it *it)
+{
+	it->b = st->blocks;
+	it->at = 0;
+	return it_set(it);
+}
+
+/* The set after the one at it, or NULL. */
+static struct stats_set *it_next(struct set_it *it)
+{
+	it->at += set_size(it_set(it));
+	if (it->at >= it->b->used) {
+		it->b = it->b->next;
+		it->at = 0;
+	}
+	return it_set(it);
+}
+
 void stats_free(struct stats *st)
 {
+	struct set_it it;
+
 	if (!st)
 		return;
-	for (struct stats_set *s = st->head; s; s = s->next)
+
+	for (struct stats_set *s = it_first(st, &it); s; s = it_next(&it))
 		for (size_t i = 0; i < s->layout->fam->nfields; i++)
 			if (field_ndims(&s->layout->fam->fields[i]))
 				free((void *)dim_cells(s, i));
@@ -147,16 +204,6 @@ void stats_free(struct stats *st)
 	free(st);
 }
 
-/* The label value of s, in its block after v; NULL without a label. */
-static const char *set_value(const struct stats_set *s)
-{
-	const struct stats_family *fam = s->layout->fam;
-
-	return fam->label
-	           ? (const char *)(const void *)&s->v[s->layout->off[fam->nfields]]
-	           : NULL;
-}
-
 /* The index slot of fam and label value: FNV-1a of both. */
 static size_t index_hash(const struct stats *st, const struct stats_family *fam,
                          const char *value)
@@ -168,26 +215,27 @@ static size_t index_hash(const struct stats *st, const struct stats_family *fam,
 	return (size_t)(h ^ h >> 29) & st->index_mask;
 }
 
-/* Puts s into the index, which has room. Lock held. */
+/* Puts s into the index. Lock held. */
 static void index_put(struct stats *st, struct stats_set *s)
 {
 	size_t i = index_hash(st, s->layout->fam, set_value(s));
 
-	while (st->index[i])
-		i = (i + 1) & st->index_mask;
+	s->chain = st->index[i];
 	st->index[i] = s;
 }
 
-/* Makes the index bigger when one more set would fill it past 3/4.
- * Returns 0 or SFS_ENOMEM (the index is kept). Lock held. */
+/* Makes the index bigger when one more set would make its chains longer
+ * than 2 on average. Returns 0 or SFS_ENOMEM (the index is kept). Lock
+ * held. */
 static int index_fit(struct stats *st)
 {
 	size_t size = st->index ? st->index_mask + 1 : 0, want = 64;
 	struct stats_set **old = st->index;
+	struct set_it it;
 
-	if (st->nsets + 1 <= size / 4 * 3)
+	if (st->nsets + 1 <= size * 2)
 		return 0;
-	while (st->nsets + 1 > want / 4 * 3)
+	while (st->nsets + 1 > want * 2)
 		want <<= 1;
 	st->index = calloc(want, sizeof *st->index);
 	if (!st->index) {
@@ -195,7 +243,7 @@ static int index_fit(struct stats *st)
 		return SFS_ENOMEM;
 	}
 	st->index_mask = want - 1;
-	for (struct stats_set *s = st->head; s; s = s->next)
+	for (struct stats_set *s = it_first(st, &it); s; s = it_next(&it))
 		index_put(st, s);
 	free(old);
 	return 0;
@@ -207,10 +255,8 @@ static struct stats_set *set_find(struct stats *st, const struct stats_family *f
 {
 	if (!st->index)
 		return NULL;
-	for (size_t i = index_hash(st, fam, value); st->index[i];
-	     i = (i + 1) & st->index_mask) {
-		struct stats_set *s = st->index[i];
-
+	for (struct stats_set *s = st->index[index_hash(st, fam, value)]; s;
+	     s = s->chain) {
 		if (s->layout->fam == fam &&
 		    (!fam->label || strcmp(set_value(s), value ? value : "") == 0))
 			return s;
@@ -252,7 +298,7 @@ static const struct stats_layout *layout_of(struct stats *st,
  * new one; NULL when out of memory. Lock held. */
 static void *block_cut(struct stats *st, size_t size)
 {
-	struct stats_block *b = st->blocks;
+	struct stats_block *b = st->last;
 
 	size = (size + 15) & ~(size_t)15;
 	if (!b || b->size - b->used < size) {
@@ -262,8 +308,11 @@ static void *block_cut(struct stats *st, size_t size)
 		if (!b)
 			return NULL;
 		b->size = data;
-		b->next = st->blocks;
-		st->blocks = b;
+		if (st->last)
+			st->last->next = b;
+		else
+			st->blocks = b;
+		st->last = b;
 	}
 	b->used += size;
 	return b->data + b->used - size;
@@ -297,8 +346,6 @@ struct stats_set *stats_register(struct stats *st, const struct stats_family *fa
 	}
 	for (size_t i = 0; i < slots; i++)
 		atomic_init(&s->v[i], 0);
-	*st->tail = s;
-	st->tail = &s->next;
 	st->nsets++;
 	index_put(st, s);
 out:
@@ -439,12 +486,13 @@ int64_t stats_get(const struct stats_set *set, size_t i)
 
 int64_t stats_total(struct stats *st, const char *name)
 {
+	struct set_it it;
 	int64_t sum = 0;
 
 	if (!st)
 		return 0;
 	pthread_mutex_lock(&st->lock);
-	for (struct stats_set *s = st->head; s; s = s->next)
+	for (struct stats_set *s = it_first(st, &it); s; s = it_next(&it))
 		for (size_t i = 0; i < s->layout->fam->nfields; i++)
 			if (strcmp(s->layout->fam->fields[i].name, name) == 0)
 				sum += stats_get(s, i);
@@ -496,11 +544,12 @@ void stats_each(struct stats *st, stats_fn fn, void *arg)
 {
 	const struct stats_family *seen[STATS_MAX_FAMILIES];
 	size_t nseen = 0;
+	struct set_it it, jt;
 
 	if (!st)
 		return;
 	pthread_mutex_lock(&st->lock);
-	for (struct stats_set *s = st->head; s; s = s->next) {
+	for (struct stats_set *s = it_first(st, &it); s; s = it_next(&it)) {
 		const struct stats_family *fam = s->layout->fam;
 		size_t k = 0;
 		bool grouped;
@@ -514,10 +563,13 @@ void stats_each(struct stats *st, stats_fn fn, void *arg)
 			seen[nseen++] = fam;
 		/* Past the limit a family is walked once per set: still
 		 * complete, only its lines are no longer together. */
-		for (size_t i = 0; i < fam->nfields; i++)
-			for (struct stats_set *t = s; t; t = grouped ? t->next : NULL)
+		for (size_t i = 0; i < fam->nfields; i++) {
+			jt = it;
+			for (struct stats_set *t = s; t;
+			     t = grouped ? it_next(&jt) : NULL)
 				if (t->layout->fam == fam)
 					each_cell(t, i, fn, arg);
+		}
 	}
 	pthread_mutex_unlock(&st->lock);
 }
