@@ -77,12 +77,13 @@
 #define FS_MAX_GROUPS 1024
 /* Opens refused past max_handles are logged at most this often. */
 #define FS_REFUSED_LOG_MS 10000
+/* Room for a file's full name (config names are at most 1024 bytes). */
+#define FS_PATH_MAX 4096
 
 struct fs_inode;
 
 struct fs_node {
-	char *name; /* last path segment */
-	char *path; /* full name inside the mount (files) */
+	char *name; /* last path segment; the full name is made by node_path */
 	struct fs_node *parent;
 	bool is_dir;
 	struct fs_node **children; /* directories */
@@ -106,7 +107,6 @@ struct fs_inode {
 	struct fs_node *node;
 	uint64_t version;
 	struct store_blob *blob; /* files; NULL for directories */
-	size_t size;
 	struct timespec mtime;
 	uint64_t nlookup;
 	unsigned nopen;
@@ -349,8 +349,27 @@ static void node_free(struct fs_fuse *fs, struct fs_node *n)
 		node_free(fs, n->children[i]);
 	free(n->children);
 	free(n->name);
-	free(n->path);
 	free(n);
+}
+
+/* The node's full name inside the mount, into buf (FS_PATH_MAX bytes; the
+ * names are bounded by the config far below that). Not kept per node: with
+ * 10 000 files the copies cost 300 KiB. */
+static const char *node_path(const struct fs_node *n, char *buf)
+{
+	size_t len = strlen(n->name), at;
+
+	if (!n->parent || !n->parent->parent) {
+		snprintf(buf, FS_PATH_MAX, "%s", n->name);
+		return buf;
+	}
+	node_path(n->parent, buf);
+	at = strlen(buf);
+	if (at + 1 + len < FS_PATH_MAX) {
+		buf[at] = '/';
+		memcpy(buf + at + 1, n->name, len + 1);
+	}
+	return buf;
 }
 
 static void fusefs_free(struct fs *base);
@@ -491,7 +510,7 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
 		return SFS_ENOMEM;
 	fs->files = grown;
 	n = node_new(fs, dir, seg, strlen(seg), false);
-	if (!n || !(n->path = strdup(name)))
+	if (!n)
 		return SFS_ENOMEM;
 	n->mode = mode;
 	n->uid = uid;
@@ -566,7 +585,6 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 		if (fresh[i]) {
 			fresh[i]->blob = updates[i].blob;
 			fresh[i]->version = updates[i].version;
-			fresh[i]->size = store_blob_len(updates[i].blob);
 			updates[i].blob = NULL;
 		}
 		node->current = fresh[i];
@@ -587,11 +605,12 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 	if (mounted) {
 		for (size_t i = 0; i < n; i++) {
 			struct fs_node *node = nodes[i];
+			char path[FS_PATH_MAX];
 			int r = fuse_lowlevel_notify_inval_entry(
 			    fs->se, node->parent->current->ino, node->name,
 			    strlen(node->name));
 			if (r < 0 && r != -ENOENT)
-				log_debug("invalidating %s: %s", node->path,
+				log_debug("invalidating %s: %s", node_path(node, path),
 				          strerror(-r));
 		}
 		/* Drops the cached listing (cache_readdir) and attributes. */
@@ -656,10 +675,11 @@ static int fusefs_set_file_attrs(struct fs *base, size_t id, mode_t mode, uid_t 
 	pthread_mutex_unlock(&fs->lock);
 	/* The kernel checks permissions against the attributes it cached. */
 	if (mounted && ino) {
+		char path[FS_PATH_MAX];
 		int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 		if (r < 0 && r != -ENOENT)
 			log_debug("invalidating the attributes of %s: %s",
-			          fs->files[id]->path, strerror(-r));
+			          node_path(fs->files[id], path), strerror(-r));
 	}
 	return 0;
 }
@@ -681,10 +701,12 @@ static void fill_stat(const struct fs_inode *in, struct stat *st)
 		st->st_mode = S_IFDIR | n->mode;
 		st->st_nlink = 2;
 	} else {
+		size_t size = store_blob_len(in->blob);
+
 		st->st_mode = S_IFREG | n->mode;
 		st->st_nlink = 1;
-		st->st_size = (off_t)in->size;
-		st->st_blocks = (blkcnt_t)((in->size + 511) / 512);
+		st->st_size = (off_t)size;
+		st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	}
 	st->st_blksize = 4096;
 }
@@ -910,10 +932,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (refused)
+	if (refused) {
+		char path[FS_PATH_MAX];
+
 		log_warn("open of %s refused (ENFILE): %zu handles open, the bound "
 		         "limits.max_open_handles; %llu refused so far",
-		         file->path, fs->opt.max_handles, (unsigned long long)refused);
+		         node_path(file, path), fs->opt.max_handles,
+		         (unsigned long long)refused);
+	}
 	/* Pinned: the check (which may read /proc) runs without the lock. */
 	if (file && !err && (err = caller_may(fs, &c, file, PERM_READ))) {
 		pthread_mutex_lock(&fs->lock);
@@ -952,20 +978,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int handle_unseal(struct fs_fuse *fs, struct fs_handle *h)
 {
 	struct fs_inode *in = h->inode;
+	char path[FS_PATH_MAX];
 	int rc = 0, err = 0;
 	bool unsealed_now = false;
 
 	pthread_mutex_lock(&h->lock);
 	if (!h->unsealed) {
-		rc = store_unseal(fs->store, in->blob, in->node->path, in->version,
-		                  &h->data, &h->len);
+		rc = store_unseal(fs->store, in->blob, node_path(in->node, path),
+		                  in->version, &h->data, &h->len);
 		h->unsealed = rc == 0;
 		unsealed_now = true;
 	}
 	pthread_mutex_unlock(&h->lock);
 	if (rc < 0) {
-		log_error("file %s: cannot open sealed content: %s", in->node->path,
-		          sfs_strerror(rc));
+		log_error("file %s: cannot open sealed content: %s",
+		          node_path(in->node, path), sfs_strerror(rc));
 		err = rc == SFS_ENOMEM ? ENOMEM : EIO;
 	}
 	/* Decryption left the tail of the content in stack frames. */
@@ -979,7 +1006,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
-	size_t len = h->inode->size; /* immutable, as the blob */
+	size_t len = store_blob_len(h->inode->blob); /* immutable */
 	int err;
 
 	if (off < 0 || (size_t)off >= len) {
@@ -1263,7 +1290,7 @@ static int fusefs_check_ready(struct fs *base, const char *path, fs_report_fn re
                               void *arg)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
-	char full[4096];
+	char full[4096], name_buf[FS_PATH_MAX];
 	struct stat st;
 	int problems = 0;
 
@@ -1278,7 +1305,7 @@ static int fusefs_check_ready(struct fs *base, const char *path, fs_report_fn re
 		return 1;
 	}
 	for (size_t i = 0; i < fs->nfiles; i++) {
-		const char *name = fs->files[i]->path;
+		const char *name = node_path(fs->files[i], name_buf);
 
 		if (snprintf(full, sizeof full, "%s/%s", path, name) >=
 		    (int)sizeof full) {
