@@ -143,6 +143,9 @@ struct fs_fuse {
 	uint64_t refused_logged_ms;
 	struct fuse_session *se;
 	bool mounted;
+	/* fast_open and the kernel can: OPEN is answered ENOSYS (set in init,
+	 * before any other request). */
+	bool no_open;
 	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
 };
 
@@ -895,6 +898,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	/* fast_open: the kernel takes this as "open without asking from now
+	 * on"; this open and every later one read by inode (read_inode). */
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	h = calloc(1, sizeof *h);
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
@@ -970,6 +979,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
+/* Unseals a pinned inode's content into secmem (*data, *len). Returns 0
+ * or an errno; the caller wipes the stack. */
+static int inode_unseal(struct fs_fuse *fs, const struct fs_inode *in,
+                        unsigned char **data, size_t *len)
+{
+	char path[FS_PATH_MAX];
+	int rc = store_unseal(fs->store, in->blob, node_path(in->node, path), in->version,
+	                      data, len);
+
+	if (rc == 0)
+		return 0;
+	log_error("file %s: cannot open sealed content: %s", path, sfs_strerror(rc));
+	return rc == SFS_ENOMEM ? ENOMEM : EIO;
+}
+
 /*
  * Unseals the handle's snapshot unless an earlier READ did (READs of one
  * handle may run at once). The pinned inode's blob never changes, so
@@ -977,28 +1001,63 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  */
 static int handle_unseal(struct fs_fuse *fs, struct fs_handle *h)
 {
-	struct fs_inode *in = h->inode;
-	char path[FS_PATH_MAX];
-	int rc = 0, err = 0;
+	int err = 0;
 	bool unsealed_now = false;
 
 	pthread_mutex_lock(&h->lock);
 	if (!h->unsealed) {
-		rc = store_unseal(fs->store, in->blob, node_path(in->node, path),
-		                  in->version, &h->data, &h->len);
-		h->unsealed = rc == 0;
+		err = inode_unseal(fs, h->inode, &h->data, &h->len);
+		h->unsealed = err == 0;
 		unsealed_now = true;
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (rc < 0) {
-		log_error("file %s: cannot open sealed content: %s",
-		          node_path(in->node, path), sfs_strerror(rc));
-		err = rc == SFS_ENOMEM ? ENOMEM : EIO;
-	}
 	/* Decryption left the tail of the content in stack frames. */
 	if (unsealed_now)
 		secmem_wipe_stack();
 	return err;
+}
+
+/*
+ * A READ without a handle (fast_open): the version is the inode's, which
+ * the kernel keeps (nlookup) while any file has it open, however many
+ * rotations follow; it is pinned here only while the content is unsealed
+ * and sent. READs come only when the page cache misses.
+ */
+static void read_inode(struct fs_fuse *fs, fuse_req_t req, fuse_ino_t ino, size_t size,
+                       off_t off)
+{
+	struct fs_inode *in;
+	unsigned char *data = NULL;
+	size_t len = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	in = inode_find(fs, ino);
+	if (!in)
+		err = ENOENT;
+	else if (!in->blob)
+		err = EISDIR;
+	else
+		in->nopen++;
+	pthread_mutex_unlock(&fs->lock);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	err = inode_unseal(fs, in, &data, &len);
+	secmem_wipe_stack();
+	if (err)
+		fuse_reply_err(req, err);
+	else if (off < 0 || (size_t)off >= len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, (const char *)data + off,
+		               size < len - (size_t)off ? size : len - (size_t)off);
+	secmem_free(data);
+	pthread_mutex_lock(&fs->lock);
+	in->nopen--;
+	inode_maybe_free(fs, in);
+	pthread_mutex_unlock(&fs->lock);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1006,9 +1065,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
-	size_t len = store_blob_len(h->inode->blob); /* immutable */
+	size_t len;
 	int err;
 
+	if (!h) {
+		read_inode(fs, req, ino, size, off);
+		return;
+	}
+	len = store_blob_len(h->inode->blob); /* immutable */
 	if (off < 0 || (size_t)off >= len) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
@@ -1029,9 +1093,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
-	pthread_mutex_lock(&fs->lock);
-	handle_release(fs, h);
-	pthread_mutex_unlock(&fs->lock);
+	/* No handle: the open the kernel made without asking (fast_open). */
+	if (h) {
+		pthread_mutex_lock(&fs->lock);
+		handle_release(fs, h);
+		pthread_mutex_unlock(&fs->lock);
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -1159,8 +1226,18 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct fs_fuse *fs = userdata;
+
 	/* Nothing here is ever written: no writeback cache, no locks. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (!fs->opt.fast_open)
+		return;
+	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
+		fs->no_open = true;
+	else
+		log_warn("mount.fast_open: this kernel cannot open files without asking "
+		         "the daemon (no FUSE_CAP_NO_OPEN_SUPPORT): opens go through "
+		         "secretfs as in the default mode");
 }
 
 /*
