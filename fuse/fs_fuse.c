@@ -21,10 +21,20 @@
  * handle has it) and audits; the content is unsealed into the handle's
  * snapshot only at the first READ, which comes only when the kernel's page
  * cache misses (keep_cache: an unchanged file is read once, then served by
- * the kernel). So a warm open+read+close costs one round trip, OPEN, and
- * the RELEASE that follows is answered by another thread of the
- * multi-threaded session loop, off the opener's path. The stack is wiped
- * after an unseal, the only place plaintext touches it.
+ * the kernel). So a warm open+read+close costs two requests, OPEN and the
+ * RELEASE that close sends without waiting for its answer; one thread
+ * serves them (fusefs_run). The stack is wiped after an unseal, the only
+ * place plaintext touches it.
+ *
+ * With fast_open (no audit, so default_permissions: the kernel checks
+ * modes, as it does in the default mode without an audit) the first OPEN
+ * and OPENDIR are answered ENOSYS, after which the kernel opens files and
+ * directories without asking (FUSE_CAP_NO_OPEN_SUPPORT, _NO_OPENDIR_):
+ * READs come without a handle and are served by inode (read_inode). The
+ * kernel holds a lookup of the inode while a file has it open, and a
+ * superseded inode lives until forgotten, so an old handle keeps its
+ * version after a rotation and after its pages are evicted, while the
+ * invalidated name leads new opens to the new inode.
  *
  * Directories are opened with cache_readdir and keep_cache: the kernel
  * keeps their listing until a publish changes what it would say (a file
@@ -143,9 +153,9 @@ struct fs_fuse {
 	uint64_t refused_logged_ms;
 	struct fuse_session *se;
 	bool mounted;
-	/* fast_open and the kernel can: OPEN is answered ENOSYS (set in init,
-	 * before any other request). */
-	bool no_open;
+	/* fast_open and the kernel can: OPEN (OPENDIR) is answered ENOSYS
+	 * (set in init, before any other request). */
+	bool no_open, no_opendir;
 	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
 };
 
@@ -1110,6 +1120,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct caller c;
 	int err = 0;
 
+	/* fast_open: from now on the kernel opens directories itself, with
+	 * their listings cached (FOPEN_CACHE_DIR) until a publish invalidates
+	 * them, as below. */
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	caller_init(&c, req);
 	pthread_mutex_lock(&fs->lock);
 	in = inode_find(fs, ino);
@@ -1232,6 +1249,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (!fs->opt.fast_open)
 		return;
+	fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
 		fs->no_open = true;
 	else
@@ -1337,11 +1355,15 @@ static int fusefs_run(struct fs *base)
 	int rc;
 
 	/*
-	 * One thread. The handlers are thread-safe, but measured on 2 vCPUs a
-	 * multi-threaded loop (clone_fd, 4 idle workers) doubled the latency of
-	 * open+read+close and did not raise throughput with 8 readers: each
-	 * request woke another thread, while one thread finds the next OPEN
-	 * already queued behind a RELEASE (bench/reads.py).
+	 * One thread. The handlers are thread-safe, but measured on 2 vCPUs
+	 * (bench/reads.py, 3 rounds, default mode, median) a multi-threaded
+	 * loop costs more than it gives: open+read+close 17 µs here against
+	 * 35 µs (clone_fd, 2 threads), 42 µs (clone_fd, 4 idle), 102-128 µs (1
+	 * idle: threads made and ended per request), and 8 readers got 56-70k
+	 * opens/s here against 75-81k at best there, within the noise of a
+	 * shared VM. Each request wakes another thread, while one thread finds
+	 * the next OPEN already queued behind a RELEASE. fast_open takes the
+	 * daemon off the path instead.
 	 */
 	rc = fuse_session_loop(fs->se);
 	if (rc < 0)

@@ -73,3 +73,25 @@ def test_opens_do_not_reach_the_daemon_and_rotation_is_seen_at_once(sandbox):
     for _ in range(5):
         assert d.read("token") == new
     assert opens() <= 1
+
+
+@pytest.mark.fuse
+def test_listings_do_not_reach_the_daemon_and_follow_new_files(sandbox):
+    listen = f"127.0.0.1:{free_port()}"
+    d = sandbox.start({"dir/a": {"backend": "local", "path": "a"},
+                       "dir/b": {"backend": "local", "path": "b"}},
+                      data={"a": "one"}, startup_timeout="1s", mount={"fast_open": True},
+                      telemetry={"listen": listen})
+    count = lambda op: metric(listen, "secretfs_fuse_request_duration_seconds_count", op=op)
+    assert os.listdir(d.path("dir")) == ["a"]
+    filled = count("readdir")
+    for _ in range(10):
+        assert os.listdir(d.path("dir")) == ["a"]
+    # The first OPENDIR is answered ENOSYS; the listing is cached.
+    assert count("opendir") <= 1
+    assert count("readdir") == filled
+    sandbox.write_data({"a": "one", "b": "bee"})
+    wait_until(lambda: sorted(os.listdir(d.path("dir"))) == ["a", "b"],
+               what="the listing to show dir/b")
+    assert read_text(d.path("dir/b")) == "bee"
+    assert count("opendir") <= 1
