@@ -5,10 +5,11 @@ the config checks, the price --check states, and that opens really stop
 reaching the daemon."""
 
 import os
+import signal
 
 import pytest
 
-from helpers.harness import free_port, metric, rand_token, read_text, wait_until
+from helpers.harness import errno_of, free_port, metric, rand_token, read_text, wait_until
 
 SECRETS = {"token": {"backend": "local", "path": "t"}}
 
@@ -95,3 +96,15 @@ def test_listings_do_not_reach_the_daemon_and_follow_new_files(sandbox):
                what="the listing to show dir/b")
     assert read_text(d.path("dir/b")) == "bee"
     assert count("opendir") <= 1
+
+
+@pytest.mark.fuse
+def test_turning_fast_open_off_live_is_refused_and_the_running_config_stays(sandbox):
+    d = sandbox.start(SECRETS, data={"t": "value"}, mount={"fast_open": True})
+    new = sandbox.config({**SECRETS, "new": {"backend": "local", "path": "t"}})
+    sandbox.write_config(new, d.config_path)
+    d.send(signal.SIGHUP)
+    d.wait_log(r"mount\.fast_open: cannot change while mounted.*keeping the running "
+               r"configuration")
+    assert errno_of(lambda: open(d.path("new"))) == "ENOENT"
+    assert d.read("token") == "value"
