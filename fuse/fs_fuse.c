@@ -28,10 +28,9 @@
  *
  * With fast_open (no audit, so default_permissions: the kernel checks
  * modes, as it does in the default mode without an audit) the first OPEN
- * and OPENDIR are answered ENOSYS, after which the kernel opens files and
- * directories without asking (FUSE_CAP_NO_OPEN_SUPPORT, _NO_OPENDIR_):
- * READs come without a handle and are served by inode (read_inode). The
- * kernel holds a lookup of the inode while a file has it open, and a
+ * is answered ENOSYS, after which the kernel opens files without asking
+ * (FUSE_CAP_NO_OPEN_SUPPORT): READs come without a handle and are served by inode
+ * (read_inode). The kernel holds a lookup of the inode while a file has it open, and a
  * superseded inode lives until forgotten, so an old handle keeps its
  * version after a rotation and after its pages are evicted, while the
  * invalidated name leads new opens to the new inode.
@@ -39,7 +38,10 @@
  * Directories are opened with cache_readdir and keep_cache: the kernel
  * keeps their listing until a publish changes what it would say (a file
  * appears, disappears, or gets a new inode), and then the directory's
- * inode is invalidated.
+ * inode is invalidated. Without an audit nothing is checked or counted at
+ * OPENDIR, so the first is answered ENOSYS (FUSE_CAP_NO_OPENDIR_SUPPORT)
+ * and the kernel opens directories itself, with the same caching
+ * (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR is its default then).
  *
  * Requests run in several threads at once. One mutex guards what changes
  * after mounting: the inode table, each file's current inode, the inodes'
@@ -153,8 +155,8 @@ struct fs_fuse {
 	uint64_t refused_logged_ms;
 	struct fuse_session *se;
 	bool mounted;
-	/* fast_open and the kernel can: OPEN (OPENDIR) is answered ENOSYS
-	 * (set in init, before any other request). */
+	/* OPEN (fast_open), OPENDIR (no audit) answered ENOSYS where the
+	 * kernel can (set in init, before any other request). */
 	bool no_open, no_opendir;
 	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
 };
@@ -1120,9 +1122,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct caller c;
 	int err = 0;
 
-	/* fast_open: from now on the kernel opens directories itself, with
-	 * their listings cached (FOPEN_CACHE_DIR) until a publish invalidates
-	 * them, as below. */
+	/* From now on the kernel opens directories itself. */
 	if (fs->no_opendir) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -1247,9 +1247,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 	/* Nothing here is ever written: no writeback cache, no locks. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* The audit checks the caller's search and read rights at OPENDIR. */
+	fs->no_opendir =
+	    !fs->opt.audit && (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 	if (!fs->opt.fast_open)
 		return;
-	fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
 		fs->no_open = true;
 	else
