@@ -114,6 +114,9 @@ struct fs_node {
 	size_t nlive;             /* dirs: declared files below; none: hidden */
 };
 
+/* Opens of replaced versions remembered at once (fs_fuse.stale). */
+#define FS_STALE_SLOTS 8
+
 struct fs_inode {
 	fuse_ino_t ino;
 	struct fs_node *node;
@@ -159,6 +162,13 @@ struct fs_fuse {
 	 * kernel can (set in init, before any other request). */
 	bool no_open, no_opendir;
 	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
+	/* The last opens answered ESTALE (stale_open), so the kernel's one
+	 * retry of the same open is told apart. */
+	struct {
+		fuse_ino_t ino;
+		pid_t pid;
+	} stale[FS_STALE_SLOTS];
+	unsigned stale_next;
 };
 
 /* ---- inode table ---------------------------------------------------- */
@@ -890,6 +900,31 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /*
+ * An OPEN of a version a publish has replaced comes from a name the kernel
+ * still maps to it (its entry invalidation was not there yet when the path
+ * was walked). The first such open of ino by pid is answered ESTALE: the
+ * kernel then walks the path again, revalidating each name (LOOKUP_REVAL),
+ * finds the current inode and opens that, with its own attributes, so
+ * fstat agrees with what is read. Its retry, if it lands on ino again (a
+ * reopen through /proc/<pid>/fd of an O_PATH descriptor), is served the
+ * current content instead (redirected). Returns whether to answer ESTALE.
+ * Called under fs->lock.
+ */
+static bool stale_open(struct fs_fuse *fs, fuse_ino_t ino, pid_t pid)
+{
+	for (unsigned i = 0; i < FS_STALE_SLOTS; i++) {
+		if (fs->stale[i].ino == ino && fs->stale[i].pid == pid) {
+			fs->stale[i].ino = 0; /* the retry */
+			return false;
+		}
+	}
+	fs->stale[fs->stale_next].ino = ino;
+	fs->stale[fs->stale_next].pid = pid;
+	fs->stale_next = (fs->stale_next + 1) % FS_STALE_SLOTS;
+	return true;
+}
+
+/*
  * Pins the file's inode in a new handle and audits the open; the content
  * stays sealed until the first READ (handle_unseal). Nothing secret is
  * touched here, so nothing is wiped.
@@ -933,13 +968,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * A name the kernel still maps to a replaced version (its entry
 		 * invalidation may not have arrived yet) opens the current one:
 		 * once a publish is done every open sees it, so the files of one
-		 * source agree. Served without the old inode's page cache.
+		 * source agree. Through a fresh lookup (stale_open), or served
+		 * without the old inode's page cache where that lands here again.
 		 */
-		redirected = in->superseded && file->current && file->current->blob;
+		if (in->superseded && file->current && file->current->blob) {
+			if (stale_open(fs, ino, c.pid))
+				err = ESTALE;
+			else
+				redirected = true;
+		}
 		if (redirected)
 			in = file->current;
 		version = in->version;
-		if (fs->opt.max_handles && fs->nhandles >= fs->opt.max_handles) {
+		if (err) {
+			/* ESTALE: the kernel looks the name up again and reopens */
+		} else if (fs->opt.max_handles && fs->nhandles >= fs->opt.max_handles) {
 			err = ENFILE;
 			refused = ++fs->handles_refused;
 			if (refused == 1 ||
@@ -968,7 +1011,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&fs->lock);
 		h = NULL;
 	}
-	if (file)
+	if (file && err != ESTALE)
 		count_open(fs, &c, file, version, err);
 	if (err) {
 		if (h)

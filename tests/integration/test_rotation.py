@@ -131,6 +131,54 @@ def test_readers_during_rapid_rotation_always_get_one_whole_version(sandbox):
     assert reads[0] > 20
 
 
+def test_fstat_of_an_open_during_rotation_agrees_with_what_it_reads(sandbox):
+    # An open racing a publish may walk a name the kernel still maps to the
+    # replaced inode. It must get the current inode (its attributes), not the
+    # current content behind the old inode's st_size (seen in the soak).
+    def value(i):
+        return f"v{i:04d}:" + "x" * (10 + (i * 7) % 50)
+
+    d = sandbox.start({"a": {"backend": "local", "path": "a"},
+                       "b": {"backend": "local", "path": "b"}},
+                      data={"a": value(0), "b": value(1)})
+    paths = [d.path("a"), d.path("b")]
+    bad, reads = [], [0]
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            for p in paths:
+                try:
+                    fd = os.open(p, os.O_RDONLY)
+                    try:
+                        size = os.fstat(fd).st_size
+                        content = read_fd_to_end(fd)
+                    finally:
+                        os.close(fd)
+                except OSError as exc:
+                    bad.append(f"{p}: {exc!r}")
+                    continue
+                reads[0] += 1
+                if len(content) != size:
+                    bad.append(f"{os.path.basename(p)}: read {len(content)}, st_size {size}")
+
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(2, 160, 2):             # ~80 publishes, ~25 ms apart
+            sandbox.write_data({"a": value(i), "b": value(i + 1)})
+            time.sleep(0.025)
+        wait_until(lambda: read_text(paths[0]) == value(158), what="the last version")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a reader is stuck"
+    assert not bad, f"{len(bad)} reads disagreeing with fstat or failed: {bad[:5]}"
+    assert reads[0] > 100
+
+
 def test_handle_opened_before_rotation_and_first_read_after_gets_the_old_version(sandbox):
     # The content is unsealed at the first READ, not at open: the handle
     # must still have pinned the version it opened.
