@@ -58,9 +58,9 @@ static const char *const top_keys[] = {
     "mount",           "backends",         "secrets", "log",
     "startup_timeout", "shutdown_timeout", "audit",   "telemetry",
     "aws_api",         "limits",           NULL};
-static const char *const mount_keys[] = {"path",        "type",         "uid",
-                                         "gid",         "mode",         "dir_mode",
-                                         "allow_other", "keep_on_exit", NULL};
+static const char *const mount_keys[] = {
+    "path",     "type",        "uid",          "gid",       "mode",
+    "dir_mode", "allow_other", "keep_on_exit", "fast_open", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const limits_keys[] = {"max_files", "max_open_handles", NULL};
 static const char *const secret_keys[] = {
@@ -232,7 +232,14 @@ static void parse_mount(struct parser *p, const json_t *obj)
 	if ((v = json_object_get(obj, "keep_on_exit")))
 		parse_bool(p, v, confval_keypath(ckp, kp, "keep_on_exit"),
 		           &m->keep_on_exit);
+	if ((v = json_object_get(obj, "fast_open")))
+		parse_bool(p, v, confval_keypath(ckp, kp, "fast_open"), &m->fast_open);
 	if (m->type == MOUNT_DIRECTORY) {
+		if (json_object_get(obj, "fast_open"))
+			confval_problem(
+			    &p->cv, "mount.fast_open",
+			    "only for \"type\": \"fuse\" (a directory's files "
+			    "are opened by the kernel anyway)");
 		if (json_object_get(obj, "allow_other"))
 			confval_problem(
 			    &p->cv, "mount.allow_other",
@@ -769,6 +776,11 @@ static void parse_root(struct parser *p, const json_t *root)
 	    audit_config_parse(v, "audit", p->cfg->mount.type == MOUNT_DIRECTORY, p->cv.d,
 	                       &p->cfg->audit) < 0)
 		p->cv.errors++;
+	if (v && p->cfg->mount.fast_open)
+		confval_problem(&p->cv, "mount.fast_open",
+		                "cannot be used with \"audit\": the audit records each "
+		                "open, and with fast_open the kernel opens files without "
+		                "asking secretfs (remove mount.fast_open or audit)");
 	if ((v = json_object_get(root, "telemetry")) &&
 	    telemetry_config_parse(v, "telemetry", p->cv.d, &p->cfg->telemetry) < 0)
 		p->cv.errors++;

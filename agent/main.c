@@ -461,6 +461,7 @@ static struct fs_options fs_options_of(const struct config *cfg, bool once)
 	    .allow_other = cfg->mount.allow_other,
 	    .keep_on_exit = cfg->mount.keep_on_exit || once,
 	    .max_handles = cfg->limits.max_open_handles,
+	    .fast_open = cfg->mount.fast_open,
 	};
 	return fopt;
 }
@@ -713,6 +714,14 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	if (cli.mode == MODE_CHECK) {
 		printf("configuration OK\n");
+		if (cfg->mount.fast_open)
+			printf(
+			    "note: mount.fast_open: the kernel opens files without "
+			    "asking "
+			    "secretfs, so there is no per-open audit, open counting "
+			    "(secretfs_file_opens_total) or limits.max_open_handles, "
+			    "and the plaintext of each version a reader opened stays in "
+			    "the kernel's page cache until the kernel drops it\n");
 		config_free(cfg);
 		return EXIT_SUCCESS;
 	}

@@ -145,6 +145,8 @@ static void check_mount(const struct config_mount *a, const struct config_mount 
 		diag_add(d, "mount.allow_other", "%s", why);
 	if (a->keep_on_exit != b->keep_on_exit)
 		diag_add(d, "mount.keep_on_exit", "%s", why);
+	if (a->fast_open != b->fast_open)
+		diag_add(d, "mount.fast_open", "%s", why);
 	if (a->dir_mode != b->dir_mode)
 		diag_add(d, "mount.dir_mode", "%s", why);
 	if (a->uid != b->uid || a->gid != b->gid)

@@ -28,6 +28,7 @@ struct config_mount {
 	mode_t dir_mode;      /* default 0555: directories */
 	bool allow_other;     /* default false; fuse only */
 	bool keep_on_exit; /* directory only: leave the files at exit (default false) */
+	bool fast_open; /* fuse only: the kernel opens without asking (default false) */
 };
 
 /* "limits": bounds a deployment may lower or raise (README "Limits"). */

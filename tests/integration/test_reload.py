@@ -15,26 +15,19 @@ import json
 import os
 import re
 import signal
-import socket
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
-from helpers.harness import (SLOW, TIMEOUT, assert_no_plaintext, errno_of, parse_env_file, rand_token, sample,
-                             wait_until)
+from helpers.harness import (SLOW, TIMEOUT, assert_no_plaintext, errno_of, free_port, metric,
+                             parse_env_file, rand_token, wait_until)
 from helpers.vault import approle_auth, backend, clean_env, leases_of, login_requests, reqs
 
 pytestmark = pytest.mark.fuse
 
 APPLIED = r"reload: applied"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_atomic(path, cfg):
@@ -61,13 +54,6 @@ def reload_with(d, cfg, sighup=True):
     if sighup:
         d.send(signal.SIGHUP)
     wait_until(lambda: applied_count(d) > before, what="the reload applied")
-
-
-def metric(listen, name, **labels):
-    """The value of name{labels} on /metrics; 0 when absent (a labelled
-    counter appears at its first count)."""
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=TIMEOUT) as r:
-        return sample(r.read().decode(), name, **labels) or 0
 
 
 class Readers:

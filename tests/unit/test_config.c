@@ -195,6 +195,7 @@ TEST(test_minimal_config_gets_defaults)
 		CHECK_EQ_INT(cfg->mount.dir_mode, 0555);
 		CHECK(!cfg->mount.allow_other);
 		CHECK(!cfg->mount.keep_on_exit);
+		CHECK(!cfg->mount.fast_open);
 		CHECK_EQ_INT(cfg->log.level, LOG_LVL_INFO);
 		CHECK(!cfg->log.json);
 		CHECK_EQ_INT(cfg->startup_timeout_ms, 30000);
@@ -210,13 +211,13 @@ TEST(test_minimal_config_gets_defaults)
 	diag_release(&d);
 }
 
-TEST(test_fuse_mount_takes_allow_other_and_a_dev_fd_path)
+TEST(test_fuse_mount_takes_allow_other_fast_open_and_a_dev_fd_path)
 {
 	struct config *cfg = NULL;
 	struct diag d;
 
 	CHECK_EQ_INT(parse("{'mount': {'path': '/dev/fd/3', 'type': 'fuse',"
-	                   "           'allow_other': true},"
+	                   "           'allow_other': true, 'fast_open': true},"
 	                   " 'backends': {'l': {'type': 'file', 'path': 'x.json'}},"
 	                   " 'secrets': {'..a': {'backend': 'l', 'path': 'a'}}}",
 	                   &d, &cfg),
@@ -225,6 +226,7 @@ TEST(test_fuse_mount_takes_allow_other_and_a_dev_fd_path)
 	if (cfg) {
 		CHECK_EQ_INT(cfg->mount.type, MOUNT_FUSE);
 		CHECK(cfg->mount.allow_other);
+		CHECK(cfg->mount.fast_open);
 		CHECK(!cfg->mount.keep_on_exit);
 		CHECK_STR_EQ(cfg->secrets[0].name, "..a");
 	}
@@ -1281,7 +1283,7 @@ TEST(test_free_accepts_null)
 }
 
 TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_defaults,
-          test_fuse_mount_takes_allow_other_and_a_dev_fd_path,
+          test_fuse_mount_takes_allow_other_fast_open_and_a_dev_fd_path,
           test_directory_mount_keep_on_exit_false,
           test_signal_names_accept_sig_prefix_and_any_case,
           test_modes_accept_octal_strings_and_integers,
