@@ -49,6 +49,9 @@ struct stats_block {
 struct stats_layout {
 	const struct stats_family *fam;
 	struct stats_layout *next;
+	/* The slot of the address of the cold fields' block (field_cold) and
+	 * its slots (0: no cold field); a cold field's off is into it. */
+	size_t cold_at, ncold;
 	size_t off[]; /* fam->nfields + 1 */
 };
 
@@ -96,6 +99,13 @@ static size_t cell_slots(const struct stats_field *f)
 	return f->kind == STATS_HISTOGRAM ? f->nbounds + 2 : 1;
 }
 
+/* A field kept in its family's cold block (stats.h); one with dims has
+ * lazy cells of its own. */
+static bool field_cold(const struct stats_field *f)
+{
+	return f->cold && field_ndims(f) == 0;
+}
+
 static bool field_ok(const struct stats_field *f)
 {
 	if (field_ndims(f) > STATS_MAX_DIMS || field_cells(f) == 0)
@@ -114,12 +124,12 @@ int stats_new(struct stats **out)
 	return 0;
 }
 
-/* The cells of field i of s, a field with dims: NULL until its first
- * event. */
-static _Atomic int64_t *dim_cells(const struct stats_set *s, size_t i)
+/* The block of cells whose address slot `at` of s holds (a field with
+ * dims, or the cold fields): NULL until its first event. */
+static _Atomic int64_t *lazy_cells(const struct stats_set *s, size_t at)
 {
-	int64_t p = atomic_load_explicit((_Atomic int64_t *)&s->v[s->layout->off[i]],
-	                                 memory_order_acquire);
+	int64_t p =
+	    atomic_load_explicit((_Atomic int64_t *)&s->v[at], memory_order_acquire);
 
 	return (_Atomic int64_t *)(uintptr_t)p;
 }
@@ -185,10 +195,13 @@ void stats_free(struct stats *st)
 	if (!st)
 		return;
 
-	for (struct stats_set *s = it_first(st, &it); s; s = it_next(&it))
+	for (struct stats_set *s = it_first(st, &it); s; s = it_next(&it)) {
 		for (size_t i = 0; i < s->layout->fam->nfields; i++)
 			if (field_ndims(&s->layout->fam->fields[i]))
-				free((void *)dim_cells(s, i));
+				free((void *)lazy_cells(s, s->layout->off[i]));
+		if (s->layout->ncold)
+			free((void *)lazy_cells(s, s->layout->cold_at));
+	}
 	while (st->blocks) {
 		struct stats_block *b = st->blocks;
 		st->blocks = b->next;
@@ -282,12 +295,20 @@ static const struct stats_layout *layout_of(struct stats *st,
 	if (!l)
 		return NULL;
 	l->fam = fam;
+	l->ncold = 0;
 	for (size_t i = 0; i < fam->nfields; i++) {
+		const struct stats_field *f = &fam->fields[i];
+
+		if (field_cold(f)) {
+			l->off[i] = l->ncold;
+			l->ncold += field_cells(f) * cell_slots(f);
+			continue;
+		}
 		l->off[i] = slots;
-		slots += field_ndims(&fam->fields[i])
-		             ? 1
-		             : field_cells(&fam->fields[i]) * cell_slots(&fam->fields[i]);
+		slots += field_ndims(f) ? 1 : field_cells(f) * cell_slots(f);
 	}
+	l->cold_at = slots;
+	slots += l->ncold ? 1 : 0;
 	l->off[fam->nfields] = slots;
 	l->next = st->layouts;
 	st->layouts = l;
@@ -353,20 +374,18 @@ out:
 	return s;
 }
 
-/* The cells of field i of set, a field with dims, allocated (zero) if
- * none yet; NULL when out of memory. Lock-free: of two threads racing,
- * the one that installs its cells first wins, the other frees its own. */
-static _Atomic int64_t *dim_cells_make(const struct stats_set *set, size_t i)
+/* The block of n cells whose address slot `at` of set holds, allocated
+ * (zero) if none yet; NULL when out of memory. Lock-free: of two threads
+ * racing, the one that installs its cells first wins, the other frees its
+ * own. */
+static _Atomic int64_t *lazy_cells_make(const struct stats_set *set, size_t at, size_t n)
 {
-	const struct stats_field *f = &set->layout->fam->fields[i];
-	_Atomic int64_t *slot = (_Atomic int64_t *)&set->v[set->layout->off[i]];
-	_Atomic int64_t *c = dim_cells(set, i);
-	size_t n;
+	_Atomic int64_t *slot = (_Atomic int64_t *)&set->v[at];
+	_Atomic int64_t *c = lazy_cells(set, at);
 	int64_t none = 0;
 
 	if (c)
 		return c;
-	n = field_cells(f) * cell_slots(f);
 	c = malloc(n * sizeof *c);
 	if (!c)
 		return NULL;
@@ -381,24 +400,36 @@ static _Atomic int64_t *dim_cells_make(const struct stats_set *set, size_t i)
 }
 
 /* The first slot of cell of field i, or NULL when out of range or not of
- * the kind wanted (-1: any), or (for a field with dims) when it has no
- * cells yet and make is false or they cannot be allocated. */
+ * the kind wanted (-1: any), or (for a field with dims or a cold one)
+ * when it has no cells yet and make is false or they cannot be
+ * allocated. */
 static _Atomic int64_t *cell_at(const struct stats_set *set, size_t i, size_t cell,
                                 int kind, bool make)
 {
+	const struct stats_layout *l;
 	const struct stats_field *f;
 	_Atomic int64_t *c;
+	size_t at, n;
 
 	if (!set || i >= set->layout->fam->nfields)
 		return NULL;
-	f = &set->layout->fam->fields[i];
+	l = set->layout;
+	f = &l->fam->fields[i];
 	if ((kind >= 0 && (int)f->kind != kind) || cell >= field_cells(f))
 		return NULL;
-	if (!field_ndims(f))
-		return (_Atomic int64_t *)&set
-		    ->v[set->layout->off[i] + cell * cell_slots(f)];
-	c = make ? dim_cells_make(set, i) : dim_cells(set, i);
-	return c ? &c[cell * cell_slots(f)] : NULL;
+	if (field_cold(f)) {
+		at = l->cold_at;
+		n = l->ncold;
+	} else if (field_ndims(f)) {
+		at = l->off[i];
+		n = field_cells(f) * cell_slots(f);
+	} else {
+		return (_Atomic int64_t *)&set->v[l->off[i] + cell * cell_slots(f)];
+	}
+	c = make ? lazy_cells_make(set, at, n) : lazy_cells(set, at);
+	if (!c)
+		return NULL;
+	return &c[(field_cold(f) ? l->off[i] : 0) + cell * cell_slots(f)];
 }
 
 void stats_inc(struct stats_set *set, size_t i)
@@ -418,7 +449,8 @@ void stats_inc_at(struct stats_set *set, size_t i, size_t cell)
 
 void stats_add_at(struct stats_set *set, size_t i, size_t cell, uint64_t n)
 {
-	_Atomic int64_t *c = cell_at(set, i, cell, -1, true);
+	/* Adding 0 allocates no lazy cells: they would read 0 anyway. */
+	_Atomic int64_t *c = cell_at(set, i, cell, -1, n != 0);
 
 	if (c && set->layout->fam->fields[i].kind != STATS_HISTOGRAM)
 		atomic_fetch_add_explicit(c, (int64_t)n, memory_order_relaxed);
@@ -426,7 +458,8 @@ void stats_add_at(struct stats_set *set, size_t i, size_t cell, uint64_t n)
 
 void stats_set_value(struct stats_set *set, size_t i, int64_t v)
 {
-	_Atomic int64_t *c = cell_at(set, i, 0, -1, true);
+	/* Setting 0 allocates no lazy cells: they would read 0 anyway. */
+	_Atomic int64_t *c = cell_at(set, i, 0, -1, v != 0);
 
 	if (c && set->layout->fam->fields[i].kind != STATS_HISTOGRAM)
 		atomic_store_explicit(c, v, memory_order_relaxed);
@@ -511,12 +544,16 @@ static void each_cell(const struct stats_set *s, size_t i, stats_fn fn, void *ar
 	                           .ndims = ndims};
 	int64_t buckets[STATS_MAX_BOUNDS];
 
+	static _Atomic int64_t zeros[STATS_MAX_BOUNDS + 2];
+
 	for (size_t c = 0; c < cells; c++) {
 		const _Atomic int64_t *slot = cell_at(s, i, c, -1, false);
 		size_t rest = c;
 
+		if (!slot && ndims)
+			return; /* no event yet: every cell zero, skipped */
 		if (!slot)
-			return; /* dims, no event yet: every cell zero, skipped */
+			slot = zeros; /* a cold field before the first event */
 
 		for (size_t d = ndims; d-- > 0;) {
 			size_t n = dim_count(&f->dims[d]);

@@ -294,6 +294,45 @@ TEST(many_sets_span_blocks_and_keep_their_order_and_lookups)
 	stats_free(st);
 }
 
+static const struct stats_field cold_fields[] = {
+    {STATS_COUNTER, "t_hot_total", "hot"},
+    {STATS_COUNTER, "t_cold_total", "cold", .cold = true},
+    {STATS_GAUGE, "t_cold", "cold gauge", .cold = true},
+};
+static const struct stats_family cold = {cold_fields, 3, "source"};
+
+TEST(cold_fields_export_zero_until_their_first_event_and_count_after)
+{
+	struct stats *st = NULL;
+	struct stats_set *a, *b;
+	struct seen s = {0};
+
+	CHECK_EQ_INT(stats_new(&st), 0);
+	a = stats_register(st, &cold, "a");
+	b = stats_register(st, &cold, "b");
+	stats_inc(a, 0);
+	stats_set_value(b, 2, 0); /* 0: no block needed */
+	CHECK_EQ_INT(stats_get(a, 1), 0);
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text, "t_hot_total{source=a}=1;t_hot_total{source=b}=0;"
+	                     "t_cold_total{source=a}=0;t_cold_total{source=b}=0;"
+	                     "t_cold{source=a}=0;t_cold{source=b}=0;");
+	stats_add(b, 1, 5);
+	stats_set_value(b, 2, -7);
+	stats_inc(b, 1);
+	CHECK_EQ_INT(stats_get(b, 1), 6);
+	CHECK_EQ_INT(stats_get(b, 2), -7);
+	CHECK_EQ_INT(stats_get(b, 0), 0);
+	CHECK_EQ_INT(stats_get(a, 2), 0);
+	CHECK_EQ_INT(stats_total(st, "t_cold_total"), 6);
+	memset(&s, 0, sizeof s);
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text, "t_hot_total{source=a}=1;t_hot_total{source=b}=0;"
+	                     "t_cold_total{source=a}=0;t_cold_total{source=b}=6;"
+	                     "t_cold{source=a}=0;t_cold{source=b}=-7;");
+	stats_free(st);
+}
+
 TEST_MAIN(sets_count_on_their_own_and_totals_sum_them, null_registry_and_set_do_nothing,
           out_of_range_fields_are_ignored,
           each_walks_sets_in_registration_order_and_fields_in_table_order,
@@ -302,4 +341,5 @@ TEST_MAIN(sets_count_on_their_own_and_totals_sum_them, null_registry_and_set_do_
           each_groups_the_series_of_one_metric_across_sets,
           a_malformed_table_registers_nothing,
           registering_a_label_again_returns_its_first_set,
-          many_sets_span_blocks_and_keep_their_order_and_lookups)
+          many_sets_span_blocks_and_keep_their_order_and_lookups,
+          cold_fields_export_zero_until_their_first_event_and_count_after)
