@@ -21,6 +21,7 @@
 #include "annotations.h"
 #include "envstash.h"
 #include "harden.h"
+#include "monitor.h"
 #include "scheduler.h"
 #include "secretfs/audit.h"
 #include "secretfs/backend.h"
@@ -529,10 +530,17 @@ static int run(const struct config *cfg, bool once)
 	struct sched *sched = NULL;
 	struct telemetry *tm = NULL;
 	struct aws_api *awsapi = NULL;
+	struct monitor *mon = NULL;
+	struct fs_privops priv;
 	uint64_t started = timing_now_ms();
 	size_t missing = 0, served;
 	int rc = EXIT_STARTUP;
 
+	/* First: the monitor never sees a secret, a backend or a thread. */
+	if (monitor_start(cfg, &mon) < 0)
+		goto out;
+	priv = monitor_privops(mon);
+	fopt.priv = &priv;
 	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0 ||
 	    envstash_new(st, &es) < 0) {
 		log_error("out of memory");
@@ -554,7 +562,7 @@ static int run(const struct config *cfg, bool once)
 		goto out;
 	fs_set_stop_hook(http_stop);
 	if (fs_install_signals(fs) < 0 ||
-	    sched_new(cfg, backends, fs, st, stats, &sched) < 0 ||
+	    sched_new(cfg, backends, fs, st, stats, mon, &sched) < 0 ||
 	    sched_start(sched) < 0) {
 		log_error("cannot start the scheduler");
 		goto out;
@@ -592,7 +600,9 @@ static int run(const struct config *cfg, bool once)
 		          (unsigned long long)(timing_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
-	harden_after_mount(fopt.output == FS_OUTPUT_FUSE);
+	if (fopt.output == FS_OUTPUT_FUSE && monitor_mounted(mon) < 0)
+		log_warn("the monitor is gone: the mount may outlive a crash");
+	harden_after_mount();
 	telemetry_set_mounted(tm, true);
 	/* --once leaves what is written now: count it once nothing changes. */
 	if (once)
@@ -642,6 +652,7 @@ out:
 			backends[i]->ops->free(backends[i]);
 	free(backends);
 	envstash_free(es);
+	monitor_free(mon);
 	if (rc == EXIT_SUCCESS && !once)
 		log_event(LOG_LVL_INFO,
 		          &(struct log_fields){.event = "daemon.stopped",

@@ -17,7 +17,11 @@
 #include "secretfs/config.h"
 #include "secretfs/stats.h"
 
+struct monitor;
 struct onchange;
+
+/* The PATH of on_change commands, where a bare command name is found. */
+#define ONCHANGE_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /*
  * Parses the "on_change" object obj found at key path kp: {"signal": NAME,
@@ -32,12 +36,12 @@ void onchange_parse(struct confval *cv, const json_t *obj, const char *kp,
 /* Frees an action config from onchange_parse. NULL-safe. */
 void onchange_config_free(struct config_onchange *cfg);
 
-/* A new action for cfg (borrowed; must outlive the action). mount_path is
- * passed to commands as SECRETFS_MOUNT. Its runs and failures are counted
- * in stats (secretfs_onchange_*_total{action}; stats may be NULL).
- * Returns NULL when out of memory. */
-struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path,
-                              struct stats *stats);
+/* A new action for cfg (borrowed; must outlive the action). Its runs and failures are
+ * counted in stats (secretfs_onchange_*_total{action}; stats may be NULL). With a monitor
+ * (borrowed, may be NULL), the signal is sent and the command run by it, outside the
+ * daemon's sandbox; else by this process. Returns NULL when out of memory. */
+struct onchange *onchange_new(const struct config_onchange *cfg, struct stats *stats,
+                              struct monitor *mon);
 
 /* True when cfg describes the same action (same signal and pid file, or the
  * same argv), so the files share it. */

@@ -25,6 +25,7 @@ struct publish {
 	struct fs *fs;            /* borrowed */
 	struct store *store;      /* borrowed */
 	struct stats *stats;      /* borrowed */
+	struct monitor *mon;      /* borrowed, may be NULL */
 	unsigned char *hash_key;  /* secmem */
 	struct sched_file *files; /* room for cfg->nsecrets */
 	size_t nfiles;
@@ -48,7 +49,7 @@ static const struct stats_family file_family = {
     file_fields, sizeof file_fields / sizeof file_fields[0], "file"};
 
 int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
-                struct stats *stats, struct publish **out)
+                struct stats *stats, struct monitor *mon, struct publish **out)
 {
 	struct publish *p = calloc(1, sizeof *p);
 
@@ -58,6 +59,7 @@ int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
 	p->fs = fs;
 	p->store = st;
 	p->stats = stats;
+	p->mon = mon;
 	pthread_mutex_init(&p->lock, NULL);
 	p->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	p->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *p->files);
@@ -89,7 +91,7 @@ static int publish_add_action(struct publish *p, struct sched_file *f)
 	if (!grown)
 		return SFS_ENOMEM;
 	p->actions = grown;
-	f->action = onchange_new(oc, p->cfg->mount.path, p->stats);
+	f->action = onchange_new(oc, p->stats, p->mon);
 	if (!f->action)
 		return SFS_ENOMEM;
 	p->actions[p->nactions++] = f->action;

@@ -61,7 +61,8 @@ struct sched {
 };
 
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
-              struct store *st, struct stats *stats, struct sched **out)
+              struct store *st, struct stats *stats, struct monitor *mon,
+              struct sched **out)
 {
 	struct sched *s = calloc(1, sizeof *s);
 	int rc = SFS_ENOMEM;
@@ -78,7 +79,7 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	s->pool.queue = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->pool.queue);
 	if (!s->maintain_due || !s->pool.queue)
 		goto out;
-	rc = publish_new(cfg, fs, st, stats, &s->publish);
+	rc = publish_new(cfg, fs, st, stats, mon, &s->publish);
 	if (rc < 0)
 		goto out;
 	rc = revoke_new(cfg->shutdown_timeout_ms, &s->revoke);

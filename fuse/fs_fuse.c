@@ -1059,7 +1059,11 @@ static void fusefs_unmount(struct fs *base)
 	was = fs->mounted;
 	fs->mounted = false;
 	pthread_mutex_unlock(&fs->lock);
-	if (was)
+	/* Without CAP_SYS_ADMIN the helper unmounts; the session's descriptor
+	 * is closed with the session. */
+	if (was && fs->opt.priv && fs->opt.priv->detach)
+		fs->opt.priv->detach(fs->opt.priv->arg);
+	else if (was)
 		fuse_session_unmount(fs->se);
 }
 

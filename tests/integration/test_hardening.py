@@ -1,0 +1,118 @@
+"""Hardening of a running daemon: no capability once the mount is in place
+(the privileged monitor keeps what unmounting, on_change and directory
+owners need), a syscall filter and a file sandbox, and a SIGKILL that
+leaves no mount behind."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from helpers.harness import (TIMEOUT, assert_no_plaintext, is_mounted, rand_token,
+                             wait_until)
+
+LOCAL = {"local": {"type": "file", "path": "secrets.json"}}
+
+
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(ln.split(":\t", 1) for ln in f.read().splitlines() if ":\t" in ln)
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def monitor_of(d):
+    """The daemon's monitor: its child named secretfs-mon."""
+    def find():
+        for c in children(d.pid):
+            with open(f"/proc/{c}/comm") as f:
+                if f.read().strip() == "secretfs-mon":
+                    return c
+        return None
+    return wait_until(find, what="the monitor process")
+
+
+def start(sandbox, mount_type="fuse", value=None, **mount):
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}},
+                         backends=LOCAL, mount={"type": mount_type, **mount})
+    return sandbox.start(config=cfg, data={"api": value or rand_token(16)})
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("mount_type", ["fuse", "directory"])
+def test_running_daemon_has_no_capability_and_the_monitor_only_its_own(sandbox, mount_type):
+    d = start(sandbox, mount_type)
+    st = proc_status(d.pid)
+    assert st["CapEff"].strip() == "0000000000000000"
+    assert st["CapPrm"].strip() == "0000000000000000"
+    mon = proc_status(monitor_of(d))
+    # CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_KILL
+    keep = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 5
+    if mount_type == "fuse":
+        keep |= 1 << 21  # CAP_SYS_ADMIN: the unmount
+    assert int(mon["CapEff"], 16) == keep
+    assert int(mon["CapBnd"], 16) == keep
+    assert mon["NoNewPrivs"].strip() == "1"
+
+
+@pytest.mark.fuse
+def test_monitor_holds_no_secret_and_no_descriptor_of_the_daemon(sandbox):
+    value = rand_token(32)
+    token = rand_token(32)
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL)
+    d = sandbox.start(config=cfg, data={"api": value}, extra_env={"VAULT_TOKEN": token})
+    assert d.read("api-key") == value
+    mon = monitor_of(d)
+    assert_no_plaintext(mon, [value, token], "in the monitor")
+    fds = sorted(int(n) for n in os.listdir(f"/proc/{mon}/fd"))
+    assert fds == [0, 1, 2, 3], fds
+    with open(f"/proc/{mon}/environ", "rb") as f:
+        assert token.encode() not in f.read()
+
+
+@pytest.mark.fuse
+def test_sigkill_of_the_daemon_leaves_no_mount(sandbox):
+    d = start(sandbox)
+    mon = monitor_of(d)
+    os.kill(d.pid, signal.SIGKILL)
+    d.proc.wait(TIMEOUT)
+    wait_until(lambda: not is_mounted(sandbox.mount), what="the mount to go")
+    # The mount point answers at once: an empty directory, no ENOTCONN.
+    t0 = time.monotonic()
+    assert os.listdir(sandbox.mount) == []
+    assert time.monotonic() - t0 < 1
+    wait_until(lambda: not os.path.exists(f"/proc/{mon}"), what="the monitor to exit")
+
+
+@pytest.mark.fuse
+def test_sigterm_unmounts_through_the_monitor_before_the_exit(sandbox):
+    d = start(sandbox)
+    assert d.stop() == 0
+    assert not is_mounted(sandbox.mount)
+    assert "failed to unmount" not in d.log_text()
+
+
+@pytest.mark.fuse
+def test_directory_owners_are_given_and_taken_back_without_a_capability(sandbox):
+    # Files and directories go to another user through the monitor; the old
+    # generation, read-only and no longer ours, is still removed.
+    cfg = sandbox.config({"sub/api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
+                         mount={"type": "directory", "uid": 1000, "gid": 2000,
+                                "mode": "0440", "dir_mode": "0550"})
+    d = sandbox.start(config=cfg, data={"api": "one"})
+    assert proc_status(d.pid)["CapEff"].strip() == "0000000000000000"
+    first = os.readlink(os.path.join(sandbox.mount, "..data"))
+    f = os.path.join(sandbox.mount, "sub", "api-key")
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 2000, 0o440)
+    sandbox.write_data({"api": "two"})
+    wait_until(lambda: open(f).read() == "two", what="the rotation")
+    st = os.stat(os.path.dirname(f))
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 2000, 0o550)
+    wait_until(lambda: not os.path.lexists(os.path.join(sandbox.mount, first)),
+               what="the old generation to be removed")
+    assert "cannot remove" not in d.log_text()
