@@ -52,13 +52,15 @@ struct parser {
 	const json_t *backends; /* the "backends" object, when it is one */
 };
 
-static const char *const top_keys[] = {"mount", "backends",        "secrets",
-                                       "log",   "startup_timeout", "shutdown_timeout",
-                                       "audit", "telemetry",       "aws_api", NULL};
+static const char *const top_keys[] = {
+    "mount",           "backends",         "secrets", "log",
+    "startup_timeout", "shutdown_timeout", "audit",   "telemetry",
+    "aws_api",         "hardening",        NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const hardening_keys[] = {"seccomp", "landlock", NULL};
 static const char *const secret_keys[] = {"backend",  "path",   "field",     "format",
                                           "template", "decode", "refresh",   "mode",
                                           "uid",      "gid",    "on_change", NULL};
@@ -263,6 +265,21 @@ static void parse_log(struct parser *p, const json_t *obj)
 	if (confval_get_str(&p->cv, obj, "log", "format", false, 64, &s) == 1 &&
 	    log_format_parse(s, &p->cfg->log.json) < 0)
 		confval_problem(&p->cv, "log.format", "must be " LOG_FORMAT_CHOICES);
+}
+
+static void parse_hardening(struct parser *p, const json_t *obj)
+{
+	json_t *v;
+
+	if (!json_is_object(obj)) {
+		confval_problem(&p->cv, "hardening", "must be an object");
+		return;
+	}
+	confval_check_keys(&p->cv, obj, "hardening", hardening_keys, NULL);
+	if ((v = json_object_get(obj, "seccomp")))
+		parse_bool(p, v, "hardening.seccomp", &p->cfg->hardening.seccomp);
+	if ((v = json_object_get(obj, "landlock")))
+		parse_bool(p, v, "hardening.landlock", &p->cfg->hardening.landlock);
 }
 
 static void parse_backends(struct parser *p, const json_t *obj)
@@ -617,6 +634,8 @@ static void parse_root(struct parser *p, const json_t *root)
 		parse_secrets(p, v);
 	if ((v = json_object_get(root, "log")))
 		parse_log(p, v);
+	if ((v = json_object_get(root, "hardening")))
+		parse_hardening(p, v);
 	if ((v = json_object_get(root, "startup_timeout")))
 		confval_duration(&p->cv, v, "startup_timeout",
 		                 &p->cfg->startup_timeout_ms);
@@ -689,6 +708,7 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 	p.cfg->log.level = LOG_LVL_INFO;
 	p.cfg->startup_timeout_ms = DEFAULT_STARTUP_TIMEOUT_MS;
 	p.cfg->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+	p.cfg->hardening.seccomp = p.cfg->hardening.landlock = true;
 	parse_root(&p, root);
 	if (p.cv.oom) {
 		diag_add(d, NULL, "out of memory while reading the configuration");

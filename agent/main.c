@@ -22,6 +22,7 @@
 #include "envstash.h"
 #include "harden.h"
 #include "monitor.h"
+#include "sandbox.h"
 #include "scheduler.h"
 #include "secretfs/audit.h"
 #include "secretfs/backend.h"
@@ -603,6 +604,9 @@ static int run(const struct config *cfg, bool once)
 	if (fopt.output == FS_OUTPUT_FUSE && monitor_mounted(mon) < 0)
 		log_warn("the monitor is gone: the mount may outlive a crash");
 	harden_after_mount();
+	if (sandbox_enter(cfg) < 0)
+		goto out;
+	sandbox_run_test_hook();
 	telemetry_set_mounted(tm, true);
 	/* --once leaves what is written now: count it once nothing changes. */
 	if (once)
@@ -676,6 +680,7 @@ int main(int argc, char **argv)
 		return rc;
 
 	harden_process();
+	sandbox_take_test_hook();
 	secjson_init();
 	if (secmem_init() < 0) {
 		fprintf(stderr, "secretfs: cannot initialise libsodium\n");

@@ -70,6 +70,12 @@ struct config_telemetry {
 	                                 scheduler loop is stuck this long */
 };
 
+/* "hardening": the sandbox of a running daemon (sandbox.h). */
+struct config_hardening {
+	bool seccomp;  /* default true: the syscall allowlist */
+	bool landlock; /* default true: file access limited to what the config names */
+};
+
 struct config_log {
 	int level; /* enum log_level */
 	bool json;
@@ -83,6 +89,7 @@ struct config {
 	struct config_secret *secrets;
 	size_t nsecrets;
 	struct config_log log;
+	struct config_hardening hardening;
 	uint64_t
 	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
 	uint64_t shutdown_timeout_ms;       /* default 5s: revocations after SIGTERM */

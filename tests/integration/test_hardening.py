@@ -116,3 +116,85 @@ def test_directory_owners_are_given_and_taken_back_without_a_capability(sandbox)
     wait_until(lambda: not os.path.lexists(os.path.join(sandbox.mount, first)),
                what="the old generation to be removed")
     assert "cannot remove" not in d.log_text()
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("mount_type", ["fuse", "directory"])
+def test_running_daemon_is_in_its_syscall_filter(sandbox, mount_type):
+    d = start(sandbox, mount_type)
+    assert proc_status(d.pid)["Seccomp"].strip() == "2"
+    # Every thread, not only the one that loaded it (TSYNC).
+    for tid in os.listdir(f"/proc/{d.pid}/task"):
+        assert proc_status(f"{d.pid}/task/{tid}")["Seccomp"].strip() == "2", tid
+    assert d.read("api-key")
+    assert d.stop() == 0
+
+
+@pytest.mark.fuse
+def test_seccomp_false_loads_no_filter(sandbox):
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
+                         hardening={"seccomp": False})
+    d = sandbox.start(config=cfg, data={"api": "v"})
+    assert proc_status(d.pid)["Seccomp"].strip() == "0"
+    d.wait_log(r"seccomp: off \(hardening\.seccomp false\)")
+    assert d.stop() == 0
+
+
+def test_hardening_switches_are_validated_with_their_key_paths(workdir):
+    cfg = workdir.config({"a": {"backend": "local", "path": "a"}},
+                         hardening={"seccomp": "no", "landlok": True})
+    workdir.write_config(cfg)
+    r = workdir.run(["--config", workdir.config_path, "--check"])
+    assert r.returncode == 1
+    assert "hardening.seccomp: must be true or false" in r.stderr
+    assert "landlok" in r.stderr
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("mount_type", ["fuse", "directory"])
+def test_a_forbidden_syscall_kills_the_daemon_with_a_line_naming_it(sandbox, mount_type):
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
+                         mount={"type": mount_type})
+    d = sandbox.start(config=cfg, data={"api": "v"}, wait=False,
+                      extra_env={"SECRETFS_TEST_HOOK": "syscall"})
+    d.wait_log(r"test hook: calling mount\(2\)")
+    assert d.proc.wait(TIMEOUT) == -signal.SIGSYS
+    assert f"seccomp: refused syscall {165 if os.uname().machine == 'x86_64' else ''}" \
+        in d.log_text()
+    assert "mount(2) returned" not in d.log_text()
+    # Killed, yet nothing stays mounted.
+    wait_until(lambda: not is_mounted(sandbox.mount), what="the mount to go")
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("mount_type", ["fuse", "directory"])
+def test_a_path_outside_the_landlock_set_is_refused(sandbox, mount_type):
+    # /etc/passwd is readable to root, and no part of what the config names.
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
+                         mount={"type": mount_type})
+    d = sandbox.start(config=cfg, data={"api": "v"},
+                      extra_env={"SECRETFS_TEST_HOOK": "open:/etc/passwd"})
+    d.wait_log(r"landlock: file access restricted")
+    d.wait_log(r"test hook: open /etc/passwd: Permission denied")
+    assert d.stop() == 0
+
+
+@pytest.mark.fuse
+def test_landlock_false_leaves_file_access_alone(sandbox):
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
+                         hardening={"landlock": False})
+    d = sandbox.start(config=cfg, data={"api": "v"},
+                      extra_env={"SECRETFS_TEST_HOOK": "open:/etc/passwd"})
+    d.wait_log(r"landlock: off \(hardening\.landlock false\)")
+    d.wait_log(r"test hook: open /etc/passwd: opened")
+    assert d.stop() == 0
+
+
+@pytest.mark.fuse
+def test_files_the_config_names_stay_readable_in_the_sandbox(sandbox):
+    # The file backend's directory is in the set: a rotation still lands.
+    d = start(sandbox, value="one")
+    assert d.read("api-key") == "one"
+    sandbox.write_data({"api": "two"})
+    wait_until(lambda: d.read("api-key") == "two", what="the rotation")
+    assert d.alive()

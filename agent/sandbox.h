@@ -1,0 +1,41 @@
+/*
+ * The sandbox of a running daemon, entered once start-up is over (config
+ * read, backends created, threads started, the mount or first directory
+ * generation in place, every capability dropped):
+ *
+ *   - Landlock (kernel >= 5.13, ABI found at run time): file access limited
+ *     to what the config names (the directory of each file a backend reads,
+ *     the audit file's directory, the directory output, the config's
+ *     directory, read-only system files: CA certificates, resolver files,
+ *     shared libraries), /dev/fuse and /proc/self. A no-op with one info
+ *     line where the kernel has none.
+ *   - seccomp (libseccomp): a syscall allowlist for the mode (FUSE or
+ *     directory; network syscalls only when a backend or listener talks to
+ *     the network), on every thread (TSYNC). Any other syscall kills the
+ *     process: a SIGSYS handler first writes one line naming the syscall.
+ *
+ * Each has its switch: "hardening": {"seccomp": false, "landlock": false}.
+ */
+#ifndef SECRETFS_SANDBOX_H
+#define SECRETFS_SANDBOX_H
+
+#include "secretfs/config.h"
+
+/*
+ * Enters the sandbox for cfg (see above). Returns 0, or SFS_EIO when a
+ * filter that the kernel supports could not be loaded (logged): the caller
+ * stops then, rather than run unconfined.
+ */
+int sandbox_enter(const struct config *cfg);
+
+/*
+ * Test builds (SECRETFS_TEST_HOOKS): the action $SECRETFS_TEST_HOOK names,
+ * taken at start (sandbox_take_test_hook, which unsets it) and run inside
+ * the sandbox (sandbox_run_test_hook): "syscall" makes a syscall outside the
+ * allowlist (mount), "open:PATH" opens PATH read-only and logs the outcome
+ * (never the content). No-ops in other builds.
+ */
+void sandbox_take_test_hook(void);
+void sandbox_run_test_hook(void);
+
+#endif
