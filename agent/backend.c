@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "secretfs/backend.h"
+#include "secretfs/error.h"
+#include "secretfs/log.h"
 
 /* Each defined in its backend_<type>.c. */
 extern const struct backend_ops backend_file_ops, backend_dev_ops, backend_vault_ops,
@@ -25,6 +27,20 @@ const struct backend_ops *backend_find(const char *type)
 		if (strcmp(registry[i]->type, type) == 0)
 			return registry[i];
 	return NULL;
+}
+
+int backend_start(const struct backend_env *env, const char *type, const char *name,
+                  const json_t *conf, struct backend **out)
+{
+	const struct backend_ops *ops = backend_find(type);
+	int rc = ops ? ops->create(env, name, conf, out) : SFS_EINVAL;
+
+	if (rc < 0)
+		log_event(LOG_LVL_ERROR,
+		          &(struct log_fields){.event = "backend.start_failed",
+		                               .backend = name},
+		          "backend %s: cannot start: %s", name, sfs_strerror(rc));
+	return rc;
 }
 
 const struct backend_ops *backend_nth(size_t i)

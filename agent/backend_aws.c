@@ -385,7 +385,7 @@ static int aws_call(struct aws *a, const char *op, const char *what, const json_
 		err->retry_after_ms = resp.retry_after_ms;
 		json_decref(reply);
 		reply = resp.body.len ? json_loadb((const char *)resp.body.data,
-		                                   resp.body.len, 0, &jerr)
+		                                   resp.body.len, JSON_ALLOW_NUL, &jerr)
 		                      : NULL;
 		if (resp.status == 200) {
 			rc = json_is_object(reply) ? 0 : SFS_EPARSE;
@@ -464,8 +464,8 @@ int aws_secret_value_from_reply(const json_t *reply, json_t **out, char *version
 	}
 	snprintf(version, versionlen, "%s", id ? json_string_value(id) : "");
 	if (json_is_string(s)) {
-		json_t *obj =
-		    json_loadb(json_string_value(s), json_string_length(s), 0, &jerr);
+		json_t *obj = json_loadb(json_string_value(s), json_string_length(s),
+		                         JSON_ALLOW_NUL, &jerr);
 		if (json_is_object(obj)) {
 			*out = obj;
 			return 0;

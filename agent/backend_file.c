@@ -98,11 +98,19 @@ static int file_load(struct file_backend *fb, json_t **doc, unsigned char *hash)
 	if (file_stat_version(fb->path, fb->doc_version, sizeof fb->doc_version) < 0)
 		fb->doc_version[0] = '\0';
 	rc = secmem_read_file(fb->path, FILE_BACKEND_MAX, &buf, &len);
+	if (rc == SFS_ETOOBIG) {
+		fb->malformed_count++;
+		log_warn("backend %s: secrets file %s is larger than %d MiB, the file "
+		         "backend's bound; keeping last good values (%lu refused so far)",
+		         fb->base.name, fb->path, FILE_BACKEND_MAX / (1024 * 1024),
+		         fb->malformed_count);
+	}
 	if (rc < 0)
 		return rc;
 	crypto_generichash(hash, crypto_generichash_BYTES, buf, len, fb->hash_key,
 	                   crypto_generichash_KEYBYTES);
-	*doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	*doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+	                  &jerr);
 	secmem_free(buf);
 	if (!*doc || !json_is_object(*doc)) {
 		fb->malformed_count++;

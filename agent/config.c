@@ -31,7 +31,6 @@
 
 #define CONFIG_MAX_FILE (4u * 1024 * 1024) /* bytes of config text */
 #define CONFIG_MAX_BACKENDS 256
-#define CONFIG_MAX_SECRETS 100000
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 5000
 #define CONFIG_MAX_NAME 1024
 #define CONFIG_MAX_BACKEND_NAME 256
@@ -55,12 +54,13 @@ struct parser {
 static const char *const top_keys[] = {
     "mount",           "backends",         "secrets", "log",
     "startup_timeout", "shutdown_timeout", "audit",   "telemetry",
-    "aws_api",         "hardening",        NULL};
+    "aws_api",         "limits",           "hardening", NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const hardening_keys[] = {"seccomp", "landlock", NULL};
+static const char *const limits_keys[] = {"max_files", "max_open_handles", NULL};
 static const char *const secret_keys[] = {"backend",  "path",   "field",     "format",
                                           "template", "decode", "refresh",   "mode",
                                           "uid",      "gid",    "on_change", NULL};
@@ -280,6 +280,35 @@ static void parse_hardening(struct parser *p, const json_t *obj)
 		parse_bool(p, v, "hardening.seccomp", &p->cfg->hardening.seccomp);
 	if ((v = json_object_get(obj, "landlock")))
 		parse_bool(p, v, "hardening.landlock", &p->cfg->hardening.landlock);
+}
+
+/* One count of "limits": an integer in [1, max]. */
+static void parse_limit(struct parser *p, const json_t *obj, const char *key, size_t max,
+                        size_t *out)
+{
+	char buf[CONFVAL_KP_MAX];
+	json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	    (json_int_t)max < json_integer_value(v))
+		confval_problem(&p->cv, confval_keypath(buf, "limits", key),
+		                "must be an integer from 1 to %zu", max);
+	else
+		*out = (size_t)json_integer_value(v);
+}
+
+static void parse_limits(struct parser *p, const json_t *obj)
+{
+	if (!json_is_object(obj)) {
+		confval_problem(&p->cv, "limits", "must be an object");
+		return;
+	}
+	confval_check_keys(&p->cv, obj, "limits", limits_keys, NULL);
+	parse_limit(p, obj, "max_files", CONFIG_MAX_MAX_FILES, &p->cfg->limits.max_files);
+	parse_limit(p, obj, "max_open_handles", CONFIG_MAX_MAX_OPEN_HANDLES,
+	            &p->cfg->limits.max_open_handles);
 }
 
 static void parse_backends(struct parser *p, const json_t *obj)
@@ -577,9 +606,10 @@ static void parse_secrets(struct parser *p, const json_t *obj)
 		confval_problem(&p->cv, "secrets", "must define at least one secret");
 		return;
 	}
-	if (n > CONFIG_MAX_SECRETS) {
-		confval_problem(&p->cv, "secrets", "too many secrets (at most %d)",
-		                CONFIG_MAX_SECRETS);
+	if (n > cfg->limits.max_files) {
+		confval_problem(&p->cv, "secrets",
+		                "too many secrets: %zu, at most %zu (limits.max_files)",
+		                n, cfg->limits.max_files);
 		return;
 	}
 	cfg->secrets = calloc(n, sizeof *cfg->secrets);
@@ -626,6 +656,8 @@ static void parse_root(struct parser *p, const json_t *root)
 		return;
 	}
 	confval_check_keys(&p->cv, root, NULL, top_keys, NULL);
+	if ((v = json_object_get(root, "limits")))
+		parse_limits(p, v); /* before the secrets it bounds */
 	if ((v = confval_get(&p->cv, root, NULL, "mount", true)))
 		parse_mount(p, v);
 	if ((v = confval_get(&p->cv, root, NULL, "backends", true)))
@@ -709,6 +741,9 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 	p.cfg->startup_timeout_ms = DEFAULT_STARTUP_TIMEOUT_MS;
 	p.cfg->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
 	p.cfg->hardening.seccomp = p.cfg->hardening.landlock = true;
+	p.cfg->limits =
+	    (struct config_limits){.max_files = CONFIG_DEFAULT_MAX_FILES,
+	                           .max_open_handles = CONFIG_DEFAULT_MAX_OPEN_HANDLES};
 	parse_root(&p, root);
 	if (p.cv.oom) {
 		diag_add(d, NULL, "out of memory while reading the configuration");
@@ -732,6 +767,34 @@ int config_parse(const char *text, const char *name, struct diag *d, struct conf
 	return config_parse_buf(text, strlen(text), name, d, out);
 }
 
+int config_parse_text(const char *text, size_t len, const char *name, struct diag *d,
+                      struct config **out)
+{
+	return config_parse_buf(text, len, name, d, out);
+}
+
+int config_read(const char *path, struct diag *d, unsigned char **text, size_t *len)
+{
+	const char *saved_file = d->file;
+	int rc;
+
+	if (!d->file)
+		d->file = path;
+	/* To the end of the file, never past the cap: st_size may lie
+	 * (pipes, /proc). */
+	rc = readfile(path, CONFIG_MAX_FILE, 0, &readfile_heap, text, len);
+	if (rc == SFS_ETOOBIG) {
+		diag_add(d, NULL, "cannot read: the file is larger than %u MiB",
+		         CONFIG_MAX_FILE / (1024 * 1024));
+		rc = SFS_EINVAL;
+	} else if (rc < 0 && rc != SFS_ENOMEM) {
+		diag_add(d, NULL, "cannot read: %s", strerror(errno));
+		rc = SFS_EIO;
+	}
+	d->file = saved_file;
+	return rc;
+}
+
 int config_load(const char *path, struct diag *d, struct config **out)
 {
 	const char *saved_file = d->file;
@@ -739,23 +802,14 @@ int config_load(const char *path, struct diag *d, struct config **out)
 	size_t len = 0;
 	int rc;
 
-	if (!d->file)
-		d->file = path;
-	/* To the end of the file, never past the cap: st_size may lie
-	 * (pipes, /proc). */
-	rc = readfile(path, CONFIG_MAX_FILE, 0, &readfile_heap, &buf, &len);
+	rc = config_read(path, d, &buf, &len);
 	if (rc == 0) {
+		if (!d->file)
+			d->file = path;
 		rc = config_parse_buf((const char *)buf, len, path, d, out);
-	} else if (rc == SFS_ETOOBIG) {
-		diag_add(d, NULL, "cannot read: the file is larger than %u MiB",
-		         CONFIG_MAX_FILE / (1024 * 1024));
-		rc = SFS_EINVAL;
-	} else if (rc != SFS_ENOMEM) {
-		diag_add(d, NULL, "cannot read: %s", strerror(errno));
-		rc = SFS_EIO;
+		d->file = saved_file;
 	}
 	free(buf);
-	d->file = saved_file;
 	return rc;
 }
 

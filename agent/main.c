@@ -23,6 +23,7 @@
 #include "harden.h"
 #include "monitor.h"
 #include "sandbox.h"
+#include "reload.h"
 #include "scheduler.h"
 #include "secretfs/audit.h"
 #include "secretfs/backend.h"
@@ -107,7 +108,8 @@ static void usage(FILE *out)
 	    "-config=FILE), spelled in full.\n"
 	    "\n"
 	    "Runs in the foreground. SIGTERM or SIGINT unmounts (a directory mount:\n"
-	    "removes the files unless keep_on_exit) and exits 0.\n"
+	    "removes the files unless keep_on_exit) and exits 0. SIGHUP, or an edit\n"
+	    "of the config file, reloads the configuration (see README.md).\n"
 	    "Exit codes: 0 success; 1 invalid configuration; 2 usage error (options,\n"
 	    "environment); 3 --once wrote only some files; 4 --once wrote nothing;\n"
 	    "5 start-up failure (a backend cannot start, cannot mount); 6 --ready:\n"
@@ -440,17 +442,10 @@ static int create_backends(const struct config *cfg, struct store *st,
 		env.config_dir = dirname(dirbuf);
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		const struct config_backend *cb = &cfg->backends[i];
-		const struct backend_ops *ops = backend_find(cb->type);
-		int rc =
-		    ops ? ops->create(&env, cb->name, cb->json, &out[i]) : SFS_EINVAL;
-		if (rc < 0) {
-			log_event(LOG_LVL_ERROR,
-			          &(struct log_fields){.event = "backend.start_failed",
-			                               .backend = cb->name},
-			          "backend %s: cannot start: %s", cb->name,
-			          sfs_strerror(rc));
+		int rc = backend_start(&env, cb->type, cb->name, cb->json, &out[i]);
+
+		if (rc < 0)
 			return rc;
-		}
 		backend_calls_register(out[i], stats);
 	}
 	return 0;
@@ -466,6 +461,7 @@ static struct fs_options fs_options_of(const struct config *cfg, bool once)
 	    .dir_gid = cfg->mount.gid,
 	    .allow_other = cfg->mount.allow_other,
 	    .keep_on_exit = cfg->mount.keep_on_exit || once,
+	    .max_handles = cfg->limits.max_open_handles,
 	};
 	return fopt;
 }
@@ -519,8 +515,17 @@ static void print_missing(void *arg, const char *file, const char *source,
 	fprintf(stderr, "secretfs: %s: not written: %s (from %s)\n", file, why, source);
 }
 
-static int run(const struct config *cfg, bool once)
+/* What run() needs of the command line besides the config. */
+struct run_options {
+	const char *config_path;
+	bool once;
+	int log_level, log_json; /* cli's: set by the command line or environment */
+};
+
+static int run(const struct config *cfg, const struct run_options *ro)
 {
+	bool once = ro->once;
+	struct reload *reload = NULL;
 	struct backend **backends = calloc(cfg->nbackends, sizeof *backends);
 	struct fs_options fopt = fs_options_of(cfg, once);
 	struct stats *stats = NULL;
@@ -563,8 +568,27 @@ static int run(const struct config *cfg, bool once)
 		goto out;
 	fs_set_stop_hook(http_stop);
 	if (fs_install_signals(fs) < 0 ||
-	    sched_new(cfg, backends, fs, st, stats, mon, &sched) < 0 ||
-	    sched_start(sched) < 0) {
+	    sched_new(cfg, backends, fs, st, stats, mon, &sched) < 0) {
+		log_error("cannot start the scheduler");
+		goto out;
+	}
+	/* SIGHUP and edits of the config file reload it (not with --once). */
+	if (!once) {
+		struct reload_env renv = {.path = ro->config_path,
+		                          .cfg = cfg,
+		                          .backends = backends,
+		                          .sched = sched,
+		                          .store = st,
+		                          .stats = stats,
+		                          .envstash = es,
+		                          .log_level = ro->log_level,
+		                          .log_json = ro->log_json};
+		if (reload_new(&renv, &reload) < 0) {
+			log_error("cannot set up configuration reloads");
+			goto out;
+		}
+	}
+	if (sched_start(sched) < 0) {
 		log_error("cannot start the scheduler");
 		goto out;
 	}
@@ -608,6 +632,8 @@ static int run(const struct config *cfg, bool once)
 		goto out;
 	sandbox_run_test_hook();
 	telemetry_set_mounted(tm, true);
+	if (reload)
+		reload_catch_signal(reload);
 	/* --once leaves what is written now: count it once nothing changes. */
 	if (once)
 		sched_stop(sched);
@@ -648,6 +674,8 @@ out:
 	if (fs)
 		fs_unmount(fs);
 	sched_free(sched);
+	/* The backends and configs of reloads: once nothing borrows them. */
+	reload_free(reload);
 	fs_free(fs);
 	store_free(st);
 	stats_free(stats);
@@ -719,7 +747,10 @@ int main(int argc, char **argv)
 	          &(struct log_fields){.event = "daemon.starting", .pid = (long)getpid()},
 	          "secretfs %s starting (pid %d, config %s)", SECRETFS_VERSION,
 	          (int)getpid(), cli.config_path);
-	rc = run(cfg, cli.mode == MODE_ONCE);
+	rc = run(cfg, &(struct run_options){.config_path = cli.config_path,
+	                                    .once = cli.mode == MODE_ONCE,
+	                                    .log_level = cli.log_level,
+	                                    .log_json = cli.log_json});
 	config_free(cfg);
 	return rc;
 }

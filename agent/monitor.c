@@ -129,7 +129,7 @@ static int read_pid_file(const char *path, pid_t *pid)
 }
 
 static int do_spawn(struct mon_state *s, const struct config_onchange *oc,
-                    const char *files, pid_t *pid)
+                    const char *files, bool incomplete, pid_t *pid)
 {
 	char env_path[] = "PATH=" ONCHANGE_SAFE_PATH;
 	char *env_mount = NULL, *env_files = NULL;
@@ -144,7 +144,9 @@ static int do_spawn(struct mon_state *s, const struct config_onchange *oc,
 		env_mount = NULL;
 	if (asprintf(&env_files, "SECRETFS_FILES=%s", files) < 0)
 		env_files = NULL;
-	char *envp[] = {env_path, env_mount, env_files, NULL};
+	char env_incomplete[] = "SECRETFS_FILES_INCOMPLETE=1";
+	char *envp[] = {env_path, env_mount, env_files, incomplete ? env_incomplete : NULL,
+	                NULL};
 	if (!env_mount || !env_files)
 		goto out;
 	posix_spawn_file_actions_init(&fa);
@@ -270,7 +272,7 @@ static struct mon_reply serve(struct mon_state *s, const char *buf, size_t len, 
 		r.value = (int32_t)pid;
 		break;
 	case MON_SPAWN: {
-		/* files, then argv: q->a strings. */
+		/* files, then argv: q->a strings; q->b: files incomplete. */
 		size_t flen = slen ? strlen(str) + 1 : 0, n = 0;
 
 		for (const char *p = str + flen; p < str + slen; p += strlen(p) + 1)
@@ -278,7 +280,7 @@ static struct mon_reply serve(struct mon_state *s, const char *buf, size_t len, 
 		if (!flen || n == 0 || (int32_t)n != q->a ||
 		    !(oc = find_command(s->cfg, str + flen, n)))
 			r.rc = -EPERM;
-		else if ((r.rc = do_spawn(s, oc, str, &pid)) == 0)
+		else if ((r.rc = do_spawn(s, oc, str, q->b != 0, &pid)) == 0)
 			r.value = (int32_t)pid;
 		break;
 	}
@@ -469,9 +471,10 @@ int monitor_signal(struct monitor *m, const char *pid_file, int sig, pid_t *pid)
 	return rc;
 }
 
-int monitor_spawn(struct monitor *m, char *const *argv, const char *files, pid_t *pid)
+int monitor_spawn(struct monitor *m, char *const *argv, const char *files, bool incomplete,
+                  pid_t *pid)
 {
-	struct mon_req q = {MON_SPAWN, 0, 0, 0};
+	struct mon_req q = {MON_SPAWN, 0, incomplete, 0};
 	size_t len = strlen(files) + 1;
 	char *buf;
 	int32_t v = 0;

@@ -29,6 +29,7 @@ struct onchange {
 	uint64_t first_pending; /* when the current burst began */
 	uint64_t due;
 	char files[ONCHANGE_MAX_FILES_LEN]; /* space-separated names in the burst */
+	bool files_incomplete;              /* a name did not fit in files */
 	pid_t child;                        /* running command, or 0 */
 	uint64_t child_started;
 	struct stats_set *stats; /* onchange_family; NULL-safe */
@@ -236,6 +237,11 @@ struct onchange *onchange_new(const struct config_onchange *cfg, struct stats *s
 	return oc;
 }
 
+void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg)
+{
+	oc->cfg = cfg;
+}
+
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg)
 {
 	const struct config_onchange *a = oc->cfg;
@@ -260,15 +266,24 @@ void onchange_trigger(struct onchange *oc, const char *file, uint64_t now)
 		oc->pending = true;
 		oc->first_pending = now;
 		oc->files[0] = '\0';
+		oc->files_incomplete = false;
 		used = 0;
 	}
 	/* Record each name once. */
 	for (const char *p = oc->files; (p = strstr(p, file)); p += n)
 		if ((p == oc->files || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
 			goto scheduled;
-	if (used + n + 2 < sizeof oc->files)
+	if (used + n + 2 < sizeof oc->files) {
 		snprintf(oc->files + used, sizeof oc->files - used, "%s%s",
 		         used ? " " : "", file);
+	} else if (!oc->files_incomplete) {
+		/* Never a list that looks whole but is not: the command is told. */
+		oc->files_incomplete = true;
+		log_warn("on_change: the changed files' names pass %d bytes, the bound "
+		         "of SECRETFS_FILES; %s and later names not listed, "
+		         "SECRETFS_FILES_INCOMPLETE=1 set for this run",
+		         ONCHANGE_MAX_FILES_LEN - 1, file);
+	}
 scheduled:
 	/* Trailing debounce, but a steady stream of changes still runs the
 	 * action at least every ten debounce periods. */
@@ -312,7 +327,7 @@ static void onchange_signal(struct onchange *oc)
 static void onchange_spawn(struct onchange *oc, uint64_t now)
 {
 	pid_t pid;
-	int rc = monitor_spawn(oc->mon, oc->cfg->argv, oc->files, &pid);
+	int rc = monitor_spawn(oc->mon, oc->cfg->argv, oc->files, oc->files_incomplete, &pid);
 
 	if (rc < 0) {
 		stats_inc(oc->stats, OC_FAILURES);

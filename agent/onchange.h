@@ -43,6 +43,10 @@ void onchange_config_free(struct config_onchange *cfg);
 struct onchange *onchange_new(const struct config_onchange *cfg, struct stats *stats,
                               struct monitor *mon);
 
+/* After a configuration reload: oc borrows cfg (onchange_same as its
+ * old one) from now on (the mount path cannot change live). */
+void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg);
+
 /* True when cfg describes the same action (same signal and pid file, or the
  * same argv), so the files share it. */
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg);

@@ -16,18 +16,19 @@
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
 #include "secretfs/render.h"
+#include "secretfs/secjson.h"
 #include "secretfs/secmem.h"
 #include "secretfs/stats.h"
 #include "secretfs/store.h"
 
 struct publish {
-	const struct config *cfg; /* borrowed */
-	struct fs *fs;            /* borrowed */
-	struct store *store;      /* borrowed */
-	struct stats *stats;      /* borrowed */
-	struct monitor *mon;      /* borrowed, may be NULL */
-	unsigned char *hash_key;  /* secmem */
-	struct sched_file *files; /* room for cfg->nsecrets */
+	const struct config *cfg;  /* borrowed; replaced by publish_set_config */
+	struct fs *fs;             /* borrowed */
+	struct store *store;       /* borrowed */
+	struct stats *stats;       /* borrowed */
+	struct monitor *mon;       /* borrowed, may be NULL */
+	unsigned char *hash_key;   /* secmem */
+	struct sched_file **files; /* each owned; removed ones kept for re-adding */
 	size_t nfiles;
 
 	/* Guards the on_change actions, which workers trigger and the
@@ -62,8 +63,7 @@ int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
 	p->mon = mon;
 	pthread_mutex_init(&p->lock, NULL);
 	p->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
-	p->files = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *p->files);
-	if (!p->hash_key || !p->files) {
+	if (!p->hash_key) {
 		publish_free(p);
 		return SFS_ENOMEM;
 	}
@@ -98,23 +98,65 @@ static int publish_add_action(struct publish *p, struct sched_file *f)
 	return 0;
 }
 
+/* Records (or clears, with NULL) why a file could not be rendered. */
+static void file_set_problem(struct sched_file *f, const char *why)
+{
+	free(f->problem);
+	f->problem = why ? strdup(why) : NULL;
+}
+
+/* The mode and owner of the file of cs: its own, else the mount's. */
+static void file_attrs(const struct config *cfg, const struct config_secret *cs,
+                       mode_t *mode, uid_t *uid, gid_t *gid)
+{
+	*mode = cs->has_mode ? cs->mode : cfg->mount.mode;
+	*uid = cs->has_uid ? cs->uid : cfg->mount.uid;
+	*gid = cs->has_gid ? cs->gid : cfg->mount.gid;
+}
+
+/* A file removed by a reload and named again is the same file (its
+ * metrics and fs id); NULL when there is none. */
+static struct sched_file *removed_file(struct publish *p, const char *name)
+{
+	for (size_t i = 0; i < p->nfiles; i++)
+		if (p->files[i]->removed && strcmp(p->files[i]->name, name) == 0)
+			return p->files[i];
+	return NULL;
+}
+
 int publish_add_file(struct publish *p, const struct config_secret *cs,
                      struct sched_file **out)
 {
-	const struct config *cfg = p->cfg;
-	struct sched_file *f;
+	struct sched_file *f = removed_file(p, cs->name), **grown;
+	bool fresh = !f;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
 	int rc;
 
-	if (p->nfiles >= cfg->nsecrets)
-		return SFS_EINVAL;
-	f = &p->files[p->nfiles++];
+	if (fresh) {
+		grown = realloc(p->files, (p->nfiles + 1) * sizeof *grown);
+		if (!grown)
+			return SFS_ENOMEM;
+		p->files = grown;
+		f = calloc(1, sizeof *f);
+		if (!f || !(f->name = strdup(cs->name))) {
+			free(f);
+			return SFS_ENOMEM;
+		}
+		p->files[p->nfiles++] = f;
+		f->stats = stats_register(p->stats, &file_family, cs->name);
+	}
 	f->cs = cs;
-	f->stats = stats_register(p->stats, &file_family, cs->name);
-	rc = fs_add_file(p->fs, cs->name, cs->has_mode ? cs->mode : cfg->mount.mode,
-	                 cs->has_uid ? cs->uid : cfg->mount.uid,
-	                 cs->has_gid ? cs->gid : cfg->mount.gid, &f->fs_id);
-	if (rc < 0)
+	f->action = NULL;
+	file_attrs(p->cfg, cs, &mode, &uid, &gid);
+	rc = fs_add_file(p->fs, cs->name, mode, uid, gid, &f->fs_id);
+	if (rc < 0) {
+		f->removed = true;
+		f->cs = NULL;
 		return rc;
+	}
+	f->removed = false;
 	rc = publish_add_action(p, f);
 	if (rc < 0)
 		return rc;
@@ -122,11 +164,91 @@ int publish_add_file(struct publish *p, const struct config_secret *cs,
 	return 0;
 }
 
-/* Records (or clears, with NULL) why a file could not be rendered. */
-static void file_set_problem(struct sched_file *f, const char *why)
+void publish_set_config(struct publish *p, const struct config *cfg)
 {
-	free(f->problem);
-	f->problem = why ? strdup(why) : NULL;
+	p->cfg = cfg;
+}
+
+int publish_remove_file(struct publish *p, struct sched_file *f)
+{
+	int rc = fs_remove_file(p->fs, f->fs_id);
+
+	if (rc < 0)
+		return rc;
+	__atomic_store_n(&f->version, 0, __ATOMIC_RELAXED);
+	memset(f->hash, 0, sizeof f->hash);
+	file_set_problem(f, NULL);
+	f->removed = true;
+	f->source = NULL;
+	f->cs = NULL;
+	f->action = NULL;
+	return 0;
+}
+
+/* Whether two secrets render the same bytes from the same value. */
+static bool same_rendering(const struct config_secret *a, const struct config_secret *b)
+{
+	return a->format == b->format && a->decode_base64 == b->decode_base64 &&
+	       (a->field && b->field ? strcmp(a->field, b->field) == 0
+	                             : a->field == b->field) &&
+	       (a->template_text && b->template_text
+	            ? strcmp(a->template_text, b->template_text) == 0
+	            : a->template_text == b->template_text);
+}
+
+int publish_rebind_file(struct publish *p, const struct config *old_cfg,
+                        struct sched_file *f, const struct config_secret *cs)
+{
+	mode_t m0, m1;
+	uid_t u0, u1;
+	gid_t g0, g1;
+	int rc = 0;
+
+	file_attrs(old_cfg, f->cs, &m0, &u0, &g0);
+	file_attrs(p->cfg, cs, &m1, &u1, &g1);
+	if (m0 != m1 || u0 != u1 || g0 != g1) {
+		rc = fs_set_file_attrs(p->fs, f->fs_id, m1, u1, g1);
+		if (rc < 0)
+			return rc;
+		log_event(
+		    LOG_LVL_INFO,
+		    &(struct log_fields){.event = "config.file_attrs", .file = cs->name},
+		    "file %s: mode %04o owner %u:%u (was %04o %u:%u)", cs->name,
+		    (unsigned)m1, (unsigned)u1, (unsigned)g1, (unsigned)m0, (unsigned)u0,
+		    (unsigned)g0);
+	}
+	rc = same_rendering(f->cs, cs) ? 0 : 1;
+	f->cs = cs;
+	/* The actions borrow their config: each file looks its own up again
+	 * (an unchanged one is found among the shared ones). */
+	f->action = NULL;
+	if (publish_add_action(p, f) < 0)
+		return SFS_ENOMEM;
+	return rc;
+}
+
+void publish_rebind_actions(struct publish *p)
+{
+	/* An action no file names any more is dropped; the others take the
+	 * config of the first file naming them. */
+	size_t kept = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nactions; i++) {
+		const struct config_onchange *oc = NULL;
+
+		for (size_t j = 0; j < p->nfiles && !oc; j++)
+			if (p->files[j]->action == p->actions[i])
+				oc = p->files[j]->cs->on_change;
+		if (!oc) {
+			onchange_free(p->actions[i]);
+			continue;
+		}
+		onchange_rebind(p->actions[i], oc);
+		p->actions[kept++] = p->actions[i];
+	}
+	p->nactions = kept;
+	pthread_mutex_unlock(&p->lock);
 }
 
 /* Renders one file from value; on a change seals it into *upd and its
@@ -180,8 +302,10 @@ out:
 	return rc;
 }
 
-int publish_source(struct publish *p, struct source *src, const json_t *value,
-                   uint64_t now)
+/* Renders and publishes the files of src from value (publish_source
+ * without keeping the value). */
+static int publish_files(struct publish *p, struct source *src, const json_t *value,
+                         uint64_t now)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 	struct sched_file **changed = calloc(src->nfiles, sizeof *changed);
@@ -245,6 +369,50 @@ out:
 	return rc;
 }
 
+/* Keeps value sealed in src, for publish_source_again. */
+static void keep_value(struct publish *p, struct source *src, const json_t *value)
+{
+	char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+	int rc =
+	    text ? store_slot_put(p->store, &src->value, src->label, text, strlen(text))
+	         : SFS_ENOMEM;
+
+	secjson_free_buf(text);
+	if (rc < 0) {
+		/* A reload that changes how a file renders reads it again. */
+		store_slot_clear(&src->value);
+		log_warn("source %s: cannot keep the value sealed: %s", src->label,
+		         sfs_strerror(rc));
+	}
+}
+
+int publish_source(struct publish *p, struct source *src, const json_t *value,
+                   uint64_t now)
+{
+	int rc = publish_files(p, src, value, now);
+
+	keep_value(p, src, value);
+	return rc;
+}
+
+int publish_source_again(struct publish *p, struct source *src, uint64_t now)
+{
+	json_error_t jerr;
+	json_t *value;
+	char *text = NULL;
+	int rc = store_slot_get(p->store, &src->value, src->label, &text);
+
+	if (rc < 0)
+		return rc;
+	value = json_loads(text, JSON_DECODE_ANY, &jerr);
+	secmem_free(text);
+	if (!value)
+		return SFS_EPARSE;
+	rc = publish_files(p, src, value, now);
+	json_decref(value);
+	return rc;
+}
+
 void publish_withdraw(struct publish *p, struct source *src)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
@@ -277,7 +445,7 @@ size_t publish_count(const struct publish *p)
 	size_t n = 0;
 
 	for (size_t i = 0; i < p->nfiles; i++)
-		n += __atomic_load_n(&p->files[i].version, __ATOMIC_RELAXED) != 0;
+		n += __atomic_load_n(&p->files[i]->version, __ATOMIC_RELAXED) != 0;
 	return n;
 }
 
@@ -285,8 +453,11 @@ void publish_free(struct publish *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->nfiles; i++)
-		free(p->files[i].problem);
+	for (size_t i = 0; i < p->nfiles; i++) {
+		free(p->files[i]->problem);
+		free(p->files[i]->name);
+		free(p->files[i]);
+	}
 	for (size_t i = 0; i < p->nactions; i++)
 		onchange_free(p->actions[i]);
 	free(p->actions);

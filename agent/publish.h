@@ -1,8 +1,8 @@
 /*
  * The publisher: the files of the config, each declared in the filesystem
- * (fs.h) at start, and the way from a source's fetched value to them:
- * render each file (render.h) in guarded memory, skip one whose keyed hash
- * did not change, seal the rest (store.h) and publish them in one atomic
+ * (fs.h) at start or by a reload (which may also remove them), and the way from a
+ * source's fetched value to them: render each file (render.h) in guarded memory, skip one
+ * whose keyed hash did not change, seal the rest (store.h) and publish them in one atomic
  * fs_publish, then trigger their on_change actions. Owns the files, the
  * hash key and the actions; the actions have a lock of their own (workers
  * trigger them, the scheduler thread runs them).
@@ -30,11 +30,15 @@ struct onchange;
 
 /*
  * One file. Its source (source.h) renders it; its state changes only
- * while that source's step runs (one thread at a time). Owned by the
- * publisher; cs is borrowed from the config.
+ * while that source's step runs (one thread at a time), or while a reload
+ * applies (no step runs). Owned by the publisher; cs is borrowed from the
+ * running config (NULL while removed).
  */
 struct sched_file {
 	const struct config_secret *cs;
+	char *name;            /* owned copy of cs->name (kept while removed) */
+	bool removed;          /* by a reload; named again, it comes back */
+	struct source *source; /* the source it renders from (source.h) */
 	size_t fs_id;
 	uint64_t version; /* of the published content; 0 = never published; written
 	                     atomically (readiness reads it from other threads) */
@@ -45,10 +49,9 @@ struct sched_file {
 };
 
 /*
- * A publisher for the files of cfg (room for cfg->nsecrets of them),
- * writing to fs and sealing with st; its files and actions register their
- * metrics in stats (may be NULL); the actions run through mon (monitor.h,
- * may be NULL). All borrowed; they must outlive the
+ * A publisher for the files of cfg (the mount's defaults), writing to fs and sealing with
+ * st; its files and actions register their metrics in stats (may be NULL); the actions
+ * run through mon (monitor.h, may be NULL). All borrowed; they must outlive the
  * publisher. Returns 0 or SFS_ENOMEM.
  */
 int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
@@ -73,6 +76,40 @@ int publish_add_file(struct publish *p, const struct config_secret *cs,
  */
 int publish_source(struct publish *p, struct source *src, const json_t *value,
                    uint64_t now);
+
+/* Same, and keeps value sealed in src (source.h: value) so that a reload
+ * can render its files again without reading it: see publish_source_again.
+ * (publish_source is this.) */
+
+/* Renders the files of src again from the value it keeps sealed (a reload
+ * added files or changed how they render); unchanged files stay as they
+ * are. Returns 0, SFS_ENOTFOUND (no value kept), or as publish_source. */
+int publish_source_again(struct publish *p, struct source *src, uint64_t now);
+
+/* From now on the mount's defaults (file mode and owner, mount path for
+ * actions) are cfg's; borrowed, must outlive the publisher or the next
+ * call. Only while no source step runs. */
+void publish_set_config(struct publish *p, const struct config *cfg);
+
+/* A reload removed f: it becomes absent in the fs and undeclared, and is
+ * kept (removed) for its name to come back. Returns 0 or what
+ * fs_remove_file returned (nothing changed). */
+int publish_remove_file(struct publish *p, struct sched_file *f);
+
+/*
+ * A reload keeps f under the new secret cs (same name; old_cfg is the
+ * config f->cs came from, still alive): a new mode or owner is applied
+ * at once (fs_set_file_attrs), the on_change action is looked up again.
+ * Returns 1 when cs renders differently from the old one (the caller
+ * renders it again), 0 when not, or a negative code (SFS_ENOMEM, or what
+ * fs_set_file_attrs returned).
+ */
+int publish_rebind_file(struct publish *p, const struct config *old_cfg,
+                        struct sched_file *f, const struct config_secret *cs);
+
+/* After the files were rebound: each action borrows the config of a file
+ * that names it; those no file names are freed. */
+void publish_rebind_actions(struct publish *p);
 
 /* Makes every file of src absent (its lease expired). */
 void publish_withdraw(struct publish *p, struct source *src);

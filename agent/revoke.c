@@ -147,6 +147,13 @@ uint64_t revoke_run(struct revoke *rq, uint64_t now, bool all)
 	return next;
 }
 
+void revoke_set_shutdown_timeout(struct revoke *rq, uint64_t shutdown_timeout_ms)
+{
+	pthread_mutex_lock(&rq->lock);
+	rq->shutdown_timeout_ms = shutdown_timeout_ms;
+	pthread_mutex_unlock(&rq->lock);
+}
+
 void revoke_begin_shutdown(struct revoke *rq, uint64_t now)
 {
 	rq->deadline = now + rq->shutdown_timeout_ms;

@@ -37,6 +37,9 @@ int revoke_add(struct revoke *rq, struct backend *be, const char *label,
  * due time of those left (UINT64_MAX: none). */
 uint64_t revoke_run(struct revoke *rq, uint64_t now, bool all);
 
+/* A reload's new shutdown_timeout; before revoke_begin_shutdown. */
+void revoke_set_shutdown_timeout(struct revoke *rq, uint64_t shutdown_timeout_ms);
+
 /* From now on revocations share what is left of shutdown_timeout from now
  * (each gets its share of the rest, so one hung revoke cannot starve the
  * others) and fail once it is spent. Only once nothing else runs the

@@ -1,5 +1,8 @@
 /*
  * The scheduler (see scheduler.h). One thread runs a loop:
+ *   - the hook (reload.h), which may apply a new config between steps
+ *     (sched_apply_config: the workers are idle meanwhile, and the shape
+ *     lock keeps other threads' counts and reports out);
  *   - backends' housekeeping (token and credential refresh) that is due;
  *   - sources that are due run their next step (source.h): those of
  *     concurrent (network) backends on a pool of workers, the others here;
@@ -25,6 +28,7 @@
 #include "scheduler.h"
 #include "source.h"
 #include "secretfs/error.h"
+#include "secretfs/fs.h"
 #include "secretfs/health.h"
 #include "secretfs/http.h"
 #include "secretfs/log.h"
@@ -38,16 +42,23 @@ struct sched_pool {
 	pthread_mutex_t lock; /* guards the fields below, each source's in_flight
 	                       * and the scheduler's stopping */
 	pthread_cond_t cond;
+	pthread_cond_t idle; /* busy fell to 0 */
 	pthread_t threads[SCHED_WORKERS];
 	size_t n;
-	struct source **queue; /* ring of one entry per source */
-	size_t head, len;
+	struct source **queue; /* ring of cap entries, at least one per source */
+	size_t cap, head, len;
+	size_t busy; /* workers running a step */
 	bool stop;
 };
 
 struct sched {
 	struct backend **backends; /* borrowed */
 	size_t nbackends;
+	struct fs *fs; /* borrowed */
+	/* Taken for writing while a reload changes the sources and files, for
+	 * reading by the other threads' counts and reports. */
+	pthread_rwlock_t shape;
+	struct sched_hook hook;
 	uint64_t *maintain_due;     /* per backend */
 	struct publish *publish;    /* the files: render, seal, publish, on_change */
 	struct revoke *revoke;      /* replaced leases waiting for their grace */
@@ -60,6 +71,22 @@ struct sched {
 	struct sched_pool pool;
 };
 
+/* Room in the queue for n sources; only while it is empty. */
+static int pool_fit(struct sched_pool *pool, size_t n)
+{
+	struct source **q;
+
+	if (n <= pool->cap && pool->queue)
+		return 0;
+	q = realloc(pool->queue, (n ? n : 1) * sizeof *q);
+	if (!q)
+		return SFS_ENOMEM;
+	pool->queue = q;
+	pool->cap = n ? n : 1;
+	pool->head = 0;
+	return 0;
+}
+
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
               struct store *st, struct stats *stats, struct monitor *mon,
               struct sched **out)
@@ -71,13 +98,15 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 		return SFS_ENOMEM;
 	s->backends = backends;
 	s->nbackends = cfg->nbackends;
+	s->fs = fs;
 	s->wake_fd = -1;
+	pthread_rwlock_init(&s->shape, NULL);
 	pthread_mutex_init(&s->pool.lock, NULL);
 	pthread_cond_init(&s->pool.cond, NULL);
+	pthread_cond_init(&s->pool.idle, NULL);
 	s->maintain_due =
 	    calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->maintain_due);
-	s->pool.queue = calloc(cfg->nsecrets ? cfg->nsecrets : 1, sizeof *s->pool.queue);
-	if (!s->maintain_due || !s->pool.queue)
+	if (!s->maintain_due)
 		goto out;
 	rc = publish_new(cfg, fs, st, stats, mon, &s->publish);
 	if (rc < 0)
@@ -85,8 +114,8 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	rc = revoke_new(cfg->shutdown_timeout_ms, &s->revoke);
 	if (rc < 0)
 		goto out;
-	rc = source_set_new(cfg->nsecrets, backends, cfg->nbackends, s->publish,
-	                    s->revoke, stats, &s->sources);
+	rc = source_set_new(backends, cfg->nbackends, s->publish, s->revoke, stats,
+	                    &s->sources);
 	if (rc < 0)
 		goto out;
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -104,6 +133,9 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 		if (rc < 0)
 			goto out;
 	}
+	rc = pool_fit(&s->pool, source_set_count(s->sources));
+	if (rc < 0)
+		goto out;
 	*out = s;
 	s = NULL;
 	rc = 0;
@@ -112,26 +144,50 @@ out:
 	return rc;
 }
 
-size_t sched_source_count(const struct sched *s)
+enum sched_count { COUNT_SOURCES, COUNT_PUBLISHED, COUNT_FILES };
+
+/* A count of the running config, read under the shape lock: a reload may
+ * change what it counts. */
+static size_t sched_count(struct sched *s, enum sched_count what)
 {
-	return source_set_count(s->sources);
+	size_t n = 0;
+
+	pthread_rwlock_rdlock(&s->shape);
+	if (what == COUNT_SOURCES)
+		n = source_set_count(s->sources);
+	else if (what == COUNT_PUBLISHED)
+		n = publish_count(s->publish);
+	else
+		for (size_t i = 0; i < source_set_count(s->sources); i++)
+			n += source_set_get(s->sources, i)->nfiles;
+	pthread_rwlock_unlock(&s->shape);
+	return n;
 }
 
-size_t sched_published_count(const struct sched *s)
+size_t sched_source_count(struct sched *s)
 {
-	return publish_count(s->publish);
+	return sched_count(s, COUNT_SOURCES);
+}
+
+size_t sched_published_count(struct sched *s)
+{
+	return sched_count(s, COUNT_PUBLISHED);
+}
+
+size_t sched_file_count(struct sched *s)
+{
+	return sched_count(s, COUNT_FILES);
 }
 
 /* Hands a due source of a concurrent backend to the workers. */
 static void dispatch(struct sched *s, struct source *src)
 {
 	struct sched_pool *pool = &s->pool;
-	size_t n = source_set_count(s->sources);
 
 	pthread_mutex_lock(&pool->lock);
-	if (!src->in_flight && pool->len < n) {
+	if (!src->in_flight && pool->len < pool->cap) {
 		src->in_flight = true;
-		pool->queue[(pool->head + pool->len++) % n] = src;
+		pool->queue[(pool->head + pool->len++) % pool->cap] = src;
 		pthread_cond_signal(&pool->cond);
 	}
 	pthread_mutex_unlock(&pool->lock);
@@ -151,7 +207,6 @@ static void *worker_main(void *arg)
 {
 	struct sched *s = arg;
 	struct sched_pool *pool = &s->pool;
-	size_t n = source_set_count(s->sources);
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&pool->lock);
@@ -164,8 +219,9 @@ static void *worker_main(void *arg)
 		if (pool->stop)
 			break;
 		src = pool->queue[pool->head];
-		pool->head = (pool->head + 1) % n;
+		pool->head = (pool->head + 1) % pool->cap;
 		pool->len--;
+		pool->busy++;
 		pthread_mutex_unlock(&pool->lock);
 
 		source_run(s->sources, src, timing_now_ms());
@@ -173,6 +229,8 @@ static void *worker_main(void *arg)
 
 		pthread_mutex_lock(&pool->lock);
 		src->in_flight = false;
+		if (--pool->busy == 0 && pool->len == 0)
+			pthread_cond_broadcast(&pool->idle);
 		/* Wake the scheduler: this source has a new due time. */
 		r = write(s->wake_fd, &one, sizeof one);
 		(void)r;
@@ -220,21 +278,50 @@ static bool sched_stopping(struct sched *s)
 	return v;
 }
 
+/* Room for the descriptors polled: the wake-up, the hook's and one per
+ * backend (a reload may add backends). */
+static int poll_fit(struct sched *s, struct pollfd **pfd, struct backend ***watched,
+                    size_t *cap)
+{
+	size_t n = s->nbackends + 1 + SCHED_HOOK_FDS;
+	struct pollfd *p;
+	struct backend **w;
+
+	if (n <= *cap)
+		return 0;
+	p = realloc(*pfd, n * sizeof *p);
+	if (p)
+		*pfd = p;
+	w = realloc(*watched, n * sizeof *w);
+	if (w)
+		*watched = w;
+	if (!p || !w)
+		return SFS_ENOMEM;
+	*cap = n;
+	return 0;
+}
+
 static void *sched_main(void *arg)
 {
 	struct sched *s = arg;
-	struct pollfd *pfd = calloc(s->nbackends + 1, sizeof *pfd);
-	struct backend **watched = calloc(s->nbackends + 1, sizeof *watched);
+	struct pollfd *pfd = NULL;
+	struct backend **watched = NULL;
+	size_t pfd_cap = 0;
+	uint64_t hook_due = 0;
 
-	if (!pfd || !watched) {
-		log_error("scheduler: out of memory");
-		goto out;
-	}
 	while (!sched_stopping(s)) {
 		uint64_t now = timing_now_ms(), next = UINT64_MAX, t;
 		size_t npfd = 1;
 		int timeout;
 
+		/* A reload applies between steps, never during one. */
+		if (s->hook.run && hook_due <= now)
+			hook_due = s->hook.run(s->hook.arg, now);
+		if (poll_fit(s, &pfd, &watched, &pfd_cap) < 0) {
+			log_error("scheduler: out of memory");
+			break;
+		}
+		now = timing_now_ms();
 		/* Backends first: a new login changes which leases must move. */
 		for (size_t b = 0; b < s->nbackends; b++) {
 			struct backend *be = s->backends[b];
@@ -256,9 +343,18 @@ static void *sched_main(void *arg)
 		for (size_t b = 0; b < s->nbackends; b++)
 			if (s->backends[b]->ops->maintain && s->maintain_due[b] < next)
 				next = s->maintain_due[b];
+		if (s->hook.run && hook_due < next)
+			next = hook_due;
 
 		pfd[0].fd = s->wake_fd;
 		pfd[0].events = POLLIN;
+		for (size_t i = 0; i < SCHED_HOOK_FDS; i++) {
+			if (s->hook.fd[i] < 0)
+				continue;
+			pfd[npfd].fd = s->hook.fd[i];
+			pfd[npfd].events = POLLIN;
+			watched[npfd++] = NULL;
+		}
 		for (size_t b = 0; b < s->nbackends; b++) {
 			struct backend *be = s->backends[b];
 			int fd = be->ops->watch_fd ? be->ops->watch_fd(be) : -1;
@@ -291,6 +387,10 @@ static void *sched_main(void *arg)
 			struct backend *be = watched[i];
 			if (!(pfd[i].revents & (POLLIN | POLLERR | POLLHUP)))
 				continue;
+			if (!be) {
+				hook_due = 0; /* the hook reads its descriptors */
+				continue;
+			}
 			if (be->ops->on_watch(be) != 1)
 				continue;
 			/* A change notification: read every source of it now. */
@@ -301,15 +401,33 @@ static void *sched_main(void *arg)
 			}
 		}
 	}
-out:
 	free(pfd);
 	free(watched);
 	return NULL;
 }
 
-int sched_start(struct sched *s)
+/* Starts the workers once a concurrent backend needs them (at start, or
+ * after a reload added one). Signals blocked; scheduler thread or before
+ * it runs. */
+static void start_workers(struct sched *s)
 {
 	struct sched_pool *pool = &s->pool;
+	size_t n = pool->n;
+
+	for (size_t b = 0; b < s->nbackends && !n; b++) {
+		if (!s->backends[b]->ops->concurrent)
+			continue;
+		for (; n < SCHED_WORKERS; n++)
+			if (pthread_create(&pool->threads[n], NULL, worker_main, s) != 0)
+				break;
+	}
+	pthread_mutex_lock(&pool->lock);
+	pool->n = n;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+int sched_start(struct sched *s)
+{
 	sigset_t all, old;
 	int rc;
 
@@ -318,15 +436,8 @@ int sched_start(struct sched *s)
 	/* Signals go to the main thread (the FUSE loop), never here. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
+	start_workers(s);
 	rc = pthread_create(&s->thread, NULL, sched_main, s);
-	for (size_t b = 0; rc == 0 && b < s->nbackends; b++) {
-		if (!s->backends[b]->ops->concurrent || pool->n)
-			continue;
-		for (; pool->n < SCHED_WORKERS; pool->n++)
-			if (pthread_create(&pool->threads[pool->n], NULL, worker_main,
-			                   s) != 0)
-				break;
-	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		log_error("scheduler: cannot start thread: %s", strerror(rc));
@@ -349,7 +460,319 @@ size_t sched_wait_settled(struct sched *s, uint64_t timeout_ms)
 size_t sched_report_missing(struct sched *s, bool with_reasons, sched_report_fn report,
                             void *arg)
 {
-	return source_set_report_missing(s->sources, with_reasons, report, arg);
+	size_t n;
+
+	pthread_rwlock_rdlock(&s->shape);
+	n = source_set_report_missing(s->sources, with_reasons, report, arg);
+	pthread_rwlock_unlock(&s->shape);
+	return n;
+}
+
+void sched_set_hook(struct sched *s, const struct sched_hook *hook)
+{
+	s->hook = *hook;
+}
+
+/* ---- reloads ------------------------------------------------------------ */
+
+/* Waits until no worker runs a step and none is queued; the scheduler
+ * thread (the only one that queues) is here, so none will be. */
+static void pool_wait_idle(struct sched_pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	while (pool->busy || pool->len)
+		pthread_cond_wait(&pool->idle, &pool->lock);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* A config's secrets sorted by name: a reload looks up every name of one
+ * config in the other, each of up to limits.max_files secrets (a linear
+ * search per name was quadratic). */
+struct secret_index {
+	const struct config_secret **v;
+	size_t n;
+};
+
+static int by_name(const void *a, const void *b)
+{
+	const struct config_secret *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+static int index_secrets(const struct config *cfg, struct secret_index *ix)
+{
+	ix->n = cfg->nsecrets;
+	ix->v = malloc((ix->n ? ix->n : 1) * sizeof *ix->v);
+	if (!ix->v)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < ix->n; i++)
+		ix->v[i] = &cfg->secrets[i];
+	qsort(ix->v, ix->n, sizeof *ix->v, by_name);
+	return 0;
+}
+
+static const struct config_secret *secret_named(const struct secret_index *ix,
+                                                const char *name)
+{
+	const struct config_secret key = {.name = (char *)name}, *kp = &key;
+	const struct config_secret *const *hit =
+	    bsearch(&kp, ix->v, ix->n, sizeof *ix->v, by_name);
+
+	return hit ? *hit : NULL;
+}
+
+static bool backend_in(struct backend *be, struct backend **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == be)
+			return true;
+	return false;
+}
+
+/* Whether cs names the same backend object, path and options as src. */
+static bool same_source(const struct source *src, const struct config_secret *cs)
+{
+	/* The source's key is borrowed from the old config, alive until the
+	 * apply ends. */
+	return strcmp(src->be->name, cs->backend) == 0 &&
+	       strcmp(src->key.path, cs->path) == 0 &&
+	       json_equal((json_t *)src->key.extra, cs->extra);
+}
+
+int sched_check_config(struct sched *s, const struct config *old,
+                       const struct config *cfg, struct diag *d)
+{
+	int problems = 0;
+	bool resize = !fs_can_change_files(s->fs);
+	struct secret_index olds = {0}, news = {0};
+
+	if (index_secrets(old, &olds) < 0 || index_secrets(cfg, &news) < 0) {
+		free(olds.v);
+		return SFS_ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		const struct config_secret *cs = &cfg->secrets[i];
+
+		if (secret_named(&olds, cs->name))
+			continue;
+		if (resize) {
+			diag_add_at(d, "secrets", cs->name,
+			            "a new file cannot be added live with a directory "
+			            "mount (restart secretfs)");
+			problems++;
+		} else if (fs_check_name(s->fs, cs->name) < 0) {
+			diag_add_at(d, "secrets", cs->name,
+			            "clashes with a file or directory of the running "
+			            "mount (a name that was a file cannot become a "
+			            "directory live, nor the reverse; restart secretfs)");
+			problems++;
+		}
+	}
+	for (size_t i = 0; resize && i < old->nsecrets; i++) {
+		const struct config_secret *os = &old->secrets[i], *cs;
+
+		if (!(cs = secret_named(&news, os->name))) {
+			diag_add_at(
+			    d, "secrets", os->name,
+			    "a file cannot be removed live with a directory mount "
+			    "(restart secretfs)");
+			problems++;
+		} else if ((os->has_mode ? os->mode : old->mount.mode) !=
+		               (cs->has_mode ? cs->mode : cfg->mount.mode) ||
+		           (os->has_uid ? os->uid : old->mount.uid) !=
+		               (cs->has_uid ? cs->uid : cfg->mount.uid) ||
+		           (os->has_gid ? os->gid : old->mount.gid) !=
+		               (cs->has_gid ? cs->gid : cfg->mount.gid)) {
+			diag_add_at(d, "secrets", os->name,
+			            "mode and owner cannot change live with a directory "
+			            "mount (restart secretfs)");
+			problems++;
+		}
+	}
+	free(olds.v);
+	free(news.v);
+	return problems ? SFS_EINVAL : 0;
+}
+
+/* The files of every source: those the apply walks. */
+static struct sched_file **live_files(struct sched *s, size_t *n)
+{
+	size_t total = 0, k = 0;
+	struct sched_file **v;
+
+	for (size_t i = 0; i < source_set_count(s->sources); i++)
+		total += source_set_get(s->sources, i)->nfiles;
+	v = calloc(total ? total : 1, sizeof *v);
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < source_set_count(s->sources); i++) {
+		struct source *src = source_set_get(s->sources, i);
+		for (size_t j = 0; j < src->nfiles; j++)
+			v[k++] = src->files[j];
+	}
+	*n = total;
+	return v;
+}
+
+/* The backends of the new config take the old ones' places: maintenance
+ * times follow the backends that stay. */
+static int take_backends(struct sched *s, struct backend **backends, size_t n)
+{
+	uint64_t *due = calloc(n ? n : 1, sizeof *due);
+
+	if (!due)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < s->nbackends; j++)
+			if (s->backends[j] == backends[i])
+				due[i] = s->maintain_due[j];
+	free(s->maintain_due);
+	s->maintain_due = due;
+	s->backends = backends;
+	s->nbackends = n;
+	source_set_set_backends(s->sources, backends, n);
+	return 0;
+}
+
+/* Moves (or attaches) f to the source of its secret; the source's value,
+ * when one is kept, renders it at once. */
+static int reattach(struct sched *s, struct sched_file *f)
+{
+	int rc = source_set_attach(s->sources, f);
+
+	if (rc == 0)
+		f->source->rerender = true;
+	return rc;
+}
+
+/* The body of sched_apply_config, with the shape lock held. */
+static int apply_locked(struct sched *s, const struct config *old,
+                        const struct config *cfg, struct backend **backends,
+                        size_t nbackends, uint64_t now, struct sched_applied *out)
+{
+	struct sched_file **files, **moved = NULL;
+	size_t nfiles = 0, nmoved = 0, before;
+	struct secret_index olds = {0}, news = {0};
+	int rc = SFS_ENOMEM;
+
+	files = live_files(s, &nfiles);
+	moved = calloc(nfiles + cfg->nsecrets + 1, sizeof *moved);
+	if (!files || !moved || index_secrets(old, &olds) < 0 ||
+	    index_secrets(cfg, &news) < 0)
+		goto out;
+	before = source_set_count(s->sources);
+	publish_set_config(s->publish, cfg);
+	revoke_set_shutdown_timeout(s->revoke, cfg->shutdown_timeout_ms);
+	/* The sources of a backend rebuilt or gone end: their files move to
+	 * sources of the new backend (read anew). */
+	for (size_t i = 0; i < nfiles; i++)
+		if (!backend_in(files[i]->source->be, backends, nbackends)) {
+			source_set_detach(s->sources, files[i]);
+			moved[nmoved++] = files[i];
+		}
+	rc = take_backends(s, backends, nbackends);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < nfiles; i++) {
+		struct sched_file *f = files[i];
+		const struct config_secret *cs = secret_named(&news, f->name);
+		bool detached = f->source == NULL;
+
+		if (!cs) {
+			source_set_detach(s->sources, f);
+			rc = publish_remove_file(s->publish, f);
+			if (rc < 0)
+				goto out;
+			out->removed++;
+			log_event(LOG_LVL_INFO,
+			          &(struct log_fields){.event = "config.file_removed",
+			                               .file = f->name},
+			          "file %s: removed by the new configuration", f->name);
+			continue;
+		}
+		if (!detached && !same_source(f->source, cs)) {
+			source_set_detach(s->sources, f);
+			moved[nmoved++] = f;
+			detached = true;
+		}
+		rc = publish_rebind_file(s->publish, old, f, cs);
+		if (rc < 0)
+			goto out;
+		if (rc == 1 && f->source)
+			f->source->rerender = true;
+		out->changed += rc == 1 || detached;
+	}
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		const struct config_secret *cs = &cfg->secrets[i];
+		struct sched_file *f;
+
+		if (secret_named(&olds, cs->name))
+			continue;
+		rc = publish_add_file(s->publish, cs, &f);
+		if (rc < 0)
+			goto out;
+		moved[nmoved++] = f;
+		out->added++;
+	}
+	for (size_t i = 0; i < nmoved; i++) {
+		rc = reattach(s, moved[i]);
+		if (rc < 0)
+			goto out;
+	}
+	out->sources_ended = source_set_prune(s->sources, now);
+	source_set_rebind(s->sources);
+	publish_rebind_actions(s->publish);
+	out->sources_new = source_set_count(s->sources) + out->sources_ended - before;
+	out->sources_kept = source_set_count(s->sources) - out->sources_new;
+	rc = pool_fit(&s->pool, source_set_count(s->sources));
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < source_set_count(s->sources); i++) {
+		struct source *src = source_set_get(s->sources, i);
+
+		if (!src->rerender)
+			continue;
+		src->rerender = false;
+		/* A source not read yet renders its files when it is. */
+		if (!src->ready)
+			continue;
+		if (publish_source_again(s->publish, src, now) < 0) {
+			log_warn(
+			    "source %s: cannot render its files from the kept value; "
+			    "reading it again",
+			    src->label);
+			source_read_now(src, now);
+		}
+	}
+	rc = 0;
+out:
+	free(olds.v);
+	free(news.v);
+	free(files);
+	free(moved);
+	return rc;
+}
+
+int sched_apply_config(struct sched *s, const struct config *old,
+                       const struct config *cfg, struct backend **backends,
+                       size_t nbackends, struct sched_applied *out)
+{
+	sigset_t all, prev;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	pool_wait_idle(&s->pool);
+	pthread_rwlock_wrlock(&s->shape);
+	rc = apply_locked(s, old, cfg, backends, nbackends, timing_now_ms(), out);
+	pthread_rwlock_unlock(&s->shape);
+	secmem_wipe_stack();
+	/* Workers inherit a mask that leaves every signal to the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &prev);
+	start_workers(s);
+	pthread_sigmask(SIG_SETMASK, &prev, NULL);
+	return rc;
 }
 
 void sched_stop(struct sched *s)
@@ -400,6 +823,8 @@ void sched_free(struct sched *s)
 	free(s->pool.queue);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
+	pthread_rwlock_destroy(&s->shape);
+	pthread_cond_destroy(&s->pool.idle);
 	pthread_cond_destroy(&s->pool.cond);
 	pthread_mutex_destroy(&s->pool.lock);
 	free(s);

@@ -59,14 +59,70 @@ typedef void (*sched_report_fn)(void *arg, const char *file, const char *source,
 size_t sched_report_missing(struct sched *s, bool with_reasons, sched_report_fn report,
                             void *arg);
 
-/* Number of sources. */
-size_t sched_source_count(const struct sched *s);
+/* Number of sources. Any thread. */
+size_t sched_source_count(struct sched *s);
+
+/* Number of files of the running config. Any thread. */
+size_t sched_file_count(struct sched *s);
 
 /* Number of files whose content is published (served, or written by the
  * directory output); files that were never rendered or whose lease expired
  * do not count. A snapshot while the scheduler runs; exact after
  * sched_stop(). */
-size_t sched_published_count(const struct sched *s);
+size_t sched_published_count(struct sched *s);
+
+/* Descriptors a hook may have polled by the scheduler thread. */
+#define SCHED_HOOK_FDS 2
+
+/*
+ * Work of another module's that runs on the scheduler thread, between
+ * steps (a configuration reload: reload.h). run is called when its last
+ * answer is due or one of fd (-1: none) is readable; it returns when it
+ * wants to run next (UINT64_MAX: only on a descriptor).
+ */
+struct sched_hook {
+	int fd[SCHED_HOOK_FDS];
+	uint64_t (*run)(void *arg, uint64_t now);
+	void *arg;
+};
+
+/* Sets the hook (copied); before sched_start. */
+void sched_set_hook(struct sched *s, const struct sched_hook *hook);
+
+/*
+ * Whether cfg could replace old (the running config) live as far as the
+ * files go: a new name that clashes with the running mount's tree, and,
+ * for an output that cannot change its files once mounted (directory),
+ * any file added, removed or given another mode or owner, are problems,
+ * one diag each at its key path. Returns 0 or SFS_EINVAL. Any thread.
+ */
+int sched_check_config(struct sched *s, const struct config *old,
+                       const struct config *cfg, struct diag *d);
+
+/* What sched_apply_config did. */
+struct sched_applied {
+	size_t added, removed, changed; /* files */
+	size_t sources_kept, sources_new, sources_ended;
+};
+
+/*
+ * Applies cfg (checked with sched_check_config) in place of old, which
+ * must stay alive until this returns; from then on every file borrows
+ * cfg and backends[0..nbackends) (cfg's, in its order: those kept are
+ * the same objects as before, the others new) replace the running ones.
+ * A source whose backend object, path and options are unchanged keeps
+ * its value, version and lease and is not read; files added to it or
+ * rendered differently are rendered from its kept value. Files removed
+ * become absent; sources no file uses end and their leases are revoked
+ * after the grace period; sources of backends rebuilt or gone end too,
+ * and their files are read from new sources (serving their last content
+ * until then). Runs only on the scheduler thread (from the hook), after
+ * the steps in flight end. Returns 0, or SFS_ENOMEM / an fs error when it
+ * stopped part-way (the files then borrow from both configs).
+ */
+int sched_apply_config(struct sched *s, const struct config *old,
+                       const struct config *cfg, struct backend **backends,
+                       size_t nbackends, struct sched_applied *out);
 
 /* Stops the thread (joins it), revoking leases that were waiting for their
  * grace period to end. Idempotent. */

@@ -32,8 +32,8 @@ struct source_set {
 	struct publish *publish; /* borrowed */
 	struct revoke *revoke;   /* borrowed */
 	struct stats *stats;     /* borrowed */
-	struct source *v;        /* room for max */
-	size_t n, max;
+	struct source **v;       /* each owned */
+	size_t n;
 
 	pthread_mutex_t lock; /* guards the fields below and each source's settled */
 	pthread_cond_t ready_cond;
@@ -78,9 +78,8 @@ static const struct stats_field source_fields[] = {
 static const struct stats_family source_family = {
     source_fields, sizeof source_fields / sizeof source_fields[0], "source"};
 
-int source_set_new(size_t max, struct backend **backends, size_t nbackends,
-                   struct publish *p, struct revoke *rq, struct stats *stats,
-                   struct source_set **out)
+int source_set_new(struct backend **backends, size_t nbackends, struct publish *p,
+                   struct revoke *rq, struct stats *stats, struct source_set **out)
 {
 	struct source_set *set = calloc(1, sizeof *set);
 
@@ -91,14 +90,8 @@ int source_set_new(size_t max, struct backend **backends, size_t nbackends,
 	set->publish = p;
 	set->revoke = rq;
 	set->stats = stats;
-	set->max = max;
 	pthread_mutex_init(&set->lock, NULL);
 	pthread_cond_init(&set->ready_cond, NULL);
-	set->v = calloc(max ? max : 1, sizeof *set->v);
-	if (!set->v) {
-		source_set_free(set);
-		return SFS_ENOMEM;
-	}
 	*out = set;
 	return 0;
 }
@@ -110,7 +103,7 @@ size_t source_set_count(const struct source_set *set)
 
 struct source *source_set_get(struct source_set *set, size_t i)
 {
-	return &set->v[i];
+	return set->v[i];
 }
 
 static char *source_identity(const struct config_secret *cs)
@@ -132,6 +125,51 @@ static struct backend *backend_by_name(struct source_set *set, const char *name)
 	return NULL;
 }
 
+static void source_free(struct source *src)
+{
+	if (!src)
+		return;
+	store_slot_clear(&src->value);
+	free(src->label);
+	free(src->identity);
+	free(src->files);
+	free(src);
+}
+
+/* A new source for the secret cs (identity id, taken over), appended to
+ * set; NULL when out of memory or no backend has the name. */
+static struct source *source_new(struct source_set *set, const struct config_secret *cs,
+                                 char *id)
+{
+	struct source *src = calloc(1, sizeof *src), **grown;
+
+	grown = realloc(set->v, (set->n + 1) * sizeof *grown);
+	if (grown)
+		set->v = grown;
+	if (!src || !grown) {
+		free(src);
+		free(id);
+		return NULL;
+	}
+	src->identity = id;
+	src->be = backend_by_name(set, cs->backend);
+	src->key.path = cs->path;
+	src->key.extra = cs->extra;
+	if (!src->be || asprintf(&src->label, "%s:%s", cs->backend, cs->path) < 0) {
+		src->label = NULL;
+		source_free(src);
+		return NULL;
+	}
+	src->refresh_ms = UINT64_MAX;
+	src->step = STEP_FETCH;
+	/* A source of this label that a reload ended counts on in its set. */
+	src->stats = stats_register(set->stats, &source_family, src->label);
+	pthread_mutex_lock(&set->lock);
+	set->v[set->n++] = src;
+	pthread_mutex_unlock(&set->lock);
+	return src;
+}
+
 int source_set_attach(struct source_set *set, struct sched_file *f)
 {
 	const struct config_secret *cs = f->cs;
@@ -142,32 +180,23 @@ int source_set_attach(struct source_set *set, struct sched_file *f)
 
 	if (!id)
 		return SFS_ENOMEM;
+	/* Not a source of a backend a reload replaced (it is ending). */
 	for (size_t i = 0; i < set->n; i++) {
-		if (strcmp(set->v[i].identity, id) == 0) {
-			src = &set->v[i];
+		if (set->v[i]->be == backend_by_name(set, cs->backend) &&
+		    strcmp(set->v[i]->identity, id) == 0) {
+			src = set->v[i];
 			free(id);
 			break;
 		}
 	}
-	if (!src && set->n == set->max) {
-		free(id);
-		return SFS_EINVAL;
-	}
 	if (!src) {
-		src = &set->v[set->n++];
-		src->identity = id;
-		src->be = backend_by_name(set, cs->backend);
-		src->key.path = cs->path;
-		src->key.extra = cs->extra;
-		if (asprintf(&src->label, "%s:%s", cs->backend, cs->path) < 0) {
-			src->label = NULL;
-			return SFS_ENOMEM;
-		}
-		if (!src->be)
+		if (!backend_by_name(set, cs->backend)) {
+			free(id);
 			return SFS_EINVAL;
-		src->refresh_ms = UINT64_MAX;
-		src->step = STEP_FETCH;
-		src->stats = stats_register(set->stats, &source_family, src->label);
+		}
+		src = source_new(set, cs, id);
+		if (!src)
+			return SFS_ENOMEM;
 	}
 	if (cs->refresh_ms)
 		src->refresh_explicit = true;
@@ -179,7 +208,102 @@ int source_set_attach(struct source_set *set, struct sched_file *f)
 		return SFS_ENOMEM;
 	src->files = grown;
 	src->files[src->nfiles++] = f;
+	f->source = src;
 	return 0;
+}
+
+void source_set_set_backends(struct source_set *set, struct backend **backends,
+                             size_t nbackends)
+{
+	set->backends = backends;
+	set->nbackends = nbackends;
+}
+
+void source_set_detach(struct source_set *set, struct sched_file *f)
+{
+	struct source *src = f->source;
+
+	(void)set;
+	if (!src)
+		return;
+	for (size_t i = 0; i < src->nfiles; i++) {
+		if (src->files[i] != f)
+			continue;
+		memmove(&src->files[i], &src->files[i + 1],
+		        (src->nfiles - i - 1) * sizeof src->files[0]);
+		src->nfiles--;
+		break;
+	}
+	f->source = NULL;
+}
+
+/* Ends src, which no file uses any more: its lease is revoked after the
+ * grace period. */
+static void source_end(struct source_set *set, struct source *src, uint64_t now)
+{
+	if (src->lease_id[0] && src->be->ops->revoke) {
+		if (revoke_add(set->revoke, src->be, src->label, src->lease_id,
+		               src->stats, now + src->be->revoke_grace_ms) == 0)
+			log_event(
+			    LOG_LVL_INFO, SOURCE_FIELDS(src, "lease.unused"),
+			    "source %s: no file uses it any more; revoking lease %s "
+			    "in %llu ms",
+			    src->label, src->lease_id,
+			    (unsigned long long)src->be->revoke_grace_ms);
+	} else {
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "source.unused"),
+		          "source %s: no file uses it any more", src->label);
+	}
+	stats_set_value(src->stats, SRC_READY, 0);
+	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
+	source_free(src);
+}
+
+size_t source_set_prune(struct source_set *set, uint64_t now)
+{
+	size_t kept = 0, ended = 0;
+
+	pthread_mutex_lock(&set->lock);
+	for (size_t i = 0; i < set->n; i++) {
+		struct source *src = set->v[i];
+
+		if (src->nfiles) {
+			set->v[kept++] = src;
+			continue;
+		}
+		set->nready -= src->ready;
+		set->nsettled -= src->settled;
+		/* Logged and queued outside the lock: nothing waits on it now. */
+		set->v[i] = NULL;
+		pthread_mutex_unlock(&set->lock);
+		source_end(set, src, now);
+		ended++;
+		pthread_mutex_lock(&set->lock);
+	}
+	set->n = kept;
+	pthread_mutex_unlock(&set->lock);
+	return ended;
+}
+
+void source_set_rebind(struct source_set *set)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct source *src = set->v[i];
+
+		src->key.path = src->files[0]->cs->path;
+		src->key.extra = src->files[0]->cs->extra;
+		src->refresh_ms = UINT64_MAX;
+		src->refresh_explicit = false;
+		for (size_t j = 0; j < src->nfiles; j++) {
+			const struct config_secret *cs = src->files[j]->cs;
+			uint64_t r = cs->refresh_ms ? cs->refresh_ms
+			                            : src->be->ops->default_refresh_ms;
+
+			src->refresh_explicit |= cs->refresh_ms != 0;
+			if (r < src->refresh_ms)
+				src->refresh_ms = r;
+		}
+	}
 }
 
 static void source_mark_ready(struct source_set *set, struct source *src)
@@ -568,7 +692,7 @@ void source_set_stop_waits(struct source_set *set)
 void source_set_revoke_leases(struct source_set *set)
 {
 	for (size_t i = 0; i < set->n; i++) {
-		struct source *src = &set->v[i];
+		struct source *src = set->v[i];
 		if (!src->lease_id[0] || !src->be->revoke_on_shutdown ||
 		    !src->be->ops->revoke)
 			continue;
@@ -583,7 +707,7 @@ size_t source_set_report_missing(const struct source_set *set, bool with_reasons
 	size_t missing = 0;
 
 	for (size_t i = 0; i < set->n; i++) {
-		const struct source *src = &set->v[i];
+		const struct source *src = set->v[i];
 
 		for (size_t j = 0; j < src->nfiles; j++) {
 			const struct sched_file *f = src->files[j];
@@ -607,11 +731,8 @@ void source_set_free(struct source_set *set)
 {
 	if (!set)
 		return;
-	for (size_t i = 0; i < set->n; i++) {
-		free(set->v[i].label);
-		free(set->v[i].identity);
-		free(set->v[i].files);
-	}
+	for (size_t i = 0; i < set->n; i++)
+		source_free(set->v[i]);
 	free(set->v);
 	pthread_cond_destroy(&set->ready_cond);
 	pthread_mutex_destroy(&set->lock);

@@ -15,6 +15,7 @@
 #include "scheduler.h"
 #include "secretfs/backend.h"
 #include "secretfs/log.h"
+#include "secretfs/store.h"
 
 struct publish;
 struct revoke;
@@ -59,6 +60,7 @@ struct source {
 	uint64_t refresh_ms;
 	bool refresh_explicit; /* a file of it sets "refresh" */
 	bool issued_logged;    /* "issued once, not again" said */
+	bool rerender;         /* a reload gave it new or changed files */
 
 	enum source_step step;
 	uint64_t due;
@@ -77,6 +79,10 @@ struct source {
 	uint64_t auth_gen;      /* login the lease was made under */
 	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
 
+	/* The last value read, sealed (publish_source keeps it), so a reload
+	 * renders new or changed files without reading the source again. */
+	struct store_slot value;
+
 	bool in_flight;          /* a worker runs its step (the scheduler's pool lock) */
 	struct stats_set *stats; /* source_family; NULL-safe */
 };
@@ -90,23 +96,43 @@ struct source {
 	                      .lease = (src)->lease_id[0] ? (src)->lease_id : NULL})
 
 /*
- * A new, empty set with room for max sources. Their steps publish to p
+ * A new, empty set. Its sources' steps publish to p
  * and hand replaced leases to rq; a file's "backend" is looked up among
  * backends; each source registers its metrics in stats (may be NULL). All
  * borrowed; they must outlive the set. Returns 0 or SFS_ENOMEM.
  */
-int source_set_new(size_t max, struct backend **backends, size_t nbackends,
-                   struct publish *p, struct revoke *rq, struct stats *stats,
-                   struct source_set **out);
+int source_set_new(struct backend **backends, size_t nbackends, struct publish *p,
+                   struct revoke *rq, struct stats *stats, struct source_set **out);
 
 /*
  * Attaches f (borrowed; must outlive the set) to the source of its secret,
  * made on first use: secrets naming the same backend, path and backend
  * options share one. The source is read as often as the most frequent
- * "refresh" of its files asks. Only before the sources run. Returns 0,
- * SFS_ENOMEM, or SFS_EINVAL (no such backend, or no room left).
+ * "refresh" of its files asks. Sets f->source. Before the sources run, or
+ * while a reload applies (no step runs; a new source is due at once).
+ * Returns 0, SFS_ENOMEM, or SFS_EINVAL (no such backend).
  */
 int source_set_attach(struct source_set *set, struct sched_file *f);
+
+/* ---- reloads: only while no step runs ---------------------------------- */
+
+/* The backends a file's "backend" names from now on (borrowed). */
+void source_set_set_backends(struct source_set *set, struct backend **backends,
+                             size_t nbackends);
+
+/* Takes f off its source (f->source becomes NULL). The source may be left
+ * without files: source_set_prune ends those. */
+void source_set_detach(struct source_set *set, struct sched_file *f);
+
+/* Ends every source left without files: its lease goes to the revocation
+ * queue, revoked after its backend's grace period (when the backend
+ * revokes), and the source is freed. Returns how many ended. */
+size_t source_set_prune(struct source_set *set, uint64_t now);
+
+/* After the files were rebound to a new config: each source borrows its
+ * key from one of its files and is read as often as the most frequent
+ * "refresh" of its files now asks (the next read stays when it was due). */
+void source_set_rebind(struct source_set *set);
 
 /* Number of sources. */
 size_t source_set_count(const struct source_set *set);

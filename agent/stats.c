@@ -95,14 +95,30 @@ void stats_free(struct stats *st)
 	free(st);
 }
 
+/* The set of fam for label value already registered, or NULL. Lock held. */
+static struct stats_set *set_find(struct stats *st, const struct stats_family *fam,
+                                  const char *value)
+{
+	for (struct stats_set *s = st->head; s; s = s->next)
+		if (s->fam == fam &&
+		    (!fam->label || strcmp(s->value, value ? value : "") == 0))
+			return s;
+	return NULL;
+}
+
 struct stats_set *stats_register(struct stats *st, const struct stats_family *fam,
                                  const char *value)
 {
-	struct stats_set *s;
+	struct stats_set *s, *had;
 	size_t slots = 0;
 
 	if (!st)
 		return NULL;
+	pthread_mutex_lock(&st->lock);
+	had = set_find(st, fam, value);
+	pthread_mutex_unlock(&st->lock);
+	if (had)
+		return had;
 	for (size_t i = 0; i < fam->nfields; i++) {
 		if (!field_ok(&fam->fields[i]))
 			return NULL;
@@ -127,10 +143,17 @@ struct stats_set *stats_register(struct stats *st, const struct stats_family *fa
 	for (size_t i = 0; i < slots; i++)
 		atomic_init(&s->v[i], 0);
 	pthread_mutex_lock(&st->lock);
-	*st->tail = s;
-	st->tail = &s->next;
+	had = set_find(st, fam, value);
+	if (!had) {
+		*st->tail = s;
+		st->tail = &s->next;
+	}
 	pthread_mutex_unlock(&st->lock);
-	return s;
+	if (had) {
+		free(s->value);
+		free(s);
+	}
+	return had ? had : s;
 }
 
 /* The first slot of cell of field i, or NULL when out of range or not of

@@ -274,7 +274,7 @@ static void write_metrics(struct telemetry *tm, struct text *t)
 	text_label_value(t, SECRETFS_VERSION);
 	text_printf(t, "\"} 1\n");
 	write_header(t, "secretfs_files", "Files configured", "gauge");
-	text_printf(t, "secretfs_files %zu\n", tm->cfg->nsecrets);
+	text_printf(t, "secretfs_files %zu\n", sched_file_count(tm->sched));
 	write_header(t, "secretfs_files_served", "Configured files served now", "gauge");
 	text_printf(t, "secretfs_files_served %zu\n", sched_published_count(tm->sched));
 	write_header(t, "secretfs_scheduler_heartbeat_age_seconds",
@@ -397,9 +397,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			text_printf(&t, "not ready: not mounted yet\n");
 		else if (m.n)
 			text_printf(&t, "not ready: %zu of %zu files missing: %s\n", m.n,
-			            tm->cfg->nsecrets, names.p ? names.p : "");
+			            sched_file_count(tm->sched), names.p ? names.p : "");
 		else
-			text_printf(&t, "ready: %zu files\n", tm->cfg->nsecrets);
+			text_printf(&t, "ready: %zu files\n",
+			            sched_file_count(tm->sched));
 		free(names.p);
 		return reply(c,
 		             m.n || !atomic_load(&tm->mounted)

@@ -52,12 +52,20 @@ static uint64_t backoff_ceiling(unsigned attempt, uint64_t base, uint64_t cap)
 	return ceiling < cap ? ceiling : cap;
 }
 
+/* delay, or the server's Retry-After if longer (up to its bound). */
+static uint64_t at_least_retry_after(uint64_t delay, uint64_t retry_after)
+{
+	if (retry_after > TIMING_RETRY_AFTER_MAX_MS)
+		retry_after = TIMING_RETRY_AFTER_MAX_MS;
+	return delay < retry_after ? retry_after : delay;
+}
+
 uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
                         uint64_t retry_after, double u)
 {
 	uint64_t delay = (uint64_t)((double)backoff_ceiling(attempt, base, cap) * u);
 
-	return delay < retry_after ? retry_after : delay;
+	return at_least_retry_after(delay, retry_after);
 }
 
 uint64_t timing_backoff_steady(unsigned attempt, uint64_t base, uint64_t cap,
@@ -68,7 +76,7 @@ uint64_t timing_backoff_steady(unsigned attempt, uint64_t base, uint64_t cap,
 	if (backoff_ceiling(attempt, base, cap) < cap)
 		return timing_backoff(attempt, base, cap, retry_after, u);
 	delay = cap * 3 / 4 + (uint64_t)((double)(cap / 2) * u);
-	return delay < retry_after ? retry_after : delay;
+	return at_least_retry_after(delay, retry_after);
 }
 
 uint64_t timing_first_refresh(uint64_t interval, double u)

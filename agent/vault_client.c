@@ -209,7 +209,8 @@ int vault_call(struct vault *v, const char *method, const char *path, const char
 	}
 	err->retry_after_ms = resp.retry_after_ms;
 	if (resp.body.len > 0) {
-		reply = json_loadb((const char *)resp.body.data, resp.body.len, 0, &jerr);
+		reply = json_loadb((const char *)resp.body.data, resp.body.len,
+		                   JSON_ALLOW_NUL, &jerr);
 		if (!reply && resp.status >= 200 && resp.status < 300) {
 			backend_error_set(err,
 			                  "%s %s: HTTP %ld with a malformed JSON body",

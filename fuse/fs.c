@@ -34,6 +34,27 @@ int fs_add_file(struct fs *fs, const char *name, mode_t mode, uid_t uid, gid_t g
 	return fs->ops->add_file(fs, name, mode, uid, gid, id);
 }
 
+bool fs_can_change_files(const struct fs *fs)
+{
+	return fs->ops->check_name && fs->ops->remove_file && fs->ops->set_file_attrs;
+}
+
+int fs_check_name(struct fs *fs, const char *name)
+{
+	return fs->ops->check_name ? fs->ops->check_name(fs, name) : SFS_EINVAL;
+}
+
+int fs_remove_file(struct fs *fs, size_t id)
+{
+	return fs->ops->remove_file ? fs->ops->remove_file(fs, id) : SFS_EINVAL;
+}
+
+int fs_set_file_attrs(struct fs *fs, size_t id, mode_t mode, uid_t uid, gid_t gid)
+{
+	return fs->ops->set_file_attrs ? fs->ops->set_file_attrs(fs, id, mode, uid, gid)
+	                               : SFS_EINVAL;
+}
+
 int fs_publish(struct fs *fs, struct fs_update *updates, size_t n)
 {
 	return fs->ops->publish(fs, updates, n);

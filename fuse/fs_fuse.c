@@ -33,11 +33,15 @@
  *
  * Requests run in several threads at once. One mutex guards what changes
  * after mounting: the inode table, each file's current inode, the inodes'
- * counts, the handle list and directory times. The tree's shape, the names
- * and modes are fixed before mounting and read without it; permission
- * checks (which may read /proc for the caller's groups) run outside it. A
- * handle's own mutex guards its snapshot. The kernel is notified only
- * after the mutex is released and never from a request handler (the
+ * counts, the handle list, directory times, and the tree itself, which a
+ * configuration reload may grow (fs_add_file) or mark removed
+ * (fs_remove_file) and whose modes and owners it may change. Nodes are
+ * never freed before the fs, so a node pointer found under the mutex stays
+ * valid, and a child's index in its directory never changes (readdir
+ * offsets stay stable); names are immutable. Permission checks copy the
+ * mode and owner under the mutex and run outside it (they may read /proc
+ * for the caller's groups). A handle's own mutex guards its snapshot. The kernel is
+ * notified only after the mutex is released and never from a request handler (the
  * scheduler publishes): an invalidation waits for the directory lock that
  * an in-flight lookup holds, and that lookup may be waiting for this
  * process to answer.
@@ -71,6 +75,8 @@
 /* Supplementary groups read for a check; more are ignored (refusing what
  * only a later group would allow). */
 #define FS_MAX_GROUPS 1024
+/* Opens refused past max_handles are logged at most this often. */
+#define FS_REFUSED_LOG_MS 10000
 
 struct fs_inode;
 
@@ -90,6 +96,9 @@ struct fs_node {
 	uint64_t hash;            /* of (parent, name), for the children table */
 	struct fs_node *hnext;    /* children table chain */
 	uint64_t publish_mark;    /* dirs: the last publish that changed them */
+	size_t id;                /* files: the index in fs_fuse.files */
+	bool removed;             /* files: undeclared by a reload (fs_remove_file) */
+	size_t nlive;             /* dirs: declared files below; none: hidden */
 };
 
 struct fs_inode {
@@ -130,6 +139,8 @@ struct fs_fuse {
 	fuse_ino_t next_ino;
 	size_t nhandles;
 	struct fs_handle *handles;
+	uint64_t handles_refused; /* opens past opt.max_handles */
+	uint64_t refused_logged_ms;
 	struct fuse_session *se;
 	bool mounted;
 	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
@@ -365,24 +376,116 @@ static int fusefs_create(const struct fs_options *opt, struct store *st, struct 
 	return 0;
 }
 
-static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t uid,
-                           gid_t gid, size_t *id)
+/* The node of a file name and the directory it would go in, walking the
+ * tree: *dir is the deepest existing directory on the way, *node the
+ * existing node of the whole name or NULL. Returns SFS_EINVAL when a
+ * segment on the way is a file, or the whole name is a directory. Lock
+ * held (or not mounted). */
+static int name_walk(struct fs_fuse *fs, const char *name, struct fs_node **node)
 {
-	struct fs_fuse *fs = (struct fs_fuse *)base;
-	struct fs_node *dir = fs->root, *n, **grown;
+	struct fs_node *dir = fs->root, *n = NULL;
 	const char *seg = name, *slash;
 
+	*node = NULL;
 	while ((slash = strchr(seg, '/'))) {
 		n = node_child(fs, dir, seg, (size_t)(slash - seg));
 		if (n && !n->is_dir)
 			return SFS_EINVAL;
+		if (!n)
+			return 0;
+		dir = n;
+		seg = slash + 1;
+	}
+	if (!*seg)
+		return SFS_EINVAL;
+	n = node_child(fs, dir, seg, strlen(seg));
+	if (n && n->is_dir)
+		return SFS_EINVAL;
+	*node = n;
+	return 0;
+}
+
+static int fusefs_check_name(struct fs *base, const char *name)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	struct fs_node *n;
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	rc = name_walk(fs, name, &n);
+	if (rc == 0 && n && !n->removed)
+		rc = SFS_EINVAL;
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+/* A directory that a reload made appear or disappear: its parent's
+ * listing and its entry there are to be invalidated (name NULL: none). */
+struct dir_change {
+	const char *name; /* the directory's, immutable */
+	fuse_ino_t parent;
+};
+
+/*
+ * Counts file n in (delta 1) or out (-1) of the directories above it. A
+ * directory without declared files is hidden (a reload removed them all):
+ * the highest one that appears or disappears goes to *chg once mounted.
+ * Lock held.
+ */
+static void count_live(struct fs_fuse *fs, struct fs_node *n, int delta,
+                       struct dir_change *chg)
+{
+	chg->name = NULL;
+	for (struct fs_node *d = n->parent; d; d = d->parent) {
+		bool flips = delta > 0 ? d->nlive++ == 0 : --d->nlive == 0;
+
+		/* The root is never hidden. */
+		if (flips && d->parent && fs->mounted)
+			*chg = (struct dir_change){d->name, d->parent->current->ino};
+	}
+}
+
+/* After the lock, never from a handler. */
+static void notify_dir_change(struct fs_fuse *fs, const struct dir_change *chg)
+{
+	int r;
+
+	if (!chg->name)
+		return;
+	r = fuse_lowlevel_notify_inval_entry(fs->se, chg->parent, chg->name,
+	                                     strlen(chg->name));
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating directory %s: %s", chg->name, strerror(-r));
+	r = fuse_lowlevel_notify_inval_inode(fs->se, chg->parent, 0, 0);
+	if (r < 0 && r != -ENOENT)
+		log_debug("invalidating a directory: %s", strerror(-r));
+}
+
+static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, uid_t uid,
+                           gid_t gid, size_t *id, struct dir_change *chg)
+{
+	struct fs_node *dir = fs->root, *n, **grown;
+	const char *seg = name, *slash;
+
+	if (name_walk(fs, name, &n) < 0 || (n && !n->removed))
+		return SFS_EINVAL;
+	if (n) {
+		/* Declared again after a reload removed it: same node, same id. */
+		n->removed = false;
+		n->mode = mode;
+		n->uid = uid;
+		n->gid = gid;
+		*id = n->id;
+		count_live(fs, n, 1, chg);
+		return 0;
+	}
+	while ((slash = strchr(seg, '/'))) {
+		n = node_child(fs, dir, seg, (size_t)(slash - seg));
 		if (!n && !(n = node_new(fs, dir, seg, (size_t)(slash - seg), true)))
 			return SFS_ENOMEM;
 		dir = n;
 		seg = slash + 1;
 	}
-	if (!*seg || node_child(fs, dir, seg, strlen(seg)))
-		return SFS_EINVAL;
 	grown = realloc(fs->files, (fs->nfiles + 1) * sizeof *grown);
 	if (!grown)
 		return SFS_ENOMEM;
@@ -396,9 +499,25 @@ static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t
 	n->opens = fuse_metrics_register_file(fs->opt.stats, name);
 	if (fs->opt.audit && audit_add_file(fs->opt.audit, name, &n->audit_id) < 0)
 		return SFS_ENOMEM;
+	n->id = fs->nfiles;
 	*id = fs->nfiles;
 	fs->files[fs->nfiles++] = n;
+	count_live(fs, n, 1, chg);
 	return 0;
+}
+
+static int fusefs_add_file(struct fs *base, const char *name, mode_t mode, uid_t uid,
+                           gid_t gid, size_t *id)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	struct dir_change chg = {NULL, 0};
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	rc = add_file_locked(fs, name, mode, uid, gid, id, &chg);
+	pthread_mutex_unlock(&fs->lock);
+	notify_dir_change(fs, &chg);
+	return rc;
 }
 
 /* ---- publishing ----------------------------------------------------- */
@@ -407,6 +526,7 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 	struct fs_inode **fresh = calloc(n ? n : 1, sizeof *fresh);
+	struct fs_node **nodes = calloc(n ? n : 1, sizeof *nodes);
 	fuse_ino_t *dirs = calloc(n ? n : 1, sizeof *dirs);
 	size_t ndirs = 0;
 	struct timespec now;
@@ -414,8 +534,9 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 	bool mounted;
 	int rc = 0;
 
-	if (!fresh || !dirs) {
+	if (!fresh || !nodes || !dirs) {
 		free(fresh);
+		free(nodes);
 		free(dirs);
 		return SFS_ENOMEM;
 	}
@@ -427,6 +548,8 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 			rc = SFS_EINVAL;
 			goto undo;
 		}
+		/* Collected here: a reload may grow fs->files meanwhile. */
+		nodes[i] = fs->files[updates[i].id];
 		if (!updates[i].blob)
 			continue;
 		fresh[i] = inode_new(fs, fs->files[updates[i].id]);
@@ -463,7 +586,7 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 
 	if (mounted) {
 		for (size_t i = 0; i < n; i++) {
-			struct fs_node *node = fs->files[updates[i].id];
+			struct fs_node *node = nodes[i];
 			int r = fuse_lowlevel_notify_inval_entry(
 			    fs->se, node->parent->current->ino, node->name,
 			    strlen(node->name));
@@ -479,6 +602,7 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 		}
 	}
 	free(fresh);
+	free(nodes);
 	free(dirs);
 	return 0;
 undo:
@@ -487,8 +611,57 @@ undo:
 			inode_unlink_free(fs, fresh[i]);
 	pthread_mutex_unlock(&fs->lock);
 	free(fresh);
+	free(nodes);
 	free(dirs);
 	return rc;
+}
+
+static int fusefs_remove_file(struct fs *base, size_t id)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	struct fs_update upd = {.id = id};
+	struct dir_change chg = {NULL, 0};
+	int rc = fusefs_publish(base, &upd, 1);
+
+	if (rc == 0) {
+		pthread_mutex_lock(&fs->lock);
+		if (!fs->files[id]->removed) {
+			fs->files[id]->removed = true;
+			count_live(fs, fs->files[id], -1, &chg);
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
+	notify_dir_change(fs, &chg);
+	return rc;
+}
+
+static int fusefs_set_file_attrs(struct fs *base, size_t id, mode_t mode, uid_t uid,
+                                 gid_t gid)
+{
+	struct fs_fuse *fs = (struct fs_fuse *)base;
+	fuse_ino_t ino = 0;
+	bool mounted;
+
+	pthread_mutex_lock(&fs->lock);
+	if (id >= fs->nfiles) {
+		pthread_mutex_unlock(&fs->lock);
+		return SFS_EINVAL;
+	}
+	fs->files[id]->mode = mode;
+	fs->files[id]->uid = uid;
+	fs->files[id]->gid = gid;
+	if (fs->files[id]->current)
+		ino = fs->files[id]->current->ino;
+	mounted = fs->mounted;
+	pthread_mutex_unlock(&fs->lock);
+	/* The kernel checks permissions against the attributes it cached. */
+	if (mounted && ino) {
+		int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+		if (r < 0 && r != -ENOENT)
+			log_debug("invalidating the attributes of %s: %s",
+			          fs->files[id]->path, strerror(-r));
+	}
+	return 0;
 }
 
 /* ---- request handlers --------------------------------------------------- */
@@ -541,10 +714,14 @@ static void caller_init(struct caller *c, fuse_req_t req)
 static int caller_may(struct fs_fuse *fs, struct caller *c, const struct fs_node *n,
                       int want)
 {
-	struct perm_obj o = {(n->is_dir ? S_IFDIR : S_IFREG) | n->mode, n->uid, n->gid};
+	struct perm_obj o;
 
 	if (!fs->opt.audit)
 		return 0;
+	/* A reload may change them. */
+	pthread_mutex_lock(&fs->lock);
+	o = (struct perm_obj){(n->is_dir ? S_IFDIR : S_IFREG) | n->mode, n->uid, n->gid};
+	pthread_mutex_unlock(&fs->lock);
 	if (!c->have_groups && perm_needs_groups(&o, c->ids.uid, c->ids.gid, want)) {
 		int k = fuse_req_getgroups(c->req, FS_MAX_GROUPS, c->groups);
 
@@ -583,9 +760,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
 		return;
 	}
-	/* The tree is fixed once mounted: no lock to find a name or check a
-	 * mode. */
+	/* A reload may grow the tree: the name is found under the lock; the
+	 * node stays valid after it. */
+	pthread_mutex_lock(&fs->lock);
 	child = node_child(fs, dir, name, strlen(name));
+	pthread_mutex_unlock(&fs->lock);
 	caller_init(&c, req);
 	if (caller_may(fs, &c, dir, PERM_EXEC)) {
 		/* A probe for a secret through a directory it may not search:
@@ -600,7 +779,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
-	in = child ? child->current : NULL;
+	in = child && (!child->is_dir || child->nlive) ? child->current : NULL;
 	if (!in) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, ENOENT);
@@ -687,6 +866,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint64_t version = 0;
 	struct caller c;
 	bool redirected = false;
+	uint64_t refused = 0;
 	int err = 0;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
@@ -716,12 +896,26 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (redirected)
 			in = file->current;
 		version = in->version;
-		h->inode = in;
-		handle_link(fs, h);
+		if (fs->opt.max_handles && fs->nhandles >= fs->opt.max_handles) {
+			err = ENFILE;
+			refused = ++fs->handles_refused;
+			if (refused == 1 ||
+			    timing_now_ms() - fs->refused_logged_ms >= FS_REFUSED_LOG_MS)
+				fs->refused_logged_ms = timing_now_ms();
+			else
+				refused = 0; /* logged not long ago */
+		} else {
+			h->inode = in;
+			handle_link(fs, h);
+		}
 	}
 	pthread_mutex_unlock(&fs->lock);
+	if (refused)
+		log_warn("open of %s refused (ENFILE): %zu handles open, the bound "
+		         "limits.max_open_handles; %llu refused so far",
+		         file->path, fs->opt.max_handles, (unsigned long long)refused);
 	/* Pinned: the check (which may read /proc) runs without the lock. */
-	if (file && (err = caller_may(fs, &c, file, PERM_READ))) {
+	if (file && !err && (err = caller_may(fs, &c, file, PERM_READ))) {
 		pthread_mutex_lock(&fs->lock);
 		handle_release(fs, h);
 		pthread_mutex_unlock(&fs->lock);
@@ -844,7 +1038,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* Entries are ".", ".." then the children in order; the offset of an entry
- * is its index + 1, stable because the tree never changes shape. */
+ * is its index + 1, stable because children are only ever appended. */
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
@@ -886,8 +1080,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_mode = S_IFDIR;
 		} else {
 			struct fs_node *c = dir->node->children[i - 2];
-			if (!c->current)
-				continue; /* absent file */
+			if (!c->current || (c->is_dir && !c->nlive))
+				continue; /* absent file, or a directory a reload emptied
+				           */
 			name = c->name;
 			st.st_ino = c->current->ino;
 			st.st_mode = c->is_dir ? S_IFDIR : S_IFREG;
@@ -1134,6 +1329,9 @@ const struct fs_ops fs_fuse_ops = {
     .name = "fuse",
     .create = fusefs_create,
     .add_file = fusefs_add_file,
+    .check_name = fusefs_check_name,
+    .remove_file = fusefs_remove_file,
+    .set_file_attrs = fusefs_set_file_attrs,
     .publish = fusefs_publish,
     .mount = fusefs_mount,
     .run = fusefs_run,

@@ -14,6 +14,11 @@ struct fs_ops {
 	int (*create)(const struct fs_options *opt, struct store *st, struct fs **out);
 	int (*add_file)(struct fs *fs, const char *name, mode_t mode, uid_t uid,
 	                gid_t gid, size_t *id);
+	/* For a reload of the file set; optional (NULL: not supported). */
+	int (*check_name)(struct fs *fs, const char *name);
+	int (*remove_file)(struct fs *fs, size_t id);
+	int (*set_file_attrs)(struct fs *fs, size_t id, mode_t mode, uid_t uid,
+	                      gid_t gid);
 	int (*publish)(struct fs *fs, struct fs_update *updates, size_t n);
 	int (*mount)(struct fs *fs, const char *path);
 	/* Serves until fs_stop_requested(); returns 0. */

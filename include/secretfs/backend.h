@@ -140,6 +140,11 @@ struct backend {
 /* Registry: the ops for a type name, or NULL. */
 const struct backend_ops *backend_find(const char *type);
 
+/* Builds the backend of type called name from its checked config (the
+ * registry's create); a failure is logged. Returns 0 or an SFS_ code. */
+int backend_start(const struct backend_env *env, const char *type, const char *name,
+                  const json_t *conf, struct backend **out);
+
 /* The i-th registered backend (from 0), or NULL past the last. */
 const struct backend_ops *backend_nth(size_t i);
 

@@ -29,6 +29,23 @@ struct config_mount {
 	bool keep_on_exit; /* directory only: leave the files at exit (default false) */
 };
 
+/* "limits": bounds a deployment may lower or raise (README "Limits"). */
+struct config_limits {
+	size_t max_files;        /* "max_files", default CONFIG_DEFAULT_MAX_FILES */
+	size_t max_open_handles; /* "max_open_handles" (FUSE), default
+	                            CONFIG_DEFAULT_MAX_OPEN_HANDLES */
+};
+/* 100 000 files take about 100 MiB (README "Limits"); a config that names
+ * them is itself near CONFIG_MAX_FILE (4 MiB) long. */
+#define CONFIG_DEFAULT_MAX_FILES 100000
+#define CONFIG_MAX_MAX_FILES 1000000
+/* A handle's snapshot past the guarded arenas is its own sodium_malloc,
+ * four mappings (a header page, a guard, the data, a guard): 12288 and the
+ * process's own few hundred stay within vm.max_map_count's default 65530
+ * (tests/integration/test_limits.py measures it). */
+#define CONFIG_DEFAULT_MAX_OPEN_HANDLES 12288
+#define CONFIG_MAX_MAX_OPEN_HANDLES 1000000
+
 struct config_backend {
 	char *name;
 	char *type;   /* "file", "dev", "vault", "aws" ... */
@@ -90,6 +107,7 @@ struct config {
 	size_t nsecrets;
 	struct config_log log;
 	struct config_hardening hardening;
+	struct config_limits limits;
 	uint64_t
 	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
 	uint64_t shutdown_timeout_ms;       /* default 5s: revocations after SIGTERM */
@@ -105,6 +123,16 @@ struct config {
  * are validated by the backend named in their "type" (see backend.h).
  */
 int config_load(const char *path, struct diag *d, struct config **out);
+
+/* The reading half of config_load: the file's bytes (at most the size
+ * config_load accepts) in a new heap block *text of *len bytes, for
+ * config_parse_text. Returns 0, or SFS_EINVAL / SFS_EIO / SFS_ENOMEM with
+ * a diag (not for SFS_ENOMEM). */
+int config_read(const char *path, struct diag *d, unsigned char **text, size_t *len);
+
+/* config_parse of len bytes of text (not NUL-terminated). */
+int config_parse_text(const char *text, size_t len, const char *name, struct diag *d,
+                      struct config **out);
 
 /* Same, from a NUL-terminated JSON text; name is used in messages. */
 int config_parse(const char *text, const char *name, struct diag *d, struct config **out);

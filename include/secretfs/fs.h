@@ -62,6 +62,9 @@ struct fs_options {
 	struct audit *audit;
 	/* Borrowed, may be NULL (or a member NULL): the output does it itself. */
 	const struct fs_privops *priv;
+	/* FUSE only: handles open at once (limits.max_open_handles); an open
+	 * past it fails with ENFILE, logged and counted. 0: unbounded. */
+	size_t max_handles;
 };
 
 /* Creates an empty tree (only the root) served by opt->output. st is
@@ -70,10 +73,32 @@ struct fs_options {
 int fs_new(const struct fs_options *opt, struct store *st, struct fs **out);
 
 /* Declares a file (absent until first published); creates implied
- * directories. Only before fs_mount(). Writes the file's id. Returns 0,
+ * directories. Before fs_mount(), or after it where fs_can_change_files
+ * (a configuration reload; thread-safe then). A name that fs_remove_file
+ * removed gets its old id back. Writes the file's id. Returns 0,
  * SFS_EINVAL (name clashes with a directory or another file) or SFS_ENOMEM. */
 int fs_add_file(struct fs *fs, const char *name, mode_t mode, uid_t uid, gid_t gid,
                 size_t *id);
+
+/* Whether this output can add, remove and re-own files once mounted (the
+ * FUSE output can; the directory output cannot). */
+bool fs_can_change_files(const struct fs *fs);
+
+/* Whether fs_add_file would accept name now: 0, or SFS_EINVAL when it is
+ * declared already or clashes with a directory or a file, removed ones
+ * included (their nodes stay). Thread-safe. */
+int fs_check_name(struct fs *fs, const char *name);
+
+/* Makes file id absent and undeclared (fs_add_file may declare it again);
+ * the kernel's entries for it are invalidated as by fs_publish. Same
+ * calling rules as fs_publish. Returns 0 or what fs_publish returns;
+ * SFS_EINVAL where !fs_can_change_files. */
+int fs_remove_file(struct fs *fs, size_t id);
+
+/* New mode and owner of file id, for every version; the kernel's cached
+ * attributes are invalidated. Same calling rules as fs_publish. Returns 0
+ * or SFS_EINVAL (no such file, or !fs_can_change_files). */
+int fs_set_file_attrs(struct fs *fs, size_t id, mode_t mode, uid_t uid, gid_t gid);
 
 /* One file's new content: blob sealed as (name, version); NULL blob makes
  * the file absent. */

@@ -78,7 +78,9 @@ void stats_free(struct stats *st);
  * valid until stats_free, or NULL when out of memory, st is NULL or a
  * field's table is malformed (more dims or bounds than allowed): updates
  * through a NULL set do nothing, so a missing metric never stops the
- * daemon.
+ * daemon. Registering fam and value again returns the set registered
+ * first: one series per label (a file or source a reload removed and a
+ * later one of the same name count on in it).
  */
 struct stats_set *stats_register(struct stats *st, const struct stats_family *fam,
                                  const char *value);

@@ -19,14 +19,20 @@ uint64_t timing_now_us(void);
  * clock reads mono_ms; 0 for 0 or UINT64_MAX (never). */
 int64_t timing_unix_s_of(uint64_t mono_ms);
 
+/* The longest Retry-After honoured: a server (or a proxy in front of it)
+ * asking for hours would stop a source's refreshes, and a lease's renewal,
+ * for that long. */
+#define TIMING_RETRY_AFTER_MAX_MS (5u * 60 * 1000)
+
 /* Uniform random number in [0, 1) from libsodium. */
 double timing_random(void);
 
 /*
  * Capped exponential backoff with full jitter: a delay uniform in
  * [0, min(cap, base * 2^attempt)] (attempt counts from 0), never below
- * retry_after (a server's Retry-After), never above cap unless retry_after
- * says so. u in [0, 1).
+ * retry_after (a server's Retry-After, honoured up to
+ * TIMING_RETRY_AFTER_MAX_MS), never above cap unless retry_after says so.
+ * u in [0, 1).
  */
 uint64_t timing_backoff(unsigned attempt, uint64_t base, uint64_t cap,
                         uint64_t retry_after, double u);

@@ -636,6 +636,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 break
         self.abort()
 
+    def flood(self, stop):
+        """A 200 answer whose chunked body never ends, sent as fast as the
+        client takes it (64 KiB chunks of one JSON string) until the client
+        hangs up or stop is set."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"x" * 65536
+        frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        try:
+            self.wfile.write(b"1f\r\n" + b'{"data": {"data": {"padding": "' + b"\r\n")
+            while not stop.is_set():
+                self.wfile.write(frame)
+        except OSError:
+            pass
+        self.abort()
+
     def abort(self):
         """Close the connection without a reply."""
         self.close_connection = True
@@ -847,10 +865,12 @@ class FakeVault:
         [dict -> JSON, str/bytes raw] + headers), "sealed" (503 Vault is sealed),
         "rate_limit" (429 + Retry-After), "malformed" (truncated JSON, status 200 by
         default), "hang" (sleep `seconds` then answer normally; seconds=None: never
-        answer until stop()), "close" (drop the connection without a reply).
+        answer until stop()), "close" (drop the connection without a reply),
+        "trickle" (a body that never ends, slowly), "flood" (one that never
+        ends, fast).
         times: 1 = once, N, or None = until cleared. Returns the fault id."""
         if kind not in ("status", "sealed", "rate_limit", "malformed", "hang", "close",
-                        "trickle"):
+                        "trickle", "flood"):
             raise ValueError(f"unknown fault kind {kind!r}")
         headers = dict(headers or {})
         if kind == "sealed":
@@ -1512,6 +1532,8 @@ class FakeVault:
                 return h.abort()
             elif fault.kind == "trickle":
                 return h.trickle(self._stop, fault.seconds or 0.5)
+            elif fault.kind == "flood":
+                return h.flood(self._stop)
             elif fault.kind == "malformed":
                 bad = fault.body if fault.body is not None else \
                     b'{"request_id": "' + _uuid().encode() + b'", "data": {"data": {"key": "va'

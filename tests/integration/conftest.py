@@ -110,6 +110,20 @@ def daemon(sandbox):
     return d
 
 
+# ------------------------------------------------------------------ fake AWS
+
+@pytest.fixture
+def fake_aws(sandbox):
+    """An in-process fake AWS (Secrets Manager, STS), stopped before the
+    sandbox's daemons."""
+    from helpers.aws import FakeAws
+    fake = FakeAws().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
 # ---------------------------------------------------------------- fake Vault
 
 @pytest.fixture(scope="session")

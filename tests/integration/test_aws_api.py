@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from helpers.aws import FakeAws, backend, sm, start, static_keys
+from helpers.aws import backend, sm, start, static_keys
 from helpers.harness import (SANITIZE, SLOW, TIMEOUT, assert_no_plaintext, rand_token,
                              wait_until)
 
@@ -27,12 +27,8 @@ TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 
 
 @pytest.fixture
-def aws():
-    fake = FakeAws().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def aws(fake_aws):
+    return fake_aws
 
 
 def free_port():

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from helpers.harness import TIMEOUT, rand_token, wait_until
+from helpers.harness import TIMEOUT, rand_token, sample, wait_until
 
 pytestmark = pytest.mark.fuse
 
@@ -84,20 +84,6 @@ def start(sandbox, listen=None, secrets=SECRETS, data=None, startup_timeout="10s
     d.data = data
     wait_until(lambda: get(listen, "/healthz")[0] == 200, what="/healthz 200")
     return d
-
-
-def sample(body, name, **labels):
-    """The value of the series name{labels} in an exposition, or None."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in body.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        series, value = line.rsplit(" ", 1)
-        sname, _, rest = series.partition("{")
-        got = ",".join(sorted(p for p in rest.rstrip("}").split(",") if p))
-        if sname == name and got == want:
-            return float(value)
-    return None
 
 
 def test_metrics_pass_promtool_and_hold_the_required_families(sandbox):

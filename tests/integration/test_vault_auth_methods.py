@@ -87,16 +87,6 @@ def test_cert_auth_without_a_client_certificate_is_refused_by_check(workdir):
 
 # =========================================================================== aws (IAM)
 
-@pytest.fixture
-def fake_aws(sandbox):
-    from helpers.aws import FakeAws
-    fake = FakeAws().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 def aws_env(sandbox, fake, temporary=False):
     """Keys the fake AWS knows, in a daemon environment without AWS_/VAULT_
     variables. Returns (env, credential)."""

@@ -205,10 +205,33 @@ TEST(a_malformed_table_registers_nothing)
 	stats_free(st);
 }
 
+TEST(registering_a_label_again_returns_its_first_set)
+{
+	struct stats *st = NULL;
+	struct stats_set *a, *b;
+	struct seen s = {0};
+
+	CHECK_EQ_INT(stats_new(&st), 0);
+	a = stats_register(st, &fam, "vault:a");
+	stats_inc(a, F_READS);
+	b = stats_register(st, &fam, "vault:a");
+	CHECK(a && a == b);
+	stats_inc(b, F_READS);
+	CHECK(stats_register(st, &fam, "vault:b") != a);
+	CHECK(stats_register(st, &single, NULL) == stats_register(st, &single, NULL));
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text,
+	             "t_reads_total{source=vault:a}=2;t_reads_total{source=vault:b}=0;"
+	             "t_level{source=vault:a}=0;t_level{source=vault:b}=0;"
+	             "t_single_total{-=-}=0;");
+	stats_free(st);
+}
+
 TEST_MAIN(sets_count_on_their_own_and_totals_sum_them, null_registry_and_set_do_nothing,
           out_of_range_fields_are_ignored,
           each_walks_sets_in_registration_order_and_fields_in_table_order,
           concurrent_updates_are_not_lost,
           fields_with_dims_count_per_cell_and_show_only_cells_that_moved,
           each_groups_the_series_of_one_metric_across_sets,
-          a_malformed_table_registers_nothing)
+          a_malformed_table_registers_nothing,
+          registering_a_label_again_returns_its_first_set)

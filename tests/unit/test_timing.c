@@ -28,8 +28,11 @@ TEST(backoff_honours_retry_after)
 {
 	CHECK_EQ_INT(timing_backoff(0, 1000, 300000, 7000, 0.0), 7000);
 	CHECK_EQ_INT(timing_backoff(0, 1000, 300000, 7000, 0.99), 7000);
-	/* Retry-After beyond the cap still wins: the server knows best. */
-	CHECK_EQ_INT(timing_backoff(0, 1000, 300000, 600000, 0.5), 600000);
+	/* Retry-After beyond the cap still wins: the server knows best, */
+	CHECK_EQ_INT(timing_backoff(0, 1000, 10000, 200000, 0.5), 200000);
+	/* up to 5 minutes: an hour's pause would stop renewals. */
+	CHECK_EQ_INT(timing_backoff(0, 1000, 300000, 600000, 0.5), 300000);
+	CHECK_EQ_INT(timing_backoff_steady(30, 1000, 10000, 86400000, 0.5), 300000);
 }
 
 TEST(steady_backoff_is_a_narrow_band_at_the_cap)

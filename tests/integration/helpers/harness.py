@@ -151,6 +151,20 @@ def errno_of(fn):
     return None
 
 
+def sample(body, name, **labels):
+    """The value of the series name{labels} in a Prometheus exposition, or None."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in body.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        sname, _, rest = series.partition("{")
+        got = ",".join(sorted(p for p in rest.rstrip("}").split(",") if p))
+        if sname == name and got == want:
+            return float(value)
+    return None
+
+
 def parse_env_file(text):
     """Parses KEY='value' lines as secretfs's env format writes them."""
     out = {}
