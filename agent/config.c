@@ -52,9 +52,8 @@ struct parser {
 };
 
 static const char *const top_keys[] = {
-    "mount",           "backends",         "secrets", "log",
-    "startup_timeout", "shutdown_timeout", "audit",   "telemetry",
-    "aws_api",         "limits",           "hardening", NULL};
+    "mount", "backends",  "secrets", "log",    "startup_timeout", "shutdown_timeout",
+    "audit", "telemetry", "aws_api", "limits", "hardening",       NULL};
 static const char *const mount_keys[] = {"path",        "type",         "uid",
                                          "gid",         "mode",         "dir_mode",
                                          "allow_other", "keep_on_exit", NULL};

@@ -145,8 +145,8 @@ static int do_spawn(struct mon_state *s, const struct config_onchange *oc,
 	if (asprintf(&env_files, "SECRETFS_FILES=%s", files) < 0)
 		env_files = NULL;
 	char env_incomplete[] = "SECRETFS_FILES_INCOMPLETE=1";
-	char *envp[] = {env_path, env_mount, env_files, incomplete ? env_incomplete : NULL,
-	                NULL};
+	char *envp[] = {env_path, env_mount, env_files,
+	                incomplete ? env_incomplete : NULL, NULL};
 	if (!env_mount || !env_files)
 		goto out;
 	posix_spawn_file_actions_init(&fa);
@@ -471,8 +471,8 @@ int monitor_signal(struct monitor *m, const char *pid_file, int sig, pid_t *pid)
 	return rc;
 }
 
-int monitor_spawn(struct monitor *m, char *const *argv, const char *files, bool incomplete,
-                  pid_t *pid)
+int monitor_spawn(struct monitor *m, char *const *argv, const char *files,
+                  bool incomplete, pid_t *pid)
 {
 	struct mon_req q = {MON_SPAWN, 0, incomplete, 0};
 	size_t len = strlen(files) + 1;

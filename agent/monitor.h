@@ -55,8 +55,8 @@ int monitor_signal(struct monitor *m, const char *pid_file, int sig, pid_t *pid)
 /* Starts the on_change command argv (one of the config's) with files as
  * SECRETFS_FILES (and SECRETFS_FILES_INCOMPLETE=1 when incomplete: a name
  * did not fit). Returns 0 (*pid set) or a negative errno. */
-int monitor_spawn(struct monitor *m, char *const *argv, const char *files, bool incomplete,
-                  pid_t *pid);
+int monitor_spawn(struct monitor *m, char *const *argv, const char *files,
+                  bool incomplete, pid_t *pid);
 
 /* Whether the command pid (from monitor_spawn) ended: 0 still running, 1
  * ended (*status as waitpid gives it), or a negative errno. */

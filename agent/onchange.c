@@ -244,7 +244,12 @@ void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg)
 
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg)
 {
-	const struct config_onchange *a = oc->cfg;
+	return onchange_config_same(oc->cfg, cfg);
+}
+
+bool onchange_config_same(const struct config_onchange *a,
+                          const struct config_onchange *cfg)
+{
 	size_t i;
 
 	if (a->signal != cfg->signal)
@@ -327,7 +332,8 @@ static void onchange_signal(struct onchange *oc)
 static void onchange_spawn(struct onchange *oc, uint64_t now)
 {
 	pid_t pid;
-	int rc = monitor_spawn(oc->mon, oc->cfg->argv, oc->files, oc->files_incomplete, &pid);
+	int rc =
+	    monitor_spawn(oc->mon, oc->cfg->argv, oc->files, oc->files_incomplete, &pid);
 
 	if (rc < 0) {
 		stats_inc(oc->stats, OC_FAILURES);

@@ -51,6 +51,10 @@ void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg);
  * same argv), so the files share it. */
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg);
 
+/* The same for two action configs (the debounce is not compared). */
+bool onchange_config_same(const struct config_onchange *a,
+                          const struct config_onchange *b);
+
 /* Records that file changed at now (ms, monotonic). */
 void onchange_trigger(struct onchange *oc, const char *file, uint64_t now);
 

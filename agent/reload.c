@@ -31,7 +31,9 @@
 #include <unistd.h>
 
 #include "aws_api.h"
+#include "onchange.h"
 #include "reload.h"
+#include "sandbox.h"
 #include "secretfs/diag.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
@@ -163,20 +165,23 @@ static void check_fixed_sections(struct reload *r, const json_t *old_root,
                                  const json_t *new_root, const struct config *cfg,
                                  struct diag *d)
 {
-	static const char *const fixed[] = {"telemetry", "aws_api", "audit"};
+	static const struct {
+		const char *key, *why;
+	} fixed[] = {
+	    {"telemetry", "it opened its listener or file at start"},
+	    {"aws_api", "it opened its listener or file at start"},
+	    {"audit", "it opened its listener or file at start"},
+	    {"limits", "the bounds are set at start"},
+	    {"hardening", "the sandbox is entered at start"},
+	};
 	const struct config *old = r->cfg;
 
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		if (!same_json(json_object_get(old_root, fixed[i]),
-		               json_object_get(new_root, fixed[i])))
-			diag_add(d, fixed[i],
-			         "cannot change live: it opened its listener or file at "
-			         "start (restart secretfs)");
-	if (!same_json(json_object_get(old_root, "limits"),
-	               json_object_get(new_root, "limits")))
-		diag_add(d, "limits",
-		         "cannot change live: the bounds are set at start (restart "
-		         "secretfs)");
+		if (!same_json(json_object_get(old_root, fixed[i].key),
+		               json_object_get(new_root, fixed[i].key)))
+			diag_add(d, fixed[i].key,
+			         "cannot change live: %s (restart secretfs)",
+			         fixed[i].why);
 	if (!old->aws_api || !cfg->aws_api)
 		return;
 	/* Its backend object and allow-list are those it started with. */
@@ -206,6 +211,30 @@ static void check_fixed_sections(struct reload *r, const json_t *old_root,
 				    "it cannot change live (restart secretfs)",
 				    pass ? "adds" : "removes");
 		}
+	}
+}
+
+/* The monitor (monitor.h) runs only the on_change actions of the config
+ * the daemon started with: an action no file had then is refused. */
+static void check_onchange(const struct config *start, const struct config *cfg,
+                           struct diag *d)
+{
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		const struct config_onchange *oc = cfg->secrets[i].on_change;
+		bool known = false;
+		char *kp;
+
+		for (size_t j = 0; oc && j < start->nsecrets && !known; j++)
+			known = start->secrets[j].on_change &&
+			        onchange_config_same(start->secrets[j].on_change, oc);
+		if (!oc || known)
+			continue;
+		kp = diag_keypath_new("secrets", cfg->secrets[i].name);
+		diag_add_at(
+		    d, kp ? kp : "secrets", "on_change",
+		    "cannot change live: the monitor runs only the actions of the "
+		    "configuration secretfs started with (restart secretfs)");
+		free(kp);
 	}
 }
 
@@ -313,6 +342,7 @@ static void reload_text(struct reload *r, const unsigned char *text, size_t len,
 	struct config *cfg = NULL;
 	struct backend **v = NULL;
 	struct sched_applied done;
+	char real[PATH_MAX];
 	json_t *old_root = NULL, *new_root = NULL;
 	size_t nbuilt = 0, nmade_before = r->nmade;
 	struct diag d;
@@ -331,6 +361,9 @@ static void reload_text(struct reload *r, const unsigned char *text, size_t len,
 	old_root = json_incref(r->root_json);
 	check_mount(&r->cfg->mount, &cfg->mount, &d);
 	check_fixed_sections(r, old_root, new_root, cfg, &d);
+	check_onchange(r->env.cfg, cfg, &d);
+	if (realpath(r->env.path, real))
+		sandbox_check_config(cfg, dirname(real), &d);
 	sched_check_config(r->env.sched, r->cfg, cfg, &d);
 	if (diag_problems(&d)) {
 		failed(r, &d);

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <linux/landlock.h>
 #include <sched.h>
@@ -37,6 +38,7 @@
 #include <unistd.h>
 
 #include "aws_api.h"
+#include "confval.h"
 #include "sandbox.h"
 #include "secretfs/audit.h"
 #include "secretfs/error.h"
@@ -116,13 +118,53 @@ static const char *const token_dirs[] = {"/var/run/secrets", "/run/secrets"};
 struct landlock {
 	int ruleset;
 	uint64_t handled;
-	const char *config_dir;
+	const char *config_dir; /* real, for relative names; may be NULL */
 };
+
+/* What the sandbox allowed at start, for a reload's check
+ * (sandbox_check_config): each readable rule by its real path. */
+struct ll_rule {
+	char *path;
+	bool dir;
+};
+static struct {
+	bool landlock, seccomp, network;
+	struct ll_rule *rules;
+	size_t nrules;
+} entered;
+
+static void ll_remember(const char *path, bool dir)
+{
+	char real[PATH_MAX];
+	struct ll_rule *grown;
+
+	if (!realpath(path, real) ||
+	    !(grown = realloc(entered.rules, (entered.nrules + 1) * sizeof *grown)))
+		return;
+	entered.rules = grown;
+	if ((grown[entered.nrules].path = strdup(real)))
+		grown[entered.nrules++].dir = dir;
+}
+
+/* Whether name (a real path) is below a readable rule. */
+static bool ll_allows(const char *name)
+{
+	for (size_t i = 0; i < entered.nrules; i++) {
+		const struct ll_rule *r = &entered.rules[i];
+		size_t n = strlen(r->path);
+
+		if (strncmp(name, r->path, n) == 0 &&
+		    (name[n] == '\0' ||
+		     (r->dir && (name[n] == '/' || (n == 1 && r->path[0] == '/')))))
+			return true;
+	}
+	return false;
+}
 
 static int ll_add(struct landlock *ll, const char *path, uint64_t access)
 {
 	struct landlock_path_beneath_attr pb = {0};
-	struct stat st;
+	struct stat st = {0};
 	int fd = open(path, O_PATH | O_CLOEXEC), rc;
 
 	if (fd < 0) {
@@ -135,30 +177,40 @@ static int ll_add(struct landlock *ll, const char *path, uint64_t access)
 	pb.parent_fd = fd;
 	rc = (int)syscall(SYS_landlock_add_rule, ll->ruleset, LANDLOCK_RULE_PATH_BENEATH,
 	                  &pb, 0);
-	if (rc < 0)
+	if (rc < 0) {
 		log_warn("landlock: cannot add %s: %s", path, strerror(errno));
-	else
+	} else {
 		log_debug("landlock: %s (%s)", path,
 		          access & LANDLOCK_ACCESS_FS_WRITE_FILE ? "read-write" : "read");
+		if (access & LANDLOCK_ACCESS_FS_READ_FILE)
+			ll_remember(path, S_ISDIR(st.st_mode));
+	}
 	close(fd);
 	return rc;
 }
 
-/*
- * A file the config names: its directory (files are replaced by rename,
- * and watched), or the file alone when the directory is a system one.
- * Relative names are the config directory's (read already).
- */
-static void ll_add_file_of(struct landlock *ll, const char *name, uint64_t access)
+/* name as an absolute path in buf (PATH_MAX): relative names are
+ * config_dir's (may be NULL: then false), "-" (stdin, stdout) none. */
+static bool absolute_name(const char *name, const char *config_dir, char *buf)
 {
-	char dir[PATH_MAX], *slash;
-	size_t n = strlen(name);
+	int n;
 
-	if (name[0] != '/' || n >= sizeof dir || strcmp(name, "-") == 0)
-		return;
-	memcpy(dir, name, n + 1);
-	slash = strrchr(dir, '/');
-	*(slash == dir ? slash + 1 : slash) = '\0';
+	if (strcmp(name, "-") == 0 || !name[0])
+		return false;
+	if (name[0] == '/')
+		n = snprintf(buf, PATH_MAX, "%s", name);
+	else if (config_dir)
+		n = snprintf(buf, PATH_MAX, "%s/%s", config_dir, name);
+	else
+		return false;
+	return n > 0 && n < PATH_MAX;
+}
+
+/* The directory dir of the file name: dir, or name alone when dir is a
+ * system one whose every file must not come with it. */
+static void ll_add_dir_of(struct landlock *ll, const char *dir, const char *name,
+                          uint64_t access)
+{
 	for (const char *const *w = too_wide; *w; w++)
 		if (strcmp(dir, *w) == 0) {
 			ll_add(ll, name, access);
@@ -167,10 +219,31 @@ static void ll_add_file_of(struct landlock *ll, const char *name, uint64_t acces
 	ll_add(ll, dir, access);
 }
 
-/* Every string under a key named "path" (file backends) or ending in
- * "_file" or "_dir", at any depth of a backend's object. */
-static void ll_add_backend_files(struct landlock *ll, const json_t *obj, bool file_type)
+/*
+ * A file the config names: its directory (files are replaced by rename,
+ * and watched), or the file alone when the directory is a system one.
+ */
+static void ll_add_file_of(struct landlock *ll, const char *name, uint64_t access)
 {
+	char file[PATH_MAX], dir[PATH_MAX], *slash;
+
+	if (!absolute_name(name, ll->config_dir, file))
+		return;
+	memcpy(dir, file, sizeof dir);
+	slash = strrchr(dir, '/');
+	*(slash == dir ? slash + 1 : slash) = '\0';
+	ll_add_dir_of(ll, dir, file, access);
+}
+
+/* Calls fn(arg, key path, name) for every string under a key named "path"
+ * (file backends) or ending in "_file" or "_dir", at any depth of a
+ * backend's object (kp: its key path; nested objects: a few levels). */
+typedef void file_fn(void *arg, const char *kp, const char *name);
+
+static void backend_files(const json_t *obj, const char *kp, bool file_type, int depth,
+                          file_fn *fn, void *arg)
+{
+	char sub[CONFVAL_KP_MAX];
 	const char *key;
 	json_t *v;
 
@@ -178,19 +251,38 @@ static void ll_add_backend_files(struct landlock *ll, const json_t *obj, bool fi
 	{
 		size_t n = strlen(key);
 
-		if (json_is_object(v))
-			ll_add_backend_files(ll, v, false);
+		if (json_is_object(v) && depth < 8)
+			backend_files(v, confval_keypath(sub, kp, key), false, depth + 1,
+			              fn, arg);
 		else if (json_is_string(v) &&
 		         ((file_type && strcmp(key, "path") == 0) ||
 		          (n > 5 && strcmp(key + n - 5, "_file") == 0) ||
 		          (n > 4 && strcmp(key + n - 4, "_dir") == 0)))
-			ll_add_file_of(ll, json_string_value(v), LL_READ);
+			fn(arg, confval_keypath(sub, kp, key), json_string_value(v));
 	}
+}
+
+/* Each file of every backend of cfg. */
+static void config_files(const struct config *cfg, file_fn *fn, void *arg)
+{
+	char kp[CONFVAL_KP_MAX];
+
+	for (size_t i = 0; i < cfg->nbackends; i++)
+		backend_files(cfg->backends[i].json,
+		              confval_keypath(kp, "backends", cfg->backends[i].name),
+		              strcmp(cfg->backends[i].type, "file") == 0, 0, fn, arg);
+}
+
+static void ll_add_read(void *arg, const char *kp, const char *name)
+{
+	(void)kp;
+	ll_add_file_of(arg, name, LL_READ);
 }
 
 static void ll_add_config(struct landlock *ll, const struct config *cfg)
 {
-	char real[PATH_MAX], home[PATH_MAX];
+	static char config_dir[PATH_MAX];
+	char real[PATH_MAX], home[PATH_MAX], given[PATH_MAX];
 	const char *v;
 
 	for (size_t i = 0; i < sizeof system_read / sizeof system_read[0]; i++)
@@ -199,12 +291,18 @@ static void ll_add_config(struct landlock *ll, const struct config *cfg)
 		ll_add(ll, system_exec[i], LL_EXEC_READ);
 	for (size_t i = 0; i < sizeof token_dirs / sizeof token_dirs[0]; i++)
 		ll_add(ll, token_dirs[i], LL_READ);
-	/* The config's directory (relative file names, a reload). */
-	if (realpath(cfg->file, real))
+	/* The config's directory (relative file names, a reload): where the
+	 * file really is, and the one it was named in, where a ConfigMap's
+	 * "..data" link moves to a new directory at each update. */
+	if (realpath(cfg->file, real)) {
 		ll_add_file_of(ll, real, LL_READ);
-	for (size_t i = 0; i < cfg->nbackends; i++)
-		ll_add_backend_files(ll, cfg->backends[i].json,
-		                     strcmp(cfg->backends[i].type, "file") == 0);
+		memcpy(config_dir, real, sizeof config_dir);
+		ll->config_dir = dirname(config_dir);
+	}
+	snprintf(given, sizeof given, "%s", cfg->file);
+	if (realpath(dirname(given), real))
+		ll_add_dir_of(ll, real, cfg->file, LL_READ);
+	config_files(cfg, ll_add_read, ll);
 	for (const char *const *e = file_variables; *e; e++)
 		if ((v = getenv(*e)) && *v)
 			ll_add_file_of(ll, v, LL_READ);
@@ -259,6 +357,7 @@ static int landlock_enter(const struct config *cfg)
 		return SFS_EIO;
 	}
 	close(ll.ruleset);
+	entered.landlock = true;
 	log_info("landlock: file access restricted (ABI %d)", abi);
 	return 0;
 }
@@ -413,6 +512,8 @@ static int seccomp_enter(const struct config *cfg)
 		goto out;
 #endif
 	rc = seccomp_load(ctx);
+	entered.seccomp = rc == 0;
+	entered.network = net;
 	if (rc == 0)
 		log_info("seccomp: syscall filter loaded (%s%s mode)",
 		         cfg->mount.type == MOUNT_DIRECTORY ? "directory" : "FUSE",
@@ -436,6 +537,67 @@ int sandbox_enter(const struct config *cfg)
 		return 0;
 	}
 	return seccomp_enter(cfg);
+}
+
+/* ---- a reload ---------------------------------------------------------- */
+
+struct check {
+	const char *config_dir;
+	struct diag *d;
+};
+
+/* name as a real path in buf (PATH_MAX); a file that does not exist (yet)
+ * by its directory's real path. */
+static bool real_name(const char *name, const char *config_dir, char *buf)
+{
+	char abs[PATH_MAX], dir[PATH_MAX], *slash;
+
+	if (!absolute_name(name, config_dir, abs))
+		return false;
+	if (realpath(abs, buf))
+		return true;
+	memcpy(dir, abs, sizeof dir);
+	slash = strrchr(dir, '/');
+	*slash = '\0';
+	if (!realpath(dir[0] ? dir : "/", buf) ||
+	    strlen(buf) + strlen(slash + 1) + 2 > PATH_MAX) {
+		memcpy(buf, abs, PATH_MAX);
+		return true;
+	}
+	if (strcmp(buf, "/") != 0)
+		strcat(buf, "/");
+	strcat(buf, slash + 1);
+	return true;
+}
+
+static void check_readable(void *arg, const char *kp, const char *name)
+{
+	struct check *c = arg;
+	char real[PATH_MAX], q[CONFVAL_QUOTE_BUF];
+
+	if (real_name(name, c->config_dir, real) && !ll_allows(real))
+		diag_add(c->d, kp,
+		         "%s is not readable under the sandbox set at start (Landlock); "
+		         "restart secretfs to apply",
+		         confval_quote(q, sizeof q, name));
+}
+
+void sandbox_check_config(const struct config *cfg, const char *config_dir,
+                          struct diag *d)
+{
+	struct check c = {config_dir, d};
+
+	if (entered.seccomp && !entered.network && uses_network(cfg))
+		for (size_t i = 0; i < cfg->nbackends; i++)
+			if (strcmp(cfg->backends[i].type, "file") != 0 &&
+			    strcmp(cfg->backends[i].type, "dev") != 0)
+				diag_add_at(
+				    d, "backends", cfg->backends[i].name,
+				    "needs the network, which the syscall filter set "
+				    "at start does not allow (no backend used it "
+				    "then); restart secretfs to apply");
+	if (entered.landlock)
+		config_files(cfg, check_readable, &c);
 }
 
 /* ---- test hooks --------------------------------------------------------- */

@@ -20,6 +20,7 @@
 #define SECRETFS_SANDBOX_H
 
 #include "secretfs/config.h"
+#include "secretfs/diag.h"
 
 /*
  * Enters the sandbox for cfg (see above). Returns 0, or SFS_EIO when a
@@ -27,6 +28,16 @@
  * stops then, rather than run unconfined.
  */
 int sandbox_enter(const struct config *cfg);
+
+/*
+ * A reload's check of cfg against the sandbox entered at start (which
+ * cannot widen): each file a backend names (relative names are config_dir's)
+ * must be readable under the Landlock rules, and the syscall filter must
+ * allow the network when a backend needs it. Each problem is added to d
+ * naming its key path. Nothing when the sandbox is off.
+ */
+void sandbox_check_config(const struct config *cfg, const char *config_dir,
+                          struct diag *d);
 
 /*
  * Test builds (SECRETFS_TEST_HOOKS): the action $SECRETFS_TEST_HOOK names,

@@ -3,13 +3,15 @@
 owners need), a syscall filter and a file sandbox, and a SIGKILL that
 leaves no mount behind."""
 
+import json
 import os
+import re
 import signal
 import time
 
 import pytest
 
-from helpers.harness import (TIMEOUT, assert_no_plaintext, is_mounted, rand_token,
+from helpers.harness import (TIMEOUT, assert_no_plaintext, errno_of, is_mounted, rand_token,
                              wait_until)
 
 LOCAL = {"local": {"type": "file", "path": "secrets.json"}}
@@ -198,3 +200,125 @@ def test_files_the_config_names_stay_readable_in_the_sandbox(sandbox):
     sandbox.write_data({"api": "two"})
     wait_until(lambda: d.read("api-key") == "two", what="the rotation")
     assert d.alive()
+
+
+# ------------------------------------------------- live reload in the sandbox
+
+def reload_and_wait_refusal(d, cfg, pattern):
+    """Writes cfg over the running config, signals, and waits for the
+    refusal matching pattern."""
+    with open(d.config_path + ".tmp", "w") as f:
+        json.dump(cfg, f)
+    os.rename(d.config_path + ".tmp", d.config_path)
+    d.send(signal.SIGHUP)
+    d.wait_log(pattern + r".*keeping the running configuration")
+
+
+def split_layout(sandbox):
+    """The config in conf/, the secrets file in data/, and other/ that
+    nothing names at start: three sibling directories, none the others'."""
+    for sub in ("conf", "data", "other"):
+        os.mkdir(sandbox.file(sub))
+    data = sandbox.file("data/secrets.json")
+    other = sandbox.file("other/secrets.json")
+    value, stray = rand_token(16), rand_token(16)
+    sandbox.write_data({"api": value}, path=data)
+    sandbox.write_data({"api": stray}, path=other)
+    return data, other, value, stray
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("mount_type", ["fuse", "directory"])
+def test_a_reload_naming_a_file_outside_the_landlock_set_is_refused(sandbox, mount_type):
+    data, other, value, stray = split_layout(sandbox)
+    backends = {"local": {"type": "file", "path": data}}
+    secrets = {"api-key": {"backend": "local", "path": "api"}}
+    cfg = sandbox.config(secrets, backends=backends, mount={"type": mount_type})
+    d = sandbox.start(config=cfg, config_path=sandbox.file("conf/config.json"))
+    d.wait_log(r"landlock: file access restricted")
+    # A new backend on other/, and the kept one moved there: both named.
+    bad = sandbox.config({**secrets, "stray": {"backend": "elsewhere", "path": "api"}},
+                         backends={"local": {"type": "file", "path": other},
+                                   "elsewhere": {"type": "file", "path": other}},
+                         mount={"type": mount_type})
+    reload_and_wait_refusal(d, bad, r'backends\.elsewhere\.path: "/[^"]*" '
+                            r"is not readable under the sandbox set at start \(Landlock\); "
+                            r"restart secretfs to apply")
+    assert re.search(r"backends\.local\.path: .*not readable under the sandbox", d.log_text())
+    assert d.alive()
+    assert d.read("api-key") == value
+    assert stray not in d.log_text()
+    # A backend on a file in the config's directory (which stays readable
+    # for reloads), named relative to it, applies.
+    sandbox.write_data({"extra": "x"}, path=sandbox.file("conf/more.json"))
+    good = sandbox.config({"api-key": {"backend": "conf", "path": "extra"}},
+                          backends={**backends, "conf": {"type": "file", "path": "more.json"}},
+                          mount={"type": mount_type})
+    before = d.log_text().count("reload: applied")
+    with open(d.config_path + ".tmp", "w") as f:
+        json.dump(good, f)
+    os.rename(d.config_path + ".tmp", d.config_path)
+    d.send(signal.SIGHUP)
+    wait_until(lambda: d.log_text().count("reload: applied") > before, what="the reload")
+    wait_until(lambda: d.read("api-key") == "x", what="the file from the new backend")
+    assert d.alive()
+
+
+@pytest.mark.fuse
+def test_a_reload_adding_a_network_backend_to_a_filter_without_one_is_refused(sandbox):
+    d = start(sandbox)
+    d.wait_log(r"seccomp: syscall filter loaded \(FUSE mode\)")
+    token = sandbox.file("vault-token")
+    with open(token, "w") as f:
+        f.write(rand_token(20))
+    bad = sandbox.config({"api-key": {"backend": "local", "path": "api"},
+                          "remote": {"backend": "v", "path": "secret/data/x"}},
+                         backends={**LOCAL, "v": {
+                             "type": "vault", "address": "http://127.0.0.1:9",
+                             "auth": {"method": "token", "token_file": token}}})
+    reload_and_wait_refusal(d, bad, r"backends\.v: needs the network, which the syscall "
+                            r"filter set at start does not allow")
+    assert d.alive()
+    assert errno_of(lambda: open(d.path("remote"))) == "ENOENT"
+
+
+@pytest.mark.fuse
+def test_a_reload_may_move_a_known_on_change_action_but_not_add_one(sandbox):
+    out = sandbox.file("ran")
+    hook = {"command": ["/bin/sh", "-c", f"echo \"$SECRETFS_FILES\" >> {out}"],
+            "debounce": "0s"}
+    secrets = {"a": {"backend": "local", "path": "a", "on_change": hook},
+               "b": {"backend": "local", "path": "b"}}
+    sandbox.write_data({"a": "1", "b": "1"})
+    d = sandbox.start(config=sandbox.config(secrets, backends=LOCAL))
+    # A new command (or a new signal) is refused naming the key path ...
+    other = {"command": ["/bin/touch", sandbox.file("never")]}
+    reload_and_wait_refusal(
+        d, sandbox.config({**secrets, "b": {**secrets["b"], "on_change": other}},
+                          backends=LOCAL),
+        r"secrets\.b\.on_change: cannot change live: the monitor runs only the actions "
+        r"of the configuration secretfs started with \(restart secretfs\)")
+    # ... while the action the monitor knows may be given to another file.
+    moved = {"a": {"backend": "local", "path": "a"},
+             "b": {"backend": "local", "path": "b", "on_change": hook}}
+    before = d.log_text().count("reload: applied")
+    with open(d.config_path + ".tmp", "w") as f:
+        json.dump(sandbox.config(moved, backends=LOCAL), f)
+    os.rename(d.config_path + ".tmp", d.config_path)
+    d.send(signal.SIGHUP)
+    wait_until(lambda: d.log_text().count("reload: applied") > before, what="the reload")
+    sandbox.write_data({"a": "2", "b": "2"})
+    wait_until(lambda: os.path.exists(out) and "b" in open(out).read().split(),
+               what="the moved action ran for b")
+    assert not os.path.exists(sandbox.file("never"))
+    assert d.alive()
+
+
+@pytest.mark.fuse
+def test_a_hardening_change_is_refused_live(sandbox):
+    d = start(sandbox)
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
+                         hardening={"seccomp": False})
+    reload_and_wait_refusal(d, cfg, r"hardening: cannot change live: the sandbox is "
+                            r"entered at start \(restart secretfs\)")
+    assert proc_status(d.pid)["Seccomp"].strip() == "2"
