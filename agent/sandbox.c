@@ -623,6 +623,14 @@ void sandbox_run_test_hook(void)
 		errno = 0;
 		syscall(SYS_mount, NULL, NULL, NULL, 0UL, NULL);
 		log_info("test hook: mount(2) returned: %s", strerror(errno));
+	} else if (strcmp(test_hook, "leak") == 0) {
+		/* For LeakSanitizer's check at exit, inside the filter. */
+		static void *volatile leaked;
+
+		leaked = malloc(4242);
+		log_info("test hook: 4242 bytes allocated and dropped (%s)",
+		         leaked ? "leaked" : "out of memory");
+		leaked = NULL;
 	} else if (strncmp(test_hook, "open:", 5) == 0) {
 		fd = open(test_hook + 5, O_RDONLY | O_CLOEXEC);
 		log_info("test hook: open %s: %s", test_hook + 5,
