@@ -13,6 +13,7 @@ import pytest
 
 from helpers.harness import (SANITIZE, TIMEOUT, assert_no_plaintext, errno_of, is_mounted, rand_token,
                              wait_until)
+from test_reload import reload_with, write_atomic
 
 LOCAL = {"local": {"type": "file", "path": "secrets.json"}}
 
@@ -36,6 +37,15 @@ def monitor_of(d):
                     return c
         return None
     return wait_until(find, what="the monitor process")
+
+
+def start_with_hook(sandbox, hook, mount_type="fuse", **cfg_kw):
+    """A daemon on one file whose test hook (SECRETFS_TEST_HOOK) runs inside
+    the sandbox once start-up is over; not waited for."""
+    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
+                         mount={"type": mount_type}, **cfg_kw)
+    return sandbox.start(config=cfg, data={"api": "v"}, wait=False,
+                         extra_env={"SECRETFS_TEST_HOOK": hook})
 
 
 def start(sandbox, mount_type="fuse", value=None, **mount):
@@ -161,10 +171,7 @@ def test_hardening_switches_are_validated_with_their_key_paths(workdir):
 @pytest.mark.fuse
 @pytest.mark.parametrize("mount_type", ["fuse", "directory"])
 def test_a_forbidden_syscall_kills_the_daemon_with_a_line_naming_it(sandbox, mount_type):
-    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
-                         mount={"type": mount_type})
-    d = sandbox.start(config=cfg, data={"api": "v"}, wait=False,
-                      extra_env={"SECRETFS_TEST_HOOK": "syscall"})
+    d = start_with_hook(sandbox, "syscall", mount_type)
     d.wait_log(r"test hook: calling mount\(2\)")
     assert d.proc.wait(TIMEOUT) == -signal.SIGSYS
     assert f"seccomp: refused syscall {165 if os.uname().machine == 'x86_64' else ''}" \
@@ -182,9 +189,7 @@ def test_leak_check_at_exit_still_reports_inside_the_syscall_filter(sandbox, mou
     # ptraces them: the filter of a sanitizer build allows that. A leak
     # made inside the filter is reported, and the exit neither hangs nor
     # dies of SIGSYS.
-    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
-                         mount={"type": mount_type})
-    d = sandbox.start(config=cfg, data={"api": "v"}, extra_env={"SECRETFS_TEST_HOOK": "leak"})
+    d = start_with_hook(sandbox, "leak", mount_type)
     d.wait_log(r"seccomp: syscall filter loaded")
     d.wait_log(r"test hook: 4242 bytes allocated and dropped \(leaked\)")
     rc = d.stop()
@@ -201,10 +206,7 @@ def test_leak_check_at_exit_still_reports_inside_the_syscall_filter(sandbox, mou
 @pytest.mark.parametrize("mount_type", ["fuse", "directory"])
 def test_a_path_outside_the_landlock_set_is_refused(sandbox, mount_type):
     # /etc/passwd is readable to root, and no part of what the config names.
-    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
-                         mount={"type": mount_type})
-    d = sandbox.start(config=cfg, data={"api": "v"},
-                      extra_env={"SECRETFS_TEST_HOOK": "open:/etc/passwd"})
+    d = start_with_hook(sandbox, "open:/etc/passwd", mount_type)
     d.wait_log(r"landlock: file access restricted")
     d.wait_log(r"test hook: open /etc/passwd: Permission denied")
     assert d.stop() == 0
@@ -212,10 +214,7 @@ def test_a_path_outside_the_landlock_set_is_refused(sandbox, mount_type):
 
 @pytest.mark.fuse
 def test_landlock_false_leaves_file_access_alone(sandbox):
-    cfg = sandbox.config({"api-key": {"backend": "local", "path": "api"}}, backends=LOCAL,
-                         hardening={"landlock": False})
-    d = sandbox.start(config=cfg, data={"api": "v"},
-                      extra_env={"SECRETFS_TEST_HOOK": "open:/etc/passwd"})
+    d = start_with_hook(sandbox, "open:/etc/passwd", hardening={"landlock": False})
     d.wait_log(r"landlock: off \(hardening\.landlock false\)")
     d.wait_log(r"test hook: open /etc/passwd: opened")
     assert d.stop() == 0
@@ -234,11 +233,8 @@ def test_files_the_config_names_stay_readable_in_the_sandbox(sandbox):
 # ------------------------------------------------- live reload in the sandbox
 
 def reload_and_wait_refusal(d, cfg, pattern):
-    """Writes cfg over the running config, signals, and waits for the
-    refusal matching pattern."""
-    with open(d.config_path + ".tmp", "w") as f:
-        json.dump(cfg, f)
-    os.rename(d.config_path + ".tmp", d.config_path)
+    """Reloads cfg and waits for the refusal matching pattern."""
+    write_atomic(d.config_path, cfg)
     d.send(signal.SIGHUP)
     d.wait_log(pattern + r".*keeping the running configuration")
 
@@ -283,12 +279,7 @@ def test_a_reload_naming_a_file_outside_the_landlock_set_is_refused(sandbox, mou
     good = sandbox.config({"api-key": {"backend": "conf", "path": "extra"}},
                           backends={**backends, "conf": {"type": "file", "path": "more.json"}},
                           mount={"type": mount_type})
-    before = d.log_text().count("reload: applied")
-    with open(d.config_path + ".tmp", "w") as f:
-        json.dump(good, f)
-    os.rename(d.config_path + ".tmp", d.config_path)
-    d.send(signal.SIGHUP)
-    wait_until(lambda: d.log_text().count("reload: applied") > before, what="the reload")
+    reload_with(d, good)
     wait_until(lambda: d.read("api-key") == "x", what="the file from the new backend")
     assert d.alive()
 
@@ -330,12 +321,7 @@ def test_a_reload_may_move_a_known_on_change_action_but_not_add_one(sandbox):
     # ... while the action the monitor knows may be given to another file.
     moved = {"a": {"backend": "local", "path": "a"},
              "b": {"backend": "local", "path": "b", "on_change": hook}}
-    before = d.log_text().count("reload: applied")
-    with open(d.config_path + ".tmp", "w") as f:
-        json.dump(sandbox.config(moved, backends=LOCAL), f)
-    os.rename(d.config_path + ".tmp", d.config_path)
-    d.send(signal.SIGHUP)
-    wait_until(lambda: d.log_text().count("reload: applied") > before, what="the reload")
+    reload_with(d, sandbox.config(moved, backends=LOCAL))
     sandbox.write_data({"a": "2", "b": "2"})
     wait_until(lambda: os.path.exists(out) and "b" in open(out).read().split(),
                what="the moved action ran for b")
