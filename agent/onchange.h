@@ -37,9 +37,10 @@ void onchange_parse(struct confval *cv, const json_t *obj, const char *kp,
 void onchange_config_free(struct config_onchange *cfg);
 
 /* A new action for cfg (borrowed; must outlive the action). Its runs and failures are
- * counted in stats (secretfs_onchange_*_total{action}; stats may be NULL). With a monitor
- * (borrowed, may be NULL), the signal is sent and the command run by it, outside the
- * daemon's sandbox; else by this process. Returns NULL when out of memory. */
+ * counted in stats (secretfs_onchange_*_total{action}; stats may be NULL). The monitor
+ * mon (borrowed) sends the signal and runs the command, outside the daemon's sandbox, and
+ * only for an action of the config it started with; without one (NULL) every run fails
+ * (-ENOSYS), logged and counted. Returns NULL when out of memory. */
 struct onchange *onchange_new(const struct config_onchange *cfg, struct stats *stats,
                               struct monitor *mon);
 
