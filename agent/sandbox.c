@@ -1,6 +1,7 @@
 /*
- * The sandbox (see sandbox.h). Landlock goes first (its own syscalls are
- * not in the allowlist), seccomp last.
+ * The sandbox (see sandbox.h). Landlock goes first (of its syscalls only
+ * landlock_restrict_self is in the allowlist: a thread can only confine
+ * itself further), seccomp last.
  *
  * The allowlist is cut by what runs after start-up: every thread (the
  * scheduler and its workers, curl's resolver threads, the FUSE loop, the
@@ -25,6 +26,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,6 +329,28 @@ static void ll_add_config(struct landlock *ll, const struct config *cfg)
 		ll_add(ll, "/dev/fuse", LL_READ | LANDLOCK_ACCESS_FS_WRITE_FILE);
 }
 
+/*
+ * landlock_restrict_self() confines the calling thread only (and the
+ * threads it starts later): the ruleset stays open so that every thread
+ * started before, at its next step, confines itself too.
+ */
+static atomic_int ll_ruleset = -1;
+static _Thread_local bool ll_thread_in;
+
+void sandbox_thread_enter(void)
+{
+	int fd = atomic_load(&ll_ruleset);
+
+	if (ll_thread_in || fd < 0)
+		return;
+	ll_thread_in = true;
+	/* seccomp's TSYNC gave every thread no_new_privs; with seccomp off,
+	 * this thread sets its own. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(SYS_landlock_restrict_self, fd, 0) < 0)
+		log_warn("landlock: a thread cannot confine itself: %s", strerror(errno));
+}
+
 static int landlock_enter(const struct config *cfg)
 {
 	struct landlock_ruleset_attr attr = {0};
@@ -356,7 +380,9 @@ static int landlock_enter(const struct config *cfg)
 		close(ll.ruleset);
 		return SFS_EIO;
 	}
-	close(ll.ruleset);
+	/* Kept for the threads started before (sandbox_thread_enter). */
+	atomic_store(&ll_ruleset, ll.ruleset);
+	ll_thread_in = true;
 	entered.landlock = true;
 	log_info("landlock: file access restricted (ABI %d)", abi);
 	return 0;
@@ -387,6 +413,8 @@ static const char *const sys_base[] = {
 	"eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime",
 	"inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
 	"fsync", "fdatasync", "ftruncate", "close_range",
+	/* threads started before the sandbox confine themselves */
+	"landlock_restrict_self",
 	/* files (landlock limits which) */
 	"open", "openat", "openat2", "stat", "fstat", "lstat", "newfstatat", "statx",
 	"statfs", "fstatfs", "access", "faccessat", "faccessat2", "readlink",

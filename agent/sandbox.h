@@ -30,6 +30,16 @@
 int sandbox_enter(const struct config *cfg);
 
 /*
+ * Landlock confines the thread that enters it and the threads it starts
+ * afterwards: each thread started before sandbox_enter (the scheduler and
+ * its workers, the listeners', the audit writer, the AWS API's refresher)
+ * calls this at each step, before it touches a file; the first call after
+ * sandbox_enter confines the thread, the others return at once. A no-op
+ * without Landlock.
+ */
+void sandbox_thread_enter(void);
+
+/*
  * A reload's check of cfg against the sandbox entered at start (which
  * cannot widen): each file a backend names (relative names are config_dir's)
  * must be readable under the Landlock rules, and the syscall filter must

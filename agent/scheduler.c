@@ -25,6 +25,7 @@
 
 #include "publish.h"
 #include "revoke.h"
+#include "sandbox.h"
 #include "scheduler.h"
 #include "source.h"
 #include "secretfs/error.h"
@@ -223,6 +224,7 @@ static void *worker_main(void *arg)
 		pool->len--;
 		pool->busy++;
 		pthread_mutex_unlock(&pool->lock);
+		sandbox_thread_enter();
 
 		source_run(s->sources, src, timing_now_ms());
 		secmem_wipe_stack();
@@ -377,6 +379,9 @@ static void *sched_main(void *arg)
 			log_error("scheduler: poll: %s", strerror(errno));
 			break;
 		}
+		/* Before this step touches a file (it may be the first since
+		 * the sandbox was entered while it waited). */
+		sandbox_thread_enter();
 		if (pfd[0].revents & POLLIN) {
 			uint64_t v;
 			ssize_t r = read(s->wake_fd, &v, sizeof v);

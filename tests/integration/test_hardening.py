@@ -337,3 +337,54 @@ def test_a_hardening_change_is_refused_live(sandbox):
     reload_and_wait_refusal(d, cfg, r"hardening: cannot change live: the sandbox is "
                             r"entered at start \(restart secretfs\)")
     assert proc_status(d.pid)["Seccomp"].strip() == "2"
+
+
+@pytest.mark.fuse
+def test_a_configmap_swap_to_a_new_directory_is_read_under_landlock(sandbox):
+    # The config's real directory at start (..2026_12_03_01) is not where
+    # the next update is: the directory it was named in stays readable.
+    data, _, value, _ = split_layout(sandbox)
+    cm = sandbox.file("conf")
+    backends = {"local": {"type": "file", "path": data}}
+
+    def publish(stamp, secrets):
+        gen = os.path.join(cm, f"..2026_12_03_{stamp}")
+        os.mkdir(gen)
+        with open(os.path.join(gen, "config.json"), "w") as f:
+            json.dump(sandbox.config(secrets, backends=backends), f)
+        os.symlink(os.path.basename(gen), os.path.join(cm, "..data_tmp"))
+        os.rename(os.path.join(cm, "..data_tmp"), os.path.join(cm, "..data"))
+
+    secrets = {"api-key": {"backend": "local", "path": "api"}}
+    publish("01", secrets)
+    os.symlink("..data/config.json", os.path.join(cm, "config.json"))
+    d = sandbox.start(config=sandbox.config(secrets, backends=backends),
+                      config_path=os.path.join(cm, "config.json"))
+    d.wait_log(r"landlock: file access restricted")
+    before = d.log_text().count("reload: applied")
+    publish("02", {**secrets, "again": {"backend": "local", "path": "api"}})
+    wait_until(lambda: d.log_text().count("reload: applied") > before, what="the swap read")
+    assert d.read("again") == value
+    assert "Permission denied" not in d.log_text()
+
+
+@pytest.mark.fuse
+def test_every_thread_is_confined_a_symlink_out_of_the_set_is_not_followed(sandbox):
+    # The file backend reads on the scheduler's threads, started before the
+    # sandbox: they confine themselves too. A symlink planted over the
+    # secrets file, to a file outside the set, is refused and the last good
+    # value stays.
+    data, other, value, stray = split_layout(sandbox)
+    d = sandbox.start(config=sandbox.config({"api-key": {"backend": "local", "path": "api",
+                                                         "refresh": "1s"}},
+                                            backends={"local": {"type": "file", "path": data}}),
+                      config_path=sandbox.file("conf/config.json"))
+    d.wait_log(r"landlock: file access restricted")
+    assert d.read("api-key") == value
+    link = data + ".link"
+    os.symlink(other, link)
+    os.rename(link, data)
+    d.wait_log(r"source local:api: read failed .*data/secrets\.json.*serving the last good value")
+    assert d.read("api-key") == value
+    assert stray not in d.log_text()
+    assert d.alive()
