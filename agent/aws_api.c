@@ -588,6 +588,7 @@ static bool allowed(const struct aws_api *api, const char *id)
 		return true;
 	for (size_t i = 0; i < api->cfg->nsecrets; i++)
 		if (strcmp(api->cfg->secrets[i].backend, api->conf->backend) == 0 &&
+		    api->cfg->secrets[i].path &&
 		    strcmp(api->cfg->secrets[i].path, id) == 0)
 			return true;
 	return false;

@@ -66,5 +66,6 @@ const char *backend_type_names(void)
 void fetch_result_release(struct fetch_result *r)
 {
 	json_decref(r->value);
+	json_decref(r->reply);
 	memset(r, 0, sizeof *r);
 }

@@ -112,6 +112,14 @@ int backend_revoke(struct backend *be, const char *lease_id, struct backend_erro
 	return counted(be, OP_REVOKE, t, be->ops->revoke(be, lease_id, err));
 }
 
+int backend_revoke_issued(struct backend *be, const char *revoke_id,
+                          struct backend_error *err)
+{
+	uint64_t t = timing_now_us();
+
+	return counted(be, OP_REVOKE, t, be->ops->revoke_issued(be, revoke_id, err));
+}
+
 void backend_single_try(bool on)
 {
 	http_thread_single_try(on);

@@ -15,7 +15,9 @@
  * the scheduler renews, replaces and revokes through renew() and revoke().
  * A write answered without a lease (PKI issues unleased certificates) is
  * marked issued, with its validity from "expiration" or the certificate's
- * notAfter, so that it is not re-issued every refresh.
+ * notAfter, so that it is not re-issued every refresh; with
+ * "revoke_on_replace" its serial_number is revoked (<mount>/revoke) after
+ * the grace period once a new one replaced it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +69,85 @@ static uint64_t issued_validity(struct vault *v, const struct source_key *key,
 	return (uint64_t)(end - now) * 1000;
 }
 
+/* The length of the mount of a certificate issued by a write to path
+ * (vault_pki_revoke_id); 0 when path names no issue. */
+static size_t pki_mount_len(const char *path)
+{
+	static const char *const verbs[] = {"/issue/", "/sign/", "/sign-verbatim"};
+	const char *end = NULL, *q;
+
+	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+		if ((q = strstr(path, verbs[i])) && q > path && (!end || q < end))
+			end = q;
+	if (!end)
+		return 0;
+	for (q = strstr(path, "/issuer/"); q && q < end; q = strstr(q + 1, "/issuer/"))
+		if (q > path && !memchr(q + 8, '/', (size_t)(end - q - 8)))
+			end = q;
+	return (size_t)(end - path);
+}
+
+int vault_pki_revoke_id(const char *path, const char *serial, char *out, size_t len)
+{
+	size_t mlen = pki_mount_len(path);
+	int n;
+
+	out[0] = '\0';
+	if (!serial || !serial[0] || strpbrk(serial, "/\n") || !mlen)
+		return SFS_EINVAL;
+	n = snprintf(out, len, "%.*s/cert/%s", (int)mlen, path, serial);
+	if (n < 0 || (size_t)n >= len) {
+		out[0] = '\0';
+		return SFS_ETOOBIG;
+	}
+	return 0;
+}
+
+/* With revoke_on_replace, the id of the certificate a write issued into
+ * out->revoke_id. */
+static void set_revoke_id(struct vault *v, const struct source_key *key,
+                          const json_t *data, struct fetch_result *out)
+{
+	const char *serial = json_string_value(json_object_get(data, "serial_number"));
+
+	if (!json_is_true(json_object_get(key->extra, "revoke_on_replace")))
+		return;
+	if (vault_pki_revoke_id(key->path, serial, out->revoke_id,
+	                        sizeof out->revoke_id) < 0)
+		log_warn("backend %s: %s: revoke_on_replace: the answer names no "
+		         "serial_number under a <mount>/issue/<role> path; it will not "
+		         "be revoked",
+		         v->base.name, key->path);
+}
+
+/* Revokes the certificate of revoke_id (set_revoke_id): POST
+ * <mount>/revoke {"serial_number": serial}. */
+static int vault_revoke_issued(struct backend *be, const char *revoke_id,
+                               struct backend_error *err)
+{
+	struct vault *v = (struct vault *)be;
+	const char *cut = NULL;
+	json_t *body, *reply = NULL;
+	char *path = NULL;
+	int rc;
+
+	for (const char *q = strstr(revoke_id, "/cert/"); q; q = strstr(q + 1, "/cert/"))
+		cut = q;
+	if (!cut)
+		return SFS_EINVAL;
+	body = json_pack("{s:s}", "serial_number", cut + strlen("/cert/"));
+	if (!body ||
+	    asprintf(&path, "%.*s/revoke", (int)(cut - revoke_id), revoke_id) < 0) {
+		json_decref(body);
+		return SFS_ENOMEM;
+	}
+	rc = vault_call_authed(v, "POST", path, NULL, body, &reply, err);
+	free(path);
+	json_decref(body);
+	json_decref(reply);
+	return rc;
+}
+
 int vault_lease_from_reply(const json_t *reply, const char *path, uint64_t gen,
                            struct fetch_result *out, struct backend_error *err)
 {
@@ -94,6 +175,7 @@ int vault_lease_from_reply(const json_t *reply, const char *path, uint64_t gen,
 	}
 	memset(out, 0, sizeof *out);
 	out->value = json_incref((json_t *)data);
+	out->reply = json_incref((json_t *)reply);
 	out->auth_generation = gen;
 	if (json_string_length(id) > 0 && lease_ms > 0) {
 		memcpy(out->lease_id, json_string_value(id), json_string_length(id));
@@ -136,6 +218,7 @@ static int vault_fetch(struct backend *be, const struct source_key *key,
 	if (method && strcmp(method, "GET") != 0 && !out->lease_id[0]) {
 		out->issued = true;
 		out->valid_ms = issued_validity(v, key, data);
+		set_revoke_id(v, key, data, out);
 	}
 out:
 	json_decref(reply);
@@ -295,6 +378,7 @@ static int vault_check_secret(const json_t *extra, const char *keypath, struct d
 	const json_t *ver = json_object_get(extra, "version");
 	const json_t *method = json_object_get(extra, "method");
 	const json_t *params = json_object_get(extra, "params");
+	const json_t *ror = json_object_get(extra, "revoke_on_replace");
 	int rc = 0;
 
 	if (ver && (!json_is_integer(ver) || json_integer_value(ver) < 1)) {
@@ -315,6 +399,16 @@ static int vault_check_secret(const json_t *extra, const char *keypath, struct d
 	if (params && (!method || strcmp(json_string_value(method), "GET") == 0)) {
 		diag_add_at(d, keypath, "params",
 		            "needs \"method\": \"POST\" or \"PUT\"");
+		rc = SFS_EINVAL;
+	}
+	if (ror && !json_is_boolean(ror)) {
+		diag_add_at(d, keypath, "revoke_on_replace", "must be true or false");
+		rc = SFS_EINVAL;
+	} else if (json_is_true(ror) && (!json_is_string(method) ||
+	                                 strcmp(json_string_value(method), "GET") == 0)) {
+		diag_add_at(d, keypath, "revoke_on_replace",
+		            "applies to certificates issued by a write (\"method\": "
+		            "\"POST\" to <mount>/issue/<role>)");
 		rc = SFS_EINVAL;
 	}
 	if (ver && method && json_is_string(method) &&
@@ -387,7 +481,8 @@ out:
 	return rc;
 }
 
-static const char *const vault_secret_keys[] = {"version", "method", "params", NULL};
+static const char *const vault_secret_keys[] = {"version", "method", "params",
+                                                "revoke_on_replace", NULL};
 
 const struct backend_ops backend_vault_ops = {
     .type = "vault",
@@ -402,6 +497,7 @@ const struct backend_ops backend_vault_ops = {
     .probe = vault_probe,
     .renew = vault_renew,
     .revoke = vault_revoke,
+    .revoke_issued = vault_revoke_issued,
     .maintain = vault_maintain,
     .lease_deadline = vault_lease_deadline,
     .concurrent = true,

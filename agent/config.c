@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_ctmpl.h"
 #include "confval.h"
 #include "onchange.h"
 #include "readfile.h"
@@ -60,9 +61,10 @@ static const char *const mount_keys[] = {"path",        "type",         "uid",
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const hardening_keys[] = {"seccomp", "landlock", NULL};
 static const char *const limits_keys[] = {"max_files", "max_open_handles", NULL};
-static const char *const secret_keys[] = {"backend",  "path",   "field",     "format",
-                                          "template", "decode", "refresh",   "mode",
-                                          "uid",      "gid",    "on_change", NULL};
+static const char *const secret_keys[] = {
+    "backend",       "path",      "field",   "format", "template",
+    "template_file", "decode",    "refresh", "mode",   "uid",
+    "gid",           "on_change", NULL};
 static const char *const no_keys[] = {NULL};
 
 /* --- small helpers ------------------------------------------------------ */
@@ -401,60 +403,49 @@ static bool any_backend_key(const char *key)
 	return false;
 }
 
-static void parse_secret(struct parser *p, const char *name, const json_t *obj,
-                         const char *kp, struct config_secret *s)
+/* The backend's checks of a secret's (or a secret call's) backend keys. */
+static void check_backend_keys(struct parser *p, const struct backend_ops *ops,
+                               const struct config_secret *s, const json_t *extra,
+                               const char *kp)
 {
-	const struct backend_ops *ops = NULL;
-	char ckp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF], list[512];
+	size_t before;
+	const char *str;
+
+	if (ops->check_secret) {
+		before = diag_problems(p->cv.d);
+		if (ops->check_secret(extra, kp, p->cv.d) != 0 ||
+		    diag_problems(p->cv.d) != before)
+			p->cv.errors++;
+	}
+	/* A refresh on a write that issues a new value each time (a PKI
+	 * certificate) is honoured, but rarely what the user wants. */
+	if (ops->issues_on_read && s->refresh_ms && (str = ops->issues_on_read(extra))) {
+		bool whole = s->refresh_ms % 1000 == 0;
+		diag_note(
+		    p->cv.d, kp,
+		    "its %s is re-issued every %llu %s (\"refresh\"); without "
+		    "\"refresh\" it is issued once and replaced only as its own "
+		    "validity ends",
+		    str,
+		    (unsigned long long)(whole ? s->refresh_ms / 1000 : s->refresh_ms),
+		    whole ? "s" : "ms");
+	}
+}
+
+/* The keys that say what of a single source's value a file holds: path,
+ * field, format, template, decode. */
+static void parse_value_keys(struct parser *p, const json_t *obj, const char *kp,
+                             struct config_secret *s)
+{
+	char ckp[CONFVAL_KP_MAX], list[512];
 	bool format_ok = true;
-	const char *key, *str;
+	const char *str;
 	int takes;
 	json_t *v, *tv;
-	size_t before;
 
-	s->name = confval_dup(&p->cv, name);
-	s->extra = json_object();
-	if (!s->extra) {
-		p->cv.oom = true;
-		return;
-	}
-
-	if (confval_get_str(&p->cv, obj, kp, "backend", true, CONFIG_MAX_BACKEND_NAME,
-	                    &str) == 1) {
-		s->backend = confval_dup(&p->cv, str);
-		/* Without a valid backends section every reference would be
-		 * reported again; that problem is reported once already. */
-		if (p->backends && !json_object_get(p->backends, str)) {
-			confval_problem(&p->cv, confval_keypath(ckp, kp, "backend"),
-			                "backend %s is not defined in backends",
-			                confval_quote(q, sizeof q, str));
-		} else if (p->backends) {
-			const struct config_backend *be =
-			    config_backend_find(p->cfg, str);
-
-			if (be)
-				ops = backend_find(be->type);
-		}
-	}
-
-	json_object_foreach((json_t *)obj, key, v)
-	{
-		if (confval_in_list(secret_keys, key))
-			continue;
-		if (ops && confval_in_list(ops->secret_keys, key)) {
-			if (json_object_set(s->extra, key, v) != 0)
-				p->cv.oom = true;
-			continue;
-		}
-		if (!ops && any_backend_key(key))
-			continue;
-		confval_problem(&p->cv, confval_keypath(ckp, kp, key),
-		                "unknown key %s (secrets take: %s)",
-		                confval_quote(q, sizeof q, key),
-		                confval_join(list, sizeof list, secret_keys,
-		                             ops ? ops->secret_keys : no_keys));
-	}
-
+	if ((v = json_object_get(obj, "template_file")))
+		confval_problem(&p->cv, confval_keypath(ckp, kp, "template_file"),
+		                "is only valid with format \"consul-template\"");
 	if (confval_get_str(&p->cv, obj, kp, "path", true, CONFVAL_MAX_STR, &str) == 1)
 		s->path = confval_dup(&p->cv, str);
 	if (confval_get_str(&p->cv, obj, kp, "field", false, CONFVAL_MAX_STR, &str) == 1)
@@ -506,6 +497,130 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		else
 			s->decode_base64 = true;
 	}
+}
+
+/* Whether obj is a "format": "consul-template" file. */
+static bool is_consul_template(const json_t *obj)
+{
+	const char *f = json_string_value(json_object_get(obj, "format"));
+	enum render_format rf;
+
+	return f && render_format_parse(f, &rf) == 0 && rf == RENDER_CONSUL_TEMPLATE;
+}
+
+/* The backend of a consul-template file that names none: the only Vault
+ * backend. NULL (reported) when there is none or more than one. */
+static const char *only_vault_backend(struct parser *p, const char *kp)
+{
+	const char *found = NULL;
+	size_t n = 0;
+
+	if (!p->backends)
+		return NULL; /* reported with the backends section */
+	for (size_t i = 0; i < p->cfg->nbackends; i++) {
+		if (strcmp(p->cfg->backends[i].type, "vault") != 0)
+			continue;
+		found = p->cfg->backends[i].name;
+		n++;
+	}
+	if (n == 0)
+		confval_problem(&p->cv, kp,
+		                "format \"consul-template\" reads Vault, but no backend "
+		                "is of type vault");
+	else if (n > 1)
+		confval_problem(&p->cv, kp,
+		                "missing \"backend\": name one of the %zu vault backends",
+		                n);
+	if (n != 1)
+		return NULL;
+	return found;
+}
+
+/* A consul-template file: its template names the paths, so the keys that
+ * say which value a file takes are refused; its backend must be Vault. */
+static void parse_consul_template(struct parser *p, const json_t *obj, const char *kp,
+                                  struct config_secret *s, const struct backend_ops *ops)
+{
+	char ckp[CONFVAL_KP_MAX];
+
+	s->format = RENDER_CONSUL_TEMPLATE;
+	for (const char *const *k = config_ctmpl_refused_keys; *k; k++)
+		if (json_object_get(obj, *k))
+			confval_problem(
+			    &p->cv, confval_keypath(ckp, kp, *k),
+			    "is not used with format \"consul-template\": the "
+			    "template names its secrets ({{ with secret "
+			    "\"path\" \"key=value\" }})");
+	if (ops && strcmp(ops->type, "vault") != 0)
+		confval_problem(&p->cv, confval_keypath(ckp, kp, "backend"),
+		                "format \"consul-template\" reads Vault: backend "
+		                "\"%s\" is of type %s",
+		                s->backend, ops->type);
+	config_ctmpl_parse(&p->cv, obj, kp, p->cfg->file, s);
+}
+
+static void parse_secret(struct parser *p, const char *name, const json_t *obj,
+                         const char *kp, struct config_secret *s)
+{
+	const struct backend_ops *ops = NULL;
+	char ckp[CONFVAL_KP_MAX], q[CONFVAL_QUOTE_BUF], list[512];
+	const char *key, *str;
+	bool ctmpl;
+	json_t *v;
+
+	s->name = confval_dup(&p->cv, name);
+	s->extra = json_object();
+	if (!s->extra) {
+		p->cv.oom = true;
+		return;
+	}
+
+	ctmpl = is_consul_template(obj);
+	if (ctmpl && !json_object_get(obj, "backend")) {
+		if ((str = only_vault_backend(p, kp)))
+			s->backend = confval_dup(&p->cv, str);
+		if (str)
+			ops = backend_find("vault");
+	} else if (confval_get_str(&p->cv, obj, kp, "backend", true,
+	                           CONFIG_MAX_BACKEND_NAME, &str) == 1) {
+		s->backend = confval_dup(&p->cv, str);
+		/* Without a valid backends section every reference would be
+		 * reported again; that problem is reported once already. */
+		if (p->backends && !json_object_get(p->backends, str)) {
+			confval_problem(&p->cv, confval_keypath(ckp, kp, "backend"),
+			                "backend %s is not defined in backends",
+			                confval_quote(q, sizeof q, str));
+		} else if (p->backends) {
+			const struct config_backend *be =
+			    config_backend_find(p->cfg, str);
+
+			if (be)
+				ops = backend_find(be->type);
+		}
+	}
+
+	json_object_foreach((json_t *)obj, key, v)
+	{
+		if (confval_in_list(secret_keys, key))
+			continue;
+		if (ops && confval_in_list(ops->secret_keys, key)) {
+			if (json_object_set(s->extra, key, v) != 0)
+				p->cv.oom = true;
+			continue;
+		}
+		if (!ops && any_backend_key(key))
+			continue;
+		confval_problem(&p->cv, confval_keypath(ckp, kp, key),
+		                "unknown key %s (secrets take: %s)",
+		                confval_quote(q, sizeof q, key),
+		                confval_join(list, sizeof list, secret_keys,
+		                             ops ? ops->secret_keys : no_keys));
+	}
+
+	if (ctmpl)
+		parse_consul_template(p, obj, kp, s, ops);
+	else
+		parse_value_keys(p, obj, kp, s);
 
 	if ((v = json_object_get(obj, "refresh"))) {
 		const char *rkp = confval_keypath(ckp, kp, "refresh");
@@ -527,26 +642,13 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		onchange_parse(&p->cv, v, confval_keypath(ckp, kp, "on_change"),
 		               &s->on_change);
 
-	if (ops && ops->check_secret) {
-		before = diag_problems(p->cv.d);
-		if (ops->check_secret(s->extra, kp, p->cv.d) != 0 ||
-		    diag_problems(p->cv.d) != before)
-			p->cv.errors++;
-	}
-	/* A refresh on a write that issues a new value each time (a PKI
-	 * certificate) is honoured, but rarely what the user wants. */
-	if (ops && ops->issues_on_read && s->refresh_ms &&
-	    (str = ops->issues_on_read(s->extra))) {
-		bool whole = s->refresh_ms % 1000 == 0;
-		diag_note(
-		    p->cv.d, kp,
-		    "its %s is re-issued every %llu %s (\"refresh\"); without "
-		    "\"refresh\" it is issued once and replaced only as its own "
-		    "validity ends",
-		    str,
-		    (unsigned long long)(whole ? s->refresh_ms / 1000 : s->refresh_ms),
-		    whole ? "s" : "ms");
-	}
+	if (!ops)
+		return;
+	if (!ctmpl)
+		check_backend_keys(p, ops, s, s->extra, kp);
+	for (size_t i = 0; i < s->ncalls; i++)
+		check_backend_keys(p, ops, s, s->calls[i].extra,
+		                   confval_keypath(ckp, kp, "template"));
 }
 
 /*
@@ -819,6 +921,8 @@ static void secret_release(struct config_secret *s)
 	free(s->path);
 	free(s->field);
 	free(s->template_text);
+	free(s->template_file);
+	config_ctmpl_release(s);
 	onchange_config_free(s->on_change);
 	json_decref(s->extra);
 }

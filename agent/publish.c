@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctmpl.h"
 #include "onchange.h"
 #include "publish.h"
 #include "source.h"
@@ -34,6 +35,9 @@ struct publish {
 	/* Guards the on_change actions, which workers trigger and the
 	 * scheduler thread runs. */
 	pthread_mutex_t lock;
+	/* Guards the consul-template files and the replies their sources
+	 * keep: the workers of several sources render the same file. */
+	pthread_mutex_t tmpl_lock;
 	struct onchange **actions;
 	size_t nactions;
 };
@@ -62,6 +66,7 @@ int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
 	p->stats = stats;
 	p->mon = mon;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->tmpl_lock, NULL);
 	p->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
 	if (!p->hash_key) {
 		publish_free(p);
@@ -251,9 +256,47 @@ void publish_rebind_actions(struct publish *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Renders one file from value; on a change seals it into *upd and its
- * keyed hash into hash (kept once published). Returns 1 when changed, 0
- * when the content is the same, negative on failure. */
+/* Logs and records why f could not be rendered from src. */
+static void render_failed(struct sched_file *f, const struct source *src, int rc,
+                          const char *msg)
+{
+	const char *why = msg[0] ? msg : sfs_strerror(rc);
+
+	log_event(LOG_LVL_ERROR,
+	          &(struct log_fields){.event = "file.render_failed",
+	                               .file = f->cs->name,
+	                               .source = src->label,
+	                               .backend = src->be->name},
+	          "file %s: cannot render from %s: %s; keeping %s", f->cs->name,
+	          src->label, why, f->version ? "the last good content" : "it absent");
+	file_set_problem(f, why);
+}
+
+/* The rendered content out of f: when it changed, seals it into *upd and
+ * its keyed hash into hash (kept once published). Returns 1 when changed,
+ * 0 when the content is the same, negative on failure. */
+static int seal_if_changed(struct publish *p, struct sched_file *f,
+                           const struct secbuf *out, struct fs_update *upd,
+                           unsigned char *hash)
+{
+	struct store_blob *blob = NULL;
+	int rc;
+
+	crypto_generichash(hash, HASH_LEN, out->data, out->len, p->hash_key,
+	                   crypto_generichash_KEYBYTES);
+	if (f->version && sodium_memcmp(hash, f->hash, HASH_LEN) == 0)
+		return 0;
+	rc =
+	    store_seal(p->store, f->cs->name, f->version + 1, out->data, out->len, &blob);
+	if (rc < 0)
+		return rc;
+	upd->id = f->fs_id;
+	upd->blob = blob;
+	upd->version = f->version + 1;
+	return 1;
+}
+
+/* Renders one file from value (seal_if_changed). */
 static int render_file(struct publish *p, struct source *src, struct sched_file *f,
                        const json_t *value, struct fs_update *upd, unsigned char *hash)
 {
@@ -265,45 +308,120 @@ static int render_file(struct publish *p, struct source *src, struct sched_file 
 	    .decode_base64 = cs->decode_base64,
 	};
 	struct secbuf out;
-	struct store_blob *blob = NULL;
 	struct backend_error err = {0};
 	int rc;
 
 	secbuf_init(&out, RENDER_MAX_LEN);
 	rc = render(&spec, value, &out, &err);
 	if (rc < 0) {
-		log_event(LOG_LVL_ERROR,
-		          &(struct log_fields){.event = "file.render_failed",
-		                               .file = cs->name,
-		                               .source = src->label,
-		                               .backend = src->be->name},
-		          "file %s: cannot render from %s: %s; keeping %s", cs->name,
-		          src->label, err.msg[0] ? err.msg : sfs_strerror(rc),
-		          f->version ? "the last good content" : "it absent");
-		file_set_problem(f, err.msg[0] ? err.msg : sfs_strerror(rc));
-		goto out;
+		render_failed(f, src, rc, err.msg);
+	} else {
+		file_set_problem(f, NULL);
+		rc = seal_if_changed(p, f, &out, upd, hash);
 	}
-	file_set_problem(f, NULL);
-	crypto_generichash(hash, HASH_LEN, out.data, out.len, p->hash_key,
-	                   crypto_generichash_KEYBYTES);
-	if (f->version && sodium_memcmp(hash, f->hash, HASH_LEN) == 0) {
-		rc = 0;
-		goto out;
-	}
-	rc = store_seal(p->store, cs->name, f->version + 1, out.data, out.len, &blob);
-	if (rc < 0)
-		goto out;
-	upd->id = f->fs_id;
-	upd->blob = blob;
-	upd->version = f->version + 1;
-	rc = 1;
-out:
 	secbuf_release(&out);
 	return rc;
 }
 
-/* Renders and publishes the files of src from value (publish_source
- * without keeping the value). */
+/* Keeps json (may be NULL: forgets it) sealed in slot of src; false when
+ * it could not (logged, the slot emptied). */
+static bool keep_json(struct publish *p, struct source *src, struct store_slot *slot,
+                      const json_t *json, const char *what)
+{
+	char *text;
+	int rc;
+
+	if (!json) {
+		store_slot_clear(slot);
+		return true;
+	}
+	text = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+	rc = text ? store_slot_put(p->store, slot, src->label, text, strlen(text))
+	          : SFS_ENOMEM;
+	secjson_free_buf(text);
+	if (rc < 0) {
+		store_slot_clear(slot);
+		log_warn("source %s: cannot keep the %s sealed: %s", src->label, what,
+		         sfs_strerror(rc));
+		return false;
+	}
+	return true;
+}
+
+/* What slot of src keeps, parsed, into *out (NULL when it keeps nothing).
+ * Returns 0 or a negative SFS_ code. */
+static int kept_json(struct publish *p, const struct source *src,
+                     const struct store_slot *slot, json_t **out)
+{
+	char *text = NULL;
+	int rc = store_slot_get(p->store, slot, src->label, &text);
+
+	*out = NULL;
+	if (rc == SFS_ENOTFOUND)
+		return 0;
+	if (rc < 0)
+		return rc;
+	/* jansson's parse errors quote the input: not passed on. */
+	*out = json_loads(text, JSON_DECODE_ANY, NULL);
+	secmem_free(text);
+	return *out ? 0 : SFS_EPARSE;
+}
+
+/*
+ * Renders a consul-template file from the replies its sources keep
+ * (seal_if_changed); src is the one being published. Returns 0 without
+ * rendering while one of the others has none yet. Under the template
+ * lock.
+ */
+static int render_ctmpl_file(struct publish *p, struct source *src, struct sched_file *f,
+                             struct fs_update *upd, unsigned char *hash)
+{
+	const json_t **secrets = calloc(f->ncalls, sizeof *secrets);
+	json_t **kept = calloc(f->ncalls, sizeof *kept);
+	char msg[sizeof((struct backend_error *)0)->msg] = "";
+	const struct source *failed = src;
+	struct secbuf out;
+	int rc = SFS_ENOMEM;
+
+	secbuf_init(&out, RENDER_MAX_LEN);
+	if (!secrets || !kept)
+		goto out;
+	for (size_t i = 0; i < f->ncalls; i++) {
+		if ((rc = kept_json(p, f->calls[i], &f->calls[i]->reply, &kept[i])) < 0) {
+			failed = f->calls[i];
+			snprintf(msg, sizeof msg, "its kept reply cannot be read");
+			goto out;
+		}
+		secrets[i] = kept[i];
+		if (!secrets[i] && f->calls[i] == src) {
+			snprintf(msg, sizeof msg, "the backend gave no reply to render");
+			rc = SFS_EPARSE;
+			goto out;
+		}
+		if (!secrets[i]) {
+			rc = 0; /* rendered once that source is read */
+			goto out;
+		}
+	}
+	rc = ctmpl_render(f->cs->ctmpl, secrets, &out, msg, sizeof msg);
+	if (rc == 0) {
+		file_set_problem(f, NULL);
+		rc = seal_if_changed(p, f, &out, upd, hash);
+	}
+out:
+	if (rc < 0)
+		render_failed(f, failed, rc, msg);
+	secbuf_release(&out);
+	for (size_t i = 0; kept && i < f->ncalls; i++)
+		json_decref(kept[i]);
+	free(kept);
+	free(secrets);
+	return rc;
+}
+
+/* Renders and publishes the files of src from value and the kept replies
+ * (publish_source without keeping them). Under the template lock when src
+ * feeds templates. */
 static int publish_files(struct publish *p, struct source *src, const json_t *value,
                          uint64_t now)
 {
@@ -318,7 +436,9 @@ static int publish_files(struct publish *p, struct source *src, const json_t *va
 		goto out;
 	}
 	for (size_t i = 0; i < src->nfiles; i++) {
-		int r = render_file(p, src, src->files[i], value, &upd[n], hashes[n]);
+		struct sched_file *f = src->files[i];
+		int r = f->calls ? render_ctmpl_file(p, src, f, &upd[n], hashes[n])
+		                 : render_file(p, src, f, value, &upd[n], hashes[n]);
 		if (r < 0)
 			stats_inc(src->files[i]->stats, FILE_RENDER_FAILURES);
 		if (r == 1)
@@ -369,46 +489,41 @@ out:
 	return rc;
 }
 
-/* Keeps value sealed in src, for publish_source_again. */
-static void keep_value(struct publish *p, struct source *src, const json_t *value)
-{
-	char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
-	int rc =
-	    text ? store_slot_put(p->store, &src->value, src->label, text, strlen(text))
-	         : SFS_ENOMEM;
-
-	secjson_free_buf(text);
-	if (rc < 0) {
-		/* A reload that changes how a file renders reads it again. */
-		store_slot_clear(&src->value);
-		log_warn("source %s: cannot keep the value sealed: %s", src->label,
-		         sfs_strerror(rc));
-	}
-}
-
-int publish_source(struct publish *p, struct source *src, const json_t *value,
+int publish_source(struct publish *p, struct source *src, const struct fetch_result *res,
                    uint64_t now)
 {
-	int rc = publish_files(p, src, value, now);
+	int rc;
 
-	keep_value(p, src, value);
+	/* Every reply is kept: a reload may give the source a consul-template
+	 * file, rendered then without reading it again. */
+	if (src->feeds_templates)
+		pthread_mutex_lock(&p->tmpl_lock);
+	keep_json(p, src, &src->reply, res->reply, "reply");
+	rc = publish_files(p, src, res->value, now);
+	if (src->feeds_templates)
+		pthread_mutex_unlock(&p->tmpl_lock);
+	/* A reload that changes how a file renders reads it again when the
+	 * value could not be kept. */
+	keep_json(p, src, &src->value, res->value, "value");
 	return rc;
 }
 
 int publish_source_again(struct publish *p, struct source *src, uint64_t now)
 {
-	json_error_t jerr;
 	json_t *value;
-	char *text = NULL;
-	int rc = store_slot_get(p->store, &src->value, src->label, &text);
+	int rc = kept_json(p, src, &src->value, &value);
 
 	if (rc < 0)
 		return rc;
-	value = json_loads(text, JSON_DECODE_ANY, &jerr);
-	secmem_free(text);
-	if (!value)
-		return SFS_EPARSE;
+	if (!value || (src->feeds_templates && !src->reply.blob)) {
+		json_decref(value);
+		return SFS_ENOTFOUND;
+	}
+	if (src->feeds_templates)
+		pthread_mutex_lock(&p->tmpl_lock);
 	rc = publish_files(p, src, value, now);
+	if (src->feeds_templates)
+		pthread_mutex_unlock(&p->tmpl_lock);
 	json_decref(value);
 	return rc;
 }
@@ -417,14 +532,19 @@ void publish_withdraw(struct publish *p, struct source *src)
 {
 	struct fs_update *upd = calloc(src->nfiles, sizeof *upd);
 
-	if (!upd)
-		return;
-	for (size_t i = 0; i < src->nfiles; i++)
-		upd[i].id = src->files[i]->fs_id;
-	fs_publish(p->fs, upd, src->nfiles);
-	free(upd);
-	for (size_t i = 0; i < src->nfiles; i++)
-		__atomic_store_n(&src->files[i]->version, 0, __ATOMIC_RELAXED);
+	if (src->feeds_templates)
+		pthread_mutex_lock(&p->tmpl_lock);
+	keep_json(p, src, &src->reply, NULL, "reply");
+	if (upd) {
+		for (size_t i = 0; i < src->nfiles; i++)
+			upd[i].id = src->files[i]->fs_id;
+		fs_publish(p->fs, upd, src->nfiles);
+		free(upd);
+		for (size_t i = 0; i < src->nfiles; i++)
+			__atomic_store_n(&src->files[i]->version, 0, __ATOMIC_RELAXED);
+	}
+	if (src->feeds_templates)
+		pthread_mutex_unlock(&p->tmpl_lock);
 }
 
 uint64_t publish_run_actions(struct publish *p, uint64_t now)
@@ -456,6 +576,7 @@ void publish_free(struct publish *p)
 	for (size_t i = 0; i < p->nfiles; i++) {
 		free(p->files[i]->problem);
 		free(p->files[i]->name);
+		free(p->files[i]->calls);
 		free(p->files[i]);
 	}
 	for (size_t i = 0; i < p->nactions; i++)
@@ -464,5 +585,6 @@ void publish_free(struct publish *p)
 	free(p->files);
 	secmem_free(p->hash_key);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->tmpl_lock);
 	free(p);
 }

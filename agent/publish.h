@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include "secretfs/backend.h"
 #include "secretfs/config.h"
 
 #define HASH_LEN crypto_generichash_BYTES
@@ -45,7 +46,12 @@ struct sched_file {
 	unsigned char hash[HASH_LEN]; /* keyed hash of the published content */
 	struct onchange *action;      /* shared; NULL when none */
 	char *problem;                /* why the last render failed; NULL if it did not */
-	struct stats_set *stats;      /* file_family; NULL-safe */
+	/* consul-template files: the source of each secret call of the
+	 * template, in its order (ctmpl_secret_at); NULL otherwise. Set by
+	 * source_set_attach. */
+	struct source **calls;
+	size_t ncalls;
+	struct stats_set *stats; /* file_family; NULL-safe */
 };
 
 /*
@@ -67,23 +73,24 @@ int publish_add_file(struct publish *p, const struct config_secret *cs,
                      struct sched_file **out);
 
 /*
- * Renders every file of src from value and publishes those that changed,
- * atomically; a file that cannot be rendered keeps its last content (the
- * failure is logged and kept for sched_report_missing). Triggers the
- * on_change action of each file updated (not first published) at now.
- * Returns 0, or SFS_EIO when the changed files could not be published
- * (nothing of them changed; the caller retries).
+ * Renders every file of src from what it read (res: its value, and its
+ * reply for consul-template files, which render from the last replies of
+ * their other sources too, and wait until each has one) and publishes
+ * those that changed, atomically; a file that cannot be rendered keeps its
+ * last content (the failure is logged and kept for sched_report_missing).
+ * Triggers the on_change action of each file updated (not first
+ * published) at now. Returns 0, or SFS_EIO when the changed files could
+ * not be published (nothing of them changed; the caller retries). Keeps
+ * the value (and the reply, for consul-template files) sealed in src so
+ * that a reload renders its files again without reading it.
  */
-int publish_source(struct publish *p, struct source *src, const json_t *value,
+int publish_source(struct publish *p, struct source *src, const struct fetch_result *res,
                    uint64_t now);
 
-/* Same, and keeps value sealed in src (source.h: value) so that a reload
- * can render its files again without reading it: see publish_source_again.
- * (publish_source is this.) */
-
-/* Renders the files of src again from the value it keeps sealed (a reload
- * added files or changed how they render); unchanged files stay as they
- * are. Returns 0, SFS_ENOTFOUND (no value kept), or as publish_source. */
+/* Renders the files of src again from the value (and reply) it keeps
+ * sealed (a reload added files or changed how they render); unchanged
+ * files stay as they are. Returns 0, SFS_ENOTFOUND (no value kept, or no
+ * reply for its consul-template files), or as publish_source. */
 int publish_source_again(struct publish *p, struct source *src, uint64_t now);
 
 /* From now on the mount's defaults (file mode and owner, mount path for
@@ -111,7 +118,8 @@ int publish_rebind_file(struct publish *p, const struct config *old_cfg,
  * that names it; those no file names are freed. */
 void publish_rebind_actions(struct publish *p);
 
-/* Makes every file of src absent (its lease expired). */
+/* Makes every file of src absent (its lease expired), and forgets the
+ * reply it kept for consul-template files. */
 void publish_withdraw(struct publish *p, struct source *src);
 
 /* Runs the on_change actions that are due at now (onchange_poll); returns

@@ -199,10 +199,12 @@ static void check_fixed_sections(struct reload *r, const json_t *old_root,
 			const struct config_secret *s = &x->secrets[i];
 			bool found = false;
 
-			if (strcmp(s->backend, name) != 0)
+			/* A consul-template file (no path) is not of the list. */
+			if (strcmp(s->backend, name) != 0 || !s->path)
 				continue;
 			for (size_t j = 0; j < y->nsecrets && !found; j++)
 				found = strcmp(y->secrets[j].backend, name) == 0 &&
+				        y->secrets[j].path &&
 				        strcmp(y->secrets[j].path, s->path) == 0;
 			if (!found)
 				diag_add_at(

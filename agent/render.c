@@ -625,6 +625,9 @@ static const struct {
     [RENDER_JSON] = {"json", NULL, NULL},
     [RENDER_ENV] = {"env", NULL, NULL},
     [RENDER_TEMPLATE] = {"template", (const char *const[]){"template", NULL}, NULL},
+    /* "template" or "template_file": the config checks which. */
+    [RENDER_CONSUL_TEMPLATE] = {"consul-template", NULL,
+                                (const char *const[]){"template", NULL}},
 };
 #define NFORMATS (sizeof formats / sizeof formats[0])
 

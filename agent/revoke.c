@@ -18,8 +18,9 @@
 
 struct revocation {
 	struct backend *be;
-	struct stats_set *stats; /* of the source the lease came from */
-	char lease_id[BACKEND_LEASE_ID_MAX];
+	struct stats_set *stats;             /* of the source the lease came from */
+	char lease_id[BACKEND_LEASE_ID_MAX]; /* or revoke_id, when issued */
+	bool issued;                         /* an issued value, not a lease */
 	char *label;
 	uint64_t due;
 	struct revocation *next;
@@ -52,17 +53,18 @@ int revoke_new(uint64_t shutdown_timeout_ms, struct revoke **out)
 	return 0;
 }
 
-int revoke_add(struct revoke *rq, struct backend *be, const char *label,
-               const char *lease_id, struct stats_set *stats, uint64_t due)
+static int queue(struct revoke *rq, struct backend *be, const char *label,
+                 const char *lease_id, bool issued, struct stats_set *stats, uint64_t due)
 {
 	struct revocation *r = calloc(1, sizeof *r);
 
 	if (!r || !(r->label = strdup(label))) {
 		free(r);
-		log_error("source %s: out of memory; lease %s will not be revoked", label,
-		          lease_id);
+		log_error("source %s: out of memory; %s %s will not be revoked", label,
+		          issued ? "issued" : "lease", lease_id);
 		return SFS_ENOMEM;
 	}
+	r->issued = issued;
 	r->be = be;
 	r->stats = stats;
 	snprintf(r->lease_id, sizeof r->lease_id, "%s", lease_id);
@@ -72,6 +74,18 @@ int revoke_add(struct revoke *rq, struct backend *be, const char *label,
 	rq->list = r;
 	pthread_mutex_unlock(&rq->lock);
 	return 0;
+}
+
+int revoke_add(struct revoke *rq, struct backend *be, const char *label,
+               const char *lease_id, struct stats_set *stats, uint64_t due)
+{
+	return queue(rq, be, label, lease_id, false, stats, due);
+}
+
+int revoke_add_issued(struct revoke *rq, struct backend *be, const char *label,
+                      const char *revoke_id, struct stats_set *stats, uint64_t due)
+{
+	return queue(rq, be, label, revoke_id, true, stats, due);
 }
 
 static void revoke_one(struct revoke *rq, struct revocation *r)
@@ -87,19 +101,21 @@ static void revoke_one(struct revoke *rq, struct revocation *r)
 		                  (unsigned long long)rq->shutdown_timeout_ms);
 		rc = SFS_ECANCELED;
 	} else {
-		rc = backend_revoke(r->be, r->lease_id, &err);
+		rc = r->issued ? backend_revoke_issued(r->be, r->lease_id, &err)
+		               : backend_revoke(r->be, r->lease_id, &err);
 	}
 	if (rc < 0) {
 		stats_inc(r->stats, SRC_REVOKE_FAILURES);
 		log_event(LOG_LVL_WARN, REVOCATION_FIELDS(r, "lease.revoke_failed"),
-		          stopping ? "source %s: lease %s not revoked: %s%s%s"
-		                   : "source %s: cannot revoke lease %s: %s%s%s",
-		          r->label, r->lease_id, sfs_strerror(rc), err.msg[0] ? ": " : "",
-		          err.msg);
+		          stopping ? "source %s: %s %s not revoked: %s%s%s"
+		                   : "source %s: cannot revoke %s %s: %s%s%s",
+		          r->label, r->issued ? "issued" : "lease", r->lease_id,
+		          sfs_strerror(rc), err.msg[0] ? ": " : "", err.msg);
 	} else {
 		stats_inc(r->stats, SRC_REVOCATIONS);
 		log_event(LOG_LVL_INFO, REVOCATION_FIELDS(r, "lease.revoked"),
-		          "source %s: revoked lease %s", r->label, r->lease_id);
+		          "source %s: revoked %s %s", r->label,
+		          r->issued ? "issued" : "lease", r->lease_id);
 	}
 }
 

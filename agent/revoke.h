@@ -32,6 +32,11 @@ int revoke_new(uint64_t shutdown_timeout_ms, struct revoke **out);
 int revoke_add(struct revoke *rq, struct backend *be, const char *label,
                const char *lease_id, struct stats_set *stats, uint64_t due);
 
+/* The same for an issued value that was replaced (a certificate), by its
+ * fetch_result.revoke_id, revoked with be's revoke_issued. */
+int revoke_add_issued(struct revoke *rq, struct backend *be, const char *label,
+                      const char *revoke_id, struct stats_set *stats, uint64_t due);
+
 /* Revokes the queued leases due by now (all of them when all), outside
  * the lock, and logs each outcome. One thread at a time. Returns the next
  * due time of those left (UINT64_MAX: none). */

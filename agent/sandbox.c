@@ -305,6 +305,11 @@ static void ll_add_config(struct landlock *ll, const struct config *cfg)
 	if (realpath(dirname(given), real))
 		ll_add_dir_of(ll, real, cfg->file, LL_READ);
 	config_files(cfg, ll_add_read, ll);
+	/* consul-template files: a reload reads them again. */
+	for (size_t i = 0; i < cfg->nsecrets; i++)
+		if (cfg->secrets[i].template_file &&
+		    realpath(cfg->secrets[i].template_file, given))
+			ll_add_file_of(ll, given, LL_READ);
 	for (const char *const *e = file_variables; *e; e++)
 		if ((v = getenv(*e)) && *v)
 			ll_add_file_of(ll, v, LL_READ);

@@ -535,14 +535,37 @@ static bool backend_in(struct backend *be, struct backend **v, size_t n)
 	return false;
 }
 
-/* Whether cs names the same backend object, path and options as src. */
-static bool same_source(const struct source *src, const struct config_secret *cs)
+/* Whether cs names the same sources as f reads now: the same backend
+ * object, path and options (for a consul-template file, those of each
+ * secret call, in order). */
+static bool same_sources(const struct sched_file *f, const struct config_secret *cs)
 {
-	/* The source's key is borrowed from the old config, alive until the
+	/* The sources' keys are borrowed from the old config, alive until the
 	 * apply ends. */
-	return strcmp(src->be->name, cs->backend) == 0 &&
-	       strcmp(src->key.path, cs->path) == 0 &&
-	       json_equal((json_t *)src->key.extra, cs->extra);
+	if (f->calls || cs->format == RENDER_CONSUL_TEMPLATE) {
+		if (!f->calls || f->ncalls != cs->ncalls)
+			return false;
+		for (size_t i = 0; i < cs->ncalls; i++) {
+			struct source_key key = {.path = cs->calls[i].path,
+			                         .extra = cs->calls[i].extra,
+			                         .api_path = true};
+
+			if (!source_is(f->calls[i], cs->backend, &key))
+				return false;
+		}
+		return true;
+	}
+	return source_is(f->source, cs->backend,
+	                 &(struct source_key){.path = cs->path, .extra = cs->extra});
+}
+
+/* Whether a source of f is of a backend not in v (rebuilt or gone). */
+static bool on_backend_gone(const struct sched_file *f, struct backend **v, size_t n)
+{
+	for (size_t i = 0; i < f->ncalls; i++)
+		if (!backend_in(f->calls[i]->be, v, n))
+			return true;
+	return !backend_in(f->source->be, v, n);
 }
 
 int sched_check_config(struct sched *s, const struct config *old,
@@ -613,10 +636,12 @@ static struct sched_file **live_files(struct sched *s, size_t *n)
 		return NULL;
 	for (size_t i = 0; i < source_set_count(s->sources); i++) {
 		struct source *src = source_set_get(s->sources, i);
+		/* A consul-template file is listed under its first source. */
 		for (size_t j = 0; j < src->nfiles; j++)
-			v[k++] = src->files[j];
+			if (src->files[j]->source == src)
+				v[k++] = src->files[j];
 	}
-	*n = total;
+	*n = k;
 	return v;
 }
 
@@ -646,6 +671,10 @@ static int reattach(struct sched *s, struct sched_file *f)
 {
 	int rc = source_set_attach(s->sources, f);
 
+	/* A consul-template file renders from each of its sources' replies:
+	 * one that kept none is read again. */
+	for (size_t i = 0; rc == 0 && i < f->ncalls; i++)
+		f->calls[i]->rerender = true;
 	if (rc == 0)
 		f->source->rerender = true;
 	return rc;
@@ -672,7 +701,7 @@ static int apply_locked(struct sched *s, const struct config *old,
 	/* The sources of a backend rebuilt or gone end: their files move to
 	 * sources of the new backend (read anew). */
 	for (size_t i = 0; i < nfiles; i++)
-		if (!backend_in(files[i]->source->be, backends, nbackends)) {
+		if (on_backend_gone(files[i], backends, nbackends)) {
 			source_set_detach(s->sources, files[i]);
 			moved[nmoved++] = files[i];
 		}
@@ -696,7 +725,7 @@ static int apply_locked(struct sched *s, const struct config *old,
 			          "file %s: removed by the new configuration", f->name);
 			continue;
 		}
-		if (!detached && !same_source(f->source, cs)) {
+		if (!detached && !same_sources(f, cs)) {
 			source_set_detach(s->sources, f);
 			moved[nmoved++] = f;
 			detached = true;

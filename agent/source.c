@@ -20,6 +20,7 @@
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
 #include "secretfs/stats.h"
+#include "secretfs/store.h"
 #include "secretfs/timing.h"
 
 #define BACKOFF_BASE_MS 1000
@@ -106,12 +107,17 @@ struct source *source_set_get(struct source_set *set, size_t i)
 	return set->v[i];
 }
 
-static char *source_identity(const struct config_secret *cs)
+/* What makes two secrets one source: backend, path, options, and whether
+ * the path is an API path where that reads another secret (a KV v2 path
+ * naming "data/", see source_key). */
+static char *source_identity(const char *backend, const struct source_key *key)
 {
-	char *extra = json_dumps(cs->extra, JSON_COMPACT | JSON_SORT_KEYS);
+	char *extra = json_dumps(key->extra, JSON_COMPACT | JSON_SORT_KEYS);
 	char *id = NULL;
 
-	if (extra && asprintf(&id, "%s\n%s\n%s", cs->backend, cs->path, extra) < 0)
+	if (extra &&
+	    asprintf(&id, "%s\n%s\n%s%s", backend, key->path, extra,
+	             key->api_path && strstr(key->path, "/data/") ? "\napi" : "") < 0)
 		id = NULL;
 	secjson_free_buf(extra);
 	return id;
@@ -130,16 +136,18 @@ static void source_free(struct source *src)
 	if (!src)
 		return;
 	store_slot_clear(&src->value);
+	store_slot_clear(&src->reply);
 	free(src->label);
 	free(src->identity);
 	free(src->files);
 	free(src);
 }
 
-/* A new source for the secret cs (identity id, taken over), appended to
- * set; NULL when out of memory or no backend has the name. */
-static struct source *source_new(struct source_set *set, const struct config_secret *cs,
-                                 char *id)
+/* A new source for key of backend (identity id, taken over; strings
+ * borrowed from the config), appended to set; NULL when out of memory or
+ * no backend has the name. */
+static struct source *source_new(struct source_set *set, const char *backend,
+                                 const struct source_key *key, char *id)
 {
 	struct source *src = calloc(1, sizeof *src), **grown;
 
@@ -152,10 +160,9 @@ static struct source *source_new(struct source_set *set, const struct config_sec
 		return NULL;
 	}
 	src->identity = id;
-	src->be = backend_by_name(set, cs->backend);
-	src->key.path = cs->path;
-	src->key.extra = cs->extra;
-	if (!src->be || asprintf(&src->label, "%s:%s", cs->backend, cs->path) < 0) {
+	src->be = backend_by_name(set, backend);
+	src->key = *key;
+	if (!src->be || asprintf(&src->label, "%s:%s", backend, key->path) < 0) {
 		src->label = NULL;
 		source_free(src);
 		return NULL;
@@ -170,34 +177,48 @@ static struct source *source_new(struct source_set *set, const struct config_sec
 	return src;
 }
 
-int source_set_attach(struct source_set *set, struct sched_file *f)
+/* The source of key of backend, made on first use, into *out. */
+static int source_for(struct source_set *set, const char *backend,
+                      const struct source_key *key, struct source **out)
 {
-	const struct config_secret *cs = f->cs;
-	struct source *src = NULL;
-	struct sched_file **grown;
-	char *id = source_identity(cs);
-	uint64_t refresh;
+	struct backend *be = backend_by_name(set, backend);
+	char *id;
 
+	if (!be)
+		return SFS_EINVAL;
+	id = source_identity(backend, key);
 	if (!id)
 		return SFS_ENOMEM;
 	/* Not a source of a backend a reload replaced (it is ending). */
 	for (size_t i = 0; i < set->n; i++) {
-		if (set->v[i]->be == backend_by_name(set, cs->backend) &&
-		    strcmp(set->v[i]->identity, id) == 0) {
-			src = set->v[i];
+		if (set->v[i]->be == be && strcmp(set->v[i]->identity, id) == 0) {
+			*out = set->v[i];
 			free(id);
-			break;
+			return 0;
 		}
 	}
-	if (!src) {
-		if (!backend_by_name(set, cs->backend)) {
-			free(id);
-			return SFS_EINVAL;
-		}
-		src = source_new(set, cs, id);
-		if (!src)
-			return SFS_ENOMEM;
-	}
+	*out = source_new(set, backend, key, id);
+	return *out ? 0 : SFS_ENOMEM;
+}
+
+bool source_is(const struct source *src, const char *backend,
+               const struct source_key *key)
+{
+	char *id = source_identity(backend, key);
+	bool same =
+	    id && strcmp(src->be->name, backend) == 0 && strcmp(src->identity, id) == 0;
+
+	free(id);
+	return same;
+}
+
+/* Makes f a file of src, read at least as often as f's refresh asks. */
+static int source_add_file(struct source *src, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct sched_file **grown;
+	uint64_t refresh;
+
 	if (cs->refresh_ms)
 		src->refresh_explicit = true;
 	refresh = cs->refresh_ms ? cs->refresh_ms : src->be->ops->default_refresh_ms;
@@ -208,7 +229,42 @@ int source_set_attach(struct source_set *set, struct sched_file *f)
 		return SFS_ENOMEM;
 	src->files = grown;
 	src->files[src->nfiles++] = f;
-	f->source = src;
+	return 0;
+}
+
+int source_set_attach(struct source_set *set, struct sched_file *f)
+{
+	const struct config_secret *cs = f->cs;
+	struct source *src;
+	int rc;
+
+	if (cs->format != RENDER_CONSUL_TEMPLATE) {
+		struct source_key key = {.path = cs->path, .extra = cs->extra};
+
+		rc = source_for(set, cs->backend, &key, &src);
+		if (rc < 0 || (rc = source_add_file(src, f)) < 0)
+			return rc;
+		f->source = src;
+		return 0;
+	}
+	f->calls = calloc(cs->ncalls, sizeof *f->calls);
+	if (!f->calls)
+		return SFS_ENOMEM;
+	for (size_t i = 0; i < cs->ncalls; i++) {
+		struct source_key key = {.path = cs->calls[i].path,
+		                         .extra = cs->calls[i].extra,
+		                         .api_path = true};
+
+		rc = source_for(set, cs->backend, &key, &src);
+		if (rc < 0 || (rc = source_add_file(src, f)) < 0) {
+			/* Attached to the calls so far: detach undoes them. */
+			f->source = f->calls[0];
+			return rc;
+		}
+		src->feeds_templates = true;
+		f->calls[f->ncalls++] = src;
+	}
+	f->source = f->calls[0];
 	return 0;
 }
 
@@ -219,13 +275,9 @@ void source_set_set_backends(struct source_set *set, struct backend **backends,
 	set->nbackends = nbackends;
 }
 
-void source_set_detach(struct source_set *set, struct sched_file *f)
+/* Takes f off the files of src. */
+static void source_drop_file(struct source *src, struct sched_file *f)
 {
-	struct source *src = f->source;
-
-	(void)set;
-	if (!src)
-		return;
 	for (size_t i = 0; i < src->nfiles; i++) {
 		if (src->files[i] != f)
 			continue;
@@ -234,7 +286,33 @@ void source_set_detach(struct source_set *set, struct sched_file *f)
 		src->nfiles--;
 		break;
 	}
+}
+
+void source_set_detach(struct source_set *set, struct sched_file *f)
+{
+	(void)set;
+	if (f->calls) {
+		for (size_t i = 0; i < f->ncalls; i++)
+			source_drop_file(f->calls[i], f);
+		free(f->calls);
+		f->calls = NULL;
+		f->ncalls = 0;
+	} else if (f->source) {
+		source_drop_file(f->source, f);
+	}
 	f->source = NULL;
+}
+
+/* Queues the issued value src served (src->issued_id) to be revoked after
+ * the grace period, logging why. */
+static void source_revoke_issued(struct source_set *set, struct source *src, uint64_t now,
+                                 const char *why)
+{
+	if (revoke_add_issued(set->revoke, src->be, src->label, src->issued_id,
+	                      src->stats, now + src->be->revoke_grace_ms) == 0)
+		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "issued.replaced"),
+		          "source %s: %s; revoking issued %s in %llu ms", src->label, why,
+		          src->issued_id, (unsigned long long)src->be->revoke_grace_ms);
 }
 
 /* Ends src, which no file uses any more: its lease is revoked after the
@@ -250,10 +328,12 @@ static void source_end(struct source_set *set, struct source *src, uint64_t now)
 			    "in %llu ms",
 			    src->label, src->lease_id,
 			    (unsigned long long)src->be->revoke_grace_ms);
-	} else {
+	} else if (!src->issued_id[0]) {
 		log_event(LOG_LVL_INFO, SOURCE_FIELDS(src, "source.unused"),
 		          "source %s: no file uses it any more", src->label);
 	}
+	if (src->issued_id[0])
+		source_revoke_issued(set, src, now, "no file uses it any more");
 	stats_set_value(src->stats, SRC_READY, 0);
 	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
 	source_free(src);
@@ -285,21 +365,35 @@ size_t source_set_prune(struct source_set *set, uint64_t now)
 	return ended;
 }
 
+/* The key f reads from src, borrowed from f's config. */
+static struct source_key file_key(const struct sched_file *f, const struct source *src)
+{
+	const struct config_secret *cs = f->cs;
+
+	for (size_t i = 0; i < f->ncalls; i++)
+		if (f->calls[i] == src)
+			return (struct source_key){.path = cs->calls[i].path,
+			                           .extra = cs->calls[i].extra,
+			                           .api_path = true};
+	return (struct source_key){.path = cs->path, .extra = cs->extra};
+}
+
 void source_set_rebind(struct source_set *set)
 {
 	for (size_t i = 0; i < set->n; i++) {
 		struct source *src = set->v[i];
 
-		src->key.path = src->files[0]->cs->path;
-		src->key.extra = src->files[0]->cs->extra;
+		src->key = file_key(src->files[0], src);
 		src->refresh_ms = UINT64_MAX;
 		src->refresh_explicit = false;
+		src->feeds_templates = false;
 		for (size_t j = 0; j < src->nfiles; j++) {
 			const struct config_secret *cs = src->files[j]->cs;
 			uint64_t r = cs->refresh_ms ? cs->refresh_ms
 			                            : src->be->ops->default_refresh_ms;
 
 			src->refresh_explicit |= cs->refresh_ms != 0;
+			src->feeds_templates |= src->files[j]->calls != NULL;
 			if (r < src->refresh_ms)
 				src->refresh_ms = r;
 		}
@@ -517,10 +611,16 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	}
 	stats_inc(src->stats, SRC_READS);
 	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
-	published = publish_source(set->publish, src, res.value, now);
+	published = publish_source(set->publish, src, &res, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
 	snprintf(src->version, sizeof src->version, "%s", res.version);
 
+	/* The issued value served until now goes once the new one is. */
+	if (published >= 0 && strcmp(res.revoke_id, src->issued_id) != 0) {
+		if (src->issued_id[0])
+			source_revoke_issued(set, src, now, "replaced");
+		snprintf(src->issued_id, sizeof src->issued_id, "%s", res.revoke_id);
+	}
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
 		stats_inc(src->stats, SRC_REPLACEMENTS);
 		if (src->be->ops->revoke)
@@ -701,6 +801,17 @@ void source_set_revoke_leases(struct source_set *set)
 	}
 }
 
+/* The source a missing file is reported under: its own, or for a
+ * consul-template file (a file of several sources) the first of them not
+ * ready, else the first. */
+static const struct source *report_source(const struct sched_file *f)
+{
+	for (size_t i = 0; i < f->ncalls; i++)
+		if (!f->calls[i]->ready)
+			return f->calls[i];
+	return f->calls[0];
+}
+
 size_t source_set_report_missing(const struct source_set *set, bool with_reasons,
                                  sched_report_fn report, void *arg)
 {
@@ -713,7 +824,8 @@ size_t source_set_report_missing(const struct source_set *set, bool with_reasons
 			const struct sched_file *f = src->files[j];
 			const char *why;
 
-			if (__atomic_load_n(&f->version, __ATOMIC_RELAXED))
+			if (__atomic_load_n(&f->version, __ATOMIC_RELAXED) ||
+			    (f->ncalls && report_source(f) != src))
 				continue;
 			why = !with_reasons     ? NULL
 			      : f->problem      ? f->problem

@@ -78,10 +78,20 @@ struct source {
 	uint64_t lease_issued;  /* monotonic ms */
 	uint64_t auth_gen;      /* login the lease was made under */
 	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
+	/* The issued value served (revoke_on_replace): revoked after the grace
+	 * period once a new one replaces it (fetch_result.revoke_id). */
+	char issued_id[BACKEND_LEASE_ID_MAX];
 
 	/* The last value read, sealed (publish_source keeps it), so a reload
 	 * renders new or changed files without reading the source again. */
 	struct store_slot value;
+	/* The whole last reply of the backend (fetch_result.reply), sealed:
+	 * consul-template files render from it and from those of their other
+	 * sources (publish.c). Written and read under the publisher's
+	 * template lock while some of its files are consul-template files
+	 * (feeds_templates). Empty: none yet, or withdrawn. */
+	struct store_slot reply;
+	bool feeds_templates;
 
 	bool in_flight;          /* a worker runs its step (the scheduler's pool lock) */
 	struct stats_set *stats; /* source_family; NULL-safe */
@@ -107,12 +117,18 @@ int source_set_new(struct backend **backends, size_t nbackends, struct publish *
 /*
  * Attaches f (borrowed; must outlive the set) to the source of its secret,
  * made on first use: secrets naming the same backend, path and backend
- * options share one. The source is read as often as the most frequent
- * "refresh" of its files asks. Sets f->source. Before the sources run, or
- * while a reload applies (no step runs; a new source is due at once).
- * Returns 0, SFS_ENOMEM, or SFS_EINVAL (no such backend).
+ * options share one. A consul-template file is attached to the source of
+ * each secret call of its template (f->calls; f->source is the first).
+ * The source is read as often as the most frequent "refresh" of its files
+ * asks. Sets f->source. Before the sources run, or while a reload applies
+ * (no step runs; a new source is due at once). Returns 0, SFS_ENOMEM, or
+ * SFS_EINVAL (no such backend).
  */
 int source_set_attach(struct source_set *set, struct sched_file *f);
+
+/* Whether src is the source of key of backend (strings of a config). */
+bool source_is(const struct source *src, const char *backend,
+               const struct source_key *key);
 
 /* ---- reloads: only while no step runs ---------------------------------- */
 
@@ -120,7 +136,8 @@ int source_set_attach(struct source_set *set, struct sched_file *f);
 void source_set_set_backends(struct source_set *set, struct backend **backends,
                              size_t nbackends);
 
-/* Takes f off its source (f->source becomes NULL). The source may be left
+/* Takes f off its source, or a consul-template file off each of its
+ * sources (f->source becomes NULL, f->calls too). The source may be left
  * without files: source_set_prune ends those. */
 void source_set_detach(struct source_set *set, struct sched_file *f);
 

@@ -46,4 +46,14 @@ int vault_lease_from_reply(const json_t *reply, const char *path, uint64_t gen,
 int vault_renewal_from_reply(const json_t *reply, uint64_t *lease_ms,
                              struct backend_error *err);
 
+/*
+ * The id of the certificate with serial that a write to path issued, for
+ * revoke_on_replace: "<mount>/cert/<serial>", the mount being path before
+ * "/issue/<role>", "/sign/<role>" or "/sign-verbatim" (and before
+ * "/issuer/<ref>"), into out (len bytes). Returns 0, SFS_EINVAL (no serial,
+ * one with '/' or a newline, or no such part in path; out is "") or
+ * SFS_ETOOBIG.
+ */
+int vault_pki_revoke_id(const char *path, const char *serial, char *out, size_t len);
+
 #endif

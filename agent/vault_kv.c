@@ -130,13 +130,17 @@ const struct vault_mount *vault_kv_mount_for(struct vault *v, const char *path,
 	return m;
 }
 
-/* Builds "<mount><infix><rest>" for KV v2 paths. */
-static char *kv2_path(const struct vault_mount *m, const char *path, const char *infix)
+/* Builds "<mount><infix><rest>" for KV v2 paths; the rest of an API path
+ * loses the "data/" it names (consul-template adds it only when absent). */
+static char *kv2_path(const struct vault_mount *m, const struct source_key *key,
+                      const char *infix)
 {
+	const char *rest = key->path + strlen(m->prefix);
 	char *out = NULL;
-	size_t n = strlen(m->prefix);
 
-	if (asprintf(&out, "%s%s%s", m->prefix, infix, path + n) < 0)
+	if (key->api_path && strncmp(rest, "data/", 5) == 0)
+		rest += 5;
+	if (asprintf(&out, "%s%s%s", m->prefix, infix, rest) < 0)
 		return NULL;
 	return out;
 }
@@ -164,6 +168,7 @@ int vault_kv_read_from_reply(const json_t *reply, int rc, const char *path,
 	}
 	memset(out, 0, sizeof *out);
 	out->value = json_incref(json_object_get(data, "data"));
+	out->reply = json_incref((json_t *)reply);
 	snprintf(out->version, sizeof out->version, "%lld",
 	         (long long)json_integer_value(json_object_get(meta, "version")));
 	return 0;
@@ -174,7 +179,7 @@ int vault_kv_read(struct vault *v, const struct vault_mount *m,
                   struct backend_error *err)
 {
 	const json_t *pin = json_object_get(key->extra, "version");
-	char *path = kv2_path(m, key->path, "data/"), query[32];
+	char *path = kv2_path(m, key, "data/"), query[32];
 	json_t *reply = NULL;
 	int rc;
 
@@ -261,7 +266,7 @@ int vault_kv_probe(struct vault *v, const struct source_key *key, char *version,
 	}
 	if (metadata_denied(&v->kv, m))
 		return probe_by_reading(v, m, key, version, versionlen, err);
-	path = kv2_path(m, key->path, "metadata/");
+	path = kv2_path(m, key, "metadata/");
 	if (!path)
 		return SFS_ENOMEM;
 	rc = vault_call_authed(v, "GET", path, NULL, NULL, &reply, err);

@@ -37,6 +37,10 @@ struct backend_env {
 struct source_key {
 	const char *path;    /* the config's "path" */
 	const json_t *extra; /* backend-specific per-secret keys (object, may be empty) */
+	/* The path is written as the backend's API names it, as consul-template
+	 * templates write Vault paths (Vault: on a KV v2 mount, a path that
+	 * already has "data/" after the mount is read as it is). */
+	bool api_path;
 };
 
 /* Room for a version id and a lease id with their NUL, here and wherever
@@ -47,7 +51,12 @@ struct source_key {
 
 /* A successful read. */
 struct fetch_result {
-	json_t *value;                     /* owned: string or object */
+	json_t *value; /* owned: string or object */
+	/* owned, NULL when the backend has none: the whole reply the value
+	 * came from, for consul-template files (Vault: {"data", "lease_id",
+	 * "lease_duration", "renewable", ...}; KV v2: data.data and
+	 * data.metadata) */
+	json_t *reply;
 	char version[BACKEND_VERSION_MAX]; /* backend's version id, "" when it has none */
 	char lease_id[BACKEND_LEASE_ID_MAX]; /* "" when the value is not leased */
 	uint64_t lease_ms;                   /* lease duration; 0 when not leased */
@@ -59,6 +68,10 @@ struct fetch_result {
 	 * out, or every refresh when the user set one, else never. */
 	bool issued;
 	uint64_t valid_ms; /* issued values: validity left when read; 0 unknown */
+	/* Issued values whose secret asks for it (Vault: revoke_on_replace):
+	 * the id revoke_issued takes to revoke this one once a newer one
+	 * replaced it (Vault: "<mount>/cert/<serial>"; no secret); "" none. */
+	char revoke_id[BACKEND_LEASE_ID_MAX];
 };
 
 struct backend_ops {
@@ -103,6 +116,10 @@ struct backend_ops {
 	/* Lease revocation; optional. */
 	int (*revoke)(struct backend *be, const char *lease_id,
 	              struct backend_error *err);
+	/* Revocation of an issued value by its fetch_result.revoke_id;
+	 * optional (needed by backends that set revoke_id). */
+	int (*revoke_issued)(struct backend *be, const char *revoke_id,
+	                     struct backend_error *err);
 
 	/* Change notification; optional. watch_fd returns a descriptor to poll
 	 * for reading, or -1. on_watch is called when it is readable and
@@ -165,6 +182,8 @@ int backend_probe(struct backend *be, const struct source_key *key, char *versio
 int backend_renew(struct backend *be, const char *lease_id, uint64_t increment_ms,
                   uint64_t *lease_ms, struct backend_error *err);
 int backend_revoke(struct backend *be, const char *lease_id, struct backend_error *err);
+int backend_revoke_issued(struct backend *be, const char *revoke_id,
+                          struct backend_error *err);
 
 /* For the calling thread's next calls: with on, each request is tried
  * once, without the HTTP client's own retries (http_thread_single_try),

@@ -14,6 +14,7 @@
 #include "secretfs/diag.h"
 
 struct audit_config;
+struct ctmpl;
 #include "secretfs/render.h"
 
 enum mount_type { MOUNT_FUSE = 0, MOUNT_DIRECTORY };
@@ -66,6 +67,7 @@ struct config_secret {
 	char *field;   /* NULL = whole value */
 	enum render_format format;
 	char *template_text;
+	char *template_file; /* consul-template: the file it was read from, or NULL */
 	bool decode_base64;
 	uint64_t refresh_ms; /* 0: the backend's default */
 	bool has_mode, has_uid, has_gid;
@@ -74,6 +76,21 @@ struct config_secret {
 	gid_t gid;
 	struct config_onchange *on_change; /* NULL when absent */
 	json_t *extra; /* object of backend-specific keys (version, method, ...) */
+
+	/* format consul-template: the parsed template (path and field are
+	 * NULL; template_text is the template's text, also when read from
+	 * template_file) and one source key per distinct secret call, in the
+	 * template's order (ctmpl_secret_at): the call's path, and as extra
+	 * {} for a read or {"method": "POST", "params": {k: v}} for a write
+	 * (with the file's revoke_on_replace). */
+	struct ctmpl *ctmpl;
+	struct config_call *calls;
+	size_t ncalls;
+};
+
+struct config_call {
+	char *path;
+	json_t *extra;
 };
 
 /* "telemetry": the metrics and health listener (telemetry.c). */

@@ -14,7 +14,14 @@
 #include "secretfs/error.h"
 #include "secretfs/secmem.h"
 
-enum render_format { RENDER_RAW = 0, RENDER_JSON, RENDER_ENV, RENDER_TEMPLATE };
+enum render_format {
+	RENDER_RAW = 0,
+	RENDER_JSON,
+	RENDER_ENV,
+	RENDER_TEMPLATE,
+	RENDER_CONSUL_TEMPLATE, /* rendered by ctmpl.h from its own secrets, not by
+	                           render() */
+};
 
 struct render_spec {
 	enum render_format format;
@@ -23,7 +30,7 @@ struct render_spec {
 	bool decode_base64;        /* decode the selected string first */
 };
 
-/* The format named s ("raw", "json", "env", "template"). Returns 0 or
+/* The format named s ("raw", "json", "env", "template", "consul-template"). Returns 0 or
  * SFS_EINVAL. */
 int render_format_parse(const char *s, enum render_format *out);
 

@@ -53,6 +53,9 @@ What is modelled, with the HTTP shapes of Vault's API docs
   body {"token"}) and X-Vault-Wrap-TTL on any 200 response.
 * Leased secrets: <mount>/creds/<role> (database: renewable; aws: not) and
   <mount>/issue/<role> (pki), with pluggable issue/revoke callbacks;
+  <mount>/revoke (pki, POST/PUT {"serial_number"}: 200 with revocation_time,
+  revocation_time_rfc3339 and state; 400 for a missing or unknown serial),
+  recorded in pki_revoked;
   sys/leases/renew (capped at the role's max_ttl, then 400 "lease not found"
   once expired/revoked), sys/leases/revoke (204), sys/leases/lookup. Expired
   leases are revoked by a reaper thread, which calls the revoke callback.
@@ -709,6 +712,8 @@ class FakeVault:
         self._tokens = {}                     # id -> Token
         self._wraps = {}                      # wrapping token -> dict
         self.leases = {}                      # lease_id -> Lease
+        self.pki_revoked = []                 # [(serial, revocation time)] by <mount>/revoke
+        self._pki_mount_of = {}               # serial -> the mount that issued it
         self.logins = Counter()               # (auth mount path, role) -> n
         self._ns = {}
         self._conns = set()
@@ -1396,7 +1401,26 @@ class FakeVault:
             data["expiration"] = int(self.now() + req.ttl)
         with self._lock:
             self.pki_issued.append(data["serial_number"])
+            self._pki_mount_of[data["serial_number"]] = req.mount
         return data
+
+    def _pki_revoke(self, mount, body):
+        """<mount>/revoke as Vault's PKI engine documents it: revokes the
+        certificate of serial_number (hex pairs with ':' or '-'); revoking
+        one already revoked answers its first revocation_time."""
+        serial = str(body.get("serial_number") or "").replace("-", ":").lower()
+        if not serial:
+            raise _bad("The serial number must be provided")
+        with self._lock:
+            if self._pki_mount_of.get(serial) != mount.path:
+                raise _bad(f"certificate with serial {serial} not found")
+            when = next((t for s, t in self.pki_revoked if s == serial), None)
+            if when is None:
+                when = self.now()
+                self.pki_revoked.append((serial, when))
+        return self._ok(data={
+            "revocation_time": int(when), "state": "revoked",
+            "revocation_time_rfc3339": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))})
 
     def lease(self, lease_id):
         with self._lock:
@@ -1648,6 +1672,8 @@ class FakeVault:
             return self._kv1(mount, rest.strip("/"), method, body)
         if mount.kv_version == 2:
             return self._kv2(mount, rest.strip("/"), method, query, body, headers)
+        if rest.strip("/") == "revoke" and method in ("POST", "PUT"):
+            return self._pki_revoke(mount, body)
         mm = re.fullmatch(r"(creds|sts|issue)/([^/]+)", rest.strip("/"))
         if mm and (method in ("POST", "PUT") or (method == "GET" and mm.group(1) != "issue")):
             params = dict(query)

@@ -394,6 +394,60 @@ def test_a_renamed_file_keeps_its_source_and_lease_and_nothing_is_left_in_memory
     assert_no_plaintext(d.pid, [lease.data["password"]], "after a reload re-rendered files")
 
 
+def ctmpl(template=None, **kw):
+    s = {"backend": "vault", "format": "consul-template", **kw}
+    if template is not None:
+        s["template"] = template
+    return s
+
+
+def test_consul_template_files_re_render_from_kept_replies_and_drop_unused_sources(
+        sandbox, vault, vault_pki):
+    vault.add_dynamic_role("database", "app", default_ttl=600, max_ttl=3600)
+    vault.kv_put("secret/app/config", {"a": "kv-one"})
+    _rid, _sid, auth = approle_auth(sandbox, vault)
+    db = '{{ with secret "database/creds/app" }}{{ .Data.%s }}{{ end }}'
+    kv = '{{ with secret "secret/data/app/config" }}{{ .Data.data.a }}{{ end }}'
+    tmpl = os.path.join(sandbox.root, "g.tmpl")
+    with open(tmpl, "w") as f:
+        f.write(db % "username")
+    # "plain" reads the creds: a source that feeds no template at first.
+    secrets = {"f": ctmpl(kv), "plain": dyn("username")}
+    d = sandbox.start(config=vault_config(sandbox, vault, vault_pki, auth, secrets),
+                      env=clean_env())
+    (lease,) = leases_of(vault, "database", "app")
+    user, pw = lease.data["username"], lease.data["password"]
+    assert (d.read("f"), d.read("plain")) == ("kv-one", user)
+    # The template changes to name the creds: rendered from the reply the
+    # source kept, not read again; the KV source, unused, ends.
+    secrets["f"] = ctmpl(db % "password")
+    reload_with(d, vault_config(sandbox, vault, vault_pki, auth, secrets))
+    wait_until(lambda: d.read("f") == pw, what="f re-rendered")
+    # A second secret call (a new source, read) and a new file from a
+    # template_file naming the kept creds.
+    secrets["f"] = ctmpl(db % "username" + "/" + kv)
+    secrets["g"] = ctmpl(template_file="g.tmpl")
+    reload_with(d, vault_config(sandbox, vault, vault_pki, auth, secrets))
+    wait_until(lambda: d.read("f") == f"{user}/kv-one", what="f with both secrets")
+    assert d.read("g") == user
+    assert len(reqs(vault, "GET", "secret/data/app/config")) == 2
+    # The template file's text changed: a SIGHUP renders it again.
+    with open(tmpl, "w") as f:
+        f.write("[" + db % "password" + "]")
+    reload_with(d, vault_config(sandbox, vault, vault_pki, auth, secrets))
+    wait_until(lambda: d.read("g") == f"[{pw}]", what="g re-rendered from its new file")
+    assert len(reqs(vault, "GET", "database/creds/app")) == 1, "no creds read for a reload"
+    assert len(login_requests(vault)) == 1
+    # Nothing names the creds any more: their lease is revoked after grace.
+    reload_with(d, vault_config(sandbox, vault, vault_pki, auth, {"f": ctmpl(kv)}))
+    wait_until(lambda: d.read("f") == "kv-one", what="f from the KV secret only")
+    assert errno_of(lambda: open(d.path("g"))) == "ENOENT"
+    wait_until(lambda: vault.lease(lease.lease_id).revoked, timeout=TIMEOUT + 2 * SLOW,
+               what="the unused lease revoked")
+    assert len(reqs(vault, "GET", "secret/data/app/config")) == 2
+    assert_no_plaintext(d.pid, [pw], "after template files were re-rendered")
+
+
 # ------------------------------------------------------------- AWS agent API
 
 @pytest.fixture

@@ -722,7 +722,7 @@ TEST(test_format_table_says_which_keys_a_format_needs_or_refuses)
 	char buf[128];
 	enum render_format f;
 
-	CHECK_STR_EQ(render_format_names(buf, sizeof buf), "raw, json, env, template");
+	CHECK_STR_EQ(render_format_names(buf, sizeof buf), "raw, json, env, template, consul-template");
 	CHECK_EQ_INT(render_format_parse("template", &f), 0);
 	CHECK_STR_EQ(render_format_name(f), "template");
 	CHECK_EQ_INT(render_format_parse("yaml", &f), SFS_EINVAL);
@@ -732,10 +732,13 @@ TEST(test_format_table_says_which_keys_a_format_needs_or_refuses)
 	CHECK_EQ_INT(render_format_takes(RENDER_ENV, "decode"), -1);
 	/* Keys that do not depend on the format. */
 	CHECK_EQ_INT(render_format_takes(RENDER_ENV, "field"), 0);
-	CHECK_STR_EQ(render_formats_taking("template", buf, sizeof buf), "\"template\"");
+	CHECK_STR_EQ(render_formats_taking("template", buf, sizeof buf),
+	             "\"template\" or \"consul-template\"");
+	CHECK_EQ_INT(render_format_takes(RENDER_CONSUL_TEMPLATE, "template"), 0);
+	CHECK_EQ_INT(render_format_takes(RENDER_CONSUL_TEMPLATE, "decode"), -1);
 	CHECK_STR_EQ(render_formats_taking("decode", buf, sizeof buf), "\"raw\"");
 	CHECK_STR_EQ(render_formats_taking("field", buf, sizeof buf),
-	             "\"raw\", \"json\", \"env\" or \"template\"");
+	             "\"raw\", \"json\", \"env\", \"template\" or \"consul-template\"");
 }
 
 TEST_MAIN(

@@ -195,7 +195,32 @@ TEST(describe_secret_gives_the_version_of_the_stage)
 	json_decref(del);
 }
 
-TEST_MAIN(mount_reply_gives_prefix_and_kv_version,
+TEST(pki_revoke_id_names_the_mount_of_the_issue)
+{
+	char id[64];
+
+	CHECK_EQ_INT(vault_pki_revoke_id("pki/issue/web", "1a:2b", id, sizeof id), 0);
+	CHECK_STR_EQ(id, "pki/cert/1a:2b");
+	CHECK_EQ_INT(vault_pki_revoke_id("teams/a/pki_int/sign/web", "0f", id, sizeof id),
+	             0);
+	CHECK_STR_EQ(id, "teams/a/pki_int/cert/0f");
+	CHECK_EQ_INT(
+	    vault_pki_revoke_id("pki/issuer/default/issue/web", "0f", id, sizeof id), 0);
+	CHECK_STR_EQ(id, "pki/cert/0f");
+	CHECK_EQ_INT(vault_pki_revoke_id("pki/sign-verbatim", "0f", id, sizeof id), 0);
+	CHECK_STR_EQ(id, "pki/cert/0f");
+	CHECK_EQ_INT(vault_pki_revoke_id("database/creds/app", "0f", id, sizeof id),
+	             SFS_EINVAL);
+	CHECK_EQ_INT(vault_pki_revoke_id("pki/issue/web", "../x", id, sizeof id),
+	             SFS_EINVAL);
+	CHECK_EQ_INT(vault_pki_revoke_id("pki/issue/web", NULL, id, sizeof id),
+	             SFS_EINVAL);
+	CHECK_STR_EQ(id, "");
+	CHECK_EQ_INT(vault_pki_revoke_id("pki/issue/web", "1a:2b", id, 10), SFS_ETOOBIG);
+}
+
+TEST_MAIN(pki_revoke_id_names_the_mount_of_the_issue,
+          mount_reply_gives_prefix_and_kv_version,
           mount_reply_whose_prefix_does_not_begin_the_path_is_refused,
           kv2_404_names_a_destroyed_version,
           leased_read_gives_lease_id_duration_and_renewable,
