@@ -91,6 +91,7 @@ static const char *const system_read[] = {
     "/etc/localtime",
     "/usr/share/zoneinfo",
     "/proc/self",
+    "/proc/stat", /* boot time: process_start_time_seconds */
     "/proc/thread-self",
     "/dev/null",
     "/dev/urandom",
