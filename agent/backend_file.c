@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <libgen.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 
 #include "secretfs/backend.h"
 #include "secretfs/error.h"
+#include "secretfs/hash.h"
 #include "secretfs/log.h"
 #include "secretfs/secmem.h"
 
@@ -51,18 +53,26 @@ struct file_backend {
 	unsigned long malformed_count;
 };
 
-/* The probe's version of the file: what stat(2) says of it, following
- * links (a ..data swap changes it). Returns 0 or SFS_ENOTFOUND/SFS_EIO. */
+/* The probe's version of the file: a 64-bit FNV-1a, in hex, of what
+ * stat(2) says of it (device, inode, size, times), following links (a
+ * ..data swap changes it). Short: every source of the backend keeps a copy.
+ * Returns 0 or SFS_ENOTFOUND/SFS_EIO. */
 static int file_stat_version(const char *path, char *out, size_t len)
 {
 	struct stat st;
+	uint64_t fields[7];
 
 	if (stat(path, &st) < 0)
 		return errno == ENOENT ? SFS_ENOTFOUND : SFS_EIO;
-	snprintf(out, len, "%llx:%llx:%llx:%lld.%09ld:%lld.%09ld",
-	         (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-	         (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
-	         st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+	fields[0] = (uint64_t)st.st_dev;
+	fields[1] = (uint64_t)st.st_ino;
+	fields[2] = (uint64_t)st.st_size;
+	fields[3] = (uint64_t)st.st_mtim.tv_sec;
+	fields[4] = (uint64_t)st.st_mtim.tv_nsec;
+	fields[5] = (uint64_t)st.st_ctim.tv_sec;
+	fields[6] = (uint64_t)st.st_ctim.tv_nsec;
+	snprintf(out, len, "%016llx",
+	         (unsigned long long)sfs_fnv1a(SFS_FNV_BASIS, fields, sizeof fields));
 	return 0;
 }
 

@@ -30,7 +30,7 @@
 #include "aws_api.h"
 #include "telemetry.h"
 
-#define CONFIG_MAX_FILE (4u * 1024 * 1024) /* bytes of config text */
+#define CONFIG_MAX_FILE (16u * 1024 * 1024) /* bytes of config text: 100 000 secrets */
 #define CONFIG_MAX_BACKENDS 256
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 5000
 #define CONFIG_MAX_NAME 1024
@@ -50,14 +50,16 @@ struct parser {
 	struct confval cv; /* the diag, the problem count, out of memory */
 	struct config *cfg;
 	const json_t *backends; /* the "backends" object, when it is one */
+	json_t *no_extra;       /* shared by the secrets without backend keys:
+	                           an empty object costs ~260 bytes each */
 };
 
 static const char *const top_keys[] = {
     "mount", "backends",  "secrets", "log",    "startup_timeout", "shutdown_timeout",
     "audit", "telemetry", "aws_api", "limits", "hardening",       NULL};
-static const char *const mount_keys[] = {"path",        "type",         "uid",
-                                         "gid",         "mode",         "dir_mode",
-                                         "allow_other", "keep_on_exit", NULL};
+static const char *const mount_keys[] = {
+    "path",     "type",        "uid",          "gid",       "mode",
+    "dir_mode", "allow_other", "keep_on_exit", "fast_open", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const hardening_keys[] = {"seccomp", "landlock", NULL};
 static const char *const limits_keys[] = {"max_files", "max_open_handles", NULL};
@@ -230,7 +232,14 @@ static void parse_mount(struct parser *p, const json_t *obj)
 	if ((v = json_object_get(obj, "keep_on_exit")))
 		parse_bool(p, v, confval_keypath(ckp, kp, "keep_on_exit"),
 		           &m->keep_on_exit);
+	if ((v = json_object_get(obj, "fast_open")))
+		parse_bool(p, v, confval_keypath(ckp, kp, "fast_open"), &m->fast_open);
 	if (m->type == MOUNT_DIRECTORY) {
+		if (json_object_get(obj, "fast_open"))
+			confval_problem(
+			    &p->cv, "mount.fast_open",
+			    "only for \"type\": \"fuse\" (a directory's files "
+			    "are opened by the kernel anyway)");
 		if (json_object_get(obj, "allow_other"))
 			confval_problem(
 			    &p->cv, "mount.allow_other",
@@ -616,6 +625,11 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		                confval_join(list, sizeof list, secret_keys,
 		                             ops ? ops->secret_keys : no_keys));
 	}
+	if (json_object_size(s->extra) == 0 &&
+	    (p->no_extra || (p->no_extra = json_object()))) {
+		json_decref(s->extra);
+		s->extra = json_incref(p->no_extra);
+	}
 
 	if (ctmpl)
 		parse_consul_template(p, obj, kp, s, ops);
@@ -779,6 +793,11 @@ static void parse_root(struct parser *p, const json_t *root)
 	    audit_config_parse(v, "audit", p->cfg->mount.type == MOUNT_DIRECTORY, p->cv.d,
 	                       &p->cfg->audit) < 0)
 		p->cv.errors++;
+	if (v && p->cfg->mount.fast_open)
+		confval_problem(&p->cv, "mount.fast_open",
+		                "cannot be used with \"audit\": the audit records each "
+		                "open, and with fast_open the kernel opens files without "
+		                "asking secretfs (remove mount.fast_open or audit)");
 	if ((v = json_object_get(root, "telemetry")) &&
 	    telemetry_config_parse(v, "telemetry", p->cv.d, &p->cfg->telemetry) < 0)
 		p->cv.errors++;
@@ -858,6 +877,7 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 	}
 out:
 	config_free(p.cfg);
+	json_decref(p.no_extra);
 	json_decref(root);
 	d->file = saved_file;
 	return rc;

@@ -57,7 +57,7 @@ struct reload {
 	size_t nmade;
 	struct config **pinned; /* half-applied configs, kept to the end */
 	size_t npinned;
-	json_t *root_json;                            /* the running text, parsed */
+	json_t *root_json; /* the running text's fixed sections (fixed_sections) */
 	unsigned char hash[crypto_generichash_BYTES]; /* of the running text */
 	bool have_hash;
 
@@ -147,6 +147,8 @@ static void check_mount(const struct config_mount *a, const struct config_mount 
 		diag_add(d, "mount.allow_other", "%s", why);
 	if (a->keep_on_exit != b->keep_on_exit)
 		diag_add(d, "mount.keep_on_exit", "%s", why);
+	if (a->fast_open != b->fast_open)
+		diag_add(d, "mount.fast_open", "%s", why);
 	if (a->dir_mode != b->dir_mode)
 		diag_add(d, "mount.dir_mode", "%s", why);
 	if (a->uid != b->uid || a->gid != b->gid)
@@ -159,29 +161,55 @@ static bool same_json(const json_t *a, const json_t *b)
 	return (!a && !b) || (a && b && json_equal((json_t *)a, (json_t *)b));
 }
 
+/* The top-level sections a reload cannot change, and why. */
+#define OPENED_AT_START                                                                  \
+	"cannot change live: it opened its listener or file at start (restart secretfs)"
+static const struct {
+	const char *key, *why;
+} fixed[] = {
+    {"telemetry", OPENED_AT_START},
+    {"aws_api", OPENED_AT_START},
+    {"audit", OPENED_AT_START},
+    {"limits", "cannot change live: the bounds are set at start (restart secretfs)"},
+    {"hardening",
+     "cannot change live: the sandbox is entered at start (restart secretfs)"},
+};
+
+/* The sections of the config text that a reload cannot change, parsed, in
+ * an object of their own (NULL when it does not parse): the whole document
+ * kept cost 1 KiB a secret. */
+static json_t *fixed_sections(const unsigned char *text, size_t len)
+{
+	json_t *root = json_loadb((const char *)text, len, 0, NULL), *out = json_object();
+
+	for (size_t i = 0; root && out && i < sizeof fixed / sizeof fixed[0]; i++) {
+		json_t *v = json_object_get(root, fixed[i].key);
+
+		if (v && json_object_set(out, fixed[i].key, v) != 0) {
+			json_decref(out);
+			out = NULL;
+		}
+	}
+	if (!root) {
+		json_decref(out);
+		out = NULL;
+	}
+	json_decref(root);
+	return out;
+}
+
 /* The listeners and the audit file hold sockets and files opened at start
  * (and the AWS agent API the backend and allow-list it started with). */
 static void check_fixed_sections(struct reload *r, const json_t *old_root,
                                  const json_t *new_root, const struct config *cfg,
                                  struct diag *d)
 {
-	static const struct {
-		const char *key, *why;
-	} fixed[] = {
-	    {"telemetry", "it opened its listener or file at start"},
-	    {"aws_api", "it opened its listener or file at start"},
-	    {"audit", "it opened its listener or file at start"},
-	    {"limits", "the bounds are set at start"},
-	    {"hardening", "the sandbox is entered at start"},
-	};
 	const struct config *old = r->cfg;
 
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		if (!same_json(json_object_get(old_root, fixed[i].key),
 		               json_object_get(new_root, fixed[i].key)))
-			diag_add(d, fixed[i].key,
-			         "cannot change live: %s (restart secretfs)",
-			         fixed[i].why);
+			diag_add(d, fixed[i].key, "%s", fixed[i].why);
 	if (!old->aws_api || !cfg->aws_api)
 		return;
 	/* Its backend object and allow-list are those it started with. */
@@ -359,7 +387,7 @@ static void reload_text(struct reload *r, const unsigned char *text, size_t len,
 		goto out;
 	}
 	/* It parsed above: the sections compare as JSON. */
-	new_root = json_loadb((const char *)text, len, 0, NULL);
+	new_root = fixed_sections(text, len);
 	old_root = json_incref(r->root_json);
 	check_mount(&r->cfg->mount, &cfg->mount, &d);
 	check_fixed_sections(r, old_root, new_root, cfg, &d);
@@ -587,7 +615,7 @@ int reload_new(const struct reload_env *env, struct reload **out)
 	diag_init(&d, env->path);
 	if (read_config(r, &d, &text, &len, r->hash) == 0) {
 		r->have_hash = true;
-		r->root_json = json_loadb((const char *)text, len, 0, NULL);
+		r->root_json = fixed_sections(text, len);
 	}
 	free(text);
 	diag_release(&d);

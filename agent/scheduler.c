@@ -15,6 +15,7 @@
  * sealed blobs reach the filesystem.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,7 +37,8 @@
 #include "secretfs/secmem.h"
 #include "secretfs/timing.h"
 
-#define SCHED_WORKERS 8 /* concurrent requests to network backends */
+#define SCHED_WORKERS 8      /* concurrent requests to network backends */
+#define SCHED_TRIM_AFTER 256 /* sources run in one round: malloc_trim after it */
 
 /* The workers for concurrent backends: a queue of sources to run. */
 struct sched_pool {
@@ -242,9 +244,12 @@ static void *worker_main(void *arg)
 }
 
 /* Runs every due source: network backends' on the workers, the others
- * here, bracketing each backend's round of reads. */
-static void run_due_sources(struct sched *s, uint64_t now)
+ * here, bracketing each backend's round of reads. Returns how many ran
+ * here. */
+static size_t run_due_sources(struct sched *s, uint64_t now)
 {
+	size_t ran = 0;
+
 	for (size_t b = 0; b < s->nbackends; b++) {
 		struct backend *be = s->backends[b];
 		bool begun = false;
@@ -264,10 +269,12 @@ static void run_due_sources(struct sched *s, uint64_t now)
 				be->ops->batch_begin(be);
 			begun = true;
 			source_run(s->sources, src, now);
+			ran++;
 		}
 		if (begun && be->ops->batch_end)
 			be->ops->batch_end(be);
 	}
+	return ran;
 }
 
 static bool sched_stopping(struct sched *s)
@@ -330,7 +337,11 @@ static void *sched_main(void *arg)
 			if (be->ops->maintain && s->maintain_due[b] <= now)
 				s->maintain_due[b] = be->ops->maintain(be, now);
 		}
-		run_due_sources(s, now);
+		/* A big round (the start, a changed secrets file) leaves this
+		 * thread's malloc arena full of parsed documents, freed but kept:
+		 * 3 MiB of RSS with 10 000 files. */
+		if (run_due_sources(s, now) >= SCHED_TRIM_AFTER)
+			malloc_trim(0);
 		secmem_wipe_stack();
 		now = timing_now_ms();
 		t = revoke_run(s->revoke, now, false);

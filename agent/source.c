@@ -16,6 +16,7 @@
 #include "revoke.h"
 #include "source.h"
 #include "secretfs/error.h"
+#include "secretfs/hash.h"
 #include "secretfs/lease.h"
 #include "secretfs/log.h"
 #include "secretfs/secjson.h"
@@ -35,6 +36,11 @@ struct source_set {
 	struct stats *stats;     /* borrowed */
 	struct source **v;       /* each owned */
 	size_t n;
+	/* Open addressing, identity hash -> source (NULL: empty), at most 3/4
+	 * full; filled again when sources end: attaching 10 000 files compared
+	 * every identity before (quadratic). */
+	struct source **by_identity;
+	size_t identity_mask; /* size - 1, a power of two; 0 before the first */
 
 	pthread_mutex_t lock; /* guards the fields below and each source's settled */
 	pthread_cond_t ready_cond;
@@ -107,20 +113,120 @@ struct source *source_set_get(struct source_set *set, size_t i)
 	return set->v[i];
 }
 
-/* What makes two secrets one source: backend, path, options, and whether
- * the path is an API path where that reads another secret (a KV v2 path
- * naming "data/", see source_key). */
-static char *source_identity(const char *backend, const struct source_key *key)
-{
-	char *extra = json_dumps(key->extra, JSON_COMPACT | JSON_SORT_KEYS);
-	char *id = NULL;
+/* The empty value of a source's text fields; never freed. */
+static const char source_text_empty[1];
 
-	if (extra &&
-	    asprintf(&id, "%s\n%s\n%s%s", backend, key->path, extra,
-	             key->api_path && strstr(key->path, "/data/") ? "\napi" : "") < 0)
-		id = NULL;
-	secjson_free_buf(extra);
-	return id;
+/* Replaces the heap string *dst with a copy of s ("" for none); on out of
+ * memory *dst becomes "" (a version or lease forgotten costs a full read). */
+static void source_text_set(const char **dst, const char *s)
+{
+	char *copy = NULL;
+
+	if (*dst && strcmp(*dst, s) == 0)
+		return;
+	if (s[0])
+		copy = strdup(s);
+	if (*dst && *dst != source_text_empty)
+		free((char *)*dst);
+	*dst = copy ? copy : source_text_empty;
+}
+
+/* Whether key's path is an API path where that reads another secret (a KV
+ * v2 path naming "data/", see source_key). */
+static bool key_api_data(const struct source_key *key)
+{
+	return key->api_path && strstr(key->path, "/data/");
+}
+
+/* The hash of what makes two secrets one source: backend, path, options,
+ * and key_api_data. No identity string is kept: a candidate is compared
+ * field by field (same_key). Returns 0 or SFS_ENOMEM. */
+static int source_identity_hash(const char *backend, const struct source_key *key,
+                                uint64_t *out)
+{
+	uint64_t h = SFS_FNV_BASIS;
+	char *extra = NULL;
+
+	h = sfs_fnv1a(h, backend, strlen(backend) + 1);
+	h = sfs_fnv1a(h, key->path, strlen(key->path) + 1);
+	h = sfs_fnv1a(h, key_api_data(key) ? "a" : "-", 1);
+	if (json_object_size(key->extra)) {
+		extra = json_dumps(key->extra, JSON_COMPACT | JSON_SORT_KEYS);
+		if (!extra)
+			return SFS_ENOMEM;
+		h = sfs_fnv1a(h, extra, strlen(extra));
+		secjson_free_buf(extra);
+	}
+	*out = h;
+	return 0;
+}
+
+/* Whether two keys read the same. A source's key is borrowed from a
+ * config alive while files attach (the old one during a reload). */
+static bool same_key(const struct source_key *a, const struct source_key *b)
+{
+	return strcmp(a->path, b->path) == 0 && key_api_data(a) == key_api_data(b) &&
+	       json_equal((json_t *)a->extra, (json_t *)b->extra);
+}
+
+/* Puts src into the identity table, which has room. */
+static void identity_put(struct source_set *set, struct source *src)
+{
+	size_t slot = src->identity_hash & set->identity_mask;
+
+	while (set->by_identity[slot])
+		slot = (slot + 1) & set->identity_mask;
+	set->by_identity[slot] = src;
+}
+
+/* Whether the identity table has room for n sources. */
+static bool identity_room(const struct source_set *set, size_t n)
+{
+	return set->by_identity && n <= (set->identity_mask + 1) / 4 * 3;
+}
+
+/* Fills the identity table again from set->v (after sources ended). */
+static void identity_refill(struct source_set *set)
+{
+	memset(set->by_identity, 0, (set->identity_mask + 1) * sizeof *set->by_identity);
+	for (size_t i = 0; i < set->n; i++)
+		identity_put(set, set->v[i]);
+}
+
+/* Makes a bigger identity table, with room for n sources. Returns 0 or
+ * SFS_ENOMEM (the table is kept). */
+static int identity_grow(struct source_set *set, size_t n)
+{
+	size_t size = 16;
+	struct source **t;
+
+	while (n > size / 4 * 3)
+		size <<= 1;
+	t = calloc(size, sizeof *t);
+	if (!t)
+		return SFS_ENOMEM;
+	free(set->by_identity);
+	set->by_identity = t;
+	set->identity_mask = size - 1;
+	identity_refill(set);
+	return 0;
+}
+
+/* The source of be reading key, of identity hash h, or NULL. */
+static struct source *identity_find(const struct source_set *set,
+                                    const struct backend *be,
+                                    const struct source_key *key, uint64_t h)
+{
+	if (!set->by_identity)
+		return NULL;
+	for (size_t slot = h & set->identity_mask; set->by_identity[slot];
+	     slot = (slot + 1) & set->identity_mask) {
+		struct source *c = set->by_identity[slot];
+
+		if (c->identity_hash == h && c->be == be && same_key(&c->key, key))
+			return c;
+	}
+	return NULL;
 }
 
 static struct backend *backend_by_name(struct source_set *set, const char *name)
@@ -137,36 +243,41 @@ static void source_free(struct source *src)
 		return;
 	store_slot_clear(&src->value);
 	store_slot_clear(&src->reply);
-	free(src->label);
-	free(src->identity);
 	free(src->files);
+	source_text_set(&src->problem, "");
+	source_text_set(&src->version, "");
+	source_text_set(&src->lease_id, "");
+	source_text_set(&src->issued_id, "");
 	free(src);
 }
 
-/* A new source for key of backend (identity id, taken over; strings
- * borrowed from the config), appended to set; NULL when out of memory or
- * no backend has the name. */
-static struct source *source_new(struct source_set *set, const char *backend,
-                                 const struct source_key *key, char *id)
+/* A new source for key of backend be named backend (identity hash h;
+ * strings borrowed from the config), appended to set; NULL when out of
+ * memory. */
+static struct source *source_new(struct source_set *set, struct backend *be,
+                                 const char *backend, const struct source_key *key,
+                                 uint64_t h)
 {
-	struct source *src = calloc(1, sizeof *src), **grown;
+	/* The label in the same block: one allocation fewer a source. */
+	size_t blen = strlen(backend), plen = strlen(key->path);
+	struct source *src = calloc(1, sizeof *src + blen + plen + 2), **grown;
 
 	grown = realloc(set->v, (set->n + 1) * sizeof *grown);
 	if (grown)
 		set->v = grown;
-	if (!src || !grown) {
+	if (!src || !grown ||
+	    (!identity_room(set, set->n + 1) && identity_grow(set, set->n + 1) < 0)) {
 		free(src);
-		free(id);
 		return NULL;
 	}
-	src->identity = id;
-	src->be = backend_by_name(set, backend);
+	src->identity_hash = h;
+	src->problem = src->version = src->lease_id = src->issued_id = source_text_empty;
+	src->be = be;
 	src->key = *key;
-	if (!src->be || asprintf(&src->label, "%s:%s", backend, key->path) < 0) {
-		src->label = NULL;
-		source_free(src);
-		return NULL;
-	}
+	src->label = (char *)(src + 1);
+	memcpy(src->label, backend, blen);
+	src->label[blen] = ':';
+	memcpy(src->label + blen + 1, key->path, plen + 1);
 	src->refresh_ms = UINT64_MAX;
 	src->step = STEP_FETCH;
 	/* A source of this label that a reload ended counts on in its set. */
@@ -174,6 +285,7 @@ static struct source *source_new(struct source_set *set, const char *backend,
 	pthread_mutex_lock(&set->lock);
 	set->v[set->n++] = src;
 	pthread_mutex_unlock(&set->lock);
+	identity_put(set, src);
 	return src;
 }
 
@@ -182,34 +294,24 @@ static int source_for(struct source_set *set, const char *backend,
                       const struct source_key *key, struct source **out)
 {
 	struct backend *be = backend_by_name(set, backend);
-	char *id;
+	uint64_t h;
 
 	if (!be)
 		return SFS_EINVAL;
-	id = source_identity(backend, key);
-	if (!id)
+	if (source_identity_hash(backend, key, &h) < 0)
 		return SFS_ENOMEM;
-	/* Not a source of a backend a reload replaced (it is ending). */
-	for (size_t i = 0; i < set->n; i++) {
-		if (set->v[i]->be == be && strcmp(set->v[i]->identity, id) == 0) {
-			*out = set->v[i];
-			free(id);
-			return 0;
-		}
-	}
-	*out = source_new(set, backend, key, id);
+	/* Not a source of a backend a reload replaced (it is ending): the
+	 * backend is compared too. */
+	*out = identity_find(set, be, key, h);
+	if (!*out)
+		*out = source_new(set, be, backend, key, h);
 	return *out ? 0 : SFS_ENOMEM;
 }
 
 bool source_is(const struct source *src, const char *backend,
                const struct source_key *key)
 {
-	char *id = source_identity(backend, key);
-	bool same =
-	    id && strcmp(src->be->name, backend) == 0 && strcmp(src->identity, id) == 0;
-
-	free(id);
-	return same;
+	return strcmp(src->be->name, backend) == 0 && same_key(&src->key, key);
 }
 
 /* Makes f a file of src, read at least as often as f's refresh asks. */
@@ -362,6 +464,8 @@ size_t source_set_prune(struct source_set *set, uint64_t now)
 	}
 	set->n = kept;
 	pthread_mutex_unlock(&set->lock);
+	if (ended)
+		identity_refill(set);
 	return ended;
 }
 
@@ -402,7 +506,7 @@ void source_set_rebind(struct source_set *set)
 
 static void source_mark_ready(struct source_set *set, struct source *src)
 {
-	src->problem[0] = '\0';
+	source_text_set(&src->problem, "");
 	stats_set_value(src->stats, SRC_READY, 1);
 	if (src->ready)
 		return;
@@ -467,6 +571,7 @@ static void source_failed(struct source_set *set, struct source *src, int rc,
 	uint64_t delay =
 	    timing_backoff_steady(src->attempt, BACKOFF_BASE_MS, backoff_cap(src),
 	                          err->retry_after_ms, timing_random());
+	char problem[320];
 
 	/* Cut by the stop: nothing failed, and nothing is to change. */
 	if (rc == SFS_ECANCELED) {
@@ -477,8 +582,9 @@ static void source_failed(struct source_set *set, struct source *src, int rc,
 	src->attempt++;
 	stats_inc_at(src->stats, SRC_FAILURES, backend_failure_reason(rc));
 	src->due = now + delay;
-	snprintf(src->problem, sizeof src->problem, "%s%s%s", sfs_strerror(rc),
+	snprintf(problem, sizeof problem, "%s%s%s", sfs_strerror(rc),
 	         err->msg[0] ? ": " : "", err->msg);
+	source_text_set(&src->problem, problem);
 	source_mark_settled(set, src, rc);
 	log_event(LOG_LVL_WARN, SOURCE_FIELDS(src, event),
 	          "source %s: %s failed (attempt %u): %s%s%s; retrying in %llu ms%s",
@@ -493,7 +599,7 @@ static void source_failed(struct source_set *set, struct source *src, int rc,
 		    "value is read",
 		    src->label, src->lease_id);
 		publish_withdraw(set->publish, src);
-		src->lease_id[0] = '\0';
+		source_text_set(&src->lease_id, "");
 		src->step = STEP_FETCH;
 		stats_inc(src->stats, SRC_EXPIRIES);
 		stats_set_value(src->stats, SRC_READY, 0);
@@ -613,13 +719,13 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
 	published = publish_source(set->publish, src, &res, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
-	snprintf(src->version, sizeof src->version, "%s", res.version);
+	source_text_set(&src->version, res.version);
 
 	/* The issued value served until now goes once the new one is. */
 	if (published >= 0 && strcmp(res.revoke_id, src->issued_id) != 0) {
 		if (src->issued_id[0])
 			source_revoke_issued(set, src, now, "replaced");
-		snprintf(src->issued_id, sizeof src->issued_id, "%s", res.revoke_id);
+		source_text_set(&src->issued_id, res.revoke_id);
 	}
 	if (had_lease && strcmp(res.lease_id, src->lease_id) != 0) {
 		stats_inc(src->stats, SRC_REPLACEMENTS);
@@ -628,7 +734,7 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	}
 	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
 	if (res.lease_id[0]) {
-		snprintf(src->lease_id, sizeof src->lease_id, "%s", res.lease_id);
+		source_text_set(&src->lease_id, res.lease_id);
 		src->renewable = res.renewable;
 		src->lease_ms = res.lease_ms;
 		src->auth_gen = res.auth_generation;
@@ -640,10 +746,10 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 		          src->lease_id, (unsigned long long)res.lease_ms,
 		          src->step == STEP_RENEW ? "renewable" : "to be replaced");
 	} else if (res.issued) {
-		src->lease_id[0] = '\0';
+		source_text_set(&src->lease_id, "");
 		source_schedule_issued(src, now, res.valid_ms);
 	} else {
-		src->lease_id[0] = '\0';
+		source_text_set(&src->lease_id, "");
 		source_schedule_static(
 		    src, now,
 		    src->ready ? src->refresh_ms
@@ -669,7 +775,7 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 static void source_probe(struct source_set *set, struct source *src, uint64_t now)
 {
 	struct backend_error err = {0};
-	char version[sizeof src->version];
+	char version[BACKEND_VERSION_MAX];
 	int rc;
 
 	stats_inc(src->stats, SRC_PROBES);
@@ -703,7 +809,7 @@ static void source_renew(struct source_set *set, struct source *src, uint64_t no
 		    LOG_LVL_WARN, SOURCE_FIELDS(src, "lease.unrenewable"),
 		    "source %s: lease %s can no longer be renewed (%s); replacing it",
 		    src->label, src->lease_id, err.msg);
-		src->lease_id[0] = '\0';
+		source_text_set(&src->lease_id, "");
 		source_fetch(set, src, now);
 		return;
 	}
@@ -797,7 +903,7 @@ void source_set_revoke_leases(struct source_set *set)
 		    !src->be->ops->revoke)
 			continue;
 		source_revoke_lease(set, src, 0, true);
-		src->lease_id[0] = '\0';
+		source_text_set(&src->lease_id, "");
 	}
 }
 
@@ -846,6 +952,7 @@ void source_set_free(struct source_set *set)
 	for (size_t i = 0; i < set->n; i++)
 		source_free(set->v[i]);
 	free(set->v);
+	free(set->by_identity);
 	pthread_cond_destroy(&set->ready_cond);
 	pthread_mutex_destroy(&set->lock);
 	free(set);

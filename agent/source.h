@@ -51,10 +51,10 @@ enum {
  * by the source, the files themselves by the publisher (publish.h).
  */
 struct source {
-	char *label; /* "backend:path" for logs */
+	char *label; /* "backend:path" for logs, in the source's block */
 	struct backend *be;
 	struct source_key key;
-	char *identity; /* backend + path + options, for sharing */
+	uint64_t identity_hash; /* of backend + path + options, for sharing */
 	struct sched_file **files;
 	size_t nfiles;
 	uint64_t refresh_ms;
@@ -64,14 +64,17 @@ struct source {
 
 	enum source_step step;
 	uint64_t due;
-	unsigned attempt;  /* consecutive failures */
-	bool ready;        /* read successfully at least once */
-	bool settled;      /* ready, or failed in a way retrying will not cure */
-	char problem[320]; /* why the last attempt failed (no secret values) */
-	char version[BACKEND_VERSION_MAX];
+	unsigned attempt; /* consecutive failures */
+	bool ready;       /* read successfully at least once */
+	bool settled;     /* ready, or failed in a way retrying will not cure */
+	/* Heap strings, "" (never NULL) when unset, set with source_text_set
+	 * (as issued_id): with 10 000 sources, fixed buffers cost 700 bytes
+	 * each. */
+	const char *problem; /* why the last attempt failed (no secret values) */
+	const char *version;
 
 	/* The current lease, if the value is leased. */
-	char lease_id[BACKEND_LEASE_ID_MAX];
+	const char *lease_id;
 	bool renewable;
 	uint64_t lease_ms;      /* as first granted */
 	uint64_t lease_expires; /* monotonic ms */
@@ -80,7 +83,7 @@ struct source {
 	uint64_t deadline;      /* when that login's leases die; UINT64_MAX unknown */
 	/* The issued value served (revoke_on_replace): revoked after the grace
 	 * period once a new one replaces it (fetch_result.revoke_id). */
-	char issued_id[BACKEND_LEASE_ID_MAX];
+	const char *issued_id;
 
 	/* The last value read, sealed (publish_source keeps it), so a reload
 	 * renders new or changed files without reading the source again. */

@@ -8,10 +8,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "secretfs/error.h"
+#include "secretfs/hash.h"
 #include "secretfs/stats.h"
 
 #define STATS_MAX_FAMILIES 64 /* distinct families stats_each groups */
@@ -19,14 +21,28 @@
 struct stats_set {
 	const struct stats_family *fam;
 	struct stats_set *next;
-	char *value;         /* label value; NULL without a label */
-	size_t *off;         /* fam->nfields + 1 slot offsets, in this block */
-	_Atomic int64_t v[]; /* off[fam->nfields] slots */
+	const size_t *off; /* fam->nfields + 1 slot offsets, shared by the family */
+	/* off[fam->nfields] slots, then the label value if any (set_value) */
+	_Atomic int64_t v[];
+};
+
+/* The slot offsets of one family, computed once: with 10 000 files a copy
+ * in every set cost a megabyte. */
+struct stats_layout {
+	const struct stats_family *fam;
+	struct stats_layout *next;
+	size_t off[]; /* fam->nfields + 1 */
 };
 
 struct stats {
 	pthread_mutex_t lock;
 	struct stats_set *head, **tail;
+	struct stats_layout *layouts;
+	/* Open addressing, (family, label value) -> set (NULL: empty), at
+	 * most 3/4 full: registering 10 000 sources and files searched the
+	 * list before (quadratic). */
+	struct stats_set **index;
+	size_t index_mask, nsets; /* index size - 1, a power of two */
 };
 
 /* How many values a dim lists. */
@@ -88,72 +104,150 @@ void stats_free(struct stats *st)
 	while (st->head) {
 		struct stats_set *s = st->head;
 		st->head = s->next;
-		free(s->value);
 		free(s);
 	}
+	while (st->layouts) {
+		struct stats_layout *l = st->layouts;
+		st->layouts = l->next;
+		free(l);
+	}
+	free(st->index);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
+}
+
+/* The label value of s, in its block after v; NULL without a label. */
+static const char *set_value(const struct stats_set *s)
+{
+	return s->fam->label ? (const char *)(const void *)&s->v[s->off[s->fam->nfields]]
+	                     : NULL;
+}
+
+/* The index slot of fam and label value: FNV-1a of both. */
+static size_t index_hash(const struct stats *st, const struct stats_family *fam,
+                         const char *value)
+{
+	uintptr_t f = (uintptr_t)fam;
+	const char *v = fam->label && value ? value : "";
+	uint64_t h = sfs_fnv1a(sfs_fnv1a(SFS_FNV_BASIS, &f, sizeof f), v, strlen(v));
+
+	return (size_t)(h ^ h >> 29) & st->index_mask;
+}
+
+/* Puts s into the index, which has room. Lock held. */
+static void index_put(struct stats *st, struct stats_set *s)
+{
+	size_t i = index_hash(st, s->fam, set_value(s));
+
+	while (st->index[i])
+		i = (i + 1) & st->index_mask;
+	st->index[i] = s;
+}
+
+/* Makes the index bigger when one more set would fill it past 3/4.
+ * Returns 0 or SFS_ENOMEM (the index is kept). Lock held. */
+static int index_fit(struct stats *st)
+{
+	size_t size = st->index ? st->index_mask + 1 : 0, want = 64;
+	struct stats_set **old = st->index;
+
+	if (st->nsets + 1 <= size / 4 * 3)
+		return 0;
+	while (st->nsets + 1 > want / 4 * 3)
+		want <<= 1;
+	st->index = calloc(want, sizeof *st->index);
+	if (!st->index) {
+		st->index = old;
+		return SFS_ENOMEM;
+	}
+	st->index_mask = want - 1;
+	for (struct stats_set *s = st->head; s; s = s->next)
+		index_put(st, s);
+	free(old);
+	return 0;
 }
 
 /* The set of fam for label value already registered, or NULL. Lock held. */
 static struct stats_set *set_find(struct stats *st, const struct stats_family *fam,
                                   const char *value)
 {
-	for (struct stats_set *s = st->head; s; s = s->next)
+	if (!st->index)
+		return NULL;
+	for (size_t i = index_hash(st, fam, value); st->index[i];
+	     i = (i + 1) & st->index_mask) {
+		struct stats_set *s = st->index[i];
+
 		if (s->fam == fam &&
-		    (!fam->label || strcmp(s->value, value ? value : "") == 0))
+		    (!fam->label || strcmp(set_value(s), value ? value : "") == 0))
 			return s;
+	}
 	return NULL;
+}
+
+/* The layout of fam, made on first use, or NULL when out of memory or a
+ * field's table is malformed. Lock held. */
+static const struct stats_layout *layout_of(struct stats *st,
+                                            const struct stats_family *fam)
+{
+	struct stats_layout *l;
+	size_t slots = 0;
+
+	for (l = st->layouts; l; l = l->next)
+		if (l->fam == fam)
+			return l;
+	for (size_t i = 0; i < fam->nfields; i++)
+		if (!field_ok(&fam->fields[i]))
+			return NULL;
+	l = malloc(sizeof *l + (fam->nfields + 1) * sizeof l->off[0]);
+	if (!l)
+		return NULL;
+	l->fam = fam;
+	for (size_t i = 0; i < fam->nfields; i++) {
+		l->off[i] = slots;
+		slots += field_cells(&fam->fields[i]) * cell_slots(&fam->fields[i]);
+	}
+	l->off[fam->nfields] = slots;
+	l->next = st->layouts;
+	st->layouts = l;
+	return l;
 }
 
 struct stats_set *stats_register(struct stats *st, const struct stats_family *fam,
                                  const char *value)
 {
-	struct stats_set *s, *had;
-	size_t slots = 0;
+	const struct stats_layout *l;
+	struct stats_set *s;
+	size_t slots, vlen = 0;
 
 	if (!st)
 		return NULL;
+	if (fam->label)
+		vlen = strlen(value ? value : "") + 1;
 	pthread_mutex_lock(&st->lock);
-	had = set_find(st, fam, value);
-	pthread_mutex_unlock(&st->lock);
-	if (had)
-		return had;
-	for (size_t i = 0; i < fam->nfields; i++) {
-		if (!field_ok(&fam->fields[i]))
-			return NULL;
-		slots += field_cells(&fam->fields[i]) * cell_slots(&fam->fields[i]);
-	}
-	s = calloc(1, sizeof *s + slots * sizeof s->v[0] +
-	                  (fam->nfields + 1) * sizeof s->off[0]);
+	s = set_find(st, fam, value);
+	if (s)
+		goto out;
+	l = layout_of(st, fam);
+	if (!l || index_fit(st) < 0)
+		goto out;
+	slots = l->off[fam->nfields];
+	s = calloc(1, sizeof *s + slots * sizeof s->v[0] + vlen);
 	if (!s)
-		return NULL;
+		goto out;
 	s->fam = fam;
-	s->off = (size_t *)(void *)&s->v[slots];
-	if (fam->label && !(s->value = strdup(value ? value : ""))) {
-		free(s);
-		return NULL;
+	s->off = l->off;
+	if (fam->label) {
+		memcpy((char *)(void *)&s->v[slots], value ? value : "", vlen);
 	}
-	slots = 0;
-	for (size_t i = 0; i < fam->nfields; i++) {
-		s->off[i] = slots;
-		slots += field_cells(&fam->fields[i]) * cell_slots(&fam->fields[i]);
-	}
-	s->off[fam->nfields] = slots;
 	for (size_t i = 0; i < slots; i++)
 		atomic_init(&s->v[i], 0);
-	pthread_mutex_lock(&st->lock);
-	had = set_find(st, fam, value);
-	if (!had) {
-		*st->tail = s;
-		st->tail = &s->next;
-	}
+	*st->tail = s;
+	st->tail = &s->next;
+	st->nsets++;
+	index_put(st, s);
+out:
 	pthread_mutex_unlock(&st->lock);
-	if (had) {
-		free(s->value);
-		free(s);
-	}
-	return had ? had : s;
+	return s;
 }
 
 /* The first slot of cell of field i, or NULL when out of range or not of
@@ -275,7 +369,7 @@ static void each_cell(const struct stats_set *s, size_t i, stats_fn fn, void *ar
 	const struct stats_field *f = &s->fam->fields[i];
 	size_t ndims = field_ndims(f), cells = field_cells(f);
 	struct stats_sample smp = {
-	    .field = f, .label = s->fam->label, .value = s->value, .ndims = ndims};
+	    .field = f, .label = s->fam->label, .value = set_value(s), .ndims = ndims};
 	int64_t buckets[STATS_MAX_BOUNDS];
 
 	for (size_t c = 0; c < cells; c++) {

@@ -21,15 +21,27 @@
  * handle has it) and audits; the content is unsealed into the handle's
  * snapshot only at the first READ, which comes only when the kernel's page
  * cache misses (keep_cache: an unchanged file is read once, then served by
- * the kernel). So a warm open+read+close costs one round trip, OPEN, and
- * the RELEASE that follows is answered by another thread of the
- * multi-threaded session loop, off the opener's path. The stack is wiped
- * after an unseal, the only place plaintext touches it.
+ * the kernel). So a warm open+read+close costs two requests, OPEN and the
+ * RELEASE that close sends without waiting for its answer; one thread
+ * serves them (fusefs_run). The stack is wiped after an unseal, the only
+ * place plaintext touches it.
+ *
+ * With fast_open (no audit, so default_permissions: the kernel checks
+ * modes, as it does in the default mode without an audit) the first OPEN
+ * is answered ENOSYS, after which the kernel opens files without asking
+ * (FUSE_CAP_NO_OPEN_SUPPORT): READs come without a handle and are served by inode
+ * (read_inode). The kernel holds a lookup of the inode while a file has it open, and a
+ * superseded inode lives until forgotten, so an old handle keeps its
+ * version after a rotation and after its pages are evicted, while the
+ * invalidated name leads new opens to the new inode.
  *
  * Directories are opened with cache_readdir and keep_cache: the kernel
  * keeps their listing until a publish changes what it would say (a file
  * appears, disappears, or gets a new inode), and then the directory's
- * inode is invalidated.
+ * inode is invalidated. Without an audit nothing is checked or counted at
+ * OPENDIR, so the first is answered ENOSYS (FUSE_CAP_NO_OPENDIR_SUPPORT)
+ * and the kernel opens directories itself, with the same caching
+ * (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR is its default then).
  *
  * Requests run in several threads at once. One mutex guards what changes
  * after mounting: the inode table, each file's current inode, the inodes'
@@ -81,12 +93,13 @@
 /* At exit, after the helper's lazy unmount: how long the connection's end
  * is waited for (fusefs_release_session). */
 #define FUSE_DETACH_WAIT_MS 500
+/* Room for a file's full name (config names are at most 1024 bytes). */
+#define FS_PATH_MAX 4096
 
 struct fs_inode;
 
 struct fs_node {
-	char *name; /* last path segment */
-	char *path; /* full name inside the mount (files) */
+	char *name; /* last path segment; the full name is made by node_path */
 	struct fs_node *parent;
 	bool is_dir;
 	struct fs_node **children; /* directories */
@@ -105,12 +118,14 @@ struct fs_node {
 	size_t nlive;             /* dirs: declared files below; none: hidden */
 };
 
+/* Opens of replaced versions remembered at once (fs_fuse.stale). */
+#define FS_STALE_SLOTS 8
+
 struct fs_inode {
 	fuse_ino_t ino;
 	struct fs_node *node;
 	uint64_t version;
 	struct store_blob *blob; /* files; NULL for directories */
-	size_t size;
 	struct timespec mtime;
 	uint64_t nlookup;
 	unsigned nopen;
@@ -147,8 +162,18 @@ struct fs_fuse {
 	uint64_t refused_logged_ms;
 	struct fuse_session *se;
 	bool mounted;
-	bool detached;              /* unmounted by opt.priv->detach */
+	bool detached; /* unmounted by opt.priv->detach */
+	/* OPEN (fast_open), OPENDIR (no audit) answered ENOSYS where the
+	 * kernel can (set in init, before any other request). */
+	bool no_open, no_opendir;
 	struct stats_set *requests; /* fuse_metrics_register; NULL-safe */
+	/* The last opens answered ESTALE (stale_open), so the kernel's one
+	 * retry of the same open is told apart. */
+	struct {
+		fuse_ino_t ino;
+		pid_t pid;
+	} stale[FS_STALE_SLOTS];
+	unsigned stale_next;
 };
 
 /* ---- inode table ---------------------------------------------------- */
@@ -354,8 +379,27 @@ static void node_free(struct fs_fuse *fs, struct fs_node *n)
 		node_free(fs, n->children[i]);
 	free(n->children);
 	free(n->name);
-	free(n->path);
 	free(n);
+}
+
+/* The node's full name inside the mount, into buf (FS_PATH_MAX bytes; the
+ * names are bounded by the config far below that). Not kept per node: with
+ * 10 000 files the copies cost 300 KiB. */
+static const char *node_path(const struct fs_node *n, char *buf)
+{
+	size_t len = strlen(n->name), at;
+
+	if (!n->parent || !n->parent->parent) {
+		snprintf(buf, FS_PATH_MAX, "%s", n->name);
+		return buf;
+	}
+	node_path(n->parent, buf);
+	at = strlen(buf);
+	if (at + 1 + len < FS_PATH_MAX) {
+		buf[at] = '/';
+		memcpy(buf + at + 1, n->name, len + 1);
+	}
+	return buf;
 }
 
 static void fusefs_free(struct fs *base);
@@ -496,7 +540,7 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
 		return SFS_ENOMEM;
 	fs->files = grown;
 	n = node_new(fs, dir, seg, strlen(seg), false);
-	if (!n || !(n->path = strdup(name)))
+	if (!n)
 		return SFS_ENOMEM;
 	n->mode = mode;
 	n->uid = uid;
@@ -571,7 +615,6 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 		if (fresh[i]) {
 			fresh[i]->blob = updates[i].blob;
 			fresh[i]->version = updates[i].version;
-			fresh[i]->size = store_blob_len(updates[i].blob);
 			updates[i].blob = NULL;
 		}
 		node->current = fresh[i];
@@ -592,11 +635,12 @@ static int fusefs_publish(struct fs *base, struct fs_update *updates, size_t n)
 	if (mounted) {
 		for (size_t i = 0; i < n; i++) {
 			struct fs_node *node = nodes[i];
+			char path[FS_PATH_MAX];
 			int r = fuse_lowlevel_notify_inval_entry(
 			    fs->se, node->parent->current->ino, node->name,
 			    strlen(node->name));
 			if (r < 0 && r != -ENOENT)
-				log_debug("invalidating %s: %s", node->path,
+				log_debug("invalidating %s: %s", node_path(node, path),
 				          strerror(-r));
 		}
 		/* Drops the cached listing (cache_readdir) and attributes. */
@@ -661,10 +705,11 @@ static int fusefs_set_file_attrs(struct fs *base, size_t id, mode_t mode, uid_t 
 	pthread_mutex_unlock(&fs->lock);
 	/* The kernel checks permissions against the attributes it cached. */
 	if (mounted && ino) {
+		char path[FS_PATH_MAX];
 		int r = fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 		if (r < 0 && r != -ENOENT)
 			log_debug("invalidating the attributes of %s: %s",
-			          fs->files[id]->path, strerror(-r));
+			          node_path(fs->files[id], path), strerror(-r));
 	}
 	return 0;
 }
@@ -686,10 +731,12 @@ static void fill_stat(const struct fs_inode *in, struct stat *st)
 		st->st_mode = S_IFDIR | n->mode;
 		st->st_nlink = 2;
 	} else {
+		size_t size = store_blob_len(in->blob);
+
 		st->st_mode = S_IFREG | n->mode;
 		st->st_nlink = 1;
-		st->st_size = (off_t)in->size;
-		st->st_blocks = (blkcnt_t)((in->size + 511) / 512);
+		st->st_size = (off_t)size;
+		st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	}
 	st->st_blksize = 4096;
 }
@@ -858,6 +905,31 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /*
+ * An OPEN of a version a publish has replaced comes from a name the kernel
+ * still maps to it (its entry invalidation was not there yet when the path
+ * was walked). The first such open of ino by pid is answered ESTALE: the
+ * kernel then walks the path again, revalidating each name (LOOKUP_REVAL),
+ * finds the current inode and opens that, with its own attributes, so
+ * fstat agrees with what is read. Its retry, if it lands on ino again (a
+ * reopen through /proc/<pid>/fd of an O_PATH descriptor), is served the
+ * current content instead (redirected). Returns whether to answer ESTALE.
+ * Called under fs->lock.
+ */
+static bool stale_open(struct fs_fuse *fs, fuse_ino_t ino, pid_t pid)
+{
+	for (unsigned i = 0; i < FS_STALE_SLOTS; i++) {
+		if (fs->stale[i].ino == ino && fs->stale[i].pid == pid) {
+			fs->stale[i].ino = 0; /* the retry */
+			return false;
+		}
+	}
+	fs->stale[fs->stale_next].ino = ino;
+	fs->stale[fs->stale_next].pid = pid;
+	fs->stale_next = (fs->stale_next + 1) % FS_STALE_SLOTS;
+	return true;
+}
+
+/*
  * Pins the file's inode in a new handle and audits the open; the content
  * stays sealed until the first READ (handle_unseal). Nothing secret is
  * touched here, so nothing is wiped.
@@ -878,6 +950,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	/* fast_open: the kernel takes this as "open without asking from now
+	 * on"; this open and every later one read by inode (read_inode). */
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	h = calloc(1, sizeof *h);
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
@@ -895,13 +973,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * A name the kernel still maps to a replaced version (its entry
 		 * invalidation may not have arrived yet) opens the current one:
 		 * once a publish is done every open sees it, so the files of one
-		 * source agree. Served without the old inode's page cache.
+		 * source agree. Through a fresh lookup (stale_open), or served
+		 * without the old inode's page cache where that lands here again.
 		 */
-		redirected = in->superseded && file->current && file->current->blob;
+		if (in->superseded && file->current && file->current->blob) {
+			if (stale_open(fs, ino, c.pid))
+				err = ESTALE;
+			else
+				redirected = true;
+		}
 		if (redirected)
 			in = file->current;
 		version = in->version;
-		if (fs->opt.max_handles && fs->nhandles >= fs->opt.max_handles) {
+		if (err) {
+			/* ESTALE: the kernel looks the name up again and reopens */
+		} else if (fs->opt.max_handles && fs->nhandles >= fs->opt.max_handles) {
 			err = ENFILE;
 			refused = ++fs->handles_refused;
 			if (refused == 1 ||
@@ -915,10 +1001,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (refused)
+	if (refused) {
+		char path[FS_PATH_MAX];
+
 		log_warn("open of %s refused (ENFILE): %zu handles open, the bound "
 		         "limits.max_open_handles; %llu refused so far",
-		         file->path, fs->opt.max_handles, (unsigned long long)refused);
+		         node_path(file, path), fs->opt.max_handles,
+		         (unsigned long long)refused);
+	}
 	/* Pinned: the check (which may read /proc) runs without the lock. */
 	if (file && !err && (err = caller_may(fs, &c, file, PERM_READ))) {
 		pthread_mutex_lock(&fs->lock);
@@ -926,7 +1016,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&fs->lock);
 		h = NULL;
 	}
-	if (file)
+	if (file && err != ESTALE)
 		count_open(fs, &c, file, version, err);
 	if (err) {
 		if (h)
@@ -949,6 +1039,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
+/* Unseals a pinned inode's content into secmem (*data, *len). Returns 0
+ * or an errno; the caller wipes the stack. */
+static int inode_unseal(struct fs_fuse *fs, const struct fs_inode *in,
+                        unsigned char **data, size_t *len)
+{
+	char path[FS_PATH_MAX];
+	int rc = store_unseal(fs->store, in->blob, node_path(in->node, path), in->version,
+	                      data, len);
+
+	if (rc == 0)
+		return 0;
+	log_error("file %s: cannot open sealed content: %s", path, sfs_strerror(rc));
+	return rc == SFS_ENOMEM ? ENOMEM : EIO;
+}
+
 /*
  * Unseals the handle's snapshot unless an earlier READ did (READs of one
  * handle may run at once). The pinned inode's blob never changes, so
@@ -956,27 +1061,63 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  */
 static int handle_unseal(struct fs_fuse *fs, struct fs_handle *h)
 {
-	struct fs_inode *in = h->inode;
-	int rc = 0, err = 0;
+	int err = 0;
 	bool unsealed_now = false;
 
 	pthread_mutex_lock(&h->lock);
 	if (!h->unsealed) {
-		rc = store_unseal(fs->store, in->blob, in->node->path, in->version,
-		                  &h->data, &h->len);
-		h->unsealed = rc == 0;
+		err = inode_unseal(fs, h->inode, &h->data, &h->len);
+		h->unsealed = err == 0;
 		unsealed_now = true;
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (rc < 0) {
-		log_error("file %s: cannot open sealed content: %s", in->node->path,
-		          sfs_strerror(rc));
-		err = rc == SFS_ENOMEM ? ENOMEM : EIO;
-	}
 	/* Decryption left the tail of the content in stack frames. */
 	if (unsealed_now)
 		secmem_wipe_stack();
 	return err;
+}
+
+/*
+ * A READ without a handle (fast_open): the version is the inode's, which
+ * the kernel keeps (nlookup) while any file has it open, however many
+ * rotations follow; it is pinned here only while the content is unsealed
+ * and sent. READs come only when the page cache misses.
+ */
+static void read_inode(struct fs_fuse *fs, fuse_req_t req, fuse_ino_t ino, size_t size,
+                       off_t off)
+{
+	struct fs_inode *in;
+	unsigned char *data = NULL;
+	size_t len = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	in = inode_find(fs, ino);
+	if (!in)
+		err = ENOENT;
+	else if (!in->blob)
+		err = EISDIR;
+	else
+		in->nopen++;
+	pthread_mutex_unlock(&fs->lock);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	err = inode_unseal(fs, in, &data, &len);
+	secmem_wipe_stack();
+	if (err)
+		fuse_reply_err(req, err);
+	else if (off < 0 || (size_t)off >= len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, (const char *)data + off,
+		               size < len - (size_t)off ? size : len - (size_t)off);
+	secmem_free(data);
+	pthread_mutex_lock(&fs->lock);
+	in->nopen--;
+	inode_maybe_free(fs, in);
+	pthread_mutex_unlock(&fs->lock);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -984,9 +1125,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
-	size_t len = h->inode->size; /* immutable, as the blob */
+	size_t len;
 	int err;
 
+	if (!h) {
+		read_inode(fs, req, ino, size, off);
+		return;
+	}
+	len = store_blob_len(h->inode->blob); /* immutable */
 	if (off < 0 || (size_t)off >= len) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
@@ -1007,9 +1153,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_fuse *fs = fuse_req_userdata(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
-	pthread_mutex_lock(&fs->lock);
-	handle_release(fs, h);
-	pthread_mutex_unlock(&fs->lock);
+	/* No handle: the open the kernel made without asking (fast_open). */
+	if (h) {
+		pthread_mutex_lock(&fs->lock);
+		handle_release(fs, h);
+		pthread_mutex_unlock(&fs->lock);
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -1021,6 +1170,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct caller c;
 	int err = 0;
 
+	/* From now on the kernel opens directories itself. */
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	caller_init(&c, req);
 	pthread_mutex_lock(&fs->lock);
 	in = inode_find(fs, ino);
@@ -1137,8 +1291,21 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct fs_fuse *fs = userdata;
+
 	/* Nothing here is ever written: no writeback cache, no locks. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* The audit checks the caller's search and read rights at OPENDIR. */
+	fs->no_opendir =
+	    !fs->opt.audit && (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+	if (!fs->opt.fast_open)
+		return;
+	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
+		fs->no_open = true;
+	else
+		log_warn("mount.fast_open: this kernel cannot open files without asking "
+		         "the daemon (no FUSE_CAP_NO_OPEN_SUPPORT): opens go through "
+		         "secretfs as in the default mode");
 }
 
 /*
@@ -1238,11 +1405,15 @@ static int fusefs_run(struct fs *base)
 	int rc;
 
 	/*
-	 * One thread. The handlers are thread-safe, but measured on 2 vCPUs a
-	 * multi-threaded loop (clone_fd, 4 idle workers) doubled the latency of
-	 * open+read+close and did not raise throughput with 8 readers: each
-	 * request woke another thread, while one thread finds the next OPEN
-	 * already queued behind a RELEASE (bench/reads.py).
+	 * One thread. The handlers are thread-safe, but measured on 2 vCPUs
+	 * (bench/reads.py, 3 rounds, default mode, median) a multi-threaded
+	 * loop costs more than it gives: open+read+close 17 µs here against
+	 * 35 µs (clone_fd, 2 threads), 42 µs (clone_fd, 4 idle), 102-128 µs (1
+	 * idle: threads made and ended per request), and 8 readers got 56-70k
+	 * opens/s here against 75-81k at best there, within the noise of a
+	 * shared VM. Each request wakes another thread, while one thread finds
+	 * the next OPEN already queued behind a RELEASE. fast_open takes the
+	 * daemon off the path instead.
 	 */
 	rc = fuse_session_loop(fs->se);
 	if (rc < 0)
@@ -1294,7 +1465,7 @@ static int fusefs_check_ready(struct fs *base, const char *path, fs_report_fn re
                               void *arg)
 {
 	struct fs_fuse *fs = (struct fs_fuse *)base;
-	char full[4096];
+	char full[4096], name_buf[FS_PATH_MAX];
 	struct stat st;
 	int problems = 0;
 
@@ -1309,7 +1480,7 @@ static int fusefs_check_ready(struct fs *base, const char *path, fs_report_fn re
 		return 1;
 	}
 	for (size_t i = 0; i < fs->nfiles; i++) {
-		const char *name = fs->files[i]->path;
+		const char *name = node_path(fs->files[i], name_buf);
 
 		if (snprintf(full, sizeof full, "%s/%s", path, name) >=
 		    (int)sizeof full) {

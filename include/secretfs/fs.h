@@ -65,6 +65,11 @@ struct fs_options {
 	/* FUSE only: handles open at once (limits.max_open_handles); an open
 	 * past it fails with ENFILE, logged and counted. 0: unbounded. */
 	size_t max_handles;
+	/* FUSE only (mount.fast_open): where the kernel can, it opens files
+	 * without asking the daemon (FUSE_CAP_NO_OPEN_SUPPORT) and content is
+	 * read by inode. No per-open snapshot, count or audit (audit must be
+	 * NULL), no max_handles. */
+	bool fast_open;
 };
 
 /* Creates an empty tree (only the root) served by opt->output. st is

@@ -86,6 +86,14 @@ def sandbox(request):
         assert not errors, f"cleanup problems: {errors}"
 
 
+@pytest.fixture(params=["default", "fast_open"])
+def open_mode(request):
+    """Both ways files are opened, the default and mount.fast_open: a test
+    module whose sandbox fixture takes it (helpers.harness.in_open_mode)
+    runs each of its tests in both."""
+    return request.param
+
+
 @pytest.fixture
 def workdir(request):
     """A Sandbox for tests that only run the program (no mount)."""

@@ -53,7 +53,7 @@ HOSTILE_CONFIGS = {
                               r"line 1, column \d+"),
     "raw NUL byte": (_cfg_text('{"a": {"backend": "l", "path": "x"}}\x00{}'),
                      r"line 1, column \d+"),
-    "huge file": (" " * (64 << 20) + "{}", r"larger than 4 MiB"),
+    "huge file": (" " * (64 << 20) + "{}", r"larger than 16 MiB"),
     "duration beyond ten years": (_cfg_text(
         '{"a": {"backend": "l", "path": "x", "refresh": "99999999999h"}}'),
         r"secrets\.a\.refresh: .*too large \(the limit is 10 years\)"),

@@ -12,7 +12,6 @@ import base64
 import http.client
 import json
 import re
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -20,8 +19,8 @@ import urllib.request
 import pytest
 
 from helpers.aws import backend, sm, start, static_keys
-from helpers.harness import (SANITIZE, SLOW, TIMEOUT, assert_no_plaintext, rand_token,
-                             wait_until)
+from helpers.harness import (SANITIZE, SLOW, TIMEOUT, assert_no_plaintext, free_port,
+                             rand_token, wait_until)
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 
@@ -29,12 +28,6 @@ TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 @pytest.fixture
 def aws(fake_aws):
     return fake_aws
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_api(sandbox, aws, secrets, token, api=None, token_var="AWS_TOKEN", top=None):

@@ -1,4 +1,4 @@
-"""Smoke run of bench/fleet in quick mode: correctness only, no timing asserts."""
+"""Smoke runs of the benchmarks in quick mode: correctness only, no timing asserts."""
 import json
 import os
 import subprocess
@@ -43,3 +43,22 @@ def test_soak_quick_reads_only_whole_versions_and_survives_kill_9(tmp_path):
     assert sum(res["kill_reader_errors"].values()) == 8, res
     assert res["restart_recovered"], res
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the reads bench mounts FUSE as root")
+def test_reads_quick_counts_requests_per_open_in_both_open_modes():
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "reads.py"), "--quick", BIN],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, r.stdout
+    res = json.loads(line[-1][len("RESULT "):])
+    # Default: one OPEN and one RELEASE per open+read+close, reads cached.
+    assert res["requests_per_open"]["default"] == {"open": 1.0, "release": 1.0}, res
+    # fast_open: the daemon is not asked at all.
+    assert res["requests_per_open"]["fast_open"] == {}, res
+    # Listings are cached and directories opened by the kernel (no audit).
+    assert res["requests_per_listing"] == {"default": {}, "fast_open": {}}, res
+    for fs in ("tmpfs", "default", "fast_open"):
+        assert res["latency_us"][fs]["min"] > 0, res
+        assert res["throughput"][f"{fs}/same/8"]["min"] > 0, res

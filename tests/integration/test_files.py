@@ -1,13 +1,19 @@
-"""The files in the mount: content, size, modes, owners, layout, read-only."""
+"""The files in the mount: content, size, modes, owners, layout, read-only;
+in both open modes, the default and mount.fast_open."""
 
 import os
 import stat
 
 import pytest
 
-from helpers.harness import NOBODY, errno_of, rand_token, wait_until
+from helpers.harness import NOBODY, errno_of, in_open_mode, rand_token, wait_until
 
 pytestmark = pytest.mark.fuse
+
+
+@pytest.fixture
+def sandbox(sandbox, open_mode):
+    return in_open_mode(sandbox, open_mode)
 
 
 def local(path, **kw):

@@ -18,7 +18,7 @@ MiB = 1024 * 1024
 RENDER_MAX = 1 * MiB          # RENDER_MAX_LEN: one file's content
 FILE_BACKEND_MAX = 16 * MiB   # the file backend's secrets file
 HTTP_MAX = 4 * MiB            # a Vault answer
-CONFIG_MAX = 4 * MiB          # the config file
+CONFIG_MAX = 16 * MiB         # the config file
 DEFAULT_MAX_OPEN_HANDLES = 12288
 
 
@@ -75,7 +75,7 @@ def test_bad_limits_are_refused_with_their_key_path(workdir, limits, message):
         assert "max_handles" in out, out
 
 
-def test_config_file_larger_than_4_mib_is_refused_naming_the_bound(workdir):
+def test_config_file_larger_than_16_mib_is_refused_naming_the_bound(workdir):
     workdir.write_data({"x": "v"})
     cfg = workdir.config(small_secrets(1))
     text = json.dumps(cfg)
@@ -86,7 +86,7 @@ def test_config_file_larger_than_4_mib_is_refused_naming_the_bound(workdir):
     assert rc == 0, out                           # exactly at the bound: read whole
     rc, out = check(workdir, padded(CONFIG_MAX + 1))
     assert rc != 0
-    assert "cannot read: the file is larger than 4 MiB" in out, out
+    assert "cannot read: the file is larger than 16 MiB" in out, out
 
 
 # ---------------------------------------------------------------- secret size

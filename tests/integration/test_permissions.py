@@ -1,13 +1,20 @@
-"""Access by other users: allow_other with default_permissions enforcing modes."""
+"""Access by other users: allow_other with default_permissions enforcing modes,
+in both open modes (with fast_open the kernel opens without asking secretfs:
+the modes must hold all the same)."""
 
 import json
 import subprocess
 
 import pytest
 
-from helpers.harness import HELPERS_DIR, NOBODY, PYTHON, TIMEOUT
+from helpers.harness import HELPERS_DIR, NOBODY, PYTHON, TIMEOUT, in_open_mode
 
 pytestmark = pytest.mark.fuse
+
+
+@pytest.fixture
+def sandbox(sandbox, open_mode):
+    return in_open_mode(sandbox, open_mode)
 
 SECRETS = {
     "nobody-token": {"backend": "local", "path": "t", "uid": NOBODY, "gid": NOBODY, "mode": "0400"},

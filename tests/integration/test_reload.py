@@ -15,26 +15,19 @@ import json
 import os
 import re
 import signal
-import socket
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
-from helpers.harness import (SLOW, TIMEOUT, assert_no_plaintext, errno_of, parse_env_file, rand_token, sample,
-                             wait_until)
+from helpers.harness import (SLOW, TIMEOUT, assert_no_plaintext, errno_of, free_port, metric,
+                             parse_env_file, rand_token, wait_until)
 from helpers.vault import approle_auth, backend, clean_env, leases_of, login_requests, reqs
 
 pytestmark = pytest.mark.fuse
 
 APPLIED = r"reload: applied"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_atomic(path, cfg):
@@ -61,13 +54,6 @@ def reload_with(d, cfg, sighup=True):
     if sighup:
         d.send(signal.SIGHUP)
     wait_until(lambda: applied_count(d) > before, what="the reload applied")
-
-
-def metric(listen, name, **labels):
-    """The value of name{labels} on /metrics; 0 when absent (a labelled
-    counter appears at its first count)."""
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=TIMEOUT) as r:
-        return sample(r.read().decode(), name, **labels) or 0
 
 
 class Readers:
@@ -500,3 +486,47 @@ def test_the_aws_api_allow_list_and_listener_are_refused_live_the_rest_applies(s
     d.wait_log(r"aws_api: cannot change live")
     assert failed_count(d) >= before + 2
     assert api_get("app/db") == 200 and d.read("db") == value
+
+
+def test_thousands_of_files_added_and_removed_keep_every_file_right(sandbox):
+    """2000 -> 1000 -> 3000 files: sources are found by an identity hash,
+    filled again when a reload ends sources and grown when it adds them. A
+    file moved to the source another file leaves is served from its kept
+    value; every file served reads its own secret."""
+    data = {f"k{i}": rand_token(16) for i in range(3000)}
+    log = {"level": "info", "format": "text"}
+
+    def check(files, gone):
+        for name, key in files.items():
+            assert d.read(name) == data[key], name
+        for name in gone:
+            assert errno_of(lambda: open(d.path(name))) == "ENOENT", name
+        listed = {f"{top}/{n}" for top in {n.split("/")[0] for n in files}
+                  for n in os.listdir(d.path(top))}
+        assert listed == set(files)
+
+    # 2000 files of 2000 sources, and 200 more files sharing 200 of them.
+    a = {f"a/{i}": f"k{i}" for i in range(2000)}
+    a.update({f"b/{i}": f"k{i}" for i in range(200)})
+    d = sandbox.start({n: {"backend": "local", "path": k} for n, k in a.items()},
+                      data=data, log=log)
+    check(a, [])
+    # 1000 files: the even a/ files, a quarter moved to the source of the
+    # odd file after them (whose file goes): 1000 sources kept, 1000 ended.
+    b = {f"a/{i}": f"k{i + 1}" if i % 4 == 0 else f"k{i}" for i in range(0, 2000, 2)}
+    reload_with(d, sandbox.config({n: {"backend": "local", "path": k} for n, k in b.items()},
+                                  log=log))
+    assert re.search(r"0 files added, 1200 removed, 500 changed; 1000 sources kept "
+                     r"\(nothing read again\), 0 new, 1000 ended", d.log_text()), d.log_text()[-2000:]
+    check(b, [n for n in a if n not in b])
+    assert not os.path.exists(d.path("b"))
+    # 3000 more files, one per secret: the 1000 sources in use are kept, the
+    # 2000 others made again (ended sources of the same identity included).
+    c = {**b, **{f"c/{i}": f"k{i}" for i in range(3000)}}
+    reload_with(d, sandbox.config({n: {"backend": "local", "path": k} for n, k in c.items()},
+                                  log=log))
+    assert re.search(r"3000 files added, 0 removed, 0 changed; 1000 sources kept "
+                     r"\(nothing read again\), 2000 new, 0 ended", d.log_text()), d.log_text()[-2000:]
+    wait_until(lambda: all(os.path.exists(d.path(f"c/{i}")) for i in range(3000)),
+               what="the new sources read")
+    check(c, [f"a/{i}" for i in range(1, 2000, 2)])

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from helpers.harness import TIMEOUT, rand_token, sample, wait_until
+from helpers.harness import TIMEOUT, free_port, rand_token, sample, wait_until
 
 pytestmark = pytest.mark.fuse
 
@@ -21,12 +21,6 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 SECRETS = {"db/password": {"backend": "local", "path": "db", "field": "password"},
            "api-key": {"backend": "local", "path": "api"}}
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(address, method, path, headers=None, body=None):

@@ -195,6 +195,7 @@ TEST(test_minimal_config_gets_defaults)
 		CHECK_EQ_INT(cfg->mount.dir_mode, 0555);
 		CHECK(!cfg->mount.allow_other);
 		CHECK(!cfg->mount.keep_on_exit);
+		CHECK(!cfg->mount.fast_open);
 		CHECK_EQ_INT(cfg->log.level, LOG_LVL_INFO);
 		CHECK(!cfg->log.json);
 		CHECK_EQ_INT(cfg->startup_timeout_ms, 30000);
@@ -210,13 +211,13 @@ TEST(test_minimal_config_gets_defaults)
 	diag_release(&d);
 }
 
-TEST(test_fuse_mount_takes_allow_other_and_a_dev_fd_path)
+TEST(test_fuse_mount_takes_allow_other_fast_open_and_a_dev_fd_path)
 {
 	struct config *cfg = NULL;
 	struct diag d;
 
 	CHECK_EQ_INT(parse("{'mount': {'path': '/dev/fd/3', 'type': 'fuse',"
-	                   "           'allow_other': true},"
+	                   "           'allow_other': true, 'fast_open': true},"
 	                   " 'backends': {'l': {'type': 'file', 'path': 'x.json'}},"
 	                   " 'secrets': {'..a': {'backend': 'l', 'path': 'a'}}}",
 	                   &d, &cfg),
@@ -225,6 +226,7 @@ TEST(test_fuse_mount_takes_allow_other_and_a_dev_fd_path)
 	if (cfg) {
 		CHECK_EQ_INT(cfg->mount.type, MOUNT_FUSE);
 		CHECK(cfg->mount.allow_other);
+		CHECK(cfg->mount.fast_open);
 		CHECK(!cfg->mount.keep_on_exit);
 		CHECK_STR_EQ(cfg->secrets[0].name, "..a");
 	}
@@ -1118,9 +1120,9 @@ TEST(test_load_missing_file)
 	diag_release(&d);
 }
 
-TEST(test_load_rejects_files_over_4_mib)
+TEST(test_load_rejects_files_over_16_mib)
 {
-	size_t len = 4u * 1024 * 1024 + 1;
+	size_t len = 16u * 1024 * 1024 + 1;
 	char *big = malloc(len);
 	char *path;
 	struct config *cfg = NULL;
@@ -1138,13 +1140,14 @@ TEST(test_load_rejects_files_over_4_mib)
 	CHECK_EQ_INT(config_load(path, &d, &cfg), SFS_EINVAL);
 	CHECK(cfg == NULL);
 	CHECK_EQ_INT(d.count, 1);
-	CHECK(d.count && strstr(d.msgs[0], "cannot read: the file is larger than 4 MiB"));
+	CHECK(d.count &&
+	      strstr(d.msgs[0], "cannot read: the file is larger than 16 MiB"));
 	diag_release(&d);
 	unlink(path);
 
 	free(path);
 
-	/* Exactly 4 MiB is read (and then found to lack every section). */
+	/* Exactly 16 MiB is read (and then found to lack every section). */
 	big[len - 2] = '}';
 	path = write_temp(big, len - 1);
 	CHECK(path != NULL);
@@ -1280,7 +1283,7 @@ TEST(test_free_accepts_null)
 }
 
 TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_defaults,
-          test_fuse_mount_takes_allow_other_and_a_dev_fd_path,
+          test_fuse_mount_takes_allow_other_fast_open_and_a_dev_fd_path,
           test_directory_mount_keep_on_exit_false,
           test_signal_names_accept_sig_prefix_and_any_case,
           test_modes_accept_octal_strings_and_integers,
@@ -1292,6 +1295,6 @@ TEST_MAIN(test_full_config_round_trips_every_field, test_minimal_config_gets_def
           test_name_length_limits, test_diag_formats_file_keypath_and_reason,
           test_diag_is_bounded, test_diag_keypath_quotes_unusual_keys,
           test_load_reads_a_file, test_load_names_the_file_in_messages,
-          test_load_missing_file, test_load_rejects_files_over_4_mib,
+          test_load_missing_file, test_load_rejects_files_over_16_mib,
           test_file_and_dev_backend_messages_are_exact,
           test_backend_conf_parse_fills_the_typed_struct_once, test_free_accepts_null)

@@ -16,11 +16,13 @@ import re
 import secrets as _secrets
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -163,6 +165,21 @@ def sample(body, name, **labels):
         if sname == name and got == want:
             return float(value)
     return None
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 free a moment ago (for a listener to bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(listen, name, **labels):
+    """The value of name{labels} on the telemetry listener's /metrics (a
+    "host:port"); 0 when absent (a labelled counter appears at its first
+    count)."""
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=TIMEOUT) as r:
+        return sample(r.read().decode(), name, **labels) or 0
 
 
 def parse_env_file(text):
@@ -479,6 +496,13 @@ def is_directory_config(config):
     return isinstance(config, dict) and config.get("mount", {}).get("type") == "directory"
 
 
+def in_open_mode(sandbox, open_mode):
+    """sandbox, its configs set for open_mode ("default" or "fast_open")."""
+    if open_mode == "fast_open":
+        sandbox.mount_defaults = {"fast_open": True}
+    return sandbox
+
+
 class Sandbox:
     """A temporary directory with a mount point, a config and a secrets file,
     and the processes started in it. cleanup() undoes everything."""
@@ -497,6 +521,7 @@ class Sandbox:
         self.extra_mounts = []
         self.cleanups = []
         self.aborted = False
+        self.mount_defaults = {}   # keys every config() puts under "mount"
         self._watchdog = None
         self._lock = threading.Lock()
 
@@ -523,10 +548,10 @@ class Sandbox:
 
     def config(self, secrets, backends=None, mount=None, log=None, **top):
         """A config dict: the file backend "local" on secrets.json by default,
-        log level debug, startup_timeout 10s; keyword arguments add or
-        replace top-level keys."""
+        log level debug, startup_timeout 10s, mount_defaults under "mount";
+        keyword arguments add or replace top-level keys."""
         cfg = {
-            "mount": {"path": self.mount, **(mount or {})},
+            "mount": {"path": self.mount, **self.mount_defaults, **(mount or {})},
             "backends": backends if backends is not None
             else {"local": {"type": "file", "path": "secrets.json"}},
             "secrets": secrets,
