@@ -137,6 +137,7 @@ int publish_add_file(struct publish *p, const struct config_secret *cs,
 {
 	struct sched_file *f = removed_file(p, cs->name), **grown;
 	bool fresh = !f;
+	size_t len;
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
@@ -147,11 +148,12 @@ int publish_add_file(struct publish *p, const struct config_secret *cs,
 		if (!grown)
 			return SFS_ENOMEM;
 		p->files = grown;
-		f = calloc(1, sizeof *f);
-		if (!f || !(f->name = strdup(cs->name))) {
-			free(f);
+		/* The name in the same block: one allocation fewer a file. */
+		len = strlen(cs->name) + 1;
+		f = calloc(1, sizeof *f + len);
+		if (!f)
 			return SFS_ENOMEM;
-		}
+		f->name = memcpy(f + 1, cs->name, len);
 		p->files[p->nfiles++] = f;
 		f->stats = stats_register(p->stats, &file_family, cs->name);
 	}
@@ -581,7 +583,6 @@ void publish_free(struct publish *p)
 		return;
 	for (size_t i = 0; i < p->nfiles; i++) {
 		free(p->files[i]->problem);
-		free(p->files[i]->name);
 		free(p->files[i]->calls);
 		free(p->files[i]);
 	}

@@ -26,6 +26,7 @@
 #ifndef SECRETFS_STATS_H
 #define SECRETFS_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,10 @@ struct stats_field {
 	const int64_t *bounds;
 	size_t nbounds;
 	double unit;
+	/* Rarely moves (a source's lease renewals): the family's cold fields
+	 * without dims share one block of cells allocated at the first event
+	 * of any of them; until then they read, and export, zero. */
+	bool cold;
 };
 
 /* Static description of a family; must outlive the registry. */

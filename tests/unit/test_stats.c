@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "secretfs/stats.h"
@@ -155,6 +156,13 @@ TEST(fields_with_dims_count_per_cell_and_show_only_cells_that_moved)
 
 	CHECK_EQ_INT(stats_new(&st), 0);
 	a = stats_register(st, &grid, "v");
+	/* Before its first event a field with dims has no cells: it reads
+	 * zero and exports nothing. */
+	CHECK_EQ_INT(stats_get_at(a, G_REQUESTS, 5), 0);
+	CHECK_EQ_INT(stats_total(st, "t_requests_total"), 0);
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text, "t_seconds{backend=v}=0,le10:0,le100:0,sum:0;");
+	memset(&s, 0, sizeof s);
 	stats_inc_at(a, G_REQUESTS, 1 * 3 + 2); /* renew, unavailable */
 	stats_add_at(a, G_REQUESTS, 0, 2);      /* read, ok */
 	stats_inc_at(a, G_REQUESTS, 6);         /* out of range: ignored */
@@ -227,6 +235,104 @@ TEST(registering_a_label_again_returns_its_first_set)
 	stats_free(st);
 }
 
+/* Counts the samples and sums their values; checks the labels ("s<i>",
+ * registered in order of i) come in registration order within each
+ * metric. */
+struct tally {
+	long n, sum, next;
+	const char *metric;
+	int ordered;
+};
+
+static void tally(void *arg, const struct stats_sample *smp)
+{
+	struct tally *t = arg;
+	long i =
+	    smp->value && smp->value[0] == 's' ? strtol(smp->value + 1, NULL, 10) : -1;
+
+	if (!t->metric || strcmp(t->metric, smp->field->name) != 0) {
+		t->metric = smp->field->name;
+		t->next = 0;
+	}
+	if (i < t->next)
+		t->ordered = 0;
+	t->next = i + 1;
+	t->n++;
+	t->sum += (long)smp->v;
+}
+
+TEST(many_sets_span_blocks_and_keep_their_order_and_lookups)
+{
+	enum { N = 5000 }; /* sets of several blocks, an index grown often */
+	static struct stats_set *sets[N];
+	struct stats *st = NULL;
+	struct tally t = {.ordered = 1};
+	char name[32];
+
+	CHECK_EQ_INT(stats_new(&st), 0);
+	for (long i = 0; i < N; i++) {
+		snprintf(name, sizeof name, "s%ld", i);
+		sets[i] = stats_register(st, i % 2 ? &grid : &fam, name);
+		CHECK(sets[i] != NULL);
+	}
+	for (long i = 0; i < N; i++) {
+		snprintf(name, sizeof name, "s%ld", i);
+		CHECK(stats_register(st, i % 2 ? &grid : &fam, name) == sets[i]);
+		if (i % 2)
+			stats_inc_at(sets[i], G_REQUESTS, (size_t)i % 6);
+		else
+			stats_add(sets[i], F_READS, (uint64_t)i);
+	}
+	CHECK_EQ_INT(stats_total(st, "t_reads_total"), (long)(N / 2) * (N - 2) / 2);
+	CHECK_EQ_INT(stats_total(st, "t_requests_total"), N / 2);
+	stats_each(st, tally, &t);
+	/* fam: 2 plain fields of N/2 sets; grid: N/2 request cells that
+	 * moved and N/2 histograms. */
+	CHECK_EQ_INT(t.n, 2 * (N / 2) + N / 2 + N / 2);
+	CHECK(t.ordered);
+	CHECK_EQ_INT(t.sum, (long)(N / 2) * (N - 2) / 2 + N / 2);
+	stats_free(st);
+}
+
+static const struct stats_field cold_fields[] = {
+    {STATS_COUNTER, "t_hot_total", "hot"},
+    {STATS_COUNTER, "t_cold_total", "cold", .cold = true},
+    {STATS_GAUGE, "t_cold", "cold gauge", .cold = true},
+};
+static const struct stats_family cold = {cold_fields, 3, "source"};
+
+TEST(cold_fields_export_zero_until_their_first_event_and_count_after)
+{
+	struct stats *st = NULL;
+	struct stats_set *a, *b;
+	struct seen s = {0};
+
+	CHECK_EQ_INT(stats_new(&st), 0);
+	a = stats_register(st, &cold, "a");
+	b = stats_register(st, &cold, "b");
+	stats_inc(a, 0);
+	stats_set_value(b, 2, 0); /* 0: no block needed */
+	CHECK_EQ_INT(stats_get(a, 1), 0);
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text, "t_hot_total{source=a}=1;t_hot_total{source=b}=0;"
+	                     "t_cold_total{source=a}=0;t_cold_total{source=b}=0;"
+	                     "t_cold{source=a}=0;t_cold{source=b}=0;");
+	stats_add(b, 1, 5);
+	stats_set_value(b, 2, -7);
+	stats_inc(b, 1);
+	CHECK_EQ_INT(stats_get(b, 1), 6);
+	CHECK_EQ_INT(stats_get(b, 2), -7);
+	CHECK_EQ_INT(stats_get(b, 0), 0);
+	CHECK_EQ_INT(stats_get(a, 2), 0);
+	CHECK_EQ_INT(stats_total(st, "t_cold_total"), 6);
+	memset(&s, 0, sizeof s);
+	stats_each(st, collect, &s);
+	CHECK_STR_EQ(s.text, "t_hot_total{source=a}=1;t_hot_total{source=b}=0;"
+	                     "t_cold_total{source=a}=0;t_cold_total{source=b}=6;"
+	                     "t_cold{source=a}=0;t_cold{source=b}=-7;");
+	stats_free(st);
+}
+
 TEST_MAIN(sets_count_on_their_own_and_totals_sum_them, null_registry_and_set_do_nothing,
           out_of_range_fields_are_ignored,
           each_walks_sets_in_registration_order_and_fields_in_table_order,
@@ -234,4 +340,6 @@ TEST_MAIN(sets_count_on_their_own_and_totals_sum_them, null_registry_and_set_do_
           fields_with_dims_count_per_cell_and_show_only_cells_that_moved,
           each_groups_the_series_of_one_metric_across_sets,
           a_malformed_table_registers_nothing,
-          registering_a_label_again_returns_its_first_set)
+          registering_a_label_again_returns_its_first_set,
+          many_sets_span_blocks_and_keep_their_order_and_lookups,
+          cold_fields_export_zero_until_their_first_event_and_count_after)
