@@ -68,6 +68,7 @@ struct config_secret {
 	char *field;   /* NULL = whole value */
 	enum render_format format;
 	char *template_text;
+	char *template_file; /* consul-template: the file it was read from, or NULL */
 	bool decode_base64;
 	uint64_t refresh_ms; /* 0: the backend's default */
 	bool has_mode, has_uid, has_gid;
@@ -104,6 +105,12 @@ struct config_telemetry {
 	                                 scheduler loop is stuck this long */
 };
 
+/* "hardening": the sandbox of a running daemon (sandbox.h). */
+struct config_hardening {
+	bool seccomp;  /* default true: the syscall allowlist */
+	bool landlock; /* default true: file access limited to what the config names */
+};
+
 struct config_log {
 	int level; /* enum log_level */
 	bool json;
@@ -117,6 +124,7 @@ struct config {
 	struct config_secret *secrets;
 	size_t nsecrets;
 	struct config_log log;
+	struct config_hardening hardening;
 	struct config_limits limits;
 	uint64_t
 	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */
