@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sandbox.h"
 #include "secretfs/audit.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
@@ -431,6 +432,7 @@ static void *writer_main(void *arg)
 		size_t n;
 		uint64_t next;
 
+		sandbox_thread_enter();
 		if (a->reopen)
 			reopen_file(a);
 		while ((n = ring_take(a, batch)) > 0)

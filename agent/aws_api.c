@@ -46,6 +46,7 @@
 
 #include "aws.h"
 #include "aws_api.h"
+#include "sandbox.h"
 #include "aws_api_cache.h"
 #include "confval.h"
 #include "envstash.h"
@@ -818,6 +819,7 @@ static void *refresher_main(void *arg)
 		size_t n;
 
 		pthread_mutex_unlock(&api->lock);
+		sandbox_thread_enter();
 		n = now > api->conf->ttl_ms
 		        ? apicache_stale(api->cache, now - api->conf->ttl_ms, stale,
 		                         AWS_API_REFRESH_BATCH)
@@ -916,6 +918,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	bool open_path;
 	int path;
 
+	sandbox_thread_enter();
 	(void)url;
 	(void)version;
 	(void)upload_data;

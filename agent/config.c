@@ -55,13 +55,13 @@ struct parser {
 };
 
 static const char *const top_keys[] = {
-    "mount",           "backends",         "secrets", "log",
-    "startup_timeout", "shutdown_timeout", "audit",   "telemetry",
-    "aws_api",         "limits",           NULL};
+    "mount", "backends",  "secrets", "log",    "startup_timeout", "shutdown_timeout",
+    "audit", "telemetry", "aws_api", "limits", "hardening",       NULL};
 static const char *const mount_keys[] = {
     "path",     "type",        "uid",          "gid",       "mode",
     "dir_mode", "allow_other", "keep_on_exit", "fast_open", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const hardening_keys[] = {"seccomp", "landlock", NULL};
 static const char *const limits_keys[] = {"max_files", "max_open_handles", NULL};
 static const char *const secret_keys[] = {
     "backend",       "path",      "field",   "format", "template",
@@ -275,6 +275,21 @@ static void parse_log(struct parser *p, const json_t *obj)
 	if (confval_get_str(&p->cv, obj, "log", "format", false, 64, &s) == 1 &&
 	    log_format_parse(s, &p->cfg->log.json) < 0)
 		confval_problem(&p->cv, "log.format", "must be " LOG_FORMAT_CHOICES);
+}
+
+static void parse_hardening(struct parser *p, const json_t *obj)
+{
+	json_t *v;
+
+	if (!json_is_object(obj)) {
+		confval_problem(&p->cv, "hardening", "must be an object");
+		return;
+	}
+	confval_check_keys(&p->cv, obj, "hardening", hardening_keys, NULL);
+	if ((v = json_object_get(obj, "seccomp")))
+		parse_bool(p, v, "hardening.seccomp", &p->cfg->hardening.seccomp);
+	if ((v = json_object_get(obj, "landlock")))
+		parse_bool(p, v, "hardening.landlock", &p->cfg->hardening.landlock);
 }
 
 /* One count of "limits": an integer in [1, max]. */
@@ -796,6 +811,8 @@ static void parse_root(struct parser *p, const json_t *root)
 		parse_secrets(p, v);
 	if ((v = json_object_get(root, "log")))
 		parse_log(p, v);
+	if ((v = json_object_get(root, "hardening")))
+		parse_hardening(p, v);
 	if ((v = json_object_get(root, "startup_timeout")))
 		confval_duration(&p->cv, v, "startup_timeout",
 		                 &p->cfg->startup_timeout_ms);
@@ -873,6 +890,7 @@ static int config_parse_buf(const char *text, size_t len, const char *name,
 	p.cfg->log.level = LOG_LVL_INFO;
 	p.cfg->startup_timeout_ms = DEFAULT_STARTUP_TIMEOUT_MS;
 	p.cfg->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+	p.cfg->hardening.seccomp = p.cfg->hardening.landlock = true;
 	p.cfg->limits =
 	    (struct config_limits){.max_files = CONFIG_DEFAULT_MAX_FILES,
 	                           .max_open_handles = CONFIG_DEFAULT_MAX_OPEN_HANDLES};
@@ -955,6 +973,7 @@ static void secret_release(struct config_secret *s)
 		free(s->field);
 	}
 	free(s->template_text);
+	free(s->template_file);
 	config_ctmpl_release(s);
 	onchange_config_free(s->on_change);
 	json_decref(s->extra);

@@ -39,11 +39,11 @@ static char *template_path(const char *file, const char *config_file)
 	return out;
 }
 
-/* The text of template_file into *text (free()). Returns 0, or -1 when
- * reported. */
+/* The text of template_file into *text (free()), its path into *used
+ * (free()). Returns 0, or -1 when reported. */
 static int read_template_file(struct confval *cv, const char *file,
                               const char *config_file, const char *tkp, char **text,
-                              size_t *len)
+                              size_t *len, char **used)
 {
 	char *path = template_path(file, config_file);
 	unsigned char *buf = NULL;
@@ -61,12 +61,21 @@ static int read_template_file(struct confval *cv, const char *file,
 		confval_problem(cv, tkp, "cannot read %s: no such file", path);
 	else if (rc == SFS_ENOMEM)
 		cv->oom = true;
+	else if (rc < 0 && errno == EACCES)
+		/* A reload reads it inside the sandbox entered at start. */
+		confval_problem(
+		    cv, tkp,
+		    "cannot read %s: %s (a running secretfs reads only what "
+		    "its sandbox allowed at start: restart secretfs to apply)",
+		    path, strerror(errno));
 	else if (rc < 0)
 		confval_problem(cv, tkp, "cannot read %s: %s", path, strerror(errno));
-	free(path);
-	if (rc < 0)
+	if (rc < 0) {
+		free(path);
 		return -1;
+	}
 	*text = (char *)buf;
+	*used = path;
 	return 0;
 }
 
@@ -140,7 +149,8 @@ void config_ctmpl_parse(struct confval *cv, const json_t *obj, const char *kp,
 		memcpy(text, str, len + 1);
 	} else if (confval_get_str(cv, obj, kp, "template_file", false, CONFVAL_MAX_STR,
 	                           &str) != 1 ||
-	           read_template_file(cv, str, config_file, tkp, &text, &len) < 0) {
+	           read_template_file(cv, str, config_file, tkp, &text, &len,
+	                              &s->template_file) < 0) {
 		return;
 	}
 	rc = ctmpl_parse(text, len, &s->ctmpl, err, sizeof err);

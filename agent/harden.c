@@ -43,7 +43,7 @@ static int drop_capabilities(const int *keep, size_t nkeep)
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
-void harden_after_mount(bool fuse)
+void harden_monitor(bool fuse)
 {
 	static const int keep[] = {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_KILL,
 	                           CAP_CHOWN,        CAP_FOWNER,          CAP_SYS_ADMIN};
@@ -51,8 +51,19 @@ void harden_after_mount(bool fuse)
 	size_t nkeep = sizeof keep / sizeof keep[0] - (fuse ? 0 : 1);
 
 	if (geteuid() == 0 && drop_capabilities(keep, nkeep) < 0)
-		log_warn("cannot drop capabilities: %s", strerror(errno));
+		log_warn("monitor: cannot drop capabilities: %s", strerror(errno));
+	/* As non-root, a FUSE unmount runs the setuid fusermount3. */
 	if ((geteuid() == 0 || !fuse) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		log_warn("monitor: cannot set no_new_privs: %s", strerror(errno));
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+void harden_after_mount(void)
+{
+	if (geteuid() == 0 && drop_capabilities(NULL, 0) < 0)
+		log_warn("cannot drop capabilities: %s", strerror(errno));
+	/* Needed before an unprivileged process may load a seccomp filter. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		log_warn("cannot set no_new_privs: %s", strerror(errno));
 	/* A change of credentials may reset it. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -22,6 +22,8 @@
 #include "annotations.h"
 #include "envstash.h"
 #include "harden.h"
+#include "monitor.h"
+#include "sandbox.h"
 #include "reload.h"
 #include "scheduler.h"
 #include "secretfs/audit.h"
@@ -536,10 +538,17 @@ static int run(const struct config *cfg, const struct run_options *ro)
 	struct sched *sched = NULL;
 	struct telemetry *tm = NULL;
 	struct aws_api *awsapi = NULL;
+	struct monitor *mon = NULL;
+	struct fs_privops priv;
 	uint64_t started = timing_now_ms();
 	size_t missing = 0, served;
 	int rc = EXIT_STARTUP;
 
+	/* First: the monitor never sees a secret, a backend or a thread. */
+	if (monitor_start(cfg, &mon) < 0)
+		goto out;
+	priv = monitor_privops(mon);
+	fopt.priv = &priv;
 	if (!backends || stats_new(&stats) < 0 || store_new(&st) < 0 ||
 	    envstash_new(st, &es) < 0) {
 		log_error("out of memory");
@@ -561,7 +570,7 @@ static int run(const struct config *cfg, const struct run_options *ro)
 		goto out;
 	fs_set_stop_hook(http_stop);
 	if (fs_install_signals(fs) < 0 ||
-	    sched_new(cfg, backends, fs, st, stats, &sched) < 0) {
+	    sched_new(cfg, backends, fs, st, stats, mon, &sched) < 0) {
 		log_error("cannot start the scheduler");
 		goto out;
 	}
@@ -618,7 +627,12 @@ static int run(const struct config *cfg, const struct run_options *ro)
 		          (unsigned long long)(timing_now_ms() - started));
 	if (fs_mount(fs, cfg->mount.path) < 0)
 		goto out;
-	harden_after_mount(fopt.output == FS_OUTPUT_FUSE);
+	if (fopt.output == FS_OUTPUT_FUSE && monitor_mounted(mon) < 0)
+		log_warn("the monitor is gone: the mount may outlive a crash");
+	harden_after_mount();
+	if (sandbox_enter(cfg) < 0)
+		goto out;
+	sandbox_run_test_hook();
 	telemetry_set_mounted(tm, true);
 	if (reload)
 		reload_catch_signal(reload);
@@ -676,6 +690,7 @@ out:
 			backends[i]->ops->free(backends[i]);
 	free(backends);
 	envstash_free(es);
+	monitor_free(mon);
 	if (rc == EXIT_SUCCESS && !once)
 		log_event(LOG_LVL_INFO,
 		          &(struct log_fields){.event = "daemon.stopped",
@@ -699,6 +714,7 @@ int main(int argc, char **argv)
 		return rc;
 
 	harden_process();
+	sandbox_take_test_hook();
 	secjson_init();
 	if (secmem_init() < 0) {
 		fprintf(stderr, "secretfs: cannot initialise libsodium\n");

@@ -1,34 +1,30 @@
 /*
- * on_change actions (see onchange.h). Commands are started with
- * posix_spawn: no shell, stdin from /dev/null, an environment of only PATH,
- * SECRETFS_MOUNT and SECRETFS_FILES (never the daemon's own, which may hold
- * VAULT_TOKEN or AWS keys), and all other descriptors are close-on-exec.
+ * on_change actions (see onchange.h). The monitor (monitor.h) sends the
+ * signals and starts the commands, outside the daemon's sandbox: no shell,
+ * stdin from /dev/null, an environment of only PATH, SECRETFS_MOUNT and
+ * SECRETFS_FILES (never the daemon's own, which may hold VAULT_TOKEN or AWS
+ * keys), and no other descriptor.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
+#include "monitor.h"
 #include "onchange.h"
 #include "secretfs/log.h"
 
 #define ONCHANGE_MAX_FILES_LEN 4096
 #define ONCHANGE_COMMAND_TIMEOUT_MS (60 * 1000)
 #define ONCHANGE_REAP_INTERVAL_MS 50
-#define ONCHANGE_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define ONCHANGE_MAX_ARGS 256
 #define ONCHANGE_DEFAULT_DEBOUNCE_MS 1000
 
 struct onchange {
 	const struct config_onchange *cfg;
-	const char *mount_path;
 	bool pending;
 	uint64_t first_pending; /* when the current burst began */
 	uint64_t due;
@@ -37,6 +33,7 @@ struct onchange {
 	pid_t child;                        /* running command, or 0 */
 	uint64_t child_started;
 	struct stats_set *stats; /* onchange_family; NULL-safe */
+	struct monitor *mon;     /* borrowed */
 };
 
 enum { OC_RUNS, OC_FAILURES };
@@ -219,8 +216,8 @@ void onchange_config_free(struct config_onchange *cfg)
 
 /* --- the action ---------------------------------------------------------- */
 
-struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path,
-                              struct stats *stats)
+struct onchange *onchange_new(const struct config_onchange *cfg, struct stats *stats,
+                              struct monitor *mon)
 {
 	struct onchange *oc = calloc(1, sizeof *oc);
 	char label[PATH_MAX + 32];
@@ -228,7 +225,7 @@ struct onchange *onchange_new(const struct config_onchange *cfg, const char *mou
 	if (!oc)
 		return NULL;
 	oc->cfg = cfg;
-	oc->mount_path = mount_path;
+	oc->mon = mon;
 	/* Named by what the config says, never by an argument (which could
 	 * carry anything). */
 	if (cfg->signal)
@@ -240,16 +237,19 @@ struct onchange *onchange_new(const struct config_onchange *cfg, const char *mou
 	return oc;
 }
 
-void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg,
-                     const char *mount_path)
+void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg)
 {
 	oc->cfg = cfg;
-	oc->mount_path = mount_path;
 }
 
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg)
 {
-	const struct config_onchange *a = oc->cfg;
+	return onchange_config_same(oc->cfg, cfg);
+}
+
+bool onchange_config_same(const struct config_onchange *a,
+                          const struct config_onchange *cfg)
+{
 	size_t i;
 
 	if (a->signal != cfg->signal)
@@ -296,36 +296,12 @@ scheduled:
 	oc->due = now + debounce < latest ? now + debounce : latest;
 }
 
-static int read_pid_file(const char *path, pid_t *pid)
-{
-	char buf[32];
-	ssize_t n;
-	long v;
-	char *end;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	errno = 0;
-	v = strtol(buf, &end, 10);
-	while (*end == '\n' || *end == ' ' || *end == '\r' || *end == '\t')
-		end++;
-	if (errno || *end || v <= 1 || v > 0x3fffffff)
-		return -1;
-	*pid = (pid_t)v;
-	return 0;
-}
-
 static void onchange_signal(struct onchange *oc)
 {
-	pid_t pid;
+	pid_t pid = 0;
+	int rc = monitor_signal(oc->mon, oc->cfg->pid_file, oc->cfg->signal, &pid);
 
-	if (read_pid_file(oc->cfg->pid_file, &pid) < 0) {
+	if (rc < 0 && pid == 0) {
 		stats_inc(oc->stats, OC_FAILURES);
 		log_event(
 		    LOG_LVL_WARN,
@@ -335,7 +311,7 @@ static void onchange_signal(struct onchange *oc)
 		    oc->cfg->pid_file, sigabbrev_np(oc->cfg->signal), oc->files);
 		return;
 	}
-	if (kill(pid, oc->cfg->signal) < 0) {
+	if (rc < 0) {
 		stats_inc(oc->stats, OC_FAILURES);
 		log_event(LOG_LVL_WARN,
 		          &(struct log_fields){.event = "onchange.failed",
@@ -343,7 +319,7 @@ static void onchange_signal(struct onchange *oc)
 		                               .pid = (long)pid},
 		          "on_change: cannot send SIG%s to pid %d (from %s): %s",
 		          sigabbrev_np(oc->cfg->signal), (int)pid, oc->cfg->pid_file,
-		          strerror(errno));
+		          strerror(-rc));
 		return;
 	}
 	log_event(LOG_LVL_INFO,
@@ -355,51 +331,17 @@ static void onchange_signal(struct onchange *oc)
 
 static void onchange_spawn(struct onchange *oc, uint64_t now)
 {
-	char env_path[] = "PATH=" ONCHANGE_SAFE_PATH;
-	char *env_mount = NULL, *env_files = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none;
 	pid_t pid;
-	int rc;
+	int rc =
+	    monitor_spawn(oc->mon, oc->cfg->argv, oc->files, oc->files_incomplete, &pid);
 
-	if (asprintf(&env_mount, "SECRETFS_MOUNT=%s", oc->mount_path) < 0)
-		env_mount = NULL;
-	if (asprintf(&env_files, "SECRETFS_FILES=%s", oc->files) < 0)
-		env_files = NULL;
-	char env_incomplete[] = "SECRETFS_FILES_INCOMPLETE=1";
-	char *envp[] = {env_path, env_mount, env_files,
-	                oc->files_incomplete ? env_incomplete : NULL, NULL};
-	if (!env_mount || !env_files) {
-		stats_inc(oc->stats, OC_FAILURES);
-		goto out;
-	}
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	posix_spawnattr_init(&attr);
-	/* The scheduler thread blocks signals; the child must not inherit that. */
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	sigset_t all;
-	sigfillset(&all);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	/* Absolute argv[0] is run as is; a bare name is looked up in the safe PATH. */
-	if (oc->cfg->argv[0][0] == '/')
-		rc = posix_spawn(&pid, oc->cfg->argv[0], &fa, &attr, oc->cfg->argv, envp);
-	else
-		rc =
-		    posix_spawnp(&pid, oc->cfg->argv[0], &fa, &attr, oc->cfg->argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0) {
+	if (rc < 0) {
 		stats_inc(oc->stats, OC_FAILURES);
 		log_event(
 		    LOG_LVL_WARN,
 		    &(struct log_fields){.event = "onchange.failed", .files = oc->files},
-		    "on_change: cannot run %s: %s", oc->cfg->argv[0], strerror(rc));
-		goto out;
+		    "on_change: cannot run %s: %s", oc->cfg->argv[0], strerror(-rc));
+		return;
 	}
 	oc->child = pid;
 	oc->child_started = now;
@@ -408,19 +350,15 @@ static void onchange_spawn(struct onchange *oc, uint64_t now)
 	              .event = "onchange.ran", .files = oc->files, .pid = (long)pid},
 	          "on_change: started %s as pid %d (files: %s)", oc->cfg->argv[0],
 	          (int)pid, oc->files);
-out:
-	free(env_mount);
-	free(env_files);
 }
 
 static void onchange_reap(struct onchange *oc, uint64_t now)
 {
-	int status;
-	pid_t r;
+	int status, r;
 
 	if (!oc->child)
 		return;
-	r = waitpid(oc->child, &status, WNOHANG);
+	r = monitor_reap(oc->mon, oc->child, &status);
 	if (r == 0) {
 		if (now - oc->child_started > ONCHANGE_COMMAND_TIMEOUT_MS) {
 			log_event(
@@ -431,7 +369,7 @@ static void onchange_reap(struct onchange *oc, uint64_t now)
 			    "on_change: %s (pid %d) ran longer than %d s; killing it",
 			    oc->cfg->argv[0], (int)oc->child,
 			    ONCHANGE_COMMAND_TIMEOUT_MS / 1000);
-			kill(oc->child, SIGKILL);
+			monitor_kill(oc->mon, oc->child);
 		}
 		return;
 	}

@@ -17,7 +17,11 @@
 #include "secretfs/config.h"
 #include "secretfs/stats.h"
 
+struct monitor;
 struct onchange;
+
+/* The PATH of on_change commands, where a bare command name is found. */
+#define ONCHANGE_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /*
  * Parses the "on_change" object obj found at key path kp: {"signal": NAME,
@@ -32,21 +36,25 @@ void onchange_parse(struct confval *cv, const json_t *obj, const char *kp,
 /* Frees an action config from onchange_parse. NULL-safe. */
 void onchange_config_free(struct config_onchange *cfg);
 
-/* A new action for cfg (borrowed; must outlive the action). mount_path is
- * passed to commands as SECRETFS_MOUNT. Its runs and failures are counted
- * in stats (secretfs_onchange_*_total{action}; stats may be NULL).
- * Returns NULL when out of memory. */
-struct onchange *onchange_new(const struct config_onchange *cfg, const char *mount_path,
-                              struct stats *stats);
+/* A new action for cfg (borrowed; must outlive the action). Its runs and failures are
+ * counted in stats (secretfs_onchange_*_total{action}; stats may be NULL). The monitor
+ * mon (borrowed) sends the signal and runs the command, outside the daemon's sandbox, and
+ * only for an action of the config it started with; without one (NULL) every run fails
+ * (-ENOSYS), logged and counted. Returns NULL when out of memory. */
+struct onchange *onchange_new(const struct config_onchange *cfg, struct stats *stats,
+                              struct monitor *mon);
 
 /* After a configuration reload: oc borrows cfg (onchange_same as its
- * old one) and mount_path from now on. */
-void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg,
-                     const char *mount_path);
+ * old one) from now on (the mount path cannot change live). */
+void onchange_rebind(struct onchange *oc, const struct config_onchange *cfg);
 
 /* True when cfg describes the same action (same signal and pid file, or the
  * same argv), so the files share it. */
 bool onchange_same(const struct onchange *oc, const struct config_onchange *cfg);
+
+/* The same for two action configs (the debounce is not compared). */
+bool onchange_config_same(const struct config_onchange *a,
+                          const struct config_onchange *b);
 
 /* Records that file changed at now (ms, monotonic). */
 void onchange_trigger(struct onchange *oc, const char *file, uint64_t now);

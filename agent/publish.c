@@ -27,6 +27,7 @@ struct publish {
 	struct fs *fs;             /* borrowed */
 	struct store *store;       /* borrowed */
 	struct stats *stats;       /* borrowed */
+	struct monitor *mon;       /* borrowed, may be NULL */
 	unsigned char *hash_key;   /* secmem */
 	struct sched_file **files; /* each owned; removed ones kept for re-adding */
 	size_t nfiles;
@@ -54,7 +55,7 @@ static const struct stats_family file_family = {
     file_fields, sizeof file_fields / sizeof file_fields[0], "file"};
 
 int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
-                struct stats *stats, struct publish **out)
+                struct stats *stats, struct monitor *mon, struct publish **out)
 {
 	struct publish *p = calloc(1, sizeof *p);
 
@@ -64,6 +65,7 @@ int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
 	p->fs = fs;
 	p->store = st;
 	p->stats = stats;
+	p->mon = mon;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->tmpl_lock, NULL);
 	p->hash_key = secmem_alloc(crypto_generichash_KEYBYTES);
@@ -95,7 +97,7 @@ static int publish_add_action(struct publish *p, struct sched_file *f)
 	if (!grown)
 		return SFS_ENOMEM;
 	p->actions = grown;
-	f->action = onchange_new(oc, p->cfg->mount.path, p->stats);
+	f->action = onchange_new(oc, p->stats, p->mon);
 	if (!f->action)
 		return SFS_ENOMEM;
 	p->actions[p->nactions++] = f->action;
@@ -255,7 +257,7 @@ void publish_rebind_actions(struct publish *p)
 			onchange_free(p->actions[i]);
 			continue;
 		}
-		onchange_rebind(p->actions[i], oc, p->cfg->mount.path);
+		onchange_rebind(p->actions[i], oc);
 		p->actions[kept++] = p->actions[i];
 	}
 	p->nactions = kept;

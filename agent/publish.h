@@ -20,6 +20,7 @@
 
 #define HASH_LEN crypto_generichash_BYTES
 
+struct monitor;
 struct publish;
 struct source;
 struct fs;
@@ -57,11 +58,12 @@ struct sched_file {
 
 /*
  * A publisher for the files of cfg (the mount's defaults), writing to fs and sealing with
- * st; its files and actions register their metrics in stats (may be NULL). All borrowed;
- * they must outlive the publisher. Returns 0 or SFS_ENOMEM.
+ * st; its files and actions register their metrics in stats (may be NULL); the actions
+ * run through mon (monitor.h, may be NULL). All borrowed; they must outlive the
+ * publisher. Returns 0 or SFS_ENOMEM.
  */
 int publish_new(const struct config *cfg, struct fs *fs, struct store *st,
-                struct stats *stats, struct publish **out);
+                struct stats *stats, struct monitor *mon, struct publish **out);
 
 /*
  * Adds the file of cs (absent until published): declares it in the fs

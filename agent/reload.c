@@ -31,7 +31,9 @@
 #include <unistd.h>
 
 #include "aws_api.h"
+#include "onchange.h"
 #include "reload.h"
+#include "sandbox.h"
 #include "secretfs/diag.h"
 #include "secretfs/error.h"
 #include "secretfs/log.h"
@@ -169,6 +171,8 @@ static const struct {
     {"aws_api", OPENED_AT_START},
     {"audit", OPENED_AT_START},
     {"limits", "cannot change live: the bounds are set at start (restart secretfs)"},
+    {"hardening",
+     "cannot change live: the sandbox is entered at start (restart secretfs)"},
 };
 
 /* The sections of the config text that a reload cannot change, parsed, in
@@ -237,6 +241,30 @@ static void check_fixed_sections(struct reload *r, const json_t *old_root,
 				    "it cannot change live (restart secretfs)",
 				    pass ? "adds" : "removes");
 		}
+	}
+}
+
+/* The monitor (monitor.h) runs only the on_change actions of the config
+ * the daemon started with: an action no file had then is refused. */
+static void check_onchange(const struct config *start, const struct config *cfg,
+                           struct diag *d)
+{
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		const struct config_onchange *oc = cfg->secrets[i].on_change;
+		bool known = false;
+		char *kp;
+
+		for (size_t j = 0; oc && j < start->nsecrets && !known; j++)
+			known = start->secrets[j].on_change &&
+			        onchange_config_same(start->secrets[j].on_change, oc);
+		if (!oc || known)
+			continue;
+		kp = diag_keypath_new("secrets", cfg->secrets[i].name);
+		diag_add_at(
+		    d, kp ? kp : "secrets", "on_change",
+		    "cannot change live: the monitor runs only the actions of the "
+		    "configuration secretfs started with (restart secretfs)");
+		free(kp);
 	}
 }
 
@@ -344,6 +372,7 @@ static void reload_text(struct reload *r, const unsigned char *text, size_t len,
 	struct config *cfg = NULL;
 	struct backend **v = NULL;
 	struct sched_applied done;
+	char real[PATH_MAX];
 	json_t *old_root = NULL, *new_root = NULL;
 	size_t nbuilt = 0, nmade_before = r->nmade;
 	struct diag d;
@@ -362,6 +391,9 @@ static void reload_text(struct reload *r, const unsigned char *text, size_t len,
 	old_root = json_incref(r->root_json);
 	check_mount(&r->cfg->mount, &cfg->mount, &d);
 	check_fixed_sections(r, old_root, new_root, cfg, &d);
+	check_onchange(r->env.cfg, cfg, &d);
+	if (realpath(r->env.path, real))
+		sandbox_check_config(cfg, dirname(real), &d);
 	sched_check_config(r->env.sched, r->cfg, cfg, &d);
 	if (diag_problems(&d)) {
 		failed(r, &d);

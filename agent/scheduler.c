@@ -26,6 +26,7 @@
 
 #include "publish.h"
 #include "revoke.h"
+#include "sandbox.h"
 #include "scheduler.h"
 #include "source.h"
 #include "secretfs/error.h"
@@ -90,7 +91,8 @@ static int pool_fit(struct sched_pool *pool, size_t n)
 }
 
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
-              struct store *st, struct stats *stats, struct sched **out)
+              struct store *st, struct stats *stats, struct monitor *mon,
+              struct sched **out)
 {
 	struct sched *s = calloc(1, sizeof *s);
 	int rc = SFS_ENOMEM;
@@ -109,7 +111,7 @@ int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs
 	    calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof *s->maintain_due);
 	if (!s->maintain_due)
 		goto out;
-	rc = publish_new(cfg, fs, st, stats, &s->publish);
+	rc = publish_new(cfg, fs, st, stats, mon, &s->publish);
 	if (rc < 0)
 		goto out;
 	rc = revoke_new(cfg->shutdown_timeout_ms, &s->revoke);
@@ -224,6 +226,7 @@ static void *worker_main(void *arg)
 		pool->len--;
 		pool->busy++;
 		pthread_mutex_unlock(&pool->lock);
+		sandbox_thread_enter();
 
 		source_run(s->sources, src, timing_now_ms());
 		secmem_wipe_stack();
@@ -387,6 +390,9 @@ static void *sched_main(void *arg)
 			log_error("scheduler: poll: %s", strerror(errno));
 			break;
 		}
+		/* Before this step touches a file (it may be the first since
+		 * the sandbox was entered while it waited). */
+		sandbox_thread_enter();
 		if (pfd[0].revents & POLLIN) {
 			uint64_t v;
 			ssize_t r = read(s->wake_fd, &v, sizeof v);

@@ -17,6 +17,7 @@
 
 struct sched;
 struct fs;
+struct monitor;
 struct store;
 struct stats;
 
@@ -24,11 +25,13 @@ struct stats;
  * Builds the sources of cfg: secrets naming the same backend, path and
  * backend options share one source. backends[i] is the backend built for
  * cfg->backends[i]. Declares every file in fs (absent until fetched).
- * Each source and file registers its metrics in stats (may be NULL). All
+ * Each source and file registers its metrics in stats (may be NULL). The
+ * on_change actions run through mon (monitor.h; may be NULL). All
  * pointers are borrowed and must outlive the scheduler.
  */
 int sched_new(const struct config *cfg, struct backend **backends, struct fs *fs,
-              struct store *st, struct stats *stats, struct sched **out);
+              struct store *st, struct stats *stats, struct monitor *mon,
+              struct sched **out);
 
 /* Starts the scheduler thread; every source is read at once. */
 int sched_start(struct sched *s);

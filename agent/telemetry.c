@@ -35,6 +35,7 @@
 
 #include "httpd.h"
 #include "mountpoint.h"
+#include "sandbox.h"
 #include "scheduler.h"
 #include "secretfs/error.h"
 #include "secretfs/fs.h"
@@ -366,6 +367,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   void **req_cls)
 {
 	struct telemetry *tm = cls;
+
+	sandbox_thread_enter();
 	struct text t = {.max = TELEMETRY_MAX_BODY};
 	const char *plain = "text/plain; charset=utf-8";
 	const char *why;

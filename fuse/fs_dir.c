@@ -202,7 +202,7 @@ static const char *base_part(const char *name)
  * directories may be read-only by then: each is made writable first.
  * Returns 0, or -1 when something could not be removed.
  */
-static int remove_tree(int at, const char *name, int depth)
+static int remove_tree(const struct fs_privops *priv, int at, const char *name, int depth)
 {
 	struct dirent *e;
 	struct stat st;
@@ -216,6 +216,16 @@ static int remove_tree(int at, const char *name, int depth)
 	if (depth > REMOVE_MAX_DEPTH) {
 		errno = ELOOP;
 		return -1;
+	}
+	/* A directory given to another owner is taken back first, by the
+	 * helper that holds the capability this process dropped. */
+	if (st.st_uid != geteuid() && priv && priv->own) {
+		fd = openat(at, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || priv->own(priv->arg, fd, geteuid(), getegid(), 0700) < 0)
+			log_debug("cannot take %s back for removal: %s", name,
+			          strerror(errno));
+		if (fd >= 0)
+			close(fd);
 	}
 	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -231,7 +241,7 @@ static int remove_tree(int at, const char *name, int depth)
 	while ((e = readdir(dp))) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
-		if (remove_tree(dirfd(dp), e->d_name, depth + 1) < 0)
+		if (remove_tree(priv, dirfd(dp), e->d_name, depth + 1) < 0)
 			rc = -1;
 	}
 	closedir(dp);
@@ -242,7 +252,7 @@ static int remove_tree(int at, const char *name, int depth)
 
 static void remove_generation(struct fs_dir *d, const char *gen)
 {
-	if (remove_tree(d->dirfd, gen, 0) < 0)
+	if (remove_tree(d->opt.priv, d->dirfd, gen, 0) < 0)
 		log_warn("directory %s: cannot remove old generation %s: %s", d->path,
 		         gen, strerror(errno));
 	else
@@ -376,6 +386,17 @@ static int make_generation(struct fs_dir *d, char *gen, size_t genlen)
 	return -1;
 }
 
+/* Gives fd to uid:gid: itself when that changes no owner, else through the
+ * privileged helper when there is one. Returns 0 or -1 with errno set. */
+static int give_owner(struct fs_dir *d, int fd, uid_t uid, gid_t gid)
+{
+	const struct fs_privops *priv = d->opt.priv;
+
+	if ((uid == geteuid() && gid == getegid()) || !priv || !priv->own)
+		return fchown(fd, uid, gid);
+	return priv->own(priv->arg, fd, uid, gid, (mode_t)-1);
+}
+
 /* Writes one file into the generation at genfd. Returns 0 or SFS_ code. */
 static int write_file(struct fs_dir *d, int genfd, const struct dir_file *f)
 {
@@ -396,8 +417,9 @@ static int write_file(struct fs_dir *d, int genfd, const struct dir_file *f)
 		goto out;
 	}
 	rc = SFS_EIO;
-	if (write_all(fd, data, len) < 0 || fchown(fd, f->uid, f->gid) < 0 ||
-	    fchmod(fd, f->mode) < 0)
+	/* The mode while we own it: afterwards only the owner may set it. */
+	if (write_all(fd, data, len) < 0 || fchmod(fd, f->mode) < 0 ||
+	    give_owner(d, fd, f->uid, f->gid) < 0)
 		goto fail;
 	rc = 0;
 	goto out;
@@ -420,8 +442,8 @@ static int finish_dir(struct fs_dir *d, int genfd, const char *rel, size_t len)
 
 	if (fd < 0)
 		return -1;
-	if (fchown(fd, d->opt.dir_uid, d->opt.dir_gid) == 0 &&
-	    fchmod(fd, d->opt.dir_mode) == 0)
+	if (fchmod(fd, d->opt.dir_mode) == 0 &&
+	    give_owner(d, fd, d->opt.dir_uid, d->opt.dir_gid) == 0)
 		rc = 0;
 	close(fd);
 	return rc;
@@ -582,7 +604,7 @@ static int write_generation(struct fs_dir *d)
 	return 0;
 fail:
 	stats_inc(d->stats, DIR_WRITE_FAILURES);
-	if (gen[0] && remove_tree(d->dirfd, gen, 0) < 0)
+	if (gen[0] && remove_tree(d->opt.priv, d->dirfd, gen, 0) < 0)
 		log_warn("directory %s: cannot remove the unfinished %s: %s", d->path,
 		         gen, strerror(errno));
 	return rc;

@@ -60,6 +60,7 @@
  */
 #include <errno.h>
 #include <fuse_lowlevel.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,9 @@
 #define FS_MAX_GROUPS 1024
 /* Opens refused past max_handles are logged at most this often. */
 #define FS_REFUSED_LOG_MS 10000
+/* At exit, after the helper's lazy unmount: how long the connection's end
+ * is waited for (fusefs_release_session). */
+#define FUSE_DETACH_WAIT_MS 500
 /* Room for a file's full name (config names are at most 1024 bytes). */
 #define FS_PATH_MAX 4096
 
@@ -161,6 +165,7 @@ struct fs_fuse {
 	uint64_t refused_logged_ms;
 	struct fuse_session *se;
 	bool mounted;
+	bool detached; /* unmounted by opt.priv->detach */
 	/* OPEN (fast_open), OPENDIR (no audit) answered ENOSYS where the
 	 * kernel can (set in init, before any other request). */
 	bool no_open, no_opendir;
@@ -1425,7 +1430,33 @@ static void fusefs_unmount(struct fs *base)
 	was = fs->mounted;
 	fs->mounted = false;
 	pthread_mutex_unlock(&fs->lock);
-	if (was)
+	/* Without CAP_SYS_ADMIN the helper unmounts; the session's descriptor
+	 * is closed with the session. */
+	if (was && fs->opt.priv && fs->opt.priv->detach) {
+		fs->opt.priv->detach(fs->opt.priv->arg);
+		fs->detached = true;
+	} else if (was) {
+		fuse_session_unmount(fs->se);
+	}
+}
+
+/*
+ * After the helper's lazy unmount, the kernel ends the connection once no
+ * file is open (POLLERR on the session's descriptor; waited for a moment).
+ * Then fuse_session_unmount only closes the descriptor and frees libfuse's
+ * copy of the mount path, which nothing else frees: it would unmount
+ * itself (umount2, or fork fusermount3) were the connection still up,
+ * which the sandbox refuses, so it is not called then.
+ */
+static void fusefs_release_session(struct fs_fuse *fs)
+{
+	struct pollfd pfd = {.fd = fuse_session_fd(fs->se), .events = 0};
+	int n;
+
+	do
+		n = poll(&pfd, 1, FUSE_DETACH_WAIT_MS);
+	while (n < 0 && errno == EINTR);
+	if (n == 1 && (pfd.revents & POLLERR))
 		fuse_session_unmount(fs->se);
 }
 
@@ -1471,6 +1502,8 @@ static void fusefs_free(struct fs *base)
 	struct fs_fuse *fs = (struct fs_fuse *)base;
 
 	fusefs_unmount(base);
+	if (fs->se && fs->detached)
+		fusefs_release_session(fs);
 	if (fs->se)
 		fuse_session_destroy(fs->se);
 	/* Handles whose RELEASE never came (closed as we stopped): wipe them. */

@@ -149,11 +149,16 @@ int mountpoint_make_dir(const char *path)
 	return 0;
 }
 
+int mountpoint_detach(const char *path)
+{
+	return umount2(path, MNT_DETACH) < 0 && run_fusermount_detach(path) < 0 ? -1 : 0;
+}
+
 static int detach_stale(const char *path)
 {
 	log_warn("mount point %s is a stale mount left by a dead instance; detaching it",
 	         path);
-	if (umount2(path, MNT_DETACH) < 0 && run_fusermount_detach(path) < 0) {
+	if (mountpoint_detach(path) < 0) {
 		log_error("cannot detach the stale mount at %s", path);
 		return SFS_EIO;
 	}

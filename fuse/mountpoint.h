@@ -18,6 +18,10 @@ int mountpoint_is_fd(const char *path);
  * per /proc/self/mountinfo; path's last component is not touched. */
 int mountpoint_is_secretfs(const char *path);
 
+/* Detaches the mount at path lazily: umount2(MNT_DETACH), else
+ * fusermount3 -u -z. Returns 0 or -1. */
+int mountpoint_detach(const char *path);
+
 /* Creates the directory path (and missing parents) unless it exists; a
  * symbolic link or other non-directory is refused. Returns 0 or SFS_EIO
  * (logged). */

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # ca-certificates: the CA bundle deploy/image-rootfs.sh copies into the image.
 BUILD_PACKAGES=(build-essential cmake pkg-config libsodium-dev libjansson-dev libfuse3-dev
-                fuse3 libcurl4-openssl-dev libssl-dev libmicrohttpd-dev ca-certificates)
+                fuse3 libseccomp-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev ca-certificates)
 # yamllint, python3-yaml: tests/delivery (manifests, workflows).
 # clang, libclang-rt-14-dev: the libFuzzer targets (scripts/fuzz.sh).
 TEST_PACKAGES=(python3 python3-pytest procps openssl postgresql postgresql-client prometheus

@@ -76,7 +76,8 @@ struct config_secret {
 	bool has_mode, has_uid, has_gid;
 	bool packed;
 	char *template_text;
-	uint64_t refresh_ms;               /* 0: the backend's default */
+	char *template_file; /* consul-template: the file it was read from, or NULL */
+	uint64_t refresh_ms; /* 0: the backend's default */
 	struct config_onchange *on_change; /* NULL when absent */
 	json_t *extra; /* object of backend-specific keys (version, method, ...) */
 
@@ -107,6 +108,12 @@ struct config_telemetry {
 	                                 scheduler loop is stuck this long */
 };
 
+/* "hardening": the sandbox of a running daemon (sandbox.h). */
+struct config_hardening {
+	bool seccomp;  /* default true: the syscall allowlist */
+	bool landlock; /* default true: file access limited to what the config names */
+};
+
 struct config_log {
 	int level; /* enum log_level */
 	bool json;
@@ -120,6 +127,7 @@ struct config {
 	struct config_secret *secrets;
 	size_t nsecrets;
 	struct config_log log;
+	struct config_hardening hardening;
 	struct config_limits limits;
 	uint64_t
 	    startup_timeout_ms; /* default 30s: wait for first fetches before mounting */

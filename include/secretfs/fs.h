@@ -36,6 +36,17 @@ struct store_blob;
 
 enum fs_output { FS_OUTPUT_FUSE = 0, FS_OUTPUT_DIRECTORY };
 
+/* What the output leaves to a privileged helper once this process holds
+ * no capability (main.c: the monitor, monitor.h). */
+struct fs_privops {
+	void *arg;
+	/* FUSE: unmounts the mount (lazily) at exit. Returns 0 or -1. */
+	int (*detach)(void *arg);
+	/* Directory: gives what fd (O_PATH will do) opens to uid:gid and,
+	 * unless mode is (mode_t)-1, mode. Returns 0 or -1 with errno set. */
+	int (*own)(void *arg, int fd, uid_t uid, gid_t gid, mode_t mode);
+};
+
 struct fs_options {
 	enum fs_output output;
 	mode_t dir_mode;
@@ -49,6 +60,8 @@ struct fs_options {
 	 * would refuse opens unseen): secretfs checks modes itself, as the
 	 * kernel would (fs_perm.h). */
 	struct audit *audit;
+	/* Borrowed, may be NULL (or a member NULL): the output does it itself. */
+	const struct fs_privops *priv;
 	/* FUSE only: handles open at once (limits.max_open_handles); an open
 	 * past it fails with ENFILE, logged and counted. 0: unbounded. */
 	size_t max_handles;
