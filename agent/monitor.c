@@ -235,7 +235,7 @@ static int do_own(struct mon_state *s, int fd, const struct mon_req *q)
 
 static void detach(struct mon_state *s)
 {
-	if (s->mounted && mountpoint_is_secretfs(s->cfg->mount.path) &&
+	if (s->mounted && mountpoint_maybe_secretfs(s->cfg->mount.path) &&
 	    mountpoint_detach(s->cfg->mount.path) < 0)
 		log_error("monitor: cannot unmount %s", s->cfg->mount.path);
 	s->mounted = false;

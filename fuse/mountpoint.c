@@ -98,7 +98,7 @@ static int resolve_parent(const char *path, char *out, size_t len)
 }
 
 /* Whether a filesystem whose type is fstype (or starts with it, when
- * prefix) is mounted at path, per mountinfo. */
+ * prefix) is mounted at path, per mountinfo: 1 or 0, -1 without it. */
 static int mounted_at(const char *path, const char *want, int prefix)
 {
 	char line[8192], real[4096];
@@ -109,7 +109,7 @@ static int mounted_at(const char *path, const char *want, int prefix)
 		return 0;
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
-		return 0;
+		return -1; /* no /proc (a chroot without it): cannot tell */
 	while (fgets(line, sizeof line, f)) {
 		char mnt[4096], fstype[256];
 		char *sep = strstr(line, " - ");
@@ -128,7 +128,12 @@ static int mounted_at(const char *path, const char *want, int prefix)
 
 int mountpoint_is_secretfs(const char *path)
 {
-	return mounted_at(path, "fuse.secretfs", 0);
+	return mounted_at(path, "fuse.secretfs", 0) == 1;
+}
+
+int mountpoint_maybe_secretfs(const char *path)
+{
+	return mounted_at(path, "fuse.secretfs", 0) != 0;
 }
 
 int mountpoint_make_dir(const char *path)
@@ -174,7 +179,7 @@ int mountpoint_prepare(const char *path)
 		return 0;
 	/* The kernel may answer stat on a dead mount from its attribute cache;
 	 * statfs always asks the daemon, so it tells live from dead. */
-	if (mounted_at(path, "fuse", 1)) {
+	if (mounted_at(path, "fuse", 1) == 1) {
 		if (statfs(path, &sfs) == 0) {
 			log_error("mount point %s: a running FUSE filesystem is already "
 			          "mounted there",

@@ -18,6 +18,10 @@ int mountpoint_is_fd(const char *path);
  * per /proc/self/mountinfo; path's last component is not touched. */
 int mountpoint_is_secretfs(const char *path);
 
+/* Like mountpoint_is_secretfs, but also true where that cannot be told
+ * (no /proc mounted): for the unmount at exit, which must not be skipped. */
+int mountpoint_maybe_secretfs(const char *path);
+
 /* Detaches the mount at path lazily: umount2(MNT_DETACH), else
  * fusermount3 -u -z. Returns 0 or -1. */
 int mountpoint_detach(const char *path);
