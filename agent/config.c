@@ -665,6 +665,35 @@ static void parse_secret(struct parser *p, const char *name, const json_t *obj,
 		                   confval_keypath(ckp, kp, "template"));
 }
 
+/* Moves the secret's name, backend, path and field (those set) into one
+ * block that starts with the name: with 10 000 secrets, an allocation
+ * each costs 64 B more a secret (allocator headers and minimum sizes).
+ * Out of memory, they stay as they are. */
+static void pack_strings(struct config_secret *s)
+{
+	char **strs[] = {&s->name, &s->backend, &s->path, &s->field};
+	size_t total = 0, len;
+	char *block, *at;
+
+	if (!s->name)
+		return;
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+		total += *strs[i] ? strlen(*strs[i]) + 1 : 0;
+	block = at = malloc(total);
+	if (!block)
+		return;
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+		if (!*strs[i])
+			continue;
+		len = strlen(*strs[i]) + 1;
+		memcpy(at, *strs[i], len);
+		free(*strs[i]);
+		*strs[i] = at;
+		at += len;
+	}
+	s->packed = true;
+}
+
 /*
  * Reports each secret that is also a directory of another ("db" and
  * "db/password"), once per such secret.
@@ -757,7 +786,8 @@ static void parse_secrets(struct parser *p, const json_t *obj)
 			confval_problem(&p->cv, kp, "must be an object");
 			continue;
 		}
-		parse_secret(p, name, v, kp, &cfg->secrets[cfg->nsecrets++]);
+		parse_secret(p, name, v, kp, &cfg->secrets[cfg->nsecrets]);
+		pack_strings(&cfg->secrets[cfg->nsecrets++]);
 	}
 	check_clashes(p, obj);
 }
@@ -936,10 +966,12 @@ int config_load(const char *path, struct diag *d, struct config **out)
 
 static void secret_release(struct config_secret *s)
 {
-	free(s->name);
-	free(s->backend);
-	free(s->path);
-	free(s->field);
+	free(s->name); /* packed: the block of all four */
+	if (!s->packed) {
+		free(s->backend);
+		free(s->path);
+		free(s->field);
+	}
 	free(s->template_text);
 	free(s->template_file);
 	config_ctmpl_release(s);

@@ -153,7 +153,7 @@ int publish_add_file(struct publish *p, const struct config_secret *cs,
 		f = calloc(1, sizeof *f + len);
 		if (!f)
 			return SFS_ENOMEM;
-		f->name = memcpy(f + 1, cs->name, len);
+		memcpy(f->name, cs->name, len);
 		p->files[p->nfiles++] = f;
 		f->stats = stats_register(p->stats, &file_family, cs->name);
 	}

@@ -37,8 +37,6 @@ struct onchange;
  */
 struct sched_file {
 	const struct config_secret *cs;
-	char *name;            /* owned copy of cs->name (kept while removed) */
-	bool removed;          /* by a reload; named again, it comes back */
 	struct source *source; /* the source it renders from (source.h) */
 	size_t fs_id;
 	uint64_t version; /* of the published content; 0 = never published; written
@@ -50,8 +48,12 @@ struct sched_file {
 	 * template, in its order (ctmpl_secret_at); NULL otherwise. Set by
 	 * source_set_attach. */
 	struct source **calls;
-	size_t ncalls;
 	struct stats_set *stats; /* file_family; NULL-safe */
+	uint32_t ncalls;
+	bool removed; /* by a reload; named again, it comes back */
+	/* A copy of cs->name (kept while removed), in the file's block: the
+	 * members are ordered for size (10 000 files). */
+	char name[];
 };
 
 /*

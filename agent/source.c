@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,18 @@ struct source_set {
 	pthread_cond_t ready_cond;
 	size_t nready, nsettled;
 	bool waits_stopped;
+
+	/* The versions of the sources (source_version_set), shared: the file
+	 * backend gives every source of a secrets file the same one, and with
+	 * 10 000 sources a copy each cost 32 B with its allocator header. */
+	pthread_mutex_t version_lock;     /* guards the refs and last_version */
+	struct shared_text *last_version; /* the latest set, one ref; or NULL */
+};
+
+/* A string shared by counted references, as a source's version. */
+struct shared_text {
+	size_t refs;
+	char s[];
 };
 
 /* The metrics of each source (source.h). Failures and the lease's
@@ -102,6 +115,7 @@ int source_set_new(struct backend **backends, size_t nbackends, struct publish *
 	set->revoke = rq;
 	set->stats = stats;
 	pthread_mutex_init(&set->lock, NULL);
+	pthread_mutex_init(&set->version_lock, NULL);
 	pthread_cond_init(&set->ready_cond, NULL);
 	*out = set;
 	return 0;
@@ -133,6 +147,46 @@ static void source_text_set(const char **dst, const char *s)
 	if (*dst && *dst != source_text_empty)
 		free((char *)*dst);
 	*dst = copy ? copy : source_text_empty;
+}
+
+/* The shared_text whose string v is. */
+static struct shared_text *shared_text_of(const char *v)
+{
+	return (struct shared_text *)(void *)(v - offsetof(struct shared_text, s));
+}
+
+/* Drops a reference to t (NULL-safe). Version lock held. */
+static void shared_text_put(struct shared_text *t)
+{
+	if (t && --t->refs == 0)
+		free(t);
+}
+
+/* Sets src's version to v ("" for none), sharing the string with the
+ * sources given the same one last; on out of memory the version becomes
+ * "" (as source_text_set). Any thread that runs src's step. */
+static void source_version_set(struct source_set *set, struct source *src, const char *v)
+{
+	struct shared_text *t = NULL, *old = NULL;
+	size_t len;
+
+	if (strcmp(src->version, v) == 0)
+		return;
+	pthread_mutex_lock(&set->version_lock);
+	if (v[0] && set->last_version && strcmp(set->last_version->s, v) == 0) {
+		t = set->last_version;
+		t->refs++;
+	} else if (v[0] && (t = malloc(sizeof *t + (len = strlen(v) + 1)))) {
+		memcpy(t->s, v, len);
+		t->refs = 2; /* src's and last_version's */
+		shared_text_put(set->last_version);
+		set->last_version = t;
+	}
+	if (src->version != source_text_empty)
+		old = shared_text_of(src->version);
+	src->version = t ? t->s : source_text_empty;
+	shared_text_put(old);
+	pthread_mutex_unlock(&set->version_lock);
 }
 
 /* Whether key's path is an API path where that reads another secret (a KV
@@ -241,7 +295,7 @@ static struct backend *backend_by_name(struct source_set *set, const char *name)
 	return NULL;
 }
 
-static void source_free(struct source *src)
+static void source_free(struct source_set *set, struct source *src)
 {
 	if (!src)
 		return;
@@ -250,7 +304,7 @@ static void source_free(struct source *src)
 	if (src->files != &src->file1)
 		free(src->files);
 	source_text_set(&src->problem, "");
-	source_text_set(&src->version, "");
+	source_version_set(set, src, "");
 	source_text_set(&src->lease_id, "");
 	source_text_set(&src->issued_id, "");
 	free(src);
@@ -455,7 +509,7 @@ static void source_end(struct source_set *set, struct source *src, uint64_t now)
 		source_revoke_issued(set, src, now, "no file uses it any more");
 	stats_set_value(src->stats, SRC_READY, 0);
 	stats_set_value(src->stats, SRC_LEASE_EXPIRY, 0);
-	source_free(src);
+	source_free(set, src);
 }
 
 size_t source_set_prune(struct source_set *set, uint64_t now)
@@ -736,7 +790,7 @@ static void source_fetch(struct source_set *set, struct source *src, uint64_t no
 	stats_set_value(src->stats, SRC_LAST_SUCCESS, (int64_t)time(NULL));
 	published = publish_source(set->publish, src, &res, now);
 	src->attempt = published < 0 ? src->attempt + 1 : 0;
-	source_text_set(&src->version, res.version);
+	source_version_set(set, src, res.version);
 
 	/* The issued value served until now goes once the new one is. */
 	if (published >= 0 && strcmp(res.revoke_id, src->issued_id) != 0) {
@@ -967,9 +1021,11 @@ void source_set_free(struct source_set *set)
 	if (!set)
 		return;
 	for (size_t i = 0; i < set->n; i++)
-		source_free(set->v[i]);
+		source_free(set, set->v[i]);
 	free(set->v);
 	free(set->by_identity);
+	shared_text_put(set->last_version);
+	pthread_mutex_destroy(&set->version_lock);
 	pthread_cond_destroy(&set->ready_cond);
 	pthread_mutex_destroy(&set->lock);
 	free(set);

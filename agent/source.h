@@ -66,6 +66,9 @@ struct source {
 	bool rerender;         /* a reload gave it new or changed files */
 	bool ready;            /* read successfully at least once */
 	bool settled;          /* ready, or failed in a way retrying will not cure */
+	bool feeds_templates;  /* some of its files are consul-template files */
+	bool renewable;        /* the current lease */
+	bool in_flight;        /* a worker runs its step (the scheduler's pool lock) */
 	/* The members are ordered for size: with 10 000 sources every 8
 	 * bytes of padding cost 80 KB. */
 	enum source_step step;
@@ -97,9 +100,6 @@ struct source {
 	 * template lock while some of its files are consul-template files
 	 * (feeds_templates). Empty: none yet, or withdrawn. */
 	struct store_slot reply;
-	bool feeds_templates;
-	bool renewable;          /* the current lease */
-	bool in_flight;          /* a worker runs its step (the scheduler's pool lock) */
 	struct stats_set *stats; /* source_family; NULL-safe */
 };
 

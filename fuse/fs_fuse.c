@@ -99,23 +99,27 @@
 struct fs_inode;
 
 struct fs_node {
-	char *name; /* last path segment; the full name is made by node_path */
 	struct fs_node *parent;
-	bool is_dir;
 	struct fs_node **children; /* directories */
 	size_t nchildren;
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
+	/* files: the index in fs_fuse.files, and the audit's id (with an
+	 * audit); 32 bits, as limits.max_files is at most CONFIG_MAX_MAX_FILES */
+	uint32_t id, audit_id;
+	bool is_dir;
+	bool removed;             /* files: undeclared by a reload (fs_remove_file) */
 	struct fs_inode *current; /* files: NULL while absent; dirs: their inode */
 	struct stats_set *opens;  /* files: fuse_metrics_register_file; NULL-safe */
-	size_t audit_id;          /* files, with an audit */
 	uint64_t hash;            /* of (parent, name), for the children table */
 	struct fs_node *hnext;    /* children table chain */
 	uint64_t publish_mark;    /* dirs: the last publish that changed them */
-	size_t id;                /* files: the index in fs_fuse.files */
-	bool removed;             /* files: undeclared by a reload (fs_remove_file) */
 	size_t nlive;             /* dirs: declared files below; none: hidden */
+	/* The last path segment, in the node's block (one allocation a node;
+	 * members ordered for size: 10 000 files); the full name is made by
+	 * node_path. */
+	char name[];
 };
 
 /* Opens of replaced versions remembered at once (fs_fuse.stale). */
@@ -317,11 +321,12 @@ static int child_table_grow(struct fs_fuse *fs)
 static struct fs_node *node_new(struct fs_fuse *fs, struct fs_node *parent,
                                 const char *name, size_t len, bool is_dir)
 {
-	struct fs_node *n = calloc(1, sizeof *n);
+	struct fs_node *n = calloc(1, sizeof *n + len + 1);
 	struct fs_node **grown;
 
-	if (!n || !(n->name = strndup(name, len)))
+	if (!n)
 		goto fail;
+	memcpy(n->name, name, len);
 	n->parent = parent;
 	n->is_dir = is_dir;
 	if (is_dir) {
@@ -347,11 +352,8 @@ static struct fs_node *node_new(struct fs_fuse *fs, struct fs_node *parent,
 	}
 	return n;
 fail:
-	if (n) {
-		if (n->current)
-			inode_unlink_free(fs, n->current);
-		free(n->name);
-	}
+	if (n && n->current)
+		inode_unlink_free(fs, n->current);
 	free(n);
 	return NULL;
 }
@@ -378,7 +380,6 @@ static void node_free(struct fs_fuse *fs, struct fs_node *n)
 	for (size_t i = 0; i < n->nchildren; i++)
 		node_free(fs, n->children[i]);
 	free(n->children);
-	free(n->name);
 	free(n);
 }
 
@@ -514,6 +515,7 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
                            gid_t gid, size_t *id, struct dir_change *chg)
 {
 	struct fs_node *dir = fs->root, *n, **grown;
+	size_t audit_id;
 	const char *seg = name, *slash;
 
 	if (name_walk(fs, name, &n) < 0 || (n && !n->removed))
@@ -546,9 +548,12 @@ static int add_file_locked(struct fs_fuse *fs, const char *name, mode_t mode, ui
 	n->uid = uid;
 	n->gid = gid;
 	n->opens = fuse_metrics_register_file(fs->opt.stats, name);
-	if (fs->opt.audit && audit_add_file(fs->opt.audit, name, &n->audit_id) < 0)
-		return SFS_ENOMEM;
-	n->id = fs->nfiles;
+	if (fs->opt.audit) {
+		if (audit_add_file(fs->opt.audit, name, &audit_id) < 0)
+			return SFS_ENOMEM;
+		n->audit_id = (uint32_t)audit_id;
+	}
+	n->id = (uint32_t)fs->nfiles;
 	*id = fs->nfiles;
 	fs->files[fs->nfiles++] = n;
 	count_live(fs, n, 1, chg);

@@ -62,19 +62,22 @@ struct config_onchange {
 };
 
 struct config_secret {
+	/* name, backend, path and field are in one block (config.c's
+	 * pack_strings), the name first, when packed. */
 	char *name;    /* file path inside the mount, validated */
 	char *backend; /* name of an entry in backends */
 	char *path;    /* backend-specific secret path */
 	char *field;   /* NULL = whole value */
 	enum render_format format;
-	char *template_text;
-	char *template_file; /* consul-template: the file it was read from, or NULL */
-	bool decode_base64;
-	uint64_t refresh_ms; /* 0: the backend's default */
-	bool has_mode, has_uid, has_gid;
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
+	bool decode_base64;
+	bool has_mode, has_uid, has_gid;
+	bool packed;
+	char *template_text;
+	char *template_file; /* consul-template: the file it was read from, or NULL */
+	uint64_t refresh_ms; /* 0: the backend's default */
 	struct config_onchange *on_change; /* NULL when absent */
 	json_t *extra; /* object of backend-specific keys (version, method, ...) */
 

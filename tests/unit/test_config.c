@@ -121,6 +121,11 @@ TEST(test_full_config_round_trips_every_field)
 	CHECK_STR_EQ(s->backend, "fake");
 	CHECK_STR_EQ(s->path, "database/creds/app");
 	CHECK_STR_EQ(s->field, "password");
+	/* One block, the name first (pack_strings). */
+	CHECK(s->packed);
+	CHECK(s->backend == s->name + strlen(s->name) + 1);
+	CHECK(s->path == s->backend + strlen(s->backend) + 1);
+	CHECK(s->field == s->path + strlen(s->path) + 1);
 	CHECK_EQ_INT(s->format, RENDER_RAW);
 	CHECK(s->decode_base64);
 	CHECK_EQ_INT(s->refresh_ms, 90 * 60 * 1000);
@@ -141,6 +146,7 @@ TEST(test_full_config_round_trips_every_field)
 	CHECK_STR_EQ(s->name, "db.env");
 	CHECK_EQ_INT(s->format, RENDER_ENV);
 	CHECK(s->field == NULL);
+	CHECK(s->packed && s->path == s->backend + strlen(s->backend) + 1);
 	CHECK(!s->has_mode && !s->has_uid && !s->has_gid);
 	CHECK_EQ_INT(s->refresh_ms, 0);
 	CHECK(s->on_change && s->on_change->argv);
