@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -334,6 +335,10 @@ static void monitor_main(const struct config *cfg, int sock)
 		_exit(1);
 	close_range(4, ~0U, 0);
 	prctl(PR_SET_NAME, "secretfs-mon", 0, 0, 0);
+	/* The daemon's heap at the fork is ours copy-on-write: what it will
+	 * free and reuse (the parsed config document) would stay here, private
+	 * dirty pages, megabytes with 10 000 files. Give the free ones back. */
+	malloc_trim(0);
 	wipe_environment();
 	harden_monitor(cfg->mount.type == MOUNT_FUSE);
 	while (buf) {
