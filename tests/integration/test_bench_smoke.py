@@ -39,7 +39,9 @@ def test_soak_quick_reads_only_whole_versions_and_survives_kill_9(tmp_path):
     assert all(n > 0 for n in res["rotations_seen"].values()), res
     assert len(res["rotations_seen"]) == 8, res
     assert res["db_leases_revoked"] > 0 and res["on_change_firings"] > 0, res
-    assert set(res["kill_reader_errors"]) <= {"ENOTCONN", "ECONNABORTED", "EIO"}, res
+    # In flight: the connection is gone; a new open after the monitor's
+    # unmount: the bare mount point has no such file.
+    assert set(res["kill_reader_errors"]) <= {"ENOTCONN", "ECONNABORTED", "EIO", "ENOENT"}, res
     assert sum(res["kill_reader_errors"].values()) == 8, res
     assert res["restart_recovered"], res
     assert r.returncode == 0, r.stdout + r.stderr

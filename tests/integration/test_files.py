@@ -143,7 +143,9 @@ def test_secret_never_fetched_is_absent_until_it_appears(sandbox):
     sandbox.write_data({"present": "here", "later": value})
     wait_until(lambda: d.read("later/token") == value, what="later/token to appear")
     assert os.stat(d.path("later/token")).st_size == len(value)
-    assert "token" in os.listdir(d.path("later"))
+    # The directory's cached listing is invalidated right after the file
+    # became visible by name (microseconds later, another thread): polled.
+    wait_until(lambda: "token" in os.listdir(d.path("later")), what="token in the listing")
     assert d.read("present") == "here"
 
 
