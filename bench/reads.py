@@ -95,13 +95,26 @@ def scrape(url):
     return counts
 
 
+def settled_scrape(url, tries=100):
+    """The counts once two scrapes 10 ms apart agree: a request is counted
+    after its reply, and close does not wait for the RELEASE it sends."""
+    last = scrape(url)
+    for _ in range(tries):
+        time.sleep(0.01)
+        now = scrape(url)
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def requests_per(url, fn, n):
     """FUSE requests by operation per call of fn (n calls, after a warm one)."""
     fn()
-    before = scrape(url)
+    before = settled_scrape(url)
     for _ in range(n):
         fn()
-    after = scrape(url)
+    after = settled_scrape(url)
     return {op: (after.get(op, 0) - before.get(op, 0)) / n for op in after
             if after.get(op, 0) != before.get(op, 0)}
 
