@@ -600,7 +600,8 @@ struct check {
  * by its directory's real path. */
 static bool real_name(const char *name, const char *config_dir, char *buf)
 {
-	char abs[PATH_MAX], dir[PATH_MAX], *slash;
+	char abs[PATH_MAX], dir[PATH_MAX], real[PATH_MAX], *slash;
+	int n;
 
 	if (!absolute_name(name, config_dir, abs))
 		return false;
@@ -609,14 +610,12 @@ static bool real_name(const char *name, const char *config_dir, char *buf)
 	memcpy(dir, abs, sizeof dir);
 	slash = strrchr(dir, '/');
 	*slash = '\0';
-	if (!realpath(dir[0] ? dir : "/", buf) ||
-	    strlen(buf) + strlen(slash + 1) + 2 > PATH_MAX) {
+	n = realpath(dir[0] ? dir : "/", real)
+	        ? snprintf(buf, PATH_MAX, "%s/%s", strcmp(real, "/") ? real : "",
+	                   slash + 1)
+	        : -1;
+	if (n < 0 || n >= PATH_MAX)
 		memcpy(buf, abs, PATH_MAX);
-		return true;
-	}
-	if (strcmp(buf, "/") != 0)
-		strcat(buf, "/");
-	strcat(buf, slash + 1);
 	return true;
 }
 

@@ -722,7 +722,8 @@ TEST(test_format_table_says_which_keys_a_format_needs_or_refuses)
 	char buf[128];
 	enum render_format f;
 
-	CHECK_STR_EQ(render_format_names(buf, sizeof buf), "raw, json, env, template, consul-template");
+	CHECK_STR_EQ(render_format_names(buf, sizeof buf),
+	             "raw, json, env, template, consul-template");
 	CHECK_EQ_INT(render_format_parse("template", &f), 0);
 	CHECK_STR_EQ(render_format_name(f), "template");
 	CHECK_EQ_INT(render_format_parse("yaml", &f), SFS_EINVAL);
