@@ -24,6 +24,20 @@ def drop_page_cache():
         f.write("1")
 
 
+def with_readers(readers, stop, churn):
+    """Runs the reader threads while churn() publishes, then stops them;
+    asserts none is stuck."""
+    for t in readers:
+        t.start()
+    try:
+        churn()
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(TIMEOUT)
+    assert not any(t.is_alive() for t in readers), "a reader is stuck"
+
+
 def test_open_handle_keeps_reading_old_version_while_new_opens_see_new(sandbox):
     # Several pages, and different lengths, so that page-cache and st_size
     # mix-ups between versions show; and the page cache dropped on the way.
@@ -111,10 +125,7 @@ def test_readers_during_rapid_rotation_always_get_one_whole_version(sandbox):
             if text not in valid:
                 bad.append(text[:12] + f"... ({len(text)} bytes)")
 
-    threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    def churn():
         for i in range(1, 26):                 # a churn of edits, ~40 ms apart
             v = f"v{i:03d}:" + rand_token(9000 + 311 * i)
             written.append(v)
@@ -122,11 +133,8 @@ def test_readers_during_rapid_rotation_always_get_one_whole_version(sandbox):
             sandbox.write_data({"s": v})
             time.sleep(0.04)
         wait_until(lambda: read_text(p) == written[-1], what="the last version")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a reader is stuck"
+
+    with_readers([threading.Thread(target=reader, daemon=True) for _ in range(3)], stop, churn)
     assert not bad, f"torn or unknown contents read: {bad[:5]}"
     assert reads[0] > 20
 
@@ -162,19 +170,13 @@ def test_fstat_of_an_open_during_rotation_agrees_with_what_it_reads(sandbox):
                 if len(content) != size:
                     bad.append(f"{os.path.basename(p)}: read {len(content)}, st_size {size}")
 
-    threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    def churn():
         for i in range(2, 160, 2):             # ~80 publishes, ~25 ms apart
             sandbox.write_data({"a": value(i), "b": value(i + 1)})
             time.sleep(0.025)
         wait_until(lambda: read_text(paths[0]) == value(158), what="the last version")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a reader is stuck"
+
+    with_readers([threading.Thread(target=reader, daemon=True) for _ in range(3)], stop, churn)
     assert not bad, f"{len(bad)} reads disagreeing with fstat or failed: {bad[:5]}"
     assert reads[0] > 100
 
@@ -248,10 +250,7 @@ def test_many_threads_on_many_files_during_rotation_read_only_whole_versions(san
             if content.decode() not in valid[name]:
                 bad.append(f"{name}: {content[:16]!r}... ({len(content)} bytes)")
 
-    threads = [threading.Thread(target=reader, args=(k,), daemon=True) for k in range(8)]
-    for t in threads:
-        t.start()
-    try:
+    def churn():
         for r in range(1, 16):
             for i, n in enumerate(names):
                 v = f"{n}:v{r:03d}:" + rand_token(4000 + 131 * r + i)
@@ -262,11 +261,8 @@ def test_many_threads_on_many_files_during_rotation_read_only_whole_versions(san
             time.sleep(0.05)
         wait_until(lambda: all(read_text(d.path(n)) == versions[n][-1] for n in names),
                    what="the last versions")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a reader is stuck"
+
+    with_readers([threading.Thread(target=reader, args=(k,), daemon=True) for k in range(8)], stop, churn)
     assert not bad, f"torn, unknown or failed reads: {bad[:5]}"
     assert reads[0] > 50
 
